@@ -1,0 +1,469 @@
+//! One shard's CommitLog: an append-only sequence of fixed-size segments
+//! holding stored records back to back, written with O_DIRECT.
+//!
+//! # Write path and group commit
+//!
+//! [`CommitLog::reserve`] and [`CommitLog::write`] run synchronously on the
+//! shard (no await between them, so no other task interleaves): the record
+//! is placed at the write position and copied into the [`TailCache`]. The
+//! [`flusher`](CommitLog::run_flusher) task takes everything dirty at that
+//! moment — one record or ten thousand — writes the aligned blocks that
+//! cover it (the last, partial block padded and rewritten on the next
+//! flush), fdatasyncs the touched segments, advances `flushed`, and wakes
+//! every appender whose record ends at or below it. Appends that arrive
+//! during a flush form the next group. In ASYNC mode the flusher waits for
+//! a size or time trigger instead and appenders do not wait at all.
+//!
+//! Rewriting a partial block never endangers acknowledged bytes: the
+//! rewrite carries the same bytes for the acknowledged prefix, and a torn
+//! block write leaves each 512-byte sector old or new — identical there.
+//!
+//! # Invariants
+//! `min_offset <= cache.start <= flushed <= write_pos`; a record never spans
+//! two segments (a BLANK marker fills the rest of a segment that cannot
+//! hold the next record); segments are prepared before the flusher needs
+//! them, never on the append path.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+
+use super::config::{FlushMode, StoreConfig};
+use super::error::StoreError;
+use super::notify::Notify;
+use super::record::{encode_blank, BLANK_SIZE};
+use super::segment::{self, align_down, align_up, Segment, MAX_IO};
+use super::tail_cache::TailCache;
+
+/// How a durability wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    TimedOut,
+    Failed(String),
+}
+
+/// Why an append was refused before it was placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveError {
+    /// The record cannot fit in any segment.
+    TooLarge,
+    /// Unflushed data fills the tail cache: back off.
+    Busy,
+    /// The flusher failed; nothing more can be made durable.
+    Failed(String),
+}
+
+struct LogState {
+    write_pos: u64,
+    active_base: u64,
+    cache: TailCache,
+}
+
+pub struct CommitLog {
+    dir: PathBuf,
+    segment_size: u64,
+    pre_zero: bool,
+    mode: FlushMode,
+    async_flush_interval: Duration,
+    async_flush_bytes: u64,
+    state: RefCell<LogState>,
+    segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
+    /// Everything below is durable.
+    flushed: Cell<u64>,
+    /// First retained log offset (base of the oldest segment).
+    min_offset: Cell<u64>,
+    failed: RefCell<Option<String>>,
+    prepare_error: RefCell<Option<String>>,
+    shutting_down: Cell<bool>,
+    stop_preparer: Cell<bool>,
+    /// Appends wake the flusher.
+    dirty: Notify,
+    /// The flusher (and the timeout ticker) wake durability waiters.
+    durable: Notify,
+    /// A roll wakes the preparer; a prepared segment wakes the flusher.
+    rolled: Notify,
+    prepared: Notify,
+    /// Probe: flushes, synced bytes, fdatasync latencies.
+    pub probe: RefCell<FlushProbe>,
+}
+
+#[derive(Default)]
+pub struct FlushProbe {
+    pub flushes: u64,
+    pub bytes_written: u64,
+    pub sync_micros: Vec<u32>,
+}
+
+impl CommitLog {
+    /// Builds the log over recovered segments; `end` is the recovered write
+    /// position (everything below it durable and valid).
+    pub fn new(cfg: &StoreConfig, dir: PathBuf, segments: BTreeMap<u64, Rc<Segment>>, end: u64) -> CommitLog {
+        let size = cfg.segment_size;
+        let min = segments.keys().next().copied().unwrap_or(align_down_to(end, size));
+        // Chunks: a sixteenth of the cache, 64 KiB..=1 MiB, dividing segments.
+        let chunk = ((cfg.tail_cache_bytes as u64 / 16).clamp(64 << 10, 1 << 20) & !4095).min(size) as usize;
+        CommitLog {
+            dir,
+            segment_size: size,
+            pre_zero: cfg.segment_pre_zero,
+            mode: cfg.flush_mode,
+            async_flush_interval: cfg.async_flush_interval,
+            async_flush_bytes: cfg.async_flush_bytes as u64,
+            state: RefCell::new(LogState {
+                write_pos: end,
+                active_base: align_down_to(end, size),
+                cache: TailCache::new(cfg.tail_cache_bytes, chunk),
+            }),
+            segments: RefCell::new(segments),
+            flushed: Cell::new(end),
+            min_offset: Cell::new(min),
+            failed: RefCell::new(None),
+            prepare_error: RefCell::new(None),
+            shutting_down: Cell::new(false),
+            stop_preparer: Cell::new(false),
+            dirty: Notify::default(),
+            durable: Notify::default(),
+            rolled: Notify::default(),
+            prepared: Notify::default(),
+            probe: RefCell::new(FlushProbe::default()),
+        }
+    }
+
+    /// Puts the valid prefix of the last block (from recovery) into the tail
+    /// cache so that the first flush rewrites that block intact.
+    pub fn seed_tail(&self, end: u64, tail_block: &[u8]) {
+        if tail_block.is_empty() {
+            return;
+        }
+        let block = align_down(end);
+        debug_assert_eq!(block + tail_block.len() as u64, end);
+        self.state.borrow_mut().cache.append(block, tail_block, true);
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn write_pos(&self) -> u64 {
+        self.state.borrow().write_pos
+    }
+
+    pub fn flushed(&self) -> u64 {
+        self.flushed.get()
+    }
+
+    pub fn min_offset(&self) -> u64 {
+        self.min_offset.get()
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    pub fn cache_memory(&self) -> usize {
+        self.state.borrow().cache.memory()
+    }
+
+    /// Places `len` bytes: rolls to the next segment when needed and makes
+    /// room in the tail cache. Returns the log offset to write at. Must be
+    /// followed by [`write`](Self::write) before any await.
+    pub fn reserve(&self, len: usize) -> Result<u64, ReserveError> {
+        if let Some(f) = self.failed.borrow().as_ref() {
+            return Err(ReserveError::Failed(f.clone()));
+        }
+        let len64 = len as u64;
+        if len64 + BLANK_SIZE as u64 > self.segment_size {
+            return Err(ReserveError::TooLarge);
+        }
+        let mut st = self.state.borrow_mut();
+        let flushed = self.flushed.get();
+        let active_end = st.active_base + self.segment_size;
+        let roll = st.write_pos + len64 + BLANK_SIZE as u64 > active_end;
+        // The BLANK marker (on a roll) lands in the current chunk.
+        if !st.cache.make_room(BLANK_SIZE, flushed, false) || !st.cache.make_room(len, flushed, roll) {
+            drop(st);
+            self.dirty.notify_all(); // flush now: that is what frees room
+            return Err(ReserveError::Busy);
+        }
+        if roll {
+            let remaining = (active_end - st.write_pos) as u32;
+            let pos = st.write_pos;
+            st.cache.append(pos, &encode_blank(remaining), false);
+            st.active_base = active_end;
+            st.write_pos = active_end;
+            drop(st);
+            self.rolled.notify_all();
+            return Ok(active_end);
+        }
+        Ok(st.write_pos)
+    }
+
+    /// Copies encoded records into the tail at `pos` (from `reserve`).
+    pub fn write(&self, pos: u64, bytes: &[u8]) {
+        let mut st = self.state.borrow_mut();
+        debug_assert!(pos == st.write_pos, "write must follow reserve");
+        let new_segment = pos == st.active_base;
+        st.cache.append(pos, bytes, new_segment);
+        st.write_pos = pos + bytes.len() as u64;
+        let dirty = st.write_pos - self.flushed.get();
+        drop(st);
+        if self.mode == FlushMode::Sync || dirty >= self.async_flush_bytes {
+            self.dirty.notify_all();
+        }
+    }
+
+    /// Waits until everything below `end` is durable, the deadline passes,
+    /// or the flusher fails.
+    pub async fn wait_durable(&self, end: u64, deadline: Instant) -> Durability {
+        loop {
+            let seen = self.durable.generation();
+            if self.flushed.get() >= end {
+                return Durability::Durable;
+            }
+            if let Some(f) = self.failed.borrow().as_ref() {
+                return Durability::Failed(f.clone());
+            }
+            if Instant::now() >= deadline {
+                return Durability::TimedOut;
+            }
+            self.durable.changed_since(seen).await;
+        }
+    }
+
+    /// Reads `len` bytes at `pos` from the tail cache or the segment file.
+    pub async fn read(&self, pos: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        let mut out = vec![0u8; len];
+        if self.state.borrow().cache.read(pos, &mut out) {
+            return Ok(out);
+        }
+        let seg = self.segment_at(pos).ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.clone(),
+            what: format!("no segment holds log offset {pos}"),
+        })?;
+        let r = seg.read(pos, len).await?;
+        if r.len() < len {
+            return Err(StoreError::Corrupt {
+                path: seg.path.clone(),
+                what: format!("short read at {pos}"),
+            });
+        }
+        out.copy_from_slice(&r[..len]);
+        Ok(out)
+    }
+
+    /// Copies from the tail cache only; false if not cached.
+    pub fn read_cached(&self, pos: u64, out: &mut [u8]) -> bool {
+        self.state.borrow().cache.read(pos, out)
+    }
+
+    pub fn segment_at(&self, pos: u64) -> Option<Rc<Segment>> {
+        let segs = self.segments.borrow();
+        let (_, s) = segs.range(..=pos).next_back()?;
+        (pos < s.end()).then(|| s.clone())
+    }
+
+    /// Bases of all segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.segments.borrow().keys().copied().collect()
+    }
+
+    pub fn active_base(&self) -> u64 {
+        self.state.borrow().active_base
+    }
+
+    /// Removes the oldest segment (retention). Refuses the active segment
+    /// and anything not yet flushed.
+    pub async fn delete_oldest(&self) -> Result<Option<u64>, StoreError> {
+        let (base, seg) = {
+            let segs = self.segments.borrow();
+            let Some((&base, seg)) = segs.iter().next() else {
+                return Ok(None);
+            };
+            (base, seg.clone())
+        };
+        if base + self.segment_size > self.flushed.get() || base >= self.active_base() {
+            return Ok(None);
+        }
+        self.segments.borrow_mut().remove(&base);
+        self.min_offset.set(base + self.segment_size);
+        std::fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+        segment::sync_dir(&self.dir).await?;
+        Ok(Some(base))
+    }
+
+    /// Stops the flusher after it has flushed everything written so far.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        self.dirty.notify_all();
+    }
+
+    /// Stops the preparer; call after the flusher has finished.
+    pub fn stop_preparer(&self) {
+        self.stop_preparer.set(true);
+        self.rolled.notify_all();
+    }
+
+    /// Keeps the segment after the active one prepared. Runs until shutdown.
+    pub async fn run_preparer(self: Rc<Self>) {
+        let mut backoff = Duration::from_millis(10);
+        while !self.stop_preparer.get() {
+            let seen = self.rolled.generation();
+            // Every segment from the flushed position to one past the active
+            // one: appends may have rolled over several small segments
+            // before this task got to run.
+            let active = self.active_base();
+            let first = align_down_to(self.flushed.get(), self.segment_size);
+            let mut wanted = (first..=active + self.segment_size).step_by(self.segment_size as usize);
+            let missing = wanted.find(|b| !self.segments.borrow().contains_key(b));
+            let Some(base) = missing else {
+                self.rolled.changed_since(seen).await;
+                continue;
+            };
+            match segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await {
+                Ok(seg) => {
+                    self.segments.borrow_mut().insert(base, Rc::new(seg));
+                    *self.prepare_error.borrow_mut() = None;
+                    backoff = Duration::from_millis(10);
+                    self.prepared.notify_all();
+                }
+                Err(e) => {
+                    log::error!("cannot prepare CommitLog segment {base}: {e}; retrying in {backoff:?}");
+                    *self.prepare_error.borrow_mut() = Some(e.to_string());
+                    glommio::timer::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Wakes durability waiters periodically so that they notice their
+    /// deadline even while a flush hangs.
+    pub async fn run_timeout_ticker(self: Rc<Self>, tick: Duration) {
+        while !self.shutting_down.get() {
+            glommio::timer::sleep(tick).await;
+            self.durable.notify_all();
+        }
+    }
+
+    /// The group-commit loop. Runs until shutdown, then flushes what is left.
+    pub async fn run_flusher(self: Rc<Self>) {
+        let mut last_flush = Instant::now();
+        loop {
+            let seen = self.dirty.generation();
+            let target = self.write_pos();
+            let dirty = target - self.flushed.get();
+            let stopping = self.shutting_down.get();
+            let due = match self.mode {
+                FlushMode::Sync => dirty > 0,
+                FlushMode::Async => {
+                    dirty >= self.async_flush_bytes || (dirty > 0 && last_flush.elapsed() >= self.async_flush_interval)
+                }
+            };
+            if due || (stopping && dirty > 0) {
+                if let Err(e) = self.flush_to(target).await {
+                    log::error!("CommitLog flush failed, refusing further appends: {e}");
+                    *self.failed.borrow_mut() = Some(e.to_string());
+                    self.durable.notify_all();
+                    return;
+                }
+                last_flush = Instant::now();
+                continue;
+            }
+            if stopping {
+                return;
+            }
+            match self.mode {
+                FlushMode::Sync => self.dirty.changed_since(seen).await,
+                FlushMode::Async => {
+                    let wait = self.async_flush_interval.saturating_sub(last_flush.elapsed());
+                    let wait = if dirty == 0 { self.async_flush_interval } else { wait };
+                    future::or(self.dirty.changed_since(seen), glommio::timer::sleep(wait)).await;
+                }
+            }
+        }
+    }
+
+    /// Writes and fdatasyncs `[flushed, target)`, then publishes it.
+    async fn flush_to(&self, target: u64) -> Result<(), StoreError> {
+        let from = self.flushed.get();
+        let mut pos = align_down(from);
+        let mut writes = Vec::new();
+        let mut touched: Vec<Rc<Segment>> = Vec::new();
+        let mut written = 0u64;
+        while pos < target {
+            let seg = self.wait_segment(pos).await?;
+            let data_end = if target <= seg.end() {
+                target
+            } else {
+                self.state
+                    .borrow()
+                    .cache
+                    .data_end_below(seg.end())
+                    .unwrap_or(seg.base)
+                    .max(pos)
+            };
+            let end = align_up(data_end).min(seg.end());
+            let st = self.state.borrow();
+            let mut p = pos;
+            while p < end {
+                let n = ((end - p) as usize).min(MAX_IO);
+                let mut buf = seg.file.alloc_dma_buffer(n);
+                st.cache.copy_for_flush(p, buf.as_bytes_mut());
+                writes.push((seg.clone(), p, buf));
+                written += n as u64;
+                p += n as u64;
+            }
+            drop(st);
+            touched.push(seg.clone());
+            pos = if target > seg.end() { seg.end() } else { target };
+        }
+        let results =
+            futures::future::join_all(writes.into_iter().map(|(s, p, b)| async move { s.write(p, b).await })).await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let t = Instant::now();
+        let syncs = futures::future::join_all(touched.iter().map(|s| s.sync())).await;
+        syncs.into_iter().collect::<Result<Vec<()>, _>>()?;
+        {
+            let mut probe = self.probe.borrow_mut();
+            probe.flushes += 1;
+            probe.bytes_written += written;
+            if probe.sync_micros.len() < 1 << 16 {
+                probe
+                    .sync_micros
+                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+        debug_assert!(target >= self.flushed.get());
+        self.flushed.set(target);
+        self.durable.notify_all();
+        Ok(())
+    }
+
+    async fn wait_segment(&self, pos: u64) -> Result<Rc<Segment>, StoreError> {
+        loop {
+            let seen = self.prepared.generation();
+            if let Some(s) = self.segment_at(pos) {
+                return Ok(s);
+            }
+            if self.stop_preparer.get() {
+                let why = self
+                    .prepare_error
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| "store stopped".into());
+                return Err(StoreError::Glommio(format!("no segment for log offset {pos}: {why}")));
+            }
+            self.rolled.notify_all();
+            self.prepared.changed_since(seen).await;
+        }
+    }
+}
+
+fn align_down_to(v: u64, size: u64) -> u64 {
+    v - v % size
+}

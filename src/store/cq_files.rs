@@ -1,0 +1,202 @@
+//! Consume-queue files: `consumequeue/<topic>/<queueId>/<20-digit byte
+//! offset>`, each holding `entries_per_file` 20-byte entries.
+//!
+//! Unlike the CommitLog these go through the page cache (glommio buffered
+//! files): they are a derived index, rebuilt from the CommitLog after a
+//! crash from the last checkpoint on, and their writes are 20-byte entries
+//! scattered over up to thousands of files — O_DIRECT would turn every
+//! write-behind into a 4 KiB read-modify-write per queue. Durability comes
+//! from the checkpoint protocol: files are fdatasynced (and new directory
+//! entries synced) before a checkpoint claims them.
+//!
+//! Open handles are kept in a small LRU so that 10 000 queues never hold
+//! 10 000 descriptors.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{BufferedFile, OpenOptions};
+
+use super::consume_queue::{CqEntry, CQ_ENTRY_SIZE};
+use super::error::StoreError;
+use super::position::{parse_segment_file_name, segment_file_name};
+
+const MAX_OPEN: usize = 256;
+
+pub struct CqFiles {
+    root: PathBuf,
+    entries_per_file: u64,
+    shard: u16,
+    open: RefCell<HashMap<PathBuf, (Rc<BufferedFile>, u64)>>,
+    tick: Cell<u64>,
+    /// Directories created since the last checkpoint (must be synced).
+    new_dirs: RefCell<Vec<PathBuf>>,
+}
+
+impl CqFiles {
+    pub fn new(root: PathBuf, entries_per_file: u64, shard: u16) -> CqFiles {
+        CqFiles {
+            root,
+            entries_per_file,
+            shard,
+            open: RefCell::new(HashMap::new()),
+            tick: Cell::new(0),
+            new_dirs: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn queue_dir(&self, topic: &str, queue_id: u32) -> PathBuf {
+        self.root.join(topic).join(queue_id.to_string())
+    }
+
+    fn file_path(&self, topic: &str, queue_id: u32, offset: u64) -> (PathBuf, u64) {
+        let file_no = offset / self.entries_per_file;
+        let first = file_no * self.entries_per_file;
+        let name = segment_file_name(first * CQ_ENTRY_SIZE as u64);
+        (self.queue_dir(topic, queue_id).join(name), first)
+    }
+
+    async fn handle(&self, path: &Path, create: bool) -> Result<Option<Rc<BufferedFile>>, StoreError> {
+        let t = self.tick.get() + 1;
+        self.tick.set(t);
+        if let Some((f, used)) = self.open.borrow_mut().get_mut(path) {
+            *used = t;
+            return Ok(Some(f.clone()));
+        }
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        if create {
+            if let Some(dir) = path.parent() {
+                if !dir.exists() {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+                    let mut nd = self.new_dirs.borrow_mut();
+                    nd.push(dir.to_path_buf());
+                    if let Some(p) = dir.parent() {
+                        nd.push(p.to_path_buf());
+                    }
+                    nd.push(self.root.clone());
+                }
+            }
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .buffered_open(path)
+            .await
+            .map_err(|e| StoreError::Glommio(format!("open {}: {e}", path.display())))?;
+        let f = Rc::new(f);
+        let mut open = self.open.borrow_mut();
+        if open.len() >= MAX_OPEN {
+            if let Some(old) = open.iter().min_by_key(|(_, (_, u))| *u).map(|(p, _)| p.clone()) {
+                open.remove(&old);
+            }
+        }
+        open.insert(path.to_path_buf(), (f.clone(), t));
+        Ok(Some(f))
+    }
+
+    /// Writes `entries` starting at queue offset `from`; returns the files
+    /// touched (to be synced before the next checkpoint).
+    pub async fn write(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        from: u64,
+        entries: &[CqEntry],
+    ) -> Result<Vec<Rc<BufferedFile>>, StoreError> {
+        let mut touched = Vec::new();
+        let mut off = from;
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let (path, first) = self.file_path(topic, queue_id, off);
+            let room = (first + self.entries_per_file - off) as usize;
+            let n = room.min(rest.len());
+            let mut buf = Vec::with_capacity(n * CQ_ENTRY_SIZE);
+            for e in &rest[..n] {
+                e.encode(self.shard, &mut buf);
+            }
+            let Some(f) = self.handle(&path, true).await? else {
+                return Err(StoreError::Corrupt {
+                    path,
+                    what: "could not create consume-queue file".into(),
+                });
+            };
+            let pos = (off - first) * CQ_ENTRY_SIZE as u64;
+            let len = buf.len();
+            let w = f
+                .write_at(buf, pos)
+                .await
+                .map_err(|e| StoreError::Glommio(format!("write {}: {e}", path.display())))?;
+            if w != len {
+                return Err(StoreError::Glommio(format!("short write on {}", path.display())));
+            }
+            touched.push(f);
+            rest = &rest[n..];
+            off += n as u64;
+        }
+        Ok(touched)
+    }
+
+    /// Reads up to `count` entries from queue offset `from`. Stops early at
+    /// a file end or an unwritten slot.
+    pub async fn read(&self, topic: &str, queue_id: u32, from: u64, count: usize) -> Result<Vec<CqEntry>, StoreError> {
+        let (path, first) = self.file_path(topic, queue_id, from);
+        let Some(f) = self.handle(&path, false).await? else {
+            return Err(StoreError::Corrupt {
+                path,
+                what: format!("consume-queue file for offset {from} is missing"),
+            });
+        };
+        let room = (first + self.entries_per_file - from) as usize;
+        let n = room.min(count);
+        let pos = (from - first) * CQ_ENTRY_SIZE as u64;
+        let r = f
+            .read_at(pos, n * CQ_ENTRY_SIZE)
+            .await
+            .map_err(|e| StoreError::Glommio(format!("read {}: {e}", path.display())))?;
+        let mut out = Vec::with_capacity(n);
+        for chunk in r.chunks_exact(CQ_ENTRY_SIZE) {
+            match CqEntry::decode(chunk) {
+                Some(e) => out.push(e),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Syncs the directories created since the last call.
+    pub async fn sync_new_dirs(&self) -> Result<(), StoreError> {
+        let mut dirs = std::mem::take(&mut *self.new_dirs.borrow_mut());
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            super::segment::sync_dir(&d).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the queue's files that hold only offsets below `min`.
+    pub fn delete_below(&self, topic: &str, queue_id: u32, min: u64) -> Result<usize, StoreError> {
+        let dir = self.queue_dir(topic, queue_id);
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let mut n = 0;
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(start) = name.to_str().and_then(parse_segment_file_name) else {
+                continue;
+            };
+            let first = start / CQ_ENTRY_SIZE as u64;
+            if first + self.entries_per_file <= min {
+                let p = ent.path();
+                self.open.borrow_mut().remove(&p);
+                std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,629 @@
+//! The store of one shard: its CommitLog, its consume queues and the
+//! background tasks that keep them (flusher, segment preparer, write-behind
+//! and checkpoint, retention). Everything here runs on the shard's own
+//! executor; `MessageStore` is `!Send` by design.
+//!
+//! Readers only see records that can no longer be lost: in SYNC_FLUSH mode
+//! an entry becomes visible once its record is durable, so a consumer never
+//! reads a message that a crash could take back (in ASYNC_FLUSH mode
+//! entries are visible at once, as in RocketMQ).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use glommio::task::JoinHandle;
+
+use super::checkpoint::{Checkpoint, QueueMark};
+use super::commit_log::{CommitLog, Durability, ReserveError};
+use super::config::{FlushMode, StoreConfig};
+use super::consume_queue::{ConsumeQueue, CqEntry};
+use super::cq_files::CqFiles;
+use super::error::StoreError;
+use super::position::{LogOffset, PhysicalOffset};
+use super::reader::{self, GetResult, TagFilter};
+use super::record::{encode_record, MessageInput, RecordView, StoreStamp};
+use super::recovery::{self, RecoveryReport};
+use super::retention::{self, DiskUsage};
+
+/// Outcome of a put (RocketMQ's `PutMessageStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutStatus {
+    Ok,
+    /// Stored, but not durable within `syncFlushTimeout`.
+    FlushDiskTimeout,
+    /// Refused: record larger than a segment / the limit, or malformed.
+    MessageIllegal(String),
+    /// Refused: disk above `diskMaxUsedSpaceRatio`, or shutting down.
+    ServiceNotAvailable(String),
+    /// Refused: the tail cache is full of unflushed data (back-pressure).
+    Busy,
+    /// Stored in memory, but the flush failed: nothing is promised.
+    FlushFailed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    pub status: PutStatus,
+    /// Queue offset of the first message (and consecutive for a batch).
+    pub queue_offset: u64,
+    /// Physical offset of each stored record.
+    pub positions: Vec<PhysicalOffset>,
+    pub store_timestamp: i64,
+}
+
+impl PutResult {
+    fn refused(status: PutStatus) -> PutResult {
+        PutResult {
+            status,
+            queue_offset: 0,
+            positions: Vec::new(),
+            store_timestamp: 0,
+        }
+    }
+}
+
+/// `LOWER`: first offset stored at or after the time; `UPPER`: last offset
+/// stored at or before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    Lower,
+    Upper,
+}
+
+#[derive(Default)]
+pub(super) struct QueueTable {
+    index: HashMap<Rc<str>, HashMap<u32, usize>>,
+    pub(super) queues: Vec<ConsumeQueue>,
+}
+
+impl QueueTable {
+    pub(super) fn find(&self, topic: &str, queue_id: u32) -> Option<usize> {
+        self.index.get(topic)?.get(&queue_id).copied()
+    }
+
+    pub(super) fn get_or_create(&mut self, topic: &str, queue_id: u32, first_offset: u64) -> usize {
+        if let Some(i) = self.find(topic, queue_id) {
+            return i;
+        }
+        let name: Rc<str> = match self.index.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => Rc::from(topic),
+        };
+        let i = self.queues.len();
+        self.queues
+            .push(ConsumeQueue::new(name.clone(), queue_id, first_offset, first_offset));
+        self.index.entry(name).or_default().insert(queue_id, i);
+        i
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) cfg: StoreConfig,
+    pub(super) log: Rc<CommitLog>,
+    pub(super) queues: RefCell<QueueTable>,
+    pub(super) cq_files: CqFiles,
+    pub(super) disk_full: Cell<bool>,
+    pub(super) disk: RefCell<Box<dyn DiskUsage>>,
+    scratch: RefCell<Vec<u8>>,
+    stopping: Cell<bool>,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+    last_checkpoint: RefCell<Option<(u64, u64, usize)>>,
+}
+
+#[derive(Clone)]
+pub struct MessageStore {
+    pub(super) inner: Rc<Inner>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the store in `cfg.dir`, recovers it, and
+    /// starts its background tasks on the current executor.
+    pub async fn open(cfg: StoreConfig) -> Result<(MessageStore, RecoveryReport), StoreError> {
+        cfg.validate()?;
+        let log_dir = cfg.dir.join("commitlog");
+        let cq_dir = cfg.dir.join("consumequeue");
+        for d in [&cfg.dir, &log_dir, &cq_dir] {
+            std::fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
+        }
+        crate::runtime::prime_dma_probe(&cfg.dir)
+            .await
+            .map_err(|e| StoreError::io(&cfg.dir, e))?;
+        let mut problems = Vec::new();
+        let ckpt = match Checkpoint::load(&cfg.dir) {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                log::error!("{e}; rebuilding every consume queue from the CommitLog");
+                problems.push(e.to_string());
+                Checkpoint::default()
+            }
+        };
+        let mut table = QueueTable::default();
+        for m in &ckpt.queues {
+            let i = table.get_or_create(&m.topic, m.queue_id, m.max_offset);
+            table.queues[i].min_offset = m.min_offset.min(m.max_offset);
+        }
+        let shard = cfg.shard_id;
+        let rebuilding = ckpt.queues.is_empty();
+        let recovered = recovery::recover(&log_dir, shard, cfg.segment_size, ckpt.log_pos, |v, pos| {
+            dispatch_recovered(&mut table, v, pos, rebuilding)
+        })
+        .await?;
+        let mut report = recovered.report;
+        report.problems.extend(problems);
+        let end = recovered.end;
+        let log = CommitLog::new(&cfg, log_dir, recovered.segments, end);
+        log.seed_tail(end, &recovered.tail_block);
+        let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard);
+        let inner = Rc::new(Inner {
+            log: Rc::new(log),
+            queues: RefCell::new(table),
+            cq_files,
+            disk_full: Cell::new(false),
+            disk: RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))),
+            scratch: RefCell::new(Vec::with_capacity(64 * 1024)),
+            stopping: Cell::new(false),
+            tasks: RefCell::new(Vec::new()),
+            last_checkpoint: RefCell::new(None),
+            cfg,
+        });
+        let store = MessageStore { inner };
+        store.start_tasks();
+        log::info!(
+            "shard {} store open at {}: log [{}, {}), {} queues, {} records re-dispatched",
+            shard,
+            store.inner.cfg.dir.display(),
+            store.inner.log.min_offset(),
+            end,
+            store.queue_count(),
+            report.records
+        );
+        Ok((store, report))
+    }
+
+    fn start_tasks(&self) {
+        use glommio::{Latency, Shares};
+        let bg = glommio::executor().create_task_queue(Shares::Static(100), Latency::NotImportant, "store-background");
+        let log = self.inner.log.clone();
+        let mut tasks = self.inner.tasks.borrow_mut();
+        tasks.push(glommio::spawn_local(log.clone().run_flusher()).detach());
+        tasks.push(glommio::spawn_local(log.clone().run_timeout_ticker(Duration::from_millis(50))).detach());
+        let spawn_bg = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+            glommio::spawn_local_into(f, bg)
+                .map(|t| t.detach())
+                .unwrap_or_else(|_| glommio::spawn_local(async {}).detach())
+        };
+        tasks.push(spawn_bg(Box::pin(log.run_preparer())));
+        let me = self.clone();
+        tasks.push(spawn_bg(Box::pin(async move { me.run_checkpointer().await })));
+        let me = self.clone();
+        tasks.push(spawn_bg(Box::pin(async move { retention::run(me).await })));
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    pub fn shard(&self) -> u16 {
+        self.inner.cfg.shard_id
+    }
+
+    pub(super) fn log(&self) -> &Rc<CommitLog> {
+        &self.inner.log
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.inner.stopping.get()
+    }
+
+    /// Replaces the disk-usage probe (tests inject a full disk).
+    pub fn set_disk_usage_probe(&self, probe: Box<dyn DiskUsage>) {
+        *self.inner.disk.borrow_mut() = probe;
+    }
+
+    pub fn is_disk_full(&self) -> bool {
+        self.inner.disk_full.get()
+    }
+
+    /// Appends one message.
+    pub async fn put(&self, msg: MessageInput) -> PutResult {
+        self.put_batch(std::slice::from_ref(&msg), true).await
+    }
+
+    /// Appends messages of one queue contiguously (a batch) with
+    /// consecutive queue offsets. With `wait` false (property WAIT=false)
+    /// the reply does not wait for the flush even in SYNC mode.
+    pub async fn put_batch(&self, msgs: &[MessageInput], wait: bool) -> PutResult {
+        let (end, result) = match self.place(msgs) {
+            Ok(v) => v,
+            Err(refused) => return PutResult::refused(refused),
+        };
+        if self.inner.cfg.flush_mode == FlushMode::Async || !wait {
+            return result;
+        }
+        let deadline = Instant::now() + self.inner.cfg.sync_flush_timeout;
+        let status = match self.inner.log.wait_durable(end, deadline).await {
+            Durability::Durable => PutStatus::Ok,
+            Durability::TimedOut => PutStatus::FlushDiskTimeout,
+            Durability::Failed(e) => PutStatus::FlushFailed(e),
+        };
+        PutResult { status, ..result }
+    }
+
+    /// The synchronous part of a put: validate, place, encode, index.
+    fn place(&self, msgs: &[MessageInput]) -> Result<(u64, PutResult), PutStatus> {
+        let inner = &*self.inner;
+        if inner.stopping.get() {
+            return Err(PutStatus::ServiceNotAvailable("store is shutting down".into()));
+        }
+        if inner.disk_full.get() {
+            return Err(PutStatus::ServiceNotAvailable(format!(
+                "disk usage above diskMaxUsedSpaceRatio {}%; writes resume after cleaning",
+                inner.cfg.disk_max_used_ratio
+            )));
+        }
+        let host = inner.cfg.store_host;
+        let mut total = 0usize;
+        for m in msgs {
+            m.validate().map_err(|e| PutStatus::MessageIllegal(e.to_string()))?;
+            let size = m.record_size(&host);
+            if size > inner.cfg.max_record_size {
+                return Err(PutStatus::MessageIllegal(format!(
+                    "record of {size} bytes exceeds the limit of {}",
+                    inner.cfg.max_record_size
+                )));
+            }
+            total += size;
+        }
+        if msgs.is_empty() {
+            return Err(PutStatus::MessageIllegal("empty batch".into()));
+        }
+        let pos = inner.log.reserve(total).map_err(|e| match e {
+            ReserveError::TooLarge => {
+                PutStatus::MessageIllegal(format!("batch of {total} bytes does not fit a segment"))
+            }
+            ReserveError::Busy => PutStatus::Busy,
+            ReserveError::Failed(f) => PutStatus::FlushFailed(f),
+        })?;
+        let now = now_ms();
+        let shard = inner.cfg.shard_id;
+        let mut scratch = inner.scratch.borrow_mut();
+        scratch.clear();
+        let mut queues = inner.queues.borrow_mut();
+        let mut positions = Vec::with_capacity(msgs.len());
+        let mut first_offset = None;
+        for m in msgs {
+            let rec_pos = pos + scratch.len() as u64;
+            let size = m.record_size(&host) as u32;
+            let indexed = !is_prepared_or_rollback(m.sys_flag);
+            let queue_offset = if indexed {
+                let qi = queues.get_or_create(&m.topic, m.queue_id, 0);
+                queues.queues[qi].push(CqEntry {
+                    pos: rec_pos,
+                    size,
+                    tags_code: m.tags_code,
+                })
+            } else {
+                0
+            };
+            first_offset.get_or_insert(queue_offset);
+            let phys = PhysicalOffset::new(shard, LogOffset(rec_pos));
+            let stamp = StoreStamp {
+                queue_offset,
+                physical_offset: phys,
+                store_timestamp: now,
+            };
+            encode_record(m, &stamp, &host, &mut scratch);
+            positions.push(phys);
+        }
+        drop(queues);
+        inner.log.write(pos, &scratch);
+        let end = pos + scratch.len() as u64;
+        if scratch.capacity() > 1 << 20 {
+            *scratch = Vec::with_capacity(64 * 1024);
+        }
+        let result = PutResult {
+            status: PutStatus::Ok,
+            queue_offset: first_offset.unwrap_or(0),
+            positions,
+            store_timestamp: now,
+        };
+        Ok((end, result))
+    }
+
+    /// Offsets visible to readers: `(min, max)`; `None` for an unknown queue.
+    pub fn offsets(&self, topic: &str, queue_id: u32) -> Option<(u64, u64)> {
+        let queues = self.inner.queues.borrow();
+        let q = &queues.queues[queues.find(topic, queue_id)?];
+        let max = self.visible_max(q);
+        Some((q.min_offset.min(max), max))
+    }
+
+    pub(super) fn visible_max(&self, q: &ConsumeQueue) -> u64 {
+        match self.inner.cfg.flush_mode {
+            FlushMode::Sync => q.visible_max(self.inner.log.flushed()),
+            FlushMode::Async => q.max_offset,
+        }
+    }
+
+    pub fn max_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.offsets(topic, queue_id).map_or(0, |o| o.1)
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.offsets(topic, queue_id).map_or(0, |o| o.0)
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.inner.queues.borrow().queues.len()
+    }
+
+    /// Reads up to `max_msgs` records from `offset` (RocketMQ's getMessage).
+    pub async fn get_messages(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_msgs: usize,
+        max_bytes: usize,
+        filter: &TagFilter,
+    ) -> Result<GetResult, StoreError> {
+        reader::get_messages(self, topic, queue_id, offset, max_msgs, max_bytes, filter).await
+    }
+
+    /// The consume-queue entry at `offset` (memory or file).
+    pub(super) async fn entry(&self, topic: &str, queue_id: u32, offset: u64) -> Result<Option<CqEntry>, StoreError> {
+        Ok(self.entries(topic, queue_id, offset, 1).await?.into_iter().next())
+    }
+
+    /// Up to `count` consecutive entries from `offset`, stopping at the
+    /// visible max.
+    pub(super) async fn entries(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<CqEntry>, StoreError> {
+        let (mem_base, visible) = {
+            let queues = self.inner.queues.borrow();
+            let Some(i) = queues.find(topic, queue_id) else {
+                return Ok(Vec::new());
+            };
+            let q = &queues.queues[i];
+            let visible = self.visible_max(q);
+            if offset >= visible || offset < q.min_offset {
+                return Ok(Vec::new());
+            }
+            let count = count.min((visible - offset) as usize);
+            if offset >= q.mem_base {
+                return Ok((offset..offset + count as u64).filter_map(|o| q.get(o)).collect());
+            }
+            (q.mem_base, visible)
+        };
+        let from_file = (mem_base - offset).min(count as u64) as usize;
+        let mut v = self.inner.cq_files.read(topic, queue_id, offset, from_file).await?;
+        if v.len() == from_file && v.len() < count {
+            let queues = self.inner.queues.borrow();
+            if let Some(i) = queues.find(topic, queue_id) {
+                let q = &queues.queues[i];
+                let next = offset + v.len() as u64;
+                let upto = (offset + count as u64).min(visible);
+                v.extend((next..upto).filter_map(|o| q.get(o)));
+            }
+        }
+        Ok(v)
+    }
+
+    /// The whole record stored at a physical offset (view by message id).
+    pub async fn read_record(&self, phys: PhysicalOffset) -> Result<Option<Vec<u8>>, StoreError> {
+        reader::read_record_at(self, phys).await
+    }
+
+    pub async fn search_offset_by_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        ts: i64,
+        b: Boundary,
+    ) -> Result<u64, StoreError> {
+        reader::search_offset_by_time(self, topic, queue_id, ts, b).await
+    }
+
+    /// Store time of the oldest retained message of the queue.
+    pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Result<Option<i64>, StoreError> {
+        let (min, _) = match self.offsets(topic, queue_id) {
+            Some(o) if o.0 < o.1 => o,
+            _ => return Ok(None),
+        };
+        reader::store_time_at(self, topic, queue_id, min).await
+    }
+
+    /// Everything durable so far (log offset); for tests and probes.
+    pub fn flushed_log_offset(&self) -> u64 {
+        self.inner.log.flushed()
+    }
+
+    pub fn log_min_offset(&self) -> u64 {
+        self.inner.log.min_offset()
+    }
+
+    /// Bytes of memory held: tail cache plus consume-queue tails.
+    pub fn memory_used(&self) -> usize {
+        let q: usize = self.inner.queues.borrow().queues.iter().map(|q| q.memory()).sum();
+        self.inner.log.cache_memory() + q
+    }
+
+    /// Writes consume-queue entries behind the CommitLog and records a
+    /// checkpoint once they are durable.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let durable = self.inner.log.flushed();
+        let keep = self.inner.cfg.cq_mem_entries;
+        let n = self.inner.queues.borrow().queues.len();
+        let mut touched = Vec::new();
+        for i in 0..n {
+            let (topic, qid, from, entries) = {
+                let queues = self.inner.queues.borrow();
+                let q = &queues.queues[i];
+                if q.written == q.max_offset {
+                    continue;
+                }
+                let (from, v) = q.unwritten_below(durable);
+                (q.topic.clone(), q.queue_id, from, v)
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            touched.extend(self.inner.cq_files.write(&topic, qid, from, &entries).await?);
+            let mut queues = self.inner.queues.borrow_mut();
+            queues.queues[i].mark_written(from + entries.len() as u64, keep);
+        }
+        let log_min = self.inner.log.min_offset();
+        let sig = (durable, log_min, n);
+        if touched.is_empty() && *self.inner.last_checkpoint.borrow() == Some(sig) {
+            return Ok(());
+        }
+        let syncs = futures::future::join_all(touched.iter().map(|f| f.fdatasync())).await;
+        for r in syncs {
+            r.map_err(|e| StoreError::Glommio(format!("fdatasync consume queue: {e}")))?;
+        }
+        self.inner.cq_files.sync_new_dirs().await?;
+        let ckpt = {
+            let queues = self.inner.queues.borrow();
+            Checkpoint {
+                log_pos: durable,
+                log_min,
+                queues: queues
+                    .queues
+                    .iter()
+                    .map(|q| QueueMark {
+                        topic: q.topic.to_string(),
+                        queue_id: q.queue_id,
+                        min_offset: q.min_offset.min(q.written),
+                        max_offset: q.written,
+                    })
+                    .collect(),
+            }
+        };
+        ckpt.store(&self.inner.cfg.dir).await?;
+        *self.inner.last_checkpoint.borrow_mut() = Some(sig);
+        Ok(())
+    }
+
+    async fn run_checkpointer(&self) {
+        while !self.inner.stopping.get() {
+            glommio::timer::sleep(self.inner.cfg.checkpoint_interval).await;
+            if self.inner.stopping.get() {
+                break;
+            }
+            if let Err(e) = self.checkpoint().await {
+                log::error!("shard {} checkpoint failed: {e}", self.shard());
+            }
+        }
+    }
+
+    /// Flushes everything, writes a final checkpoint and stops the tasks.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        self.inner.stopping.set(true);
+        self.inner.log.begin_shutdown();
+        let end = self.inner.log.write_pos();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let flushed = self.inner.log.wait_durable(end, deadline).await;
+        let res = self.checkpoint().await;
+        self.inner.log.stop_preparer();
+        let tasks = std::mem::take(&mut *self.inner.tasks.borrow_mut());
+        for t in tasks {
+            t.cancel();
+        }
+        match flushed {
+            Durability::Durable => res,
+            Durability::TimedOut => Err(StoreError::Glommio("final flush timed out".into())),
+            Durability::Failed(e) => Err(StoreError::Glommio(format!("final flush failed: {e}"))),
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.inner.cfg.dir.clone()
+    }
+}
+
+fn is_prepared_or_rollback(sys_flag: i32) -> bool {
+    matches!(sys_flag & 0xC, 0x4 | 0xC)
+}
+
+/// Re-dispatch of a recovered record: its queue offset must continue its
+/// queue exactly; anything else means the log and the checkpoint disagree.
+fn dispatch_recovered(
+    table: &mut QueueTable,
+    v: &RecordView<'_>,
+    pos: u64,
+    rebuilding: bool,
+) -> Result<(), &'static str> {
+    if is_prepared_or_rollback(v.sys_flag) {
+        return Ok(());
+    }
+    let Ok(topic) = std::str::from_utf8(v.topic) else {
+        return Err("topic is not UTF-8");
+    };
+    let qi = match table.find(topic, v.queue_id) {
+        Some(i) => i,
+        None if rebuilding || v.queue_offset == 0 => table.get_or_create(topic, v.queue_id, v.queue_offset),
+        None => return Err("record of a queue the checkpoint does not know, past offset 0"),
+    };
+    let q = &mut table.queues[qi];
+    if v.queue_offset != q.max_offset {
+        return Err("queue offset does not continue its queue");
+    }
+    let tags_code = tags_code_of(v.properties);
+    q.push(CqEntry {
+        pos,
+        size: v.total_size,
+        tags_code,
+    });
+    Ok(())
+}
+
+/// `javaStringHashCode(TAGS)` read back from stored properties.
+fn tags_code_of(props: &[u8]) -> i64 {
+    for pair in props.split(|&b| b == 2) {
+        if let Some(sep) = pair.iter().position(|&b| b == 1) {
+            if &pair[..sep] == b"TAGS" {
+                let Ok(tag) = std::str::from_utf8(&pair[sep + 1..]) else {
+                    return 0;
+                };
+                return java_string_hash(tag) as i64;
+            }
+        }
+    }
+    0
+}
+
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_vectors() {
+        assert_eq!(java_string_hash("TagA"), 2598919);
+        assert_eq!(java_string_hash("*"), 42);
+        assert_eq!(java_string_hash("订单"), 1129459);
+        assert_eq!(java_string_hash("😀"), 1772899);
+        assert_eq!(tags_code_of(b"KEYS\x01k\x02TAGS\x01TagA\x02"), 2598919);
+        assert_eq!(tags_code_of(b"KEYS\x01k\x02"), 0);
+    }
+}

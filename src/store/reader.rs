@@ -1,0 +1,248 @@
+//! The read side of a shard store: pulls by queue offset, records by
+//! physical offset, and searches by store time.
+
+use super::consume_queue::CqEntry;
+use super::error::StoreError;
+use super::message_store::{Boundary, MessageStore};
+use super::position::PhysicalOffset;
+use super::record::{check_record, store_timestamp_of, RecordCheck};
+
+/// Broker-side tag filter (message.md §10): all, or a set of tag hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagFilter {
+    All,
+    Codes(Vec<i32>),
+}
+
+impl TagFilter {
+    pub fn matches(&self, tags_code: i64) -> bool {
+        match self {
+            TagFilter::All => true,
+            TagFilter::Codes(c) => c.contains(&(tags_code as i32)),
+        }
+    }
+}
+
+/// RocketMQ's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    Found,
+    NoMatchedMessage,
+    NoMatchedLogicQueue,
+    NoMessageInQueue,
+    OffsetTooSmall,
+    OffsetOverflowOne,
+    OffsetOverflowBadly,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    pub status: GetStatus,
+    pub next_offset: u64,
+    pub min_offset: u64,
+    pub max_offset: u64,
+    /// Concatenated stored records, ready to be a pull response body.
+    pub body: Vec<u8>,
+    pub count: usize,
+    /// Queue offset of each returned record.
+    pub offsets: Vec<u64>,
+}
+
+/// Entries examined per call at most, matched or not (bounds the work a
+/// selective tag filter can cause).
+const MAX_EXAMINED: usize = 800;
+/// Bytes read from disk at once when records of a queue are close by.
+const READ_AHEAD: usize = 64 * 1024;
+
+pub(super) async fn get_messages(
+    store: &MessageStore,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+    max_msgs: usize,
+    max_bytes: usize,
+    filter: &TagFilter,
+) -> Result<GetResult, StoreError> {
+    let mut r = GetResult {
+        status: GetStatus::NoMatchedLogicQueue,
+        next_offset: 0,
+        min_offset: 0,
+        max_offset: 0,
+        body: Vec::new(),
+        count: 0,
+        offsets: Vec::new(),
+    };
+    let Some((min, max)) = store.offsets(topic, queue_id) else {
+        return Ok(r);
+    };
+    r.min_offset = min;
+    r.max_offset = max;
+    let (status, next) = if max == 0 {
+        (Some(GetStatus::NoMessageInQueue), 0)
+    } else if offset < min {
+        (Some(GetStatus::OffsetTooSmall), min)
+    } else if offset == max {
+        (Some(GetStatus::OffsetOverflowOne), offset)
+    } else if offset > max {
+        (Some(GetStatus::OffsetOverflowBadly), max)
+    } else {
+        (None, 0)
+    };
+    if let Some(s) = status {
+        r.status = s;
+        r.next_offset = next;
+        return Ok(r);
+    }
+    let max_msgs = max_msgs.max(1);
+    let examine = MAX_EXAMINED.max(max_msgs).min((max - offset) as usize);
+    let entries = store.entries(topic, queue_id, offset, examine).await?;
+    let mut next = offset;
+    let mut disk = DiskWindow::default();
+    for e in entries {
+        if r.count >= max_msgs || (r.count > 0 && r.body.len() + e.size as usize > max_bytes) {
+            break;
+        }
+        next += 1;
+        if !filter.matches(e.tags_code) {
+            continue;
+        }
+        let start = r.body.len();
+        r.body.resize(start + e.size as usize, 0);
+        read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
+        verify_entry(store, &e, &r.body[start..])?;
+        r.offsets.push(next - 1);
+        r.count += 1;
+    }
+    r.next_offset = next;
+    r.status = if r.count > 0 {
+        GetStatus::Found
+    } else {
+        GetStatus::NoMatchedMessage
+    };
+    Ok(r)
+}
+
+/// The last disk read, reused while the next records fall inside it.
+#[derive(Default)]
+struct DiskWindow {
+    start: u64,
+    data: Vec<u8>,
+}
+
+async fn read_into(store: &MessageStore, e: &CqEntry, win: &mut DiskWindow, out: &mut [u8]) -> Result<(), StoreError> {
+    let log = store.log();
+    if log.read_cached(e.pos, out) {
+        return Ok(());
+    }
+    let inside = e.pos >= win.start && e.end() <= win.start + win.data.len() as u64;
+    if !inside {
+        let seg = log.segment_at(e.pos).ok_or_else(|| StoreError::Corrupt {
+            path: log.dir().to_path_buf(),
+            what: format!("no segment holds log offset {} (retention raced a read?)", e.pos),
+        })?;
+        let want = (e.size as usize).max(READ_AHEAD);
+        let data = seg.read(e.pos, want).await?;
+        if data.len() < e.size as usize {
+            return Err(StoreError::Corrupt {
+                path: seg.path.clone(),
+                what: format!("short read at {}", e.pos),
+            });
+        }
+        win.start = e.pos;
+        win.data.clear();
+        win.data.extend_from_slice(&data);
+    }
+    let off = (e.pos - win.start) as usize;
+    out.copy_from_slice(&win.data[off..off + out.len()]);
+    Ok(())
+}
+
+/// What the consume queue says must match what the log holds.
+fn verify_entry(store: &MessageStore, e: &CqEntry, rec: &[u8]) -> Result<(), StoreError> {
+    let phys = PhysicalOffset::new(store.shard(), super::position::LogOffset(e.pos)).0;
+    match check_record(rec, Some(phys), false) {
+        RecordCheck::Record(v) if v.total_size == e.size => Ok(()),
+        other => Err(StoreError::Corrupt {
+            path: store.log().dir().to_path_buf(),
+            what: format!(
+                "consume-queue entry at log offset {} does not point at a record: {other:?}",
+                e.pos
+            ),
+        }),
+    }
+}
+
+pub(super) async fn read_record_at(store: &MessageStore, phys: PhysicalOffset) -> Result<Option<Vec<u8>>, StoreError> {
+    if phys.shard() != store.shard() {
+        return Ok(None);
+    }
+    let pos = phys.log_offset().0;
+    let log = store.log();
+    if pos < log.min_offset() || pos + 8 > log.write_pos() {
+        return Ok(None);
+    }
+    let Ok(head) = log.read(pos, 8).await else {
+        return Ok(None);
+    };
+    let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if size < super::record::FIXED_SIZE_V4
+        || size > store.config().max_record_size
+        || pos + size as u64 > log.write_pos()
+    {
+        return Ok(None);
+    }
+    let rec = log.read(pos, size).await?;
+    match check_record(&rec, Some(phys.0), false) {
+        RecordCheck::Record(_) => Ok(Some(rec)),
+        _ => Ok(None),
+    }
+}
+
+pub(super) async fn store_time_at(
+    store: &MessageStore,
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+) -> Result<Option<i64>, StoreError> {
+    let Some(e) = store.entry(topic, queue_id, offset).await? else {
+        return Ok(None);
+    };
+    let head = store.log().read(e.pos, (e.size as usize).min(128)).await?;
+    Ok(store_timestamp_of(&head))
+}
+
+/// Binary search over the queue by store timestamp (which grows with the
+/// queue offset, as records are stamped in append order).
+pub(super) async fn search_offset_by_time(
+    store: &MessageStore,
+    topic: &str,
+    queue_id: u32,
+    ts: i64,
+    b: Boundary,
+) -> Result<u64, StoreError> {
+    let Some((min, max)) = store.offsets(topic, queue_id) else {
+        return Ok(0);
+    };
+    if min >= max {
+        return Ok(max);
+    }
+    // First offset whose time is > ts (Upper) or >= ts (Lower).
+    let (mut lo, mut hi) = (min, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let t = store_time_at(store, topic, queue_id, mid).await?.unwrap_or(i64::MAX);
+        let before = match b {
+            Boundary::Lower => t < ts,
+            Boundary::Upper => t <= ts,
+        };
+        if before {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(match b {
+        Boundary::Lower => lo,
+        Boundary::Upper => lo.saturating_sub(1).max(min),
+    })
+}

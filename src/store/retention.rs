@@ -1,0 +1,171 @@
+//! Retention and disk-space protection.
+//!
+//! Every `clean_interval` the task
+//! * measures disk use; above `diskMaxUsedSpaceRatio` appends are refused
+//!   (SERVICE_NOT_AVAILABLE) and the oldest segments are deleted even if
+//!   not expired, until use falls below the ratio or only the active
+//!   segment is left; writes resume once below;
+//! * deletes segments whose newest message is older than
+//!   `fileReservedTime` (judged by the file's modification time, as
+//!   RocketMQ does), oldest first, never the active segment;
+//! * after a deletion, moves each queue's min offset past entries that
+//!   pointed into deleted segments and removes consume-queue files that
+//!   hold only such entries.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::error::StoreError;
+use super::message_store::MessageStore;
+
+/// Disk usage in percent of the filesystem holding the store.
+pub trait DiskUsage {
+    fn used_percent(&self) -> Result<u8, StoreError>;
+}
+
+pub struct StatVfs {
+    dir: PathBuf,
+}
+
+impl StatVfs {
+    pub fn new(dir: PathBuf) -> StatVfs {
+        StatVfs { dir }
+    }
+}
+
+impl DiskUsage for StatVfs {
+    fn used_percent(&self) -> Result<u8, StoreError> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|_| StoreError::Config(format!("path {} contains NUL", self.dir.display())))?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `c` is a valid NUL-terminated path and `st` points to
+        // writable memory of the right type; statvfs only writes into it.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(StoreError::io(&self.dir, std::io::Error::last_os_error()));
+        }
+        // SAFETY: statvfs returned 0, so it initialised the struct.
+        let st = unsafe { st.assume_init() };
+        let total = st.f_blocks as u128 * st.f_frsize as u128;
+        let avail = st.f_bavail as u128 * st.f_frsize as u128;
+        if total == 0 {
+            return Ok(0);
+        }
+        Ok((100 - avail * 100 / total).min(100) as u8)
+    }
+}
+
+pub(super) async fn run(store: MessageStore) {
+    let interval = store.config().clean_interval;
+    while !store.is_stopping() {
+        if let Err(e) = clean_once(&store).await {
+            log::error!("shard {} retention: {e}", store.shard());
+        }
+        glommio::timer::sleep(interval).await;
+    }
+}
+
+/// One pass of the retention task. Returns the number of deleted segments.
+pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
+    let cfg = store.config();
+    let mut deleted = 0;
+    let used = store.inner.disk.borrow().used_percent()?;
+    let full = used > cfg.disk_max_used_ratio;
+    if full && !store.inner.disk_full.get() {
+        log::error!(
+            "shard {}: disk {}% used, above diskMaxUsedSpaceRatio {}%: refusing appends and cleaning",
+            store.shard(),
+            used,
+            cfg.disk_max_used_ratio
+        );
+    }
+    store.inner.disk_full.set(full);
+    if full {
+        while store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio {
+            if store.log().delete_oldest().await?.is_none() {
+                break;
+            }
+            deleted += 1;
+        }
+        let still = store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio;
+        store.inner.disk_full.set(still);
+        if !still {
+            log::warn!(
+                "shard {}: disk use back below {}%: appends resume",
+                store.shard(),
+                cfg.disk_max_used_ratio
+            );
+        }
+    }
+    loop {
+        let bases = store.log().segment_bases();
+        let Some(&oldest) = bases.first() else { break };
+        if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time) {
+            break;
+        }
+        if store.log().delete_oldest().await?.is_none() {
+            break;
+        }
+        deleted += 1;
+    }
+    if deleted > 0 {
+        log::info!(
+            "shard {}: retention deleted {deleted} CommitLog segment(s)",
+            store.shard()
+        );
+        advance_queue_minimums(store).await?;
+    }
+    Ok(deleted)
+}
+
+fn expired(store: &MessageStore, base: u64, keep: Duration) -> bool {
+    let Some(seg) = store.log().segment_at(base) else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata(&seg.path) else {
+        return false;
+    };
+    let Ok(mtime) = meta.modified() else { return false };
+    SystemTime::now()
+        .duration_since(mtime)
+        .map(|age| age > keep)
+        .unwrap_or(false)
+}
+
+/// Raises every queue's min offset to its first entry that still points
+/// into a retained segment (binary search: entries grow with the offset).
+async fn advance_queue_minimums(store: &MessageStore) -> Result<(), StoreError> {
+    let log_min = store.log().min_offset();
+    let n = store.inner.queues.borrow().queues.len();
+    for i in 0..n {
+        let (topic, qid, min, max) = {
+            let qs = store.inner.queues.borrow();
+            let q = &qs.queues[i];
+            (q.topic.clone(), q.queue_id, q.min_offset, q.max_offset)
+        };
+        if min >= max {
+            continue;
+        }
+        match store.entry(&topic, qid, min).await? {
+            Some(e) if e.pos >= log_min => continue,
+            _ => {}
+        }
+        let (mut lo, mut hi) = (min, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let below = match store.entry(&topic, qid, mid).await? {
+                Some(e) => e.pos < log_min,
+                None => true,
+            };
+            if below {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        store.inner.queues.borrow_mut().queues[i].min_offset = lo;
+        store.inner.cq_files.delete_below(&topic, qid, lo)?;
+    }
+    Ok(())
+}
