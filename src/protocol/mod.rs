@@ -30,19 +30,26 @@
 //! `shared/protocol/framing.md` §4); encoding is strict and mirrors what the
 //! Java broker emits, so every client can read it.
 
+pub mod batch;
 pub mod binary_header;
 pub mod codes;
 pub mod command;
 pub mod ext_fields;
 pub mod frame;
+pub mod header;
 pub mod json_header;
 pub mod message_id;
 pub mod properties;
 pub mod version;
 
+pub use batch::{decode_batch, encode_batch_entry, BatchEntry, BatchIter};
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
 pub use ext_fields::{ExtFields, HeaderError};
 pub use frame::{encode_frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN};
+pub use header::{
+    CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeader,
+    SendMessageResponseHeader,
+};
 pub use message_id::{crc32_masked, java_string_hash, OffsetMessageId, UniqIdGenerator};
 pub use properties::Properties;
 
