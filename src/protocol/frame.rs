@@ -179,22 +179,8 @@ mod tests {
     use super::*;
     use crate::protocol::command::LanguageCode;
     use crate::protocol::ext_fields::ExtFields;
+    use crate::protocol::test_util::from_dump;
     use proptest::prelude::*;
-
-    /// Parse a hex dump in the spec's `0000  00 01 ..  ascii` format.
-    fn from_dump(dump: &str) -> Vec<u8> {
-        dump.lines()
-            .filter(|l| !l.trim().is_empty())
-            .flat_map(|line| {
-                line.split("  ")
-                    .nth(1)
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .map(|b| u8::from_str_radix(b, 16).unwrap())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
 
     const JSON_DUMP: &str = "
 0000  00 00 00 87 00 00 00 83 7b 22 63 6f 64 65 22 3a  ........{\"code\":

@@ -11,8 +11,8 @@
 //! `extFields` values may be any JSON scalar (ali-ons and C++ send numbers
 //! and booleans) and become Java-style strings; `null` values are absent;
 //! `remark`, `extFields`, `version`, `flag` and `serializeTypeCurrentRPC`
-//! may be missing or `null`; an empty remark is no remark; an unknown
-//! language is OTHER; extra keys are ignored. Only `code` and `opaque` are
+//! may be missing or `null`; an empty remark is no remark; a missing
+//! language is JAVA (the Java default) and an unknown one OTHER; extra keys are ignored. Only `code` and `opaque` are
 //! required, and must be JSON integers.
 //!
 //! **Encode is strict**: compact fastjson form, keys sorted, always `code`,

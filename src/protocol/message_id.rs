@@ -313,6 +313,43 @@ mod tests {
         assert_eq!(crc32_masked(b"Hello"), 0x77D1_8982);
     }
 
+    /// message.md §4 example record (IPv4, v1): the fields this module
+    /// derives from a stored record agree with the spec's dump.
+    #[test]
+    fn message_md_record_example() {
+        let record = crate::protocol::test_util::from_dump(
+            "
+0000  00 00 00 7d da a3 20 a7 77 d1 89 82 00 00 00 01  ...}.. .w.......
+0010  00 00 00 00 00 00 00 00 00 00 00 07 00 00 00 00  ................
+0020  00 00 04 d2 00 00 00 00 00 00 01 8b cf e5 68 00  ..............h.
+0030  c0 a8 01 14 00 00 d0 ae 00 00 01 8b cf e5 68 05  ..............h.
+0040  c0 a8 01 0a 00 00 2a 9f 00 00 00 00 00 00 00 00  ......*.........
+0050  00 00 00 00 00 00 00 05 48 65 6c 6c 6f 09 54 6f  ........Hello.To
+0060  70 69 63 54 65 73 74 00 14 54 41 47 53 01 54 61  picTest..TAGS.Ta
+0070  67 41 02 57 41 49 54 01 74 72 75 65 02           gA.WAIT.true.
+",
+        );
+        assert_eq!(record.len(), 125);
+        let be_u32 = |at: usize| u32::from_be_bytes(record[at..at + 4].try_into().unwrap());
+        let be_i64 = |at: usize| i64::from_be_bytes(record[at..at + 8].try_into().unwrap());
+        // BODYCRC covers the body.
+        assert_eq!(&record[88..93], b"Hello");
+        assert_eq!(be_u32(8), crc32_masked(b"Hello"));
+        // Offset msgId = STOREHOST ip + port + PHYSICALOFFSET.
+        let id = OffsetMessageId {
+            ip: IpAddr::V4(Ipv4Addr::from(be_u32(64))),
+            port: u16::try_from(be_u32(68)).unwrap(),
+            commit_log_offset: be_i64(28),
+        };
+        assert_eq!(id.encode(), "C0A8010A00002A9F00000000000004D2");
+        assert_eq!(hex_upper(&record[64..72]), "C0A8010A00002A9F");
+        // PROPERTIES (after topic) parse to TAGS/WAIT, and re-encode exactly.
+        let props = crate::protocol::Properties::parse_bytes(&record[105..]);
+        assert_eq!(props.get("TAGS"), Some("TagA"));
+        assert_eq!(props.encode().as_bytes(), &record[105..]);
+        assert_eq!(java_string_hash(props.get("TAGS").unwrap()), 2598919);
+    }
+
     #[test]
     fn uniq_id_layout() {
         let mut generator =

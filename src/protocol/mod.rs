@@ -15,6 +15,7 @@
 //!           typed    hot request/response headers                   (header.rs)
 //!   body formats     batch bodies (batch.rs), property strings (properties.rs)
 //!   ids              offset msgId, UNIQ_KEY, tag hash, CRC          (message_id.rs)
+//!   constants        codes.rs, sys_flag.rs, version.rs
 //! ```
 //!
 //! # Robustness contract
@@ -40,7 +41,11 @@ pub mod header;
 pub mod json_header;
 pub mod message_id;
 pub mod properties;
+pub mod sys_flag;
 pub mod version;
+
+#[cfg(test)]
+mod test_util;
 
 pub use batch::{decode_batch, encode_batch_entry, BatchEntry, BatchIter};
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
