@@ -251,6 +251,9 @@ mod tests {
     }
 
     proptest! {
+        // Cheap cases: run more of them than the default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn round_trip(entries in proptest::collection::vec(
             (any::<i32>(), proptest::collection::vec(any::<u8>(), 0..40), "[a-z\x01\x02]{0,30}"),

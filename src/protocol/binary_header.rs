@@ -327,6 +327,9 @@ mod tests {
     }
 
     proptest! {
+        // Cheap cases: run more of them than the default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn round_trip(cmd in arb_command()) {
             let mut out = BytesMut::new();

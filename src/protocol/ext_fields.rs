@@ -137,7 +137,8 @@ impl ExtFields {
             None => Ok(None),
             Some(v) => parse(v).map(Some).ok_or_else(|| HeaderError::Invalid {
                 field: key.to_owned(),
-                value: v.to_owned(),
+                // Bounded: the value came from the network.
+                value: v.chars().take(64).collect(),
                 expected,
             }),
         }

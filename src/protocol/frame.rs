@@ -380,6 +380,9 @@ mod tests {
     }
 
     proptest! {
+        // Cheap cases: run more of them than the default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn round_trip_in_random_chunks(
             cmds in proptest::collection::vec(arb_command(), 1..4),

@@ -20,6 +20,8 @@
 //! `extFields` omitted when empty, `remark` omitted when `None`; all values
 //! of `extFields` are strings (Go decodes them into `map[string]string`).
 
+use std::fmt::Write as _;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
@@ -118,7 +120,10 @@ fn int_field(obj: &Map<String, Value>, key: &str) -> Result<Option<i32>, Protoco
             .as_i64()
             .and_then(|n| i32::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| invalid(format!("\"{key}\" is not a 32-bit integer: {v}"))),
+            .ok_or_else(|| {
+                let shown: String = v.to_string().chars().take(64).collect();
+                invalid(format!("\"{key}\" is not a 32-bit integer: {shown}"))
+            }),
     }
 }
 
@@ -141,7 +146,8 @@ impl Writer<'_> {
     }
 
     fn int(&mut self, n: i32) {
-        self.raw(&n.to_string());
+        // Writing to a BytesMut cannot fail; it grows.
+        let _ = write!(self.0, "{n}");
     }
 
     /// A JSON string literal with standard escaping.
@@ -349,6 +355,9 @@ mod tests {
     }
 
     proptest! {
+        // Cheap cases: run more of them than the default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn round_trip(cmd in arb_command()) {
             let mut out = BytesMut::new();

@@ -102,6 +102,9 @@ pub struct UniqIdGenerator {
 
 static COUNTER: AtomicU16 = AtomicU16::new(0);
 
+/// 9999-12-31T23:59:59.999Z.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 impl UniqIdGenerator {
     /// A generator for this process, advertising `ip`.
     pub fn new(ip: IpAddr) -> Self {
@@ -134,6 +137,8 @@ impl UniqIdGenerator {
 
     /// A new id for `now_ms` (ms since the Unix epoch).
     pub fn next_id_at(&mut self, now_ms: i64) -> String {
+        // Keep the calendar arithmetic far from overflow: 1970..=9999.
+        let now_ms = now_ms.clamp(0, MAX_TIME_MS);
         if now_ms >= self.next_month_start_ms || now_ms < self.month_start_ms {
             (self.month_start_ms, self.next_month_start_ms) = utc_month_window(now_ms);
         }
@@ -392,6 +397,14 @@ mod tests {
         assert_eq!(id.len(), 32);
         let pid = std::process::id() as u16;
         assert_eq!(&id[..12], format!("0A000001{pid:04X}"));
+    }
+
+    #[test]
+    fn absurd_clocks_are_clamped_not_overflowed() {
+        let mut generator = UniqIdGenerator::with_parts("10.0.0.1".parse().unwrap(), 1, 1);
+        assert_eq!(generator.next_id_at(i64::MAX).len(), 32);
+        let before_epoch = generator.next_id_at(i64::MIN);
+        assert_eq!(&before_epoch[20..28], "00000000");
     }
 
     #[test]

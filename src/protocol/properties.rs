@@ -284,6 +284,9 @@ mod tests {
     }
 
     proptest! {
+        // Cheap cases: run more of them than the default 256.
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn parse_never_panics_and_stays_within_input(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let p = Properties::parse_bytes(&bytes);
