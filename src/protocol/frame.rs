@@ -308,6 +308,17 @@ mod tests {
     }
 
     #[test]
+    fn an_announced_large_frame_reserves_nothing() {
+        let mut buf = BytesMut::with_capacity(16);
+        buf.put_i32((DEFAULT_MAX_FRAME_LEN - 4) as i32);
+        buf.put_u32(0x0000_0010);
+        let capacity = buf.capacity();
+        assert_eq!(FrameDecoder::new().decode(&mut buf), Ok(None));
+        assert_eq!(buf.capacity(), capacity);
+        assert_eq!(buf.len(), 8);
+    }
+
+    #[test]
     fn header_errors_consume_the_frame() {
         let mut buf = BytesMut::from(&[0, 0, 0, 6, 0, 0, 0, 2, b'{', b'}', 9][..]);
         assert!(matches!(
