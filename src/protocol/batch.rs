@@ -68,8 +68,7 @@ impl BatchIter {
                 rest.len()
             )));
         }
-        let int_at =
-            |at: usize| i32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+        let int_at = |at: usize| i32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
         let total = int_at(0);
         let flag = int_at(12);
         let body_len = int_at(16);
@@ -84,11 +83,7 @@ impl BatchIter {
         };
         let body_len = match usize::try_from(body_len) {
             Ok(n) if n <= total - MIN_ENTRY_LEN => n,
-            _ => {
-                return Err(fail(format!(
-                    "BODYLEN {body_len} does not fit TOTALSIZE {total}"
-                )))
-            }
+            _ => return Err(fail(format!("BODYLEN {body_len} does not fit TOTALSIZE {total}"))),
         };
         let props_at = ENTRY_FIXED_LEN + body_len;
         let props_len = i16::from_be_bytes([rest[props_at], rest[props_at + 1]]);
@@ -128,17 +123,11 @@ pub fn decode_batch(body: &Bytes) -> Result<Vec<BatchEntry>, ProtocolError> {
 }
 
 /// Append one entry as the Java client encodes it (magic and CRC 0).
-pub fn encode_batch_entry(
-    flag: i32,
-    body: &[u8],
-    properties: &str,
-    dst: &mut BytesMut,
-) -> Result<(), ProtocolError> {
-    let props_len =
-        i16::try_from(properties.len()).map_err(|_| ProtocolError::NotRepresentable {
-            field: "PROPERTIESLEN",
-            value: properties.len() as i64,
-        })?;
+pub fn encode_batch_entry(flag: i32, body: &[u8], properties: &str, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+    let props_len = i16::try_from(properties.len()).map_err(|_| ProtocolError::NotRepresentable {
+        field: "PROPERTIESLEN",
+        value: properties.len() as i64,
+    })?;
     let total = MIN_ENTRY_LEN + body.len() + properties.len();
     let total_i32 = i32::try_from(total).map_err(|_| ProtocolError::NotRepresentable {
         field: "TOTALSIZE",

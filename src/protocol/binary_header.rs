@@ -45,9 +45,7 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand, ProtocolError> {
     let flag = r.i32("flag")?;
 
     let remark_len = r.len_i32("remarkLen", header.len())?;
-    let remark = (remark_len > 0)
-        .then(|| r.string("remark", remark_len))
-        .transpose()?;
+    let remark = (remark_len > 0).then(|| r.string("remark", remark_len)).transpose()?;
 
     let ext_len = r.len_i32("extLen", header.len())?;
     let mut ext = Reader {
@@ -176,10 +174,7 @@ impl<'a> Reader<'a> {
         let len = self.i32(field)?;
         match usize::try_from(len) {
             Ok(n) if n <= limit => Ok(n),
-            _ => Err(ProtocolError::InvalidLength {
-                field,
-                len: len.into(),
-            }),
+            _ => Err(ProtocolError::InvalidLength { field, len: len.into() }),
         }
     }
 
@@ -196,9 +191,9 @@ mod tests {
 
     /// framing.md §6 example header (after the 8-byte frame prefix).
     const EXAMPLE: &[u8] = &[
-        0x00, 0x69, 0x00, 0x01, 0xdf, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x05, b't', b'o', b'p', b'i', b'c', 0x00, 0x00,
-        0x00, 0x09, b'T', b'o', b'p', b'i', b'c', b'T', b'e', b's', b't',
+        0x00, 0x69, 0x00, 0x01, 0xdf, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x14, 0x00, 0x05, b't', b'o', b'p', b'i', b'c', 0x00, 0x00, 0x00, 0x09, b'T', b'o', b'p', b'i',
+        b'c', b'T', b'e', b's', b't',
     ];
 
     #[test]
@@ -278,10 +273,7 @@ mod tests {
         // remarkLen at 13, extLen at 17, valLen at 28.
         assert!(matches!(
             set_i32(13, -1),
-            Err(ProtocolError::InvalidLength {
-                field: "remarkLen",
-                ..
-            })
+            Err(ProtocolError::InvalidLength { field: "remarkLen", .. })
         ));
         assert!(set_i32(13, i32::MAX).is_err());
         assert!(set_i32(17, -5).is_err());
@@ -292,10 +284,7 @@ mod tests {
         b[21..23].copy_from_slice(&(-1i16).to_be_bytes());
         assert!(matches!(
             decode(&b),
-            Err(ProtocolError::InvalidLength {
-                field: "keyLen",
-                ..
-            })
+            Err(ProtocolError::InvalidLength { field: "keyLen", .. })
         ));
         // An entry that stops inside the map is truncated, not read past it.
         assert!(set_i32(17, 19).is_err());
@@ -311,19 +300,17 @@ mod tests {
             proptest::option::of("\\PC{1,20}"),
             proptest::collection::btree_map("\\PC{0,8}", "\\PC{0,16}", 0..6),
         )
-            .prop_map(
-                |(code, lang, version, opaque, flag, remark, ext)| RemotingCommand {
-                    code: code.into(),
-                    language: LanguageCode::from_u8(lang),
-                    version: version.into(),
-                    opaque,
-                    flag,
-                    remark,
-                    ext_fields: ext.into(),
-                    body: Bytes::new(),
-                    serialize_type: SerializeType::RocketMq,
-                },
-            )
+            .prop_map(|(code, lang, version, opaque, flag, remark, ext)| RemotingCommand {
+                code: code.into(),
+                language: LanguageCode::from_u8(lang),
+                version: version.into(),
+                opaque,
+                flag,
+                remark,
+                ext_fields: ext.into(),
+                body: Bytes::new(),
+                serialize_type: SerializeType::RocketMq,
+            })
     }
 
     proptest! {

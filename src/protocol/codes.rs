@@ -326,9 +326,6 @@ mod tests {
 
     #[test]
     fn not_supported_remark_matches_java() {
-        assert_eq!(
-            request::not_supported_remark(9999),
-            " request type 9999 not supported"
-        );
+        assert_eq!(request::not_supported_remark(9999), " request type 9999 not supported");
     }
 }

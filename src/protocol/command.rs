@@ -94,10 +94,7 @@ impl LanguageCode {
 
     /// From the binary-header byte; unknown values become [`Self::Other`].
     pub fn from_u8(byte: u8) -> Self {
-        Self::ALL
-            .get(usize::from(byte))
-            .copied()
-            .unwrap_or(Self::Other)
+        Self::ALL.get(usize::from(byte)).copied().unwrap_or(Self::Other)
     }
 
     pub fn as_u8(self) -> u8 {
@@ -270,8 +267,7 @@ mod tests {
         assert!(!req.is_response());
         assert!(req.is_oneway());
 
-        let rsp =
-            RemotingCommand::response_to(&req, response::TOPIC_NOT_EXIST, Some("no route".into()));
+        let rsp = RemotingCommand::response_to(&req, response::TOPIC_NOT_EXIST, Some("no route".into()));
         assert_eq!(rsp.opaque, 7);
         assert_eq!(rsp.code, response::TOPIC_NOT_EXIST);
         assert_eq!(rsp.flag, RPC_TYPE_RESPONSE);

@@ -146,18 +146,12 @@ impl ExtFields {
 }
 
 fn missing(key: &str) -> HeaderError {
-    HeaderError::Missing {
-        field: key.to_owned(),
-    }
+    HeaderError::Missing { field: key.to_owned() }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
 

@@ -99,8 +99,7 @@ impl FrameDecoder {
         word.copy_from_slice(word_bytes);
         let word = u32::from_be_bytes(word);
         let type_byte = (word >> 24) as u8;
-        let serialize_type = SerializeType::from_u8(type_byte)
-            .ok_or(ProtocolError::UnknownSerializeType(type_byte))?;
+        let serialize_type = SerializeType::from_u8(type_byte).ok_or(ProtocolError::UnknownSerializeType(type_byte))?;
         let header_len = (word & MAX_HEADER_LEN as u32) as usize;
         if header_len > frame_len_usize - 4 {
             return Err(ProtocolError::HeaderLongerThanFrame {
@@ -161,8 +160,7 @@ pub fn encode_frame_head(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<()
             return Err(ProtocolError::HeaderTooLarge(header_len));
         }
         let frame_len = 4 + header_len + cmd.body.len();
-        let frame_len_i32 = i32::try_from(frame_len)
-            .map_err(|_| ProtocolError::EncodedFrameTooLarge(frame_len + 4))?;
+        let frame_len_i32 = i32::try_from(frame_len).map_err(|_| ProtocolError::EncodedFrameTooLarge(frame_len + 4))?;
         let word = u32::from(cmd.serialize_type.as_u8()) << 24 | header_len as u32;
         dst[start..start + 4].copy_from_slice(&frame_len_i32.to_be_bytes());
         dst[start + 4..start + PREFIX_LEN].copy_from_slice(&word.to_be_bytes());
@@ -228,10 +226,7 @@ mod tests {
 
     #[test]
     fn waits_for_every_byte_then_decodes() {
-        let bytes = encode_frame_to_bytes(
-            &example_request(SerializeType::Json).with_body(&b"hello body"[..]),
-        )
-        .unwrap();
+        let bytes = encode_frame_to_bytes(&example_request(SerializeType::Json).with_body(&b"hello body"[..])).unwrap();
         let decoder = FrameDecoder::new();
         let mut buf = BytesMut::new();
         for (i, byte) in bytes.iter().enumerate() {
@@ -266,18 +261,12 @@ mod tests {
         let decoder = FrameDecoder::with_max_frame_len(1024);
         let decode = |bytes: &[u8]| decoder.decode(&mut BytesMut::from(bytes));
         for len in [0i32, 3, -1, i32::MIN] {
-            assert_eq!(
-                decode(&len.to_be_bytes()),
-                Err(ProtocolError::FrameTooShort(len))
-            );
+            assert_eq!(decode(&len.to_be_bytes()), Err(ProtocolError::FrameTooShort(len)));
         }
         // Too large is detected from the 4 length bytes alone.
         assert_eq!(
             decode(&1021i32.to_be_bytes()),
-            Err(ProtocolError::FrameTooLarge {
-                len: 1025,
-                max: 1024
-            })
+            Err(ProtocolError::FrameTooLarge { len: 1025, max: 1024 })
         );
         assert_eq!(
             decode(&i32::MAX.to_be_bytes()),

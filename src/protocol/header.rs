@@ -161,10 +161,7 @@ impl SendMessageRequestHeader {
         ext.insert(k.producer_group, self.producer_group.as_str());
         ext.insert(k.topic, self.topic.as_str());
         ext.insert(k.default_topic, self.default_topic.as_str());
-        ext.insert(
-            k.default_topic_queue_nums,
-            self.default_topic_queue_nums.to_string(),
-        );
+        ext.insert(k.default_topic_queue_nums, self.default_topic_queue_nums.to_string());
         ext.insert(k.queue_id, self.queue_id.to_string());
         ext.insert(k.sys_flag, self.sys_flag.to_string());
         ext.insert(k.born_timestamp, self.born_timestamp.to_string());
@@ -189,14 +186,8 @@ fn with_long_name(error: HeaderError) -> HeaderError {
         long => format!("{field} ({long})"),
     };
     match error {
-        HeaderError::Missing { field } => HeaderError::Missing {
-            field: rename(field),
-        },
-        HeaderError::Invalid {
-            field,
-            value,
-            expected,
-        } => HeaderError::Invalid {
+        HeaderError::Missing { field } => HeaderError::Missing { field: rename(field) },
+        HeaderError::Invalid { field, value, expected } => HeaderError::Invalid {
             field: rename(field),
             value,
             expected,
@@ -267,10 +258,7 @@ impl CommandHeader for SendMessageResponseHeader {
             transaction_id: owned(ext.get_str("transactionId")),
             batch_uniq_id: owned(ext.get_str("batchUniqId")),
             recall_handle: owned(ext.get_str("recallHandle")),
-            msg_region: ext
-                .get_str("MSG_REGION")
-                .unwrap_or(DEFAULT_REGION)
-                .to_owned(),
+            msg_region: ext.get_str("MSG_REGION").unwrap_or(DEFAULT_REGION).to_owned(),
             trace_on: lenient(ext.get_bool("TRACE_ON")).unwrap_or(true),
         })
     }
@@ -355,10 +343,7 @@ impl CommandHeader for PullMessageRequestHeader {
         ext.insert("maxMsgNums", self.max_msg_nums.to_string());
         ext.insert("sysFlag", self.sys_flag.to_string());
         ext.insert("commitOffset", self.commit_offset.to_string());
-        ext.insert(
-            "suspendTimeoutMillis",
-            self.suspend_timeout_millis.to_string(),
-        );
+        ext.insert("suspendTimeoutMillis", self.suspend_timeout_millis.to_string());
         ext.insert_opt("subscription", self.subscription.as_ref());
         ext.insert("subVersion", self.sub_version.to_string());
         ext.insert_opt("expressionType", self.expression_type.as_ref());
@@ -399,10 +384,7 @@ impl CommandHeader for PullMessageResponseHeader {
 
     fn to_ext(&self) -> ExtFields {
         let mut ext = ExtFields::new();
-        ext.insert(
-            "suggestWhichBrokerId",
-            self.suggest_which_broker_id.to_string(),
-        );
+        ext.insert("suggestWhichBrokerId", self.suggest_which_broker_id.to_string());
         ext.insert("nextBeginOffset", self.next_begin_offset.to_string());
         ext.insert("minOffset", self.min_offset.to_string());
         ext.insert("maxOffset", self.max_offset.to_string());

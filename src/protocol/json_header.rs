@@ -116,14 +116,10 @@ fn invalid(reason: impl Into<String>) -> ProtocolError {
 fn int_field(obj: &Map<String, Value>, key: &str) -> Result<Option<i32>, ProtocolError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                let shown: String = v.to_string().chars().take(64).collect();
-                invalid(format!("\"{key}\" is not a 32-bit integer: {shown}"))
-            }),
+        Some(v) => v.as_i64().and_then(|n| i32::try_from(n).ok()).map(Some).ok_or_else(|| {
+            let shown: String = v.to_string().chars().take(64).collect();
+            invalid(format!("\"{key}\" is not a 32-bit integer: {shown}"))
+        }),
     }
 }
 
@@ -309,13 +305,9 @@ mod tests {
     #[test]
     fn escapes_strings() {
         let mut cmd = RemotingCommand::new_request(310);
-        cmd.ext_fields
-            .insert("i", "TAGS\u{1}A\u{2}q\"b\\s/\n\t\u{7f}é");
+        cmd.ext_fields.insert("i", "TAGS\u{1}A\u{2}q\"b\\s/\n\t\u{7f}é");
         let text = encoded(&cmd);
-        assert!(
-            text.contains(r#""i":"TAGS\u0001A\u0002q\"b\\s/\n\t"#),
-            "{text}"
-        );
+        assert!(text.contains(r#""i":"TAGS\u0001A\u0002q\"b\\s/\n\t"#), "{text}");
         assert_eq!(decode(text.as_bytes()).unwrap(), cmd);
     }
 
@@ -339,19 +331,17 @@ mod tests {
             proptest::option::of("\\PC{1,20}|[\x00-\x1f\"\\\\]{1,5}"),
             proptest::collection::btree_map("\\PC{0,8}", "\\PC{0,16}|[\x00-\x1f]{0,3}", 0..6),
         )
-            .prop_map(
-                |(code, lang, version, opaque, flag, remark, ext)| RemotingCommand {
-                    code,
-                    language: LanguageCode::from_u8(lang),
-                    version,
-                    opaque,
-                    flag,
-                    remark,
-                    ext_fields: ext.into(),
-                    body: Bytes::new(),
-                    serialize_type: SerializeType::Json,
-                },
-            )
+            .prop_map(|(code, lang, version, opaque, flag, remark, ext)| RemotingCommand {
+                code,
+                language: LanguageCode::from_u8(lang),
+                version,
+                opaque,
+                flag,
+                remark,
+                ext_fields: ext.into(),
+                body: Bytes::new(),
+                serialize_type: SerializeType::Json,
+            })
     }
 
     proptest! {

@@ -76,8 +76,7 @@ impl OffsetMessageId {
         let (port, offset) = rest.split_at(4);
         let port = i32::from_be_bytes(port.try_into().map_err(|_| invalid("bad port"))?);
         let port = u16::try_from(port).map_err(|_| invalid("port out of range"))?;
-        let commit_log_offset =
-            i64::from_be_bytes(offset.try_into().map_err(|_| invalid("bad offset"))?);
+        let commit_log_offset = i64::from_be_bytes(offset.try_into().map_err(|_| invalid("bad offset"))?);
         Ok(Self {
             ip,
             port,
@@ -159,9 +158,7 @@ fn process_hash() -> i32 {
     *HASH.get_or_init(|| {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         hasher.write_u128(now);
         hasher.finish() as i32
     })
@@ -172,11 +169,7 @@ fn utc_month_window(now_ms: i64) -> (i64, i64) {
     const DAY_MS: i64 = 86_400_000;
     let (year, month, _) = civil_from_days(now_ms.div_euclid(DAY_MS));
     let start = days_from_civil(year, month, 1) * DAY_MS;
-    let (next_year, next_month) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     (start, days_from_civil(next_year, next_month, 1) * DAY_MS)
 }
 
@@ -208,9 +201,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Java `String.hashCode()`: `h = 31*h + c` over UTF-16 code units, wrapping.
 /// Drives the consume-queue `tagsCode`.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    s.encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
 }
 
 /// `UtilAll.crc32`: IEEE CRC-32 masked to 31 bits (BODYCRC, `bodyCrc32`).
@@ -252,14 +244,8 @@ mod tests {
             commit_log_offset: 1234,
         };
         assert_eq!(id.encode(), "C0A8010A00002A9F00000000000004D2");
-        assert_eq!(
-            OffsetMessageId::decode("C0A8010A00002A9F00000000000004D2"),
-            Ok(id)
-        );
-        assert_eq!(
-            OffsetMessageId::decode("c0a8010a00002a9f00000000000004d2"),
-            Ok(id)
-        );
+        assert_eq!(OffsetMessageId::decode("C0A8010A00002A9F00000000000004D2"), Ok(id));
+        assert_eq!(OffsetMessageId::decode("c0a8010a00002a9f00000000000004d2"), Ok(id));
     }
 
     #[test]
@@ -357,8 +343,7 @@ mod tests {
 
     #[test]
     fn uniq_id_layout() {
-        let mut generator =
-            UniqIdGenerator::with_parts("192.168.1.10".parse().unwrap(), 0x1234, 0x0BADCAFE);
+        let mut generator = UniqIdGenerator::with_parts("192.168.1.10".parse().unwrap(), 0x1234, 0x0BADCAFE);
         // 2024-02-29T12:00:00.123Z; month starts 2024-02-01T00:00:00Z.
         let now = 1_709_208_000_123;
         let since_month = now - 1_706_745_600_000;
@@ -369,9 +354,7 @@ mod tests {
         assert_eq!(&a[20..28], format!("{since_month:08X}"));
         assert_eq!(&a[..28], &b[..28]);
         assert_ne!(a[28..], b[28..], "counter must advance");
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }
 
     #[test]

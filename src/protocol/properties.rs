@@ -151,11 +151,7 @@ impl Properties {
     ///
     /// Rejects what would not survive a round trip: an empty key or value,
     /// a key containing `\x01`/`\x02`, or a value containing `\x02`.
-    pub fn insert(
-        &mut self,
-        key: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), ProtocolError> {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<(), ProtocolError> {
         let (key, value) = (key.into(), value.into());
         if key.is_empty() || key.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR]) {
             return Err(ProtocolError::InvalidProperty(key));
@@ -175,10 +171,7 @@ impl Properties {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     pub fn contains_key(&self, key: &str) -> bool {

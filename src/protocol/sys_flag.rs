@@ -54,10 +54,7 @@ mod tests {
         let committed = with_transaction_type(flag, TRANSACTION_COMMIT_TYPE);
         assert_eq!(transaction_type(committed), TRANSACTION_COMMIT_TYPE);
         assert_eq!(committed & !TRANSACTION_TYPE_MASK, COMPRESSED | BORNHOST_V6);
-        assert_eq!(
-            transaction_type(TRANSACTION_ROLLBACK_TYPE | MULTI_TAGS),
-            0xC
-        );
+        assert_eq!(transaction_type(TRANSACTION_ROLLBACK_TYPE | MULTI_TAGS), 0xC);
     }
 
     #[test]

@@ -40,10 +40,7 @@ fn send_v2_from_ali_ons_json_numbers() {
     };
     assert_eq!(header, expected);
     assert!(!header.is_batch());
-    assert_eq!(
-        SendMessageRequestHeader::from_ext_v2(&header.to_ext_v2()),
-        Ok(header)
-    );
+    assert_eq!(SendMessageRequestHeader::from_ext_v2(&header.to_ext_v2()), Ok(header));
 }
 
 #[test]
@@ -61,10 +58,7 @@ fn send_v1_from_go_with_empty_strings() {
         }
     );
     assert_eq!(header.broker_name, None);
-    assert_eq!(
-        SendMessageRequestHeader::from_ext(&header.to_ext()),
-        Ok(header)
-    );
+    assert_eq!(SendMessageRequestHeader::from_ext(&header.to_ext()), Ok(header));
 }
 
 #[test]
@@ -88,13 +82,8 @@ fn send_errors_name_the_field() {
 
     let mut ext = sample_send().to_ext_v2();
     ext.insert("e", "one");
-    let err = SendMessageRequestHeader::from_ext(&ext)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("<e (queueId)>") && err.contains("\"one\""),
-        "{err}"
-    );
+    let err = SendMessageRequestHeader::from_ext(&ext).unwrap_err().to_string();
+    assert!(err.contains("<e (queueId)>") && err.contains("\"one\""), "{err}");
 
     let mut ext = sample_send().to_ext();
     ext.insert("bornTimestamp", "");
@@ -118,18 +107,14 @@ fn send_optional_junk_is_ignored_like_java() {
 
 #[test]
 fn send_response_always_carries_region_and_trace() {
-    let mut header =
-        SendMessageResponseHeader::new("C0A8010A00002A9F00000000000004D2".into(), 1, 7);
+    let mut header = SendMessageResponseHeader::new("C0A8010A00002A9F00000000000004D2".into(), 1, 7);
     header.transaction_id = Some("UNIQ".into());
     let ext = header.to_ext();
     assert_eq!(ext.get_str("MSG_REGION"), Some(DEFAULT_REGION));
     assert_eq!(ext.get_str("TRACE_ON"), Some("true"));
     assert_eq!(ext.get_str("queueOffset"), Some("7"));
     assert_eq!(ext.get_raw("batchUniqId"), None);
-    assert_eq!(
-        SendMessageResponseHeader::from_ext(&ext),
-        Ok(header.clone())
-    );
+    assert_eq!(SendMessageResponseHeader::from_ext(&ext), Ok(header.clone()));
 
     let mut out = bytes::BytesMut::new();
     let req = RemotingCommand::new_request(310).with_opaque(5);
@@ -162,10 +147,7 @@ fn pull_request_from_go_and_cpp() {
     assert_eq!(header.sub_version, 1_700_000_000_000);
     assert_eq!(header.max_msg_bytes, None);
     assert!(header.has_sys_flag(pull_sys_flag::SUBSCRIPTION));
-    assert_eq!(
-        PullMessageRequestHeader::from_ext(&header.to_ext()),
-        Ok(header)
-    );
+    assert_eq!(PullMessageRequestHeader::from_ext(&header.to_ext()), Ok(header));
 }
 
 #[test]
@@ -187,9 +169,7 @@ fn pull_request_requires_offsets() {
     .to_ext();
     ext.remove("queueOffset");
     assert_eq!(
-        PullMessageRequestHeader::from_ext(&ext)
-            .unwrap_err()
-            .to_string(),
+        PullMessageRequestHeader::from_ext(&ext).unwrap_err().to_string(),
         "the custom field <queueOffset> is null"
     );
 }
@@ -206,18 +186,10 @@ fn pull_response_requires_its_four_fields() {
     let ext = header.to_ext();
     assert_eq!(ext.len(), 6);
     assert_eq!(PullMessageResponseHeader::from_ext(&ext), Ok(header));
-    for key in [
-        "suggestWhichBrokerId",
-        "nextBeginOffset",
-        "minOffset",
-        "maxOffset",
-    ] {
+    for key in ["suggestWhichBrokerId", "nextBeginOffset", "minOffset", "maxOffset"] {
         let mut partial = ext.clone();
         partial.remove(key);
-        assert!(
-            PullMessageResponseHeader::from_ext(&partial).is_err(),
-            "{key}"
-        );
+        assert!(PullMessageResponseHeader::from_ext(&partial).is_err(), "{key}");
     }
 }
 
