@@ -153,12 +153,15 @@ fn main() {
     });
 }
 
+/// (run, task, seq): who wrote a message.
+type MsgId = (u64, u64, u64);
+
 /// One acknowledged append, as printed by the writer.
 struct Ack {
     qid: u32,
     offset: u64,
     crc: u32,
-    id: (u64, u64, u64),
+    id: MsgId,
 }
 
 fn parse_ack(line: &str) -> Option<Ack> {
@@ -175,7 +178,7 @@ fn parse_ack(line: &str) -> Option<Ack> {
 }
 
 /// Parses `run:task:seq:` at the start of a body.
-fn body_id(body: &[u8]) -> Option<(u64, u64, u64)> {
+fn body_id(body: &[u8]) -> Option<MsgId> {
     let s = std::str::from_utf8(body.get(..body.len().min(64))?).ok()?;
     let mut it = s.split(':');
     Some((
@@ -200,8 +203,9 @@ async fn verify(args: &Args, acks_file: &std::path::Path) -> Result<String, Stri
             return Err(format!("recovery found corruption: {stop:?}"));
         }
     }
-    // queue -> offset -> (crc, id)
-    let mut stored: HashMap<u32, Vec<(u32, (u64, u64, u64))>> = HashMap::new();
+    // queue -> records in offset order: (crc, message id)
+    type Stored = Vec<(u32, MsgId)>;
+    let mut stored: HashMap<u32, Stored> = HashMap::new();
     let mut seen = HashSet::new();
     let mut last_seq: HashMap<(u64, u64), u64> = HashMap::new();
     for qid in 0..args.queues {
