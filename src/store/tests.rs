@@ -489,3 +489,24 @@ fn ten_thousand_queues_open_fast_and_cost_little_memory() {
         store.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_flush_slower_than_sync_flush_timeout_answers_flush_disk_timeout_but_keeps_the_message() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    run_on_executor("t", move || async move {
+        let mut c = cfg(&d, FlushMode::Sync);
+        // No flush can beat a zero timeout: every put reports the timeout.
+        c.sync_flush_timeout = Duration::ZERO;
+        let (store, _) = MessageStore::open(c).await.unwrap();
+        let r = store.put(msg("T", 0, body_of(1, 500), None)).await;
+        assert_eq!(r.status, PutStatus::FlushDiskTimeout);
+        assert_eq!(r.queue_offset, 0);
+        // Stored all the same: it becomes durable and readable.
+        while store.flushed_log_offset() < store.log().write_pos() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(read_all(&store, "T", 0).await, vec![(0, body_of(1, 500))]);
+        store.shutdown().await.unwrap();
+    });
+}
