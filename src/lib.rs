@@ -18,6 +18,8 @@
 //! * [`runtime`] — shard executors and the glommio glue kept behind our own
 //!   small module so that it can be swapped.
 
+pub mod broker;
+pub mod config;
 pub mod protocol;
 pub mod runtime;
 pub mod store;

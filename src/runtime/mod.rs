@@ -79,3 +79,8 @@ where
         .join()
         .unwrap_or_else(|e| panic!("executor {name} failed: {e}"))
 }
+
+pub mod client;
+pub mod connection;
+pub mod router;
+pub mod server;

@@ -81,7 +81,7 @@ impl TailCache {
     /// Appends bytes at `pos`, which must be the current end or — after a
     /// segment roll — a later segment base (`new_segment`).
     pub fn append(&mut self, pos: u64, mut bytes: &[u8], new_segment: bool) {
-        let at_end = self.end().map_or(true, |e| e == pos);
+        let at_end = self.end().is_none_or(|e| e == pos);
         debug_assert!(at_end || new_segment, "tail cache append out of order");
         let mut fresh = new_segment || !at_end || self.chunks.is_empty();
         let mut pos = pos;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::message_store::java_string_hash;
 use super::record::localhost;
 use super::*;
+use crate::protocol::java_string_hash;
 use crate::runtime::run_on_executor;
 
 fn cfg(dir: &Path, mode: FlushMode) -> StoreConfig {

@@ -1,0 +1,136 @@
+//! Request routing: which shard runs a request, and the handler table.
+//!
+//! * Queue requests (send, pull, offsets) run on the shard that owns the
+//!   queue. On a shard's own port the queue ids are that shard's local ids
+//!   and are rewritten to global ids here, before anything else sees them;
+//!   replies carrying a queue id are translated back.
+//! * Client, group, lock and topic-admin requests run on the controller
+//!   (shard 0), which owns that metadata.
+//! * Everything else runs where it arrived.
+
+use std::rc::Rc;
+
+use crate::protocol::codes::{request, response};
+use crate::protocol::RemotingCommand;
+use crate::runtime::router::{ClientRef, View};
+
+use super::shard::{error, not_supported, Shard};
+use super::{offsets, pull, send};
+
+/// Header keys holding (topic, queue id) for a queue request.
+fn queue_keys(cmd: &RemotingCommand) -> Option<(&'static str, &'static str)> {
+    match cmd.code {
+        request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE if cmd.ext_fields.contains("b") => Some(("b", "e")),
+        request::SEND_MESSAGE
+        | request::SEND_MESSAGE_V2
+        | request::SEND_BATCH_MESSAGE
+        | request::PULL_MESSAGE
+        | request::LITE_PULL_MESSAGE
+        | request::QUERY_CONSUMER_OFFSET
+        | request::UPDATE_CONSUMER_OFFSET
+        | request::GET_MAX_OFFSET
+        | request::GET_MIN_OFFSET
+        | request::SEARCH_OFFSET_BY_TIMESTAMP
+        | request::GET_EARLIEST_MSG_STORETIME => Some(("topic", "queueId")),
+        _ => None,
+    }
+}
+
+fn is_controller_code(code: i32) -> bool {
+    matches!(
+        code,
+        request::HEART_BEAT
+            | request::UNREGISTER_CLIENT
+            | request::GET_CONSUMER_LIST_BY_GROUP
+            | request::LOCK_BATCH_MQ
+            | request::UNLOCK_BATCH_MQ
+            | request::UPDATE_AND_CREATE_TOPIC
+            | request::DELETE_TOPIC_IN_BROKER
+            | request::GET_ALL_TOPIC_CONFIG
+    )
+}
+
+/// Entry point for a request read from a connection of this shard.
+pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    if is_controller_code(cmd.code) {
+        return shard.run_on(0, cmd, client).await;
+    }
+    let Some((topic_key, qid_key)) = queue_keys(&cmd) else {
+        return execute(shard, cmd, client).await;
+    };
+    let topic = cmd.ext_str(topic_key).unwrap_or("").to_string();
+    let qid = match cmd.ext_i32(qid_key) {
+        Ok(Some(q)) => q,
+        Ok(None) => {
+            return error(
+                &cmd,
+                response::INVALID_PARAMETER,
+                format!("the custom field {qid_key} is null"),
+            )
+        }
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    let meta = shard.meta();
+    let Some(info) = meta.topic(&topic).cloned() else {
+        // Unknown topic: sends may auto-create it, the rest answer here.
+        return execute(shard, cmd, client).await;
+    };
+    if qid < 0 {
+        return execute(shard, cmd, client).await;
+    }
+    let global = match client.view {
+        View::Main => qid as u32,
+        View::Shard(k) => match info.local_to_global(k, qid as u32) {
+            Some(g) => g,
+            None => {
+                return error(
+                    &cmd,
+                    response::INVALID_PARAMETER,
+                    format!("queueId {qid} is not a queue of topic {topic} on this broker entry"),
+                )
+            }
+        },
+    };
+    if global != qid as u32 {
+        cmd.ext_fields.insert(qid_key, global.to_string());
+    }
+    let owner = info.owner(global).unwrap_or(shard.id);
+    let is_send = matches!(
+        cmd.code,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    );
+    let reply = shard.run_on(owner, cmd, client).await;
+    match (reply, client.view) {
+        (Some(mut r), View::Shard(k)) if is_send => {
+            if let Some(g) = r.ext_i32("queueId").ok().flatten() {
+                if let Some(l) = info.global_to_local(k, g as u32) {
+                    r.ext_fields.insert("queueId", l.to_string());
+                }
+            }
+            Some(r)
+        }
+        (r, _) => r,
+    }
+}
+
+/// Runs a request on this shard (it owns the queue, or the request is
+/// not queue-bound).
+pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    match cmd.code {
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+            send::handle(shard, cmd, client).await
+        }
+        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd).await,
+        request::QUERY_CONSUMER_OFFSET
+        | request::UPDATE_CONSUMER_OFFSET
+        | request::GET_MAX_OFFSET
+        | request::GET_MIN_OFFSET
+        | request::SEARCH_OFFSET_BY_TIMESTAMP
+        | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
+        code if is_controller_code(code) => match &shard.controller {
+            Some(c) => c.handle(shard, cmd, client).await,
+            None => Box::pin(shard.run_on(0, cmd, client)).await,
+        },
+        _ => not_supported(&cmd),
+    }
+}

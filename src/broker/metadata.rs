@@ -1,0 +1,272 @@
+//! Cluster metadata of one broker: topics, the queue → shard assignment,
+//! subscription groups and the subscriptions consumers registered.
+//!
+//! The controller shard is the single writer; every data shard holds a
+//! read-only `Arc<Metadata>` snapshot, replaced as a whole when the
+//! controller publishes a new version. Topics are persisted as JSON in
+//! `<storePathRootDir>/config/topics.json` (temp file, fsync, rename).
+//!
+//! Queue identity: a queue is (topic, global queue id). In the shard-aware
+//! view a shard's broker entry numbers the queues it owns from 0; the
+//! translation is [`TopicInfo::local_to_global`] / [`TopicInfo::global_to_local`].
+//! Store files, consumer offsets and message records always use the global
+//! id, so switching the view never changes a queue's identity.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// RocketMQ `PermName`.
+pub mod perm {
+    pub const INHERIT: i32 = 1;
+    pub const WRITE: i32 = 2;
+    pub const READ: i32 = 4;
+}
+
+pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicInfo {
+    pub topic_name: String,
+    pub read_queue_nums: u32,
+    pub write_queue_nums: u32,
+    pub perm: i32,
+    #[serde(default)]
+    pub topic_sys_flag: i32,
+    #[serde(default)]
+    pub order: bool,
+    /// Owner shard of each global queue id.
+    pub queue_shards: Vec<u16>,
+}
+
+impl TopicInfo {
+    pub fn queue_count(&self) -> u32 {
+        self.read_queue_nums.max(self.write_queue_nums)
+    }
+
+    pub fn owner(&self, global_qid: u32) -> Option<u16> {
+        self.queue_shards.get(global_qid as usize).copied()
+    }
+
+    /// Global ids of the queues a shard owns, ascending.
+    pub fn owned_by(&self, shard: u16) -> impl Iterator<Item = u32> + '_ {
+        self.queue_shards
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| **s == shard)
+            .map(|(i, _)| i as u32)
+    }
+
+    pub fn local_to_global(&self, shard: u16, local: u32) -> Option<u32> {
+        self.owned_by(shard).nth(local as usize)
+    }
+
+    pub fn global_to_local(&self, shard: u16, global: u32) -> Option<u32> {
+        self.owned_by(shard).position(|g| g == global).map(|p| p as u32)
+    }
+
+    /// Read/write queue counts of this topic in one shard's broker entry.
+    pub fn shard_view(&self, shard: u16) -> (u32, u32) {
+        let owned: Vec<u32> = self.owned_by(shard).collect();
+        let read = owned.iter().filter(|g| **g < self.read_queue_nums).count() as u32;
+        let write = owned.iter().filter(|g| **g < self.write_queue_nums).count() as u32;
+        (read, write)
+    }
+}
+
+/// A consumer group's subscription to one topic, from heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub expression: String,
+    /// Tag hash codes; empty = everything (`*`).
+    pub codes: Vec<i32>,
+    pub sub_version: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metadata {
+    pub version: u64,
+    pub topics: HashMap<String, Arc<TopicInfo>>,
+    /// (group, topic) → subscription.
+    pub subscriptions: HashMap<(String, String), Subscription>,
+    /// Consumer groups with BROADCASTING model.
+    pub shard_count: u16,
+}
+
+impl Metadata {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicInfo>> {
+        self.topics.get(name)
+    }
+}
+
+/// Spreads a new topic's queues over the shards, starting at a shard
+/// derived from the name so that many small topics do not all pile onto
+/// shard 0.
+pub fn assign_queues(topic: &str, queues: u32, shards: u16) -> Vec<u16> {
+    let shards = shards.max(1) as u32;
+    let start = crate::protocol::java_string_hash(topic).unsigned_abs() % shards;
+    (0..queues).map(|i| ((start + i) % shards) as u16).collect()
+}
+
+pub fn new_topic(name: &str, read: u32, write: u32, perm: i32, shards: u16) -> TopicInfo {
+    let n = read.max(write);
+    TopicInfo {
+        topic_name: name.to_string(),
+        read_queue_nums: read,
+        write_queue_nums: write,
+        perm,
+        topic_sys_flag: 0,
+        order: false,
+        queue_shards: assign_queues(name, n, shards),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicsFile {
+    shard_count: u16,
+    topics: BTreeMap<String, TopicInfo>,
+}
+
+/// Loads `config/topics.json`; `Ok(None)` when absent.
+pub fn load_topics(root: &Path) -> Result<Option<(u16, Vec<TopicInfo>)>, String> {
+    let path = root.join("config").join("topics.json");
+    match std::fs::read(&path) {
+        Ok(b) => {
+            let f: TopicsFile = serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", path.display()))?;
+            for t in f.topics.values() {
+                if t.queue_shards.len() < t.queue_count() as usize || t.queue_shards.iter().any(|s| *s >= f.shard_count)
+                {
+                    return Err(format!(
+                        "{}: topic {} has an invalid queue assignment",
+                        path.display(),
+                        t.topic_name
+                    ));
+                }
+            }
+            Ok(Some((f.shard_count, f.topics.into_values().collect())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Writes `config/topics.json` atomically (temp file, fsync, rename, fsync
+/// of the directory). Blocking: called off the hot path by the controller.
+pub fn store_topics(root: &Path, shard_count: u16, topics: &HashMap<String, Arc<TopicInfo>>) -> Result<(), String> {
+    let f = TopicsFile {
+        shard_count,
+        topics: topics.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
+    };
+    let json = serde_json::to_vec_pretty(&f).map_err(|e| e.to_string())?;
+    write_atomically(&root.join("config"), "topics.json", &json)
+}
+
+/// Temp file + fsync + rename + directory fsync.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.sync_data().map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Topic names: `^[%|a-zA-Z0-9_-]+$`, at most 127 bytes (255 for retry and
+/// DLQ topics).
+pub fn validate_topic(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the topic name is empty".into());
+    }
+    let max = if name.starts_with(RETRY_GROUP_TOPIC_PREFIX) || name.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
+        255
+    } else {
+        127
+    };
+    if name.len() > max {
+        return Err(format!("the topic name is longer than {max} characters"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b)) {
+        return Err(format!(
+            "the topic {name} contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    Ok(())
+}
+
+/// Group names: same charset, at most 120 bytes.
+pub fn validate_group(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 120 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b)) {
+        return Err(format!(
+            "the consumer group {name:?} is not valid: 1..=120 characters of ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    Ok(())
+}
+
+/// Topics clients may not send to.
+pub fn is_not_allowed_send(topic: &str) -> bool {
+    matches!(
+        topic,
+        "SCHEDULE_TOPIC_XXXX"
+            | "RMQ_SYS_TRANS_HALF_TOPIC"
+            | "RMQ_SYS_TRANS_OP_HALF_TOPIC"
+            | "TRANS_CHECK_MAX_TIME_TOPIC"
+            | "SELF_TEST_TOPIC"
+            | "OFFSET_MOVED_EVENT"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_spread_over_shards_and_translate_both_ways() {
+        let t = new_topic("TopicTest", 8, 8, 6, 2);
+        assert_eq!(t.queue_shards.len(), 8);
+        let s0: Vec<u32> = t.owned_by(0).collect();
+        let s1: Vec<u32> = t.owned_by(1).collect();
+        assert_eq!(s0.len() + s1.len(), 8);
+        assert_eq!(s0.len(), 4);
+        for (local, g) in s1.iter().enumerate() {
+            assert_eq!(t.local_to_global(1, local as u32), Some(*g));
+            assert_eq!(t.global_to_local(1, *g), Some(local as u32));
+        }
+        assert_eq!(t.local_to_global(1, 4), None);
+        assert_eq!(t.shard_view(0), (4, 4));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_topic("Topic_1-a|%").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("bad topic").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+        assert!(validate_topic(&format!("%RETRY%{}", "x".repeat(200))).is_ok());
+        assert!(validate_group("g1").is_ok());
+        assert!(validate_group("g 1").is_err());
+    }
+
+    #[test]
+    fn topics_persist_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut topics = HashMap::new();
+        topics.insert("T".to_string(), Arc::new(new_topic("T", 4, 4, 6, 2)));
+        store_topics(dir.path(), 2, &topics).unwrap();
+        let (n, loaded) = load_topics(dir.path()).unwrap().unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(loaded, vec![(*topics["T"]).clone()]);
+        assert!(load_topics(&dir.path().join("none")).unwrap().is_none());
+    }
+}

@@ -1,0 +1,18 @@
+//! The broker: request handlers, one file per request family, and the
+//! controller that owns metadata.
+//!
+//! * [`dispatch`] — which shard runs a request; the handler table.
+//! * [`send`], [`pull`], [`offsets`] — the data path, on the queue's owner.
+//! * [`controller`] — topics, clients, groups, locks (shard 0).
+//! * [`metadata`] — the snapshot every shard reads.
+//! * [`registration`] — REGISTER_BROKER to the name servers.
+//! * [`shard`] — per-shard state and the connection service.
+
+pub mod controller;
+pub mod dispatch;
+pub mod metadata;
+pub mod offsets;
+pub mod pull;
+pub mod registration;
+pub mod send;
+pub mod shard;

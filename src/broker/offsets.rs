@@ -1,0 +1,178 @@
+//! Consumer offsets of the queues a shard owns, and the offset requests:
+//! QUERY_CONSUMER_OFFSET (14), UPDATE_CONSUMER_OFFSET (15), GET_MAX_OFFSET
+//! (30), GET_MIN_OFFSET (31), SEARCH_OFFSET_BY_TIMESTAMP (29),
+//! GET_EARLIEST_MSG_STORETIME (32).
+//!
+//! Offsets live with the queue's owner shard, keyed by the global queue id,
+//! and are persisted to `<shard dir>/consumerOffset.json` (RocketMQ's
+//! `{"offsetTable":{"topic@group":{"qid":offset}}}` shape) every few
+//! seconds and at shutdown, atomically.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::protocol::codes::{request, response};
+use crate::protocol::RemotingCommand;
+use crate::store::Boundary;
+
+use super::shard::{error, Shard};
+
+const FILE: &str = "consumerOffset.json";
+
+pub struct ConsumerOffsets {
+    dir: PathBuf,
+    table: RefCell<HashMap<(String, String, u32), u64>>,
+    dirty: Cell<bool>,
+}
+
+impl ConsumerOffsets {
+    pub fn load(dir: &Path) -> ConsumerOffsets {
+        let mut table = HashMap::new();
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
+                Ok(v) => {
+                    if let Some(t) = v.get("offsetTable").and_then(|t| t.as_object()) {
+                        for (key, queues) in t {
+                            let Some((topic, group)) = key.split_once('@') else {
+                                continue;
+                            };
+                            let Some(queues) = queues.as_object() else { continue };
+                            for (q, off) in queues {
+                                if let (Ok(q), Some(off)) = (q.parse::<u32>(), off.as_u64()) {
+                                    table.insert((group.to_string(), topic.to_string(), q), off);
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => log::error!(
+                    "{}: unreadable consumer offsets ({e}); starting without them",
+                    path.display()
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("{}: {e}", path.display()),
+        }
+        ConsumerOffsets {
+            dir: dir.to_path_buf(),
+            table: RefCell::new(table),
+            dirty: Cell::new(false),
+        }
+    }
+
+    pub fn get(&self, group: &str, topic: &str, qid: u32) -> Option<u64> {
+        self.table
+            .borrow()
+            .get(&(group.to_string(), topic.to_string(), qid))
+            .copied()
+    }
+
+    pub fn commit(&self, group: &str, topic: &str, qid: u32, offset: u64) {
+        self.table
+            .borrow_mut()
+            .insert((group.to_string(), topic.to_string(), qid), offset);
+        self.dirty.set(true);
+    }
+
+    /// Every (group, topic, queue, offset), for admin and lag metrics.
+    pub fn snapshot(&self) -> Vec<(String, String, u32, u64)> {
+        self.table
+            .borrow()
+            .iter()
+            .map(|((g, t, q), o)| (g.clone(), t.clone(), *q, *o))
+            .collect()
+    }
+
+    /// Writes the table if it changed since the last persist.
+    pub fn persist(&self) -> Result<(), String> {
+        if !self.dirty.replace(false) {
+            return Ok(());
+        }
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((g, t, q), o) in self.table.borrow().iter() {
+            out.entry(format!("{t}@{g}")).or_default().insert(q.to_string(), *o);
+        }
+        let json = serde_json::json!({ "offsetTable": out });
+        let r = super::metadata::write_atomically(&self.dir, FILE, json.to_string().as_bytes());
+        if r.is_err() {
+            self.dirty.set(true);
+        }
+        r
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let topic = match cmd.required_str("topic") {
+        Ok(t) => t.to_string(),
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    let qid = match cmd.required_i32("queueId") {
+        Ok(q) if q >= 0 => q as u32,
+        Ok(q) => return error(&cmd, response::INVALID_PARAMETER, format!("queueId {q} is negative")),
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    let ok = |key: &str, value: i64| {
+        let mut r = RemotingCommand::response_to(&cmd, response::SUCCESS, None);
+        r.ext_fields.insert(key, value.to_string());
+        Some(r)
+    };
+    let store = &shard.store;
+    match cmd.code {
+        request::QUERY_CONSUMER_OFFSET => {
+            let group = match cmd.required_str("consumerGroup") {
+                Ok(g) => g,
+                Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+            };
+            if let Some(o) = shard.offsets.get(group, &topic, qid) {
+                return ok("offset", o as i64);
+            }
+            // RocketMQ: a new group on a queue that still holds its first
+            // message starts from 0 rather than from the end.
+            let zero_if_not_found = cmd.ext_bool("setZeroIfNotFound").ok().flatten().unwrap_or(true);
+            if zero_if_not_found && store.min_offset(&topic, qid) == 0 {
+                return ok("offset", 0);
+            }
+            error(
+                &cmd,
+                response::QUERY_NOT_FOUND,
+                "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+            )
+        }
+        request::UPDATE_CONSUMER_OFFSET => {
+            let (group, offset) = match (cmd.required_str("consumerGroup"), cmd.required_i64("commitOffset")) {
+                (Ok(g), Ok(o)) if o >= 0 => (g.to_string(), o as u64),
+                (Ok(_), Ok(o)) => return error(&cmd, response::INVALID_PARAMETER, format!("commitOffset {o} < 0")),
+                (Err(e), _) | (_, Err(e)) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+            };
+            if shard.meta().topic(&topic).is_none() {
+                return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist"));
+            }
+            shard.offsets.commit(&group, &topic, qid, offset);
+            Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
+        }
+        request::GET_MAX_OFFSET => ok("offset", store.max_offset(&topic, qid) as i64),
+        request::GET_MIN_OFFSET => ok("offset", store.min_offset(&topic, qid) as i64),
+        request::SEARCH_OFFSET_BY_TIMESTAMP => {
+            let ts = match cmd.required_i64("timestamp") {
+                Ok(t) => t,
+                Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+            };
+            let b = match cmd.ext_str("boundaryType") {
+                Some(s) if s.eq_ignore_ascii_case("upper") => Boundary::Upper,
+                _ => Boundary::Lower,
+            };
+            match store.search_offset_by_time(&topic, qid, ts, b).await {
+                Ok(o) => ok("offset", o as i64),
+                Err(e) => error(&cmd, response::SYSTEM_ERROR, e.to_string()),
+            }
+        }
+        request::GET_EARLIEST_MSG_STORETIME => match store.earliest_store_time(&topic, qid).await {
+            Ok(t) => ok("timestamp", t.unwrap_or(-1)),
+            Err(e) => error(&cmd, response::SYSTEM_ERROR, e.to_string()),
+        },
+        _ => super::shard::not_supported(&cmd),
+    }
+}

@@ -1,0 +1,263 @@
+//! PULL_MESSAGE (11) / LITE_PULL_MESSAGE (361) with long polling
+//! (codes.md §2.3). Runs on the shard that owns the queue.
+//!
+//! A pull that finds nothing new, has the SUSPEND bit and is the original
+//! request is held: it waits for a message on its queue (woken by the send
+//! path after the message is visible) or for its suspend timeout, then runs
+//! once more without suspension and answers. Held pulls are tasks of their
+//! own, so they never block other requests on the connection; their number
+//! per shard is bounded.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+
+use crate::protocol::codes::response;
+use crate::protocol::header::{pull_sys_flag, CommandHeader};
+use crate::protocol::{java_string_hash, PullMessageRequestHeader, PullMessageResponseHeader, RemotingCommand};
+use crate::store::notify::Notify;
+use crate::store::{GetResult, GetStatus, TagFilter};
+
+use super::metadata::{self, perm};
+use super::shard::{error, Shard};
+
+/// Held pulls per shard at most; beyond it pulls answer at once.
+pub const MAX_HELD_PULLS: usize = 100_000;
+/// Most messages per pull (RocketMQ's in-memory cap).
+const MAX_MSGS: usize = 32;
+const DEFAULT_MAX_BYTES: usize = 256 * 1024;
+const MAX_BYTES: usize = 4 << 20;
+
+/// Per-queue wake-ups for held pulls.
+/// (topic, queue id) → (wake-up signal, number of held pulls).
+type WaiterTable = HashMap<(String, u32), (Rc<Notify>, usize)>;
+
+#[derive(Default)]
+pub struct PullWaiters {
+    queues: RefCell<WaiterTable>,
+    held: Cell<usize>,
+}
+
+impl PullWaiters {
+    pub fn wake(&self, topic: &str, qid: u32) {
+        let q = self.queues.borrow();
+        if q.is_empty() {
+            return;
+        }
+        if let Some((n, _)) = q.get(&(topic.to_string(), qid)) {
+            n.notify_all();
+        }
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    /// Waits for a wake-up on the queue or the timeout; false if the shard
+    /// already holds too many pulls.
+    async fn wait(
+        &self,
+        topic: &str,
+        qid: u32,
+        seen_max: u64,
+        timeout: Duration,
+        visible_max: impl Fn() -> u64,
+    ) -> bool {
+        if self.held.get() >= MAX_HELD_PULLS {
+            return false;
+        }
+        let key = (topic.to_string(), qid);
+        let notify = {
+            let mut q = self.queues.borrow_mut();
+            let e = q.entry(key.clone()).or_insert_with(|| (Rc::new(Notify::default()), 0));
+            e.1 += 1;
+            e.0.clone()
+        };
+        self.held.set(self.held.get() + 1);
+        let seen = notify.generation();
+        if visible_max() == seen_max {
+            future::or(notify.changed_since(seen), glommio::timer::sleep(timeout)).await;
+        }
+        self.held.set(self.held.get() - 1);
+        let mut q = self.queues.borrow_mut();
+        if let Some(e) = q.get_mut(&key) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                q.remove(&key);
+            }
+        }
+        true
+    }
+}
+
+/// Builds the broker-side filter from a tag expression.
+pub fn tag_filter(expression: &str) -> TagFilter {
+    let e = expression.trim();
+    if e.is_empty() || e == "*" {
+        return TagFilter::All;
+    }
+    let codes: Vec<i32> = e
+        .split("||")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(java_string_hash)
+        .collect();
+    if codes.is_empty() {
+        TagFilter::All
+    } else {
+        TagFilter::Codes(codes)
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let h = match PullMessageRequestHeader::from_ext(&cmd.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    if let Err(e) = metadata::validate_group(&h.consumer_group) {
+        return error(&cmd, response::INVALID_PARAMETER, e);
+    }
+    let meta = shard.meta();
+    let Some(info) = meta.topic(&h.topic).cloned() else {
+        return error(
+            &cmd,
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please!", h.topic),
+        );
+    };
+    if info.perm & perm::READ == 0 {
+        return error(
+            &cmd,
+            response::NO_PERMISSION,
+            format!("the topic[{}] pulling message is forbidden", h.topic),
+        );
+    }
+    if h.queue_id < 0 || h.queue_id as u32 >= info.read_queue_nums {
+        return error(
+            &cmd,
+            response::INVALID_PARAMETER,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] readQueueNums:[{}]",
+                h.queue_id, h.topic, info.read_queue_nums
+            ),
+        );
+    }
+    let qid = h.queue_id as u32;
+    let filter = if h.has_sys_flag(pull_sys_flag::SUBSCRIPTION) {
+        let ty = h.expression_type.as_deref().unwrap_or("TAG");
+        if !ty.eq_ignore_ascii_case("TAG") {
+            return error(
+                &cmd,
+                response::SYSTEM_ERROR,
+                "The broker does not support consumer to filter message by SQL92",
+            );
+        }
+        tag_filter(h.subscription.as_deref().unwrap_or("*"))
+    } else {
+        match meta.subscriptions.get(&(h.consumer_group.clone(), h.topic.clone())) {
+            Some(s) if s.sub_version < h.sub_version => {
+                return error(
+                    &cmd,
+                    response::SUBSCRIPTION_NOT_LATEST,
+                    "the consumer's subscription not latest",
+                )
+            }
+            Some(s) => tag_filter(&s.expression),
+            None => {
+                return error(
+                    &cmd,
+                    response::SUBSCRIPTION_NOT_EXIST,
+                    format!(
+                        "the consumer's subscription not exist, group: {} topic: {}",
+                        h.consumer_group, h.topic
+                    ),
+                )
+            }
+        }
+    };
+    if h.has_sys_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
+        shard
+            .offsets
+            .commit(&h.consumer_group, &h.topic, qid, h.commit_offset as u64);
+    }
+    let max_msgs = (h.max_msg_nums.max(1) as usize).min(MAX_MSGS);
+    let max_bytes = h
+        .max_msg_bytes
+        .map_or(DEFAULT_MAX_BYTES, |b| (b.max(100) as usize).min(MAX_BYTES));
+    let offset = h.queue_offset.max(0) as u64;
+    let mut suspend = h.has_sys_flag(pull_sys_flag::SUSPEND);
+    loop {
+        let r = match shard
+            .store
+            .get_messages(&h.topic, qid, offset, max_msgs, max_bytes, &filter)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return error(&cmd, response::SYSTEM_ERROR, format!("read failed: {e}")),
+        };
+        let (code, next) = classify(&r, offset);
+        if code == response::PULL_NOT_FOUND && suspend {
+            suspend = false;
+            // Answer well before the client's own timeout (30 s).
+            let hold = Duration::from_millis(h.suspend_timeout_millis.clamp(0, 25_000) as u64);
+            let seen = r.max_offset;
+            let store = shard.store.clone();
+            let (topic, q) = (h.topic.clone(), qid);
+            if shard
+                .pulls
+                .wait(&h.topic, qid, seen, hold, move || store.max_offset(&topic, q))
+                .await
+            {
+                continue;
+            }
+        }
+        return Some(reply(&cmd, code, next, r));
+    }
+}
+
+/// Store status → pull response code and next offset (codes.md §2.3).
+fn classify(r: &GetResult, offset: u64) -> (i32, u64) {
+    match r.status {
+        GetStatus::Found => (response::SUCCESS, r.next_offset),
+        GetStatus::NoMatchedMessage => (response::PULL_RETRY_IMMEDIATELY, r.next_offset),
+        GetStatus::OffsetOverflowOne => (response::PULL_NOT_FOUND, offset),
+        // A queue that exists but never received a message.
+        GetStatus::NoMessageInQueue | GetStatus::NoMatchedLogicQueue if offset == 0 => (response::PULL_NOT_FOUND, 0),
+        GetStatus::NoMessageInQueue | GetStatus::NoMatchedLogicQueue => (response::PULL_OFFSET_MOVED, 0),
+        GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => (response::PULL_OFFSET_MOVED, r.next_offset),
+    }
+}
+
+fn reply(cmd: &RemotingCommand, code: i32, next: u64, r: GetResult) -> RemotingCommand {
+    let h = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: next as i64,
+        min_offset: r.min_offset as i64,
+        max_offset: r.max_offset as i64,
+        topic_sys_flag: Some(0),
+        group_sys_flag: Some(0),
+        ..Default::default()
+    };
+    let remark = format!("{:?}", r.status);
+    let mut out = RemotingCommand::response_to(cmd, code, Some(remark)).with_ext_fields(h.to_ext());
+    if code == response::SUCCESS {
+        out = out.with_body(r.body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_expressions() {
+        assert_eq!(tag_filter("*"), TagFilter::All);
+        assert_eq!(tag_filter(""), TagFilter::All);
+        assert_eq!(tag_filter("TagA || TagB"), TagFilter::Codes(vec![2598919, 2598920]));
+        assert_eq!(tag_filter(" || "), TagFilter::All);
+    }
+}

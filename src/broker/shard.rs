@@ -1,0 +1,188 @@
+//! The state one shard owns, and the glue from connections to handlers.
+//!
+//! A request is handled where its queue lives: the connection's shard
+//! decodes it, translates shard-local queue ids to global ones, and either
+//! runs the handler itself or forwards the request to the owner shard (or
+//! to the controller, shard 0, for client/group/topic metadata).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::BrokerConfig;
+use crate::protocol::codes::{request, response};
+use crate::protocol::{RemotingCommand, UniqIdGenerator};
+use crate::runtime::connection::{Outbox, Service};
+use crate::runtime::router::{ClientRef, Router, ShardMsg, View};
+use crate::store::MessageStore;
+
+use super::controller::Controller;
+use super::metadata::Metadata;
+use super::offsets::ConsumerOffsets;
+use super::pull::PullWaiters;
+
+pub struct Shard {
+    pub id: u16,
+    pub cfg: Arc<BrokerConfig>,
+    pub store: MessageStore,
+    pub meta: RefCell<Arc<Metadata>>,
+    pub router: Router,
+    pub conns: RefCell<HashMap<u64, (Rc<Outbox>, ClientRef)>>,
+    next_conn: Cell<u64>,
+    pub offsets: ConsumerOffsets,
+    pub pulls: PullWaiters,
+    pub uniq: RefCell<UniqIdGenerator>,
+    /// Shard 0 only.
+    pub controller: Option<Controller>,
+}
+
+impl Shard {
+    pub fn new(
+        id: u16,
+        cfg: Arc<BrokerConfig>,
+        store: MessageStore,
+        router: Router,
+        meta: Arc<Metadata>,
+        controller: Option<Controller>,
+    ) -> Shard {
+        let offsets = ConsumerOffsets::load(&store.dir());
+        Shard {
+            id,
+            uniq: RefCell::new(UniqIdGenerator::new(cfg.broker_ip1)),
+            cfg,
+            store,
+            meta: RefCell::new(meta),
+            router,
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(1),
+            offsets,
+            pulls: PullWaiters::default(),
+            controller,
+        }
+    }
+
+    pub fn meta(&self) -> Arc<Metadata> {
+        self.meta.borrow().clone()
+    }
+
+    pub fn new_conn_id(&self) -> u64 {
+        let c = self.next_conn.get();
+        self.next_conn.set(c + 1);
+        c
+    }
+
+    pub fn shard_count(&self) -> u16 {
+        self.meta.borrow().shard_count
+    }
+
+    /// Messages from other shards.
+    pub async fn on_message(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Call { id, from, cmd, client } => {
+                let me = self.clone();
+                glommio::spawn_local(async move {
+                    let reply = super::dispatch::execute(&me, cmd, &client).await;
+                    me.router.reply(from, id, reply).await;
+                })
+                .detach();
+            }
+            ShardMsg::Reply { id, reply } => self.router.complete(id, reply),
+            ShardMsg::Metadata(m) => {
+                if m.version >= self.meta.borrow().version {
+                    *self.meta.borrow_mut() = m;
+                }
+            }
+            ShardMsg::Push { conn, cmd } => self.push(conn, cmd),
+            ShardMsg::ConnClosed(client) => {
+                if let Some(c) = &self.controller {
+                    c.connection_closed(self, &client);
+                }
+            }
+        }
+    }
+
+    /// Queues a command on one of this shard's connections.
+    pub fn push(&self, conn: u64, cmd: RemotingCommand) {
+        if let Some((out, _)) = self.conns.borrow().get(&conn) {
+            out.try_push(cmd);
+        }
+    }
+
+    /// Publishes a metadata snapshot to every shard (this one included).
+    pub async fn publish(self: &Rc<Self>, m: Arc<Metadata>) {
+        for s in 0..self.shard_count() {
+            if s == self.id {
+                *self.meta.borrow_mut() = m.clone();
+            } else {
+                self.router.send(s, ShardMsg::Metadata(m.clone())).await;
+            }
+        }
+    }
+
+    /// Runs `cmd` on shard `to` (locally when it is this shard).
+    pub async fn run_on(self: &Rc<Self>, to: u16, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+        if to == self.id {
+            Box::pin(super::dispatch::execute(self, cmd, client)).await
+        } else {
+            self.router.call(to, cmd, client.clone()).await
+        }
+    }
+}
+
+/// A listener's service: the broker on the main port or a shard port.
+pub struct BrokerService {
+    pub shard: Rc<Shard>,
+    pub view: View,
+}
+
+impl Service for BrokerService {
+    fn handle(
+        self: Rc<Self>,
+        conn: u64,
+        cmd: RemotingCommand,
+    ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>> {
+        Box::pin(async move {
+            let client = self.shard.conns.borrow().get(&conn).map(|(_, c)| c.clone())?;
+            let oneway = cmd.is_oneway();
+            let reply = super::dispatch::route(&self.shard, cmd, &client).await;
+            if oneway {
+                None
+            } else {
+                reply
+            }
+        })
+    }
+
+    fn closed(&self, conn: u64) {
+        let Some((_, client)) = self.shard.conns.borrow_mut().remove(&conn) else {
+            return;
+        };
+        let shard = self.shard.clone();
+        glommio::spawn_local(async move {
+            if shard.id == 0 {
+                if let Some(c) = &shard.controller {
+                    c.connection_closed(&shard, &client);
+                }
+            } else {
+                shard.router.send(0, ShardMsg::ConnClosed(client)).await;
+            }
+        })
+        .detach();
+    }
+}
+
+/// An error reply with a remark (never for oneway requests).
+pub fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Option<RemotingCommand> {
+    Some(RemotingCommand::response_to(req, code, Some(remark.into())))
+}
+
+pub fn not_supported(req: &RemotingCommand) -> Option<RemotingCommand> {
+    error(
+        req,
+        response::REQUEST_CODE_NOT_SUPPORTED,
+        request::not_supported_remark(req.code),
+    )
+}

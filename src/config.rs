@@ -1,0 +1,343 @@
+//! Broker settings: a `broker.conf`-style properties file with RocketMQ's
+//! key names, overridable from the command line, validated once at start.
+//!
+//! Unknown keys are a warning (a RocketMQ broker.conf carries many keys we
+//! do not use); an invalid value is an error naming the key and the value.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::FlushMode;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen_port: u16,
+    pub namesrv_listen_port: u16,
+    /// Embedded name server on `namesrv_listen_port` (default on).
+    pub embedded_namesrv: bool,
+    /// Name servers to register with (`;`-separated); defaults to the
+    /// embedded one.
+    pub namesrv_addrs: Vec<String>,
+    pub broker_cluster_name: String,
+    pub broker_name: String,
+    pub broker_id: u64,
+    /// Advertised IP (STOREHOST of every record, route entries).
+    pub broker_ip1: IpAddr,
+    pub store_path_root_dir: PathBuf,
+    pub flush_disk_type: FlushMode,
+    pub mapped_file_size_commit_log: u64,
+    pub auto_create_topic_enable: bool,
+    pub auto_create_subscription_group: bool,
+    pub default_topic_queue_nums: u32,
+    pub file_reserved_time: Duration,
+    pub disk_max_used_space_ratio: u8,
+    pub sync_flush_timeout: Duration,
+    pub max_message_size: usize,
+    /// Data shards (0 = one per CPU core).
+    pub shard_count: usize,
+    /// Register each shard as its own broker entry on its own port.
+    pub shard_aware_routes: bool,
+    /// Shard k listens on `shard_listen_port_base + k`.
+    pub shard_listen_port_base: u16,
+    /// Bytes of CommitLog tail kept in memory per shard.
+    pub tail_cache_bytes: usize,
+    /// Segments zero-filled when prepared.
+    pub segment_pre_zero: bool,
+    pub register_namesrv_period: Duration,
+    /// Listen on `listen_port - 2` for Java clients <= 4.4 (VIP channel).
+    pub vip_channel_enable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid value for {key}: {value:?} ({why})")]
+    Invalid { key: String, value: String, why: String },
+    #[error("malformed override {0:?}: expected key=value")]
+    Override(String),
+}
+
+impl Default for BrokerConfig {
+    fn default() -> BrokerConfig {
+        BrokerConfig {
+            listen_port: 10911,
+            namesrv_listen_port: 9876,
+            embedded_namesrv: true,
+            namesrv_addrs: Vec::new(),
+            broker_cluster_name: "DefaultCluster".into(),
+            broker_name: "broker-a".into(),
+            broker_id: 0,
+            broker_ip1: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            store_path_root_dir: PathBuf::from("./data"),
+            flush_disk_type: FlushMode::Async,
+            mapped_file_size_commit_log: 1 << 30,
+            auto_create_topic_enable: true,
+            auto_create_subscription_group: true,
+            default_topic_queue_nums: 8,
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            disk_max_used_space_ratio: 90,
+            sync_flush_timeout: Duration::from_secs(5),
+            max_message_size: 4 << 20,
+            shard_count: 0,
+            shard_aware_routes: true,
+            shard_listen_port_base: 0,
+            tail_cache_bytes: 128 << 20,
+            segment_pre_zero: false,
+            register_namesrv_period: Duration::from_secs(30),
+            vip_channel_enable: true,
+        }
+    }
+}
+
+/// Parses Java-properties text: `key=value` / `key: value`, `#` and `!`
+/// comments, surrounding whitespace trimmed.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line.find(['=', ':']).unwrap_or(line.len());
+        let key = line[..split].trim();
+        let value = line.get(split + 1..).unwrap_or("").trim();
+        if !key.is_empty() {
+            map.insert(key.to_string(), value.to_string());
+        }
+    }
+    map
+}
+
+impl BrokerConfig {
+    /// Builds the configuration from an optional file plus `key=value`
+    /// overrides (later wins). Returns the unknown keys for a warning.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &[String],
+    ) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut props = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            props = parse_properties(&text);
+        }
+        for o in overrides {
+            let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::Override(o.clone()))?;
+            props.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        BrokerConfig::from_properties(&props)
+    }
+
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut c = BrokerConfig::default();
+        let mut unknown = Vec::new();
+        for (key, value) in props {
+            let k = key.as_str();
+            let v = value.as_str();
+            match k {
+                "listenPort" => c.listen_port = port(k, v)?,
+                "namesrvListenPort" => c.namesrv_listen_port = port(k, v)?,
+                "embeddedNamesrvEnable" => c.embedded_namesrv = boolean(k, v)?,
+                "namesrvAddr" => {
+                    c.namesrv_addrs = v
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                    for a in &c.namesrv_addrs {
+                        if a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                            return Err(invalid(k, v, "expected host:port[;host:port...]"));
+                        }
+                    }
+                }
+                "brokerClusterName" => c.broker_cluster_name = name(k, v)?,
+                "brokerName" => c.broker_name = name(k, v)?,
+                "brokerId" => c.broker_id = number(k, v)?,
+                "brokerIP1" => c.broker_ip1 = v.parse().map_err(|_| invalid(k, v, "expected an IP address"))?,
+                "storePathRootDir" => {
+                    if v.is_empty() {
+                        return Err(invalid(k, v, "must not be empty"));
+                    }
+                    c.store_path_root_dir = expand_home(v);
+                }
+                "flushDiskType" => {
+                    c.flush_disk_type = match v {
+                        "SYNC_FLUSH" => FlushMode::Sync,
+                        "ASYNC_FLUSH" => FlushMode::Async,
+                        _ => return Err(invalid(k, v, "expected SYNC_FLUSH or ASYNC_FLUSH")),
+                    }
+                }
+                "mapedFileSizeCommitLog" | "mappedFileSizeCommitLog" => c.mapped_file_size_commit_log = number(k, v)?,
+                "autoCreateTopicEnable" => c.auto_create_topic_enable = boolean(k, v)?,
+                "autoCreateSubscriptionGroup" => c.auto_create_subscription_group = boolean(k, v)?,
+                "defaultTopicQueueNums" => {
+                    c.default_topic_queue_nums = number(k, v)?;
+                    if !(1..=1024).contains(&c.default_topic_queue_nums) {
+                        return Err(invalid(k, v, "must be within 1..=1024"));
+                    }
+                }
+                "fileReservedTime" => c.file_reserved_time = Duration::from_secs(number::<u64>(k, v)? * 3600),
+                "diskMaxUsedSpaceRatio" => c.disk_max_used_space_ratio = number(k, v)?,
+                "syncFlushTimeout" => c.sync_flush_timeout = Duration::from_millis(number(k, v)?),
+                "maxMessageSize" => c.max_message_size = number(k, v)?,
+                "shardCount" => c.shard_count = number(k, v)?,
+                "shardAwareRoutes" => c.shard_aware_routes = boolean(k, v)?,
+                "shardListenPortBase" => c.shard_listen_port_base = port(k, v)?,
+                "tailCacheBytes" => c.tail_cache_bytes = number(k, v)?,
+                "segmentPreZero" => c.segment_pre_zero = boolean(k, v)?,
+                "registerNameServerPeriod" => {
+                    c.register_namesrv_period = Duration::from_millis(number::<u64>(k, v)?.clamp(10_000, 60_000))
+                }
+                "vipChannelEnable" => c.vip_channel_enable = boolean(k, v)?,
+                _ => unknown.push(key.clone()),
+            }
+        }
+        c.validate()?;
+        Ok((c, unknown))
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        if !(10..=95).contains(&self.disk_max_used_space_ratio) {
+            return Err(invalid(
+                "diskMaxUsedSpaceRatio",
+                &self.disk_max_used_space_ratio.to_string(),
+                "10..=95",
+            ));
+        }
+        if self.max_message_size == 0 || self.max_message_size > 64 << 20 {
+            return Err(invalid(
+                "maxMessageSize",
+                &self.max_message_size.to_string(),
+                "1..=67108864",
+            ));
+        }
+        let seg = self.mapped_file_size_commit_log;
+        if seg % 4096 != 0 || seg < (self.max_message_size as u64 + 64 * 1024) {
+            return Err(invalid(
+                "mapedFileSizeCommitLog",
+                &seg.to_string(),
+                "a multiple of 4096 larger than maxMessageSize + 64 KiB",
+            ));
+        }
+        if self.shard_count > 256 {
+            return Err(invalid("shardCount", &self.shard_count.to_string(), "at most 256"));
+        }
+        if self.shard_listen_port_base == 0 {
+            self.shard_listen_port_base = self.listen_port.saturating_add(10);
+        }
+        if self.namesrv_addrs.is_empty() {
+            if !self.embedded_namesrv {
+                return Err(invalid("namesrvAddr", "", "required when embeddedNamesrvEnable=false"));
+            }
+            self.namesrv_addrs = vec![format!("127.0.0.1:{}", self.namesrv_listen_port)];
+        }
+        Ok(())
+    }
+
+    /// `ip:port` other processes use to reach the main broker port.
+    pub fn broker_addr(&self) -> String {
+        format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+
+    pub fn shard_port(&self, shard: usize) -> u16 {
+        self.shard_listen_port_base.saturating_add(shard as u16)
+    }
+}
+
+fn invalid(key: &str, value: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        why: why.into(),
+    }
+}
+
+fn number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, ConfigError> {
+    v.parse().map_err(|_| invalid(k, v, "expected a non-negative integer"))
+}
+
+fn port(k: &str, v: &str) -> Result<u16, ConfigError> {
+    match v.parse::<u16>() {
+        Ok(p) if p > 2 => Ok(p),
+        _ => Err(invalid(k, v, "expected a TCP port 3..=65535")),
+    }
+}
+
+fn boolean(k: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(k, v, "expected true or false")),
+    }
+}
+
+fn name(k: &str, v: &str) -> Result<String, ConfigError> {
+    let ok = !v.is_empty() && v.len() <= 127 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(invalid(k, v, "1..=127 characters of [a-zA-Z0-9_-]"))
+    }
+}
+
+fn expand_home(v: &str) -> PathBuf {
+    match (v.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rocketmq_keys_and_reports_unknown_ones() {
+        let text = "# broker\nbrokerClusterName = C1\nbrokerName=b1\nlistenPort=20911\nflushDiskType=SYNC_FLUSH\n\
+                    mapedFileSizeCommitLog=67108864\nbrokerRole=ASYNC_MASTER\ndeleteWhen: 04\n";
+        let (c, unknown) = BrokerConfig::from_properties(&parse_properties(text)).unwrap();
+        assert_eq!(c.broker_cluster_name, "C1");
+        assert_eq!(c.listen_port, 20911);
+        assert_eq!(c.flush_disk_type, FlushMode::Sync);
+        assert_eq!(c.mapped_file_size_commit_log, 64 << 20);
+        assert_eq!(c.shard_listen_port_base, 20921);
+        assert_eq!(c.namesrv_addrs, vec!["127.0.0.1:9876".to_string()]);
+        assert_eq!(unknown, vec!["brokerRole".to_string(), "deleteWhen".to_string()]);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (k, v) in [
+            ("flushDiskType", "SOMETIMES"),
+            ("listenPort", "70000"),
+            ("brokerIP1", "not-an-ip"),
+            ("diskMaxUsedSpaceRatio", "99"),
+            ("autoCreateTopicEnable", "yes"),
+            ("mapedFileSizeCommitLog", "1000"),
+        ] {
+            let props = BTreeMap::from([(k.to_string(), v.to_string())]);
+            let err = BrokerConfig::from_properties(&props).unwrap_err().to_string();
+            assert!(err.contains(k), "{err}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("broker.conf");
+        std::fs::write(&f, "listenPort=1000\n").unwrap();
+        let (c, _) = BrokerConfig::load(Some(&f), &["listenPort=2000".into()]).unwrap();
+        assert_eq!(c.listen_port, 2000);
+        assert!(BrokerConfig::load(Some(&f), &["nonsense".into()]).is_err());
+    }
+}

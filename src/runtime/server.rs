@@ -1,0 +1,295 @@
+//! Starting and stopping the shards of one broker process.
+//!
+//! One pinned glommio executor per shard. Each opens its store, joins the
+//! channel mesh, and listens on the main broker port (SO_REUSEPORT spreads
+//! connections over the shards), on its own shard port, and on the VIP port
+//! (main − 2) for old Java clients. Shard 0 also runs the controller, the
+//! name-server registration and — when embedded — the name server.
+//!
+//! Start-up never blocks on a barrier (PLATFORM.md trap 4): each shard
+//! reports success or failure over a std channel and the main thread
+//! decides.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::broker::controller::Controller;
+use crate::broker::metadata::{self, Metadata};
+use crate::broker::shard::{BrokerService, Shard};
+use crate::config::BrokerConfig;
+use crate::runtime::connection;
+use crate::runtime::router::{ClientRef, Router, ShardMsg, View};
+use crate::store::{MessageStore, StoreConfig};
+
+/// Set by the signal handler; every shard polls it.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// What a shard reports to the main thread.
+enum Report {
+    Ready,
+    Failed(u16, String),
+    Stopped,
+}
+
+/// Runs the broker until SIGINT/SIGTERM. Returns an error message for a
+/// failed start.
+pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
+    crate::runtime::ensure_memlock()?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let root = cfg.store_path_root_dir.clone();
+    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let lock = lock_data_dir(&root)?;
+    let (persisted_shards, topics) = match metadata::load_topics(&root)? {
+        Some((n, t)) => (Some(n), t),
+        None => (None, Vec::new()),
+    };
+    let wanted = if cfg.shard_count == 0 { cores } else { cfg.shard_count };
+    let shards = match persisted_shards {
+        Some(n) if n as usize != wanted => {
+            log::warn!(
+                "data dir {} was created with {n} shards; keeping {n} (queue ownership is stable across restarts)",
+                root.display()
+            );
+            n
+        }
+        Some(n) => n,
+        None => wanted as u16,
+    };
+    let ctl = Controller::new(root.clone(), shards, topics);
+    ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)?;
+    let meta = ctl.snapshot();
+    let cfg = Arc::new(cfg);
+    let mesh = MeshBuilder::<ShardMsg, _>::full(shards as usize, 1024);
+    let (tx, rx) = mpsc::channel::<Report>();
+    let mut ctl = Some(ctl);
+    let mut handles = Vec::new();
+    for k in 0..shards {
+        let (cfg, mesh, tx, meta) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone());
+        let controller = if k == 0 { ctl.take() } else { None };
+        let placement = Placement::Fixed(k as usize % cores);
+        let h = LocalExecutorBuilder::new(placement)
+            .name(&format!("shard-{k}"))
+            .spin_before_park(Duration::from_micros(50))
+            .spawn(move || async move {
+                match run_shard(k, cfg, mesh, meta, controller, tx.clone()).await {
+                    Ok(()) => {
+                        let _ = tx.send(Report::Stopped);
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Report::Failed(k, e));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start shard {k}: {e}"))?;
+        handles.push(h);
+    }
+    drop(tx);
+    let mut ready = 0;
+    while ready < shards {
+        match rx.recv() {
+            Ok(Report::Ready) => ready += 1,
+            Ok(Report::Failed(k, e)) => {
+                SHUTDOWN.store(true, Ordering::SeqCst);
+                return Err(format!("shard {k} failed to start: {e}"));
+            }
+            Ok(Report::Stopped) | Err(_) => return Err("a shard stopped during start-up".into()),
+        }
+    }
+    println!(
+        "shardmq ready: {} shards, broker {} ({} routes{}), name server {}, data in {}",
+        shards,
+        cfg.broker_addr(),
+        if cfg.shard_aware_routes {
+            "shard-aware"
+        } else {
+            "single-entry"
+        },
+        if cfg.shard_aware_routes {
+            format!(
+                ", shard ports {}..={}",
+                cfg.shard_port(0),
+                cfg.shard_port(shards as usize - 1)
+            )
+        } else {
+            String::new()
+        },
+        if cfg.embedded_namesrv {
+            format!("embedded on 127.0.0.1:{}", cfg.namesrv_listen_port)
+        } else {
+            cfg.namesrv_addrs.join(";")
+        },
+        std::fs::canonicalize(&root).unwrap_or(root.clone()).display()
+    );
+    for h in handles {
+        let _ = h.join();
+    }
+    drop(lock);
+    Ok(())
+}
+
+async fn run_shard(
+    k: u16,
+    cfg: Arc<BrokerConfig>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    meta: Arc<Metadata>,
+    controller: Option<Controller>,
+    report: mpsc::Sender<Report>,
+) -> Result<(), String> {
+    let mut scfg = StoreConfig::new(
+        cfg.store_path_root_dir.join(format!("shard-{k}")),
+        k,
+        SocketAddr::new(cfg.broker_ip1, cfg.listen_port),
+    );
+    scfg.flush_mode = cfg.flush_disk_type;
+    scfg.segment_size = cfg.mapped_file_size_commit_log;
+    scfg.segment_pre_zero = cfg.segment_pre_zero;
+    scfg.sync_flush_timeout = cfg.sync_flush_timeout;
+    scfg.file_reserved_time = cfg.file_reserved_time;
+    scfg.disk_max_used_ratio = cfg.disk_max_used_space_ratio;
+    scfg.tail_cache_bytes = cfg.tail_cache_bytes;
+    scfg.max_record_size = cfg.max_message_size + 64 * 1024;
+    let (store, report_rec) = MessageStore::open(scfg).await.map_err(|e| e.to_string())?;
+    if let Some(stop) = &report_rec.stop {
+        log::info!(
+            "shard {k}: recovery stopped at {}:{} ({})",
+            stop.file.display(),
+            stop.file_pos,
+            stop.why
+        );
+    }
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "cannot join the shard mesh".to_string())?;
+    let router = Router::new(k, senders);
+    let shard = Rc::new(Shard::new(k, cfg.clone(), store, router, meta, controller));
+    for (_, stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(msg) = stream.recv().await {
+                shard.on_message(msg).await;
+            }
+        })
+        .detach();
+    }
+    let ip = cfg.broker_ip1;
+    let mut listeners = vec![(SocketAddr::new(ip, cfg.listen_port), View::Main)];
+    if cfg.vip_channel_enable && cfg.listen_port > 2 {
+        listeners.push((SocketAddr::new(ip, cfg.listen_port - 2), View::Main));
+    }
+    listeners.push((SocketAddr::new(ip, cfg.shard_port(k as usize)), View::Shard(k)));
+    for (addr, view) in listeners {
+        let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        glommio::spawn_local(accept_loop(shard.clone(), l, view)).detach();
+    }
+    if k == 0 {
+        if cfg.embedded_namesrv {
+            // NAMESRV-HOOK
+        }
+        glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_secs(10)).await;
+                if let Some(c) = &s.controller {
+                    c.expire(&s).await;
+                }
+            }
+        })
+        .detach();
+    }
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_secs(5)).await;
+            if let Err(e) = s.offsets.persist() {
+                log::error!("shard {}: cannot persist consumer offsets: {e}", s.id);
+            }
+        }
+    })
+    .detach();
+    let _ = report.send(Report::Ready);
+    while !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    log::info!("shard {k}: shutting down");
+    if let Err(e) = shard.offsets.persist() {
+        log::error!("shard {k}: cannot persist consumer offsets: {e}");
+    }
+    shard.store.shutdown().await.map_err(|e| e.to_string())
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
+    let service = Rc::new(BrokerService {
+        shard: shard.clone(),
+        view,
+    });
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("shard {}: accept failed: {e}", shard.id);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(addr) = stream.peer_addr() else { continue };
+        let conn = shard.new_conn_id();
+        let client = ClientRef {
+            shard: shard.id,
+            conn,
+            addr,
+            view,
+        };
+        let (service, shard2) = (service.clone(), shard.clone());
+        glommio::spawn_local(async move {
+            connection::serve(service, conn, stream, move |outbox| {
+                shard2.conns.borrow_mut().insert(conn, (outbox, client));
+            })
+            .await;
+        })
+        .detach();
+    }
+}
+
+/// One broker process per data directory: an exclusive `flock` on
+/// `<root>/lock`, held for the life of the process.
+fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::os::unix::io::AsRawFd;
+    let path = root.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "{} is locked: another shardmq uses this data directory",
+            path.display()
+        ));
+    }
+    Ok(f)
+}
+
+/// Installs SIGINT/SIGTERM handling: the first signal starts a graceful
+/// shutdown (flush, checkpoint, offsets).
+pub fn install_signal_handler() -> Result<(), String> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            SHUTDOWN.store(true, Ordering::SeqCst);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Helpers for end-to-end tests: start the real `shardmq` binary on free
+//! loopback ports, and a blocking remoting client built on the project's
+//! codec.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use shardmq::protocol::{encode_frame, FrameDecoder, RemotingCommand};
+
+/// A free TCP port on 127.0.0.1 whose neighbours `port - 2` and the
+/// following `extra` ports are free too (the VIP port and shard ports).
+pub fn free_port_block(extra: u16) -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = l.local_addr().expect("addr").port();
+        drop(l);
+        if !(1100..=60000).contains(&p) {
+            continue;
+        }
+        let ok = (p - 2..=p + extra).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
+        if ok {
+            return p;
+        }
+    }
+    panic!("no free port block");
+}
+
+pub struct Broker {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub namesrv_port: u16,
+    pub shard_base: u16,
+    pub shards: u16,
+    pub extra: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards on fresh ports in `dir`.
+    pub fn start(dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        let port = free_port_block(2);
+        let shard_base = free_port_block(shards + 1);
+        let namesrv_port = free_port_block(0);
+        let mut b = Broker {
+            child: None,
+            dir: dir.to_path_buf(),
+            port,
+            namesrv_port,
+            shard_base,
+            shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: dir.join("broker.log"),
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn spawn(&mut self) {
+        let data = self.dir.join("data");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardmq"));
+        cmd.arg("serve")
+            .args(["--set", &format!("storePathRootDir={}", data.display())])
+            .args(["--set", &format!("listenPort={}", self.port)])
+            .args(["--set", &format!("namesrvListenPort={}", self.namesrv_port)])
+            .args(["--set", &format!("shardListenPortBase={}", self.shard_base)])
+            .args(["--set", &format!("shardCount={}", self.shards)])
+            .args(["--set", "brokerIP1=127.0.0.1"])
+            .args(["--set", "mapedFileSizeCommitLog=67108864"])
+            .args(["--set", "tailCacheBytes=33554432"]);
+        for e in &self.extra {
+            cmd.args(["--set", e]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().expect("spawn shardmq");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("shardmq ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "broker did not become ready; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            panic!("broker did not stop on SIGTERM");
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn shard_addr(&self, k: u16) -> String {
+        format!("127.0.0.1:{}", self.shard_base + k)
+    }
+
+    pub fn namesrv_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.namesrv_port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking remoting client: one request at a time, or pipelined by hand.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    next: i32,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            next: 1,
+        }
+    }
+
+    /// Sends a request and returns its opaque.
+    pub fn send(&mut self, mut cmd: RemotingCommand) -> i32 {
+        cmd.opaque = self.next;
+        self.next += 1;
+        let mut out = BytesMut::new();
+        encode_frame(&cmd, &mut out).expect("encode");
+        self.stream.write_all(&out).expect("write");
+        cmd.opaque
+    }
+
+    /// Reads the next frame (None on EOF or a read error).
+    pub fn recv(&mut self) -> Option<RemotingCommand> {
+        let d = FrameDecoder::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some(c) = d.decode(&mut self.buf).expect("decode") {
+                return Some(c);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends and waits for the matching response (skipping server pushes).
+    pub fn call(&mut self, cmd: RemotingCommand) -> RemotingCommand {
+        let op = self.send(cmd);
+        loop {
+            let r = self.recv().expect("connection closed before the response");
+            if r.is_response() && r.opaque == op {
+                return r;
+            }
+        }
+    }
+}
+
+pub fn req(code: i32, fields: &[(&str, String)]) -> RemotingCommand {
+    let mut c = RemotingCommand::new_request(code);
+    for (k, v) in fields {
+        c.ext_fields.insert(*k, v.as_str());
+    }
+    c
+}
