@@ -230,3 +230,72 @@ fn send_pull_long_poll_views_bad_input_and_restart() {
     assert_eq!((r.code, r.ext_str("offset")), (response::SUCCESS, Some("7")));
     b.stop();
 }
+
+/// Garbage and truncated frames on many connections: each is closed or
+/// answered, the broker stays up and serves everyone else.
+#[test]
+fn garbage_frames_never_take_the_broker_down() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Broker::start(dir.path(), 2, &[]);
+    let mut seed: u64 = 0x1234_5678_9abc_def0;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..200 {
+        let mut c = Client::connect(&b.addr());
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let len = (next() % 300) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match round % 4 {
+            // A plausible prefix with an absurd header length.
+            0 if len >= 8 => bytes[..8].copy_from_slice(&[0, 0, 0, 16, 0, 0xFF, 0xFF, 0xFF]),
+            // A huge announced frame length.
+            1 if len >= 4 => bytes[..4].copy_from_slice(&[0x7F, 0xFF, 0xFF, 0xFF]),
+            // A JSON header that is not JSON.
+            2 if len >= 8 => {
+                let body_len = (len - 4) as u32;
+                bytes[..4].copy_from_slice(&body_len.to_be_bytes());
+                bytes[4..8].copy_from_slice(&((len - 8) as u32).to_be_bytes());
+            }
+            _ => {}
+        }
+        let _ = c.stream.write_all(&bytes);
+        let _ = c.recv();
+    }
+    // Valid JSON header, wrong types everywhere.
+    let mut c = Client::connect(&b.addr());
+    let r = c.call(req(
+        request::PULL_MESSAGE,
+        &[("topic", "T".into()), ("queueId", "zero".into())],
+    ));
+    assert_eq!(r.code, response::INVALID_PARAMETER);
+    let r = c.call(req(request::HEART_BEAT, &[]).with_body(b"{not json".to_vec()));
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    // A request in the binary (ROCKETMQ) serialization is answered in it.
+    let bin = req(
+        request::GET_MAX_OFFSET,
+        &[("topic", "TBW102".into()), ("queueId", "0".into())],
+    )
+    .with_serialize_type(shardmq::protocol::SerializeType::RocketMq);
+    let r = c.call(bin);
+    assert_eq!(r.code, response::SUCCESS);
+    assert_eq!(r.serialize_type, shardmq::protocol::SerializeType::RocketMq);
+    assert_eq!(max_offset(&mut c, "TBW102", 0), 0);
+}
+
+#[test]
+fn invalid_configuration_fails_at_start_with_the_key_named() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["serve", "--set", "flushDiskType=SOMETIMES"])
+        .output()
+        .expect("run shardmq");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("flushDiskType"), "{err}");
+}
