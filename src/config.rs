@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub register_namesrv_period: Duration,
     /// Listen on `listen_port - 2` for Java clients <= 4.4 (VIP channel).
     pub vip_channel_enable: bool,
+    /// Prometheus `/metrics` HTTP port (0 = off).
+    pub metrics_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,7 @@ impl Default for BrokerConfig {
             segment_pre_zero: false,
             register_namesrv_period: Duration::from_secs(30),
             vip_channel_enable: true,
+            metrics_port: 5557,
         }
     }
 }
@@ -199,6 +202,9 @@ impl BrokerConfig {
                     c.register_namesrv_period = Duration::from_millis(number::<u64>(k, v)?.clamp(10_000, 60_000))
                 }
                 "vipChannelEnable" => c.vip_channel_enable = boolean(k, v)?,
+                "metricsPort" => {
+                    c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
+                }
                 _ => unknown.push(key.clone()),
             }
         }

@@ -20,6 +20,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod store;

@@ -202,6 +202,34 @@ fn send_pull_long_poll_views_bad_input_and_restart() {
     assert!(bad.recv().is_none(), "broken frame must close the connection");
     assert_eq!(max_offset(&mut c, "E2E", 0), 11, "other connections are unaffected");
 
+    // Per-shard histograms and counters, over the remoting protocol and
+    // the Prometheus endpoint.
+    let r = c.call(req(shardmq::broker::stats::GET_BROKER_STATS, &[]));
+    assert_eq!(r.code, response::SUCCESS);
+    let stats: shardmq::metrics::BrokerStats = serde_json::from_slice(&r.body).expect("stats json");
+    assert_eq!(stats.shards.len(), 2);
+    let sends: u64 = stats
+        .shards
+        .iter()
+        .flat_map(|s| &s.ops)
+        .filter(|o| o.op == "send")
+        .map(|o| o.count)
+        .sum();
+    assert!(sends >= 43, "every send is in a histogram: {sends}");
+    assert!(stats
+        .shards
+        .iter()
+        .flat_map(|s| &s.ops)
+        .any(|o| o.op == "flush" && o.count > 0));
+    let (status, text) = common::http_get(b.metrics_port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        text.contains("shardmq_latency_seconds_count{shard=\"0\",op=\"send\"}"),
+        "{text}"
+    );
+    assert!(text.contains("shardmq_requests_total{shard="));
+    assert!(common::http_get(b.metrics_port, "/nope").0.contains("404"));
+
     // Committed offsets and messages survive kill -9 (SYNC_FLUSH).
     let r = c.call(req(
         request::UPDATE_CONSUMER_OFFSET,
@@ -228,6 +256,16 @@ fn send_pull_long_poll_views_bad_input_and_restart() {
         ],
     ));
     assert_eq!((r.code, r.ext_str("offset")), (response::SUCCESS, Some("7")));
+    // The backlog of that group on that queue: everything stored past 7.
+    let max3 = max_offset(&mut c, "E2E", 3);
+    let r = c.call(req(shardmq::broker::stats::GET_BROKER_STATS, &[]));
+    let stats: shardmq::metrics::BrokerStats = serde_json::from_slice(&r.body).expect("stats json");
+    let lag = stats
+        .lag
+        .iter()
+        .find(|l| l.group == "cg" && l.topic == "E2E" && l.queue_id == 3)
+        .expect("lag entry");
+    assert_eq!((lag.broker_offset, lag.consumer_offset, lag.lag()), (max3, 7, max3 - 7));
     b.stop();
 }
 

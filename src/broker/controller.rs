@@ -171,6 +171,12 @@ impl Controller {
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(shard, cmd).await,
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(shard, cmd).await,
             request::GET_ALL_TOPIC_CONFIG => self.all_topics(cmd),
+            super::stats::GET_INCONSISTENT => {
+                let mut groups: Vec<String> = self.inconsistent.borrow().iter().map(|i| i.group.clone()).collect();
+                groups.dedup();
+                let body = serde_json::to_vec(&groups).unwrap_or_default();
+                Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body))
+            }
             _ => super::shard::not_supported(&cmd),
         }
     }

@@ -47,6 +47,7 @@ fn is_controller_code(code: i32) -> bool {
             | request::UPDATE_AND_CREATE_TOPIC
             | request::DELETE_TOPIC_IN_BROKER
             | request::GET_ALL_TOPIC_CONFIG
+            | super::stats::GET_INCONSISTENT
     )
 }
 
@@ -127,6 +128,9 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         | request::GET_MIN_OFFSET
         | request::SEARCH_OFFSET_BY_TIMESTAMP
         | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
+        super::stats::GET_BROKER_STATS | super::stats::GET_SHARD_STATS => {
+            super::stats::handle(shard, cmd, client).await
+        }
         code if is_controller_code(code) => match &shard.controller {
             Some(c) => c.handle(shard, cmd, client).await,
             None => Box::pin(shard.run_on(0, cmd, client)).await,

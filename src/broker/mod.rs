@@ -16,3 +16,4 @@ pub mod pull;
 pub mod registration;
 pub mod send;
 pub mod shard;
+pub mod stats;

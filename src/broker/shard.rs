@@ -11,8 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::BrokerConfig;
+use crate::metrics::Op;
 use crate::protocol::codes::{request, response};
 use crate::protocol::{RemotingCommand, UniqIdGenerator};
 use crate::runtime::connection::{Outbox, Service};
@@ -35,6 +37,7 @@ pub struct Shard {
     pub offsets: ConsumerOffsets,
     pub pulls: PullWaiters,
     pub uniq: RefCell<UniqIdGenerator>,
+    pub metrics: crate::metrics::ShardMetrics,
     /// Shard 0 only.
     pub controller: Option<Controller>,
 }
@@ -60,6 +63,7 @@ impl Shard {
             next_conn: Cell::new(1),
             offsets,
             pulls: PullWaiters::default(),
+            metrics: crate::metrics::ShardMetrics::default(),
             controller,
         }
     }
@@ -127,7 +131,10 @@ impl Shard {
         if to == self.id {
             Box::pin(super::dispatch::execute(self, cmd, client)).await
         } else {
-            self.router.call(to, cmd, client.clone()).await
+            let t = std::time::Instant::now();
+            let r = self.router.call(to, cmd, client.clone()).await;
+            self.metrics.record(crate::metrics::Op::CrossShardHop, t.elapsed());
+            r
         }
     }
 }
@@ -143,17 +150,39 @@ impl Service for BrokerService {
         self: Rc<Self>,
         conn: u64,
         cmd: RemotingCommand,
+        received: Instant,
     ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>> {
         Box::pin(async move {
             let client = self.shard.conns.borrow().get(&conn).map(|(_, c)| c.clone())?;
+            let m = &self.shard.metrics;
+            let start = Instant::now();
+            m.record(Op::Queueing, start - received);
+            m.request(cmd.code);
             let oneway = cmd.is_oneway();
+            let op = op_of(cmd.code);
             let reply = super::dispatch::route(&self.shard, cmd, &client).await;
+            m.record(op, start.elapsed());
+            if let Some(r) = &reply {
+                if !matches!(
+                    r.code,
+                    response::SUCCESS
+                        | response::PULL_NOT_FOUND
+                        | response::PULL_RETRY_IMMEDIATELY
+                        | response::QUERY_NOT_FOUND
+                ) {
+                    m.error(r.code);
+                }
+            }
             if oneway {
                 None
             } else {
                 reply
             }
         })
+    }
+
+    fn traffic(&self, inbound: u64, outbound: u64) {
+        self.shard.metrics.bytes(inbound, outbound);
     }
 
     fn closed(&self, conn: u64) {
@@ -171,6 +200,15 @@ impl Service for BrokerService {
             }
         })
         .detach();
+    }
+}
+
+fn op_of(code: i32) -> Op {
+    match code {
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => Op::Send,
+        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => Op::Pull,
+        request::UPDATE_CONSUMER_OFFSET => Op::OffsetUpdate,
+        _ => Op::Other,
     }
 }
 

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -57,9 +58,12 @@ pub trait Service: 'static {
         self: Rc<Self>,
         conn: u64,
         cmd: RemotingCommand,
+        received: Instant,
     ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>>;
     /// Called once when the connection ends.
     fn closed(&self, conn: u64);
+    /// Bytes read from / written to the socket.
+    fn traffic(&self, _inbound: u64, _outbound: u64) {}
 }
 
 /// The bounded queue of commands waiting to be written to a connection:
@@ -124,6 +128,7 @@ pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, reg
     register(outbox.clone());
     let mut wsock = sock.clone();
     let out = outbox.clone();
+    let wservice = service.clone();
     let writer = glommio::spawn_local(async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         loop {
@@ -145,6 +150,7 @@ pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, reg
                 }
             }
             out.space.notify_all();
+            wservice.traffic(0, buf.len() as u64);
             if wsock.write_all(&buf).await.is_err() {
                 break;
             }
@@ -162,13 +168,14 @@ pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, reg
                     if cmd.is_response() {
                         continue; // replies to our oneway pushes: nothing waits for them
                     }
+                    let received = Instant::now();
                     let Ok(permit) = limit.acquire_static_permit(1).await else {
                         break 'read;
                     };
                     let service = service.clone();
                     let out = outbox.clone();
                     glommio::spawn_local(async move {
-                        if let Some(reply) = service.handle(conn, cmd).await {
+                        if let Some(reply) = service.handle(conn, cmd, received).await {
                             out.push(reply).await;
                         }
                         drop(permit);
@@ -193,7 +200,10 @@ pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, reg
                 buf.truncate(len);
                 break;
             }
-            Ok(n) => buf.truncate(len + n),
+            Ok(n) => {
+                buf.truncate(len + n);
+                service.traffic(n as u64, 0);
+            }
         }
     }
     service.closed(conn);

@@ -194,6 +194,9 @@ async fn run_shard(
             // NAMESRV-HOOK
         }
         glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
+        if cfg.metrics_port != 0 {
+            start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port));
+        }
         let s = shard.clone();
         glommio::spawn_local(async move {
             loop {
@@ -226,6 +229,33 @@ async fn run_shard(
     shard.store.shutdown().await.map_err(|e| e.to_string())
 }
 
+/// The Prometheus endpoint; a port already in use is logged, not fatal.
+fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) {
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("metrics endpoint disabled: cannot listen on {addr}: {e} (set metricsPort)");
+            return;
+        }
+    };
+    let s = shard.clone();
+    let render: crate::metrics::http::Render = Rc::new(move || {
+        let s = s.clone();
+        Box::pin(async move {
+            let client = ClientRef {
+                shard: s.id,
+                conn: 0,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                view: View::Main,
+            };
+            let stats = crate::broker::stats::collect(&s, &client).await;
+            crate::metrics::prometheus::render(&stats)
+        })
+    });
+    log::info!("metrics on http://{addr}/metrics");
+    glommio::spawn_local(crate::metrics::http::serve(listener, render)).detach();
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
     let service = Rc::new(BrokerService {
         shard: shard.clone(),
@@ -242,6 +272,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
         };
         let Ok(addr) = stream.peer_addr() else { continue };
         let conn = shard.new_conn_id();
+        shard.metrics.connection(true);
         let client = ClientRef {
             shard: shard.id,
             conn,

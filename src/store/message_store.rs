@@ -448,6 +448,16 @@ impl MessageStore {
         reader::store_time_at(self, topic, queue_id, min).await
     }
 
+    /// Next log offset to write (everything appended so far).
+    pub fn write_log_offset(&self) -> u64 {
+        self.inner.log.write_pos()
+    }
+
+    /// fdatasync latencies (µs) recorded since the last call.
+    pub fn take_sync_samples(&self) -> Vec<u32> {
+        std::mem::take(&mut self.inner.log.probe.borrow_mut().sync_micros)
+    }
+
     /// Everything durable so far (log offset); for tests and probes.
     pub fn flushed_log_offset(&self) -> u64 {
         self.inner.log.flushed()

@@ -36,6 +36,7 @@ pub struct Broker {
     pub dir: PathBuf,
     pub port: u16,
     pub namesrv_port: u16,
+    pub metrics_port: u16,
     pub shard_base: u16,
     pub shards: u16,
     pub extra: Vec<String>,
@@ -48,11 +49,13 @@ impl Broker {
         let port = free_port_block(2);
         let shard_base = free_port_block(shards + 1);
         let namesrv_port = free_port_block(0);
+        let metrics_port = free_port_block(0);
         let mut b = Broker {
             child: None,
             dir: dir.to_path_buf(),
             port,
             namesrv_port,
+            metrics_port,
             shard_base,
             shards,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -71,6 +74,7 @@ impl Broker {
             .args(["--set", &format!("namesrvListenPort={}", self.namesrv_port)])
             .args(["--set", &format!("shardListenPortBase={}", self.shard_base)])
             .args(["--set", &format!("shardCount={}", self.shards)])
+            .args(["--set", &format!("metricsPort={}", self.metrics_port)])
             .args(["--set", "brokerIP1=127.0.0.1"])
             .args(["--set", "mapedFileSizeCommitLog=67108864"])
             .args(["--set", "tailCacheBytes=33554432"]);
@@ -213,4 +217,15 @@ pub fn req(code: i32, fields: &[(&str, String)]) -> RemotingCommand {
         c.ext_fields.insert(*k, v.as_str());
     }
     c
+}
+
+/// GET `path` from the broker's metrics endpoint: (status line, body).
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
 }

@@ -1,0 +1,198 @@
+//! Prometheus text exposition (format 0.0.4) of the broker's stats:
+//! latency histograms labelled by shard and operation, counters, gauges
+//! and consumer backlog per group/topic/queue.
+
+use std::fmt::Write;
+
+use super::{BrokerStats, BUCKETS_US};
+
+pub fn render(stats: &BrokerStats) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_latency_seconds Request and I/O latency per shard and operation."
+    );
+    let _ = writeln!(out, "# TYPE shardmq_latency_seconds histogram");
+    for s in &stats.shards {
+        for o in &s.ops {
+            let labels = format!("shard=\"{}\",op=\"{}\"", s.shard, o.op);
+            for (b, c) in BUCKETS_US.iter().zip(&o.buckets) {
+                let _ = writeln!(
+                    out,
+                    "shardmq_latency_seconds_bucket{{{labels},le=\"{}\"}} {c}",
+                    *b as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "shardmq_latency_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                o.count
+            );
+            let _ = writeln!(out, "shardmq_latency_seconds_sum{{{labels}}} {}", o.sum_us as f64 / 1e6);
+            let _ = writeln!(out, "shardmq_latency_seconds_count{{{labels}}} {}", o.count);
+        }
+    }
+    counter(
+        &mut out,
+        "shardmq_requests_total",
+        "Requests by request code.",
+        stats,
+        |s| {
+            s.counters
+                .requests_by_code
+                .iter()
+                .map(|(c, n)| (format!("code=\"{c}\""), *n))
+                .collect()
+        },
+    );
+    counter(
+        &mut out,
+        "shardmq_errors_total",
+        "Error responses by response code.",
+        stats,
+        |s| {
+            s.counters
+                .errors_by_code
+                .iter()
+                .map(|(c, n)| (format!("code=\"{c}\""), *n))
+                .collect()
+        },
+    );
+    counter(
+        &mut out,
+        "shardmq_bytes_in_total",
+        "Bytes read from clients.",
+        stats,
+        |s| vec![(String::new(), s.counters.bytes_in)],
+    );
+    counter(
+        &mut out,
+        "shardmq_bytes_out_total",
+        "Bytes written to clients.",
+        stats,
+        |s| vec![(String::new(), s.counters.bytes_out)],
+    );
+    counter(
+        &mut out,
+        "shardmq_connections_opened_total",
+        "Connections accepted.",
+        stats,
+        |s| vec![(String::new(), s.counters.connections_opened)],
+    );
+    let gauges: [(&str, &str, fn(&super::Gauges) -> u64); 5] = [
+        ("shardmq_connections_open", "Open client connections.", |_| 0),
+        (
+            "shardmq_long_poll_waiters",
+            "Pull requests held by long polling.",
+            |g| g.long_poll_waiters,
+        ),
+        (
+            "shardmq_cache_memory_bytes",
+            "Memory held by the CommitLog tail and consume-queue caches.",
+            |g| g.cache_memory_bytes,
+        ),
+        ("shardmq_queues", "Queues stored on the shard.", |g| g.queues),
+        (
+            "shardmq_unflushed_bytes",
+            "CommitLog bytes written but not yet durable.",
+            |g| g.log_write_offset.saturating_sub(g.log_flushed_offset),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in &stats.shards {
+            let v = if name == "shardmq_connections_open" {
+                s.counters.connections_open
+            } else {
+                f(&s.gauges)
+            };
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {v}", s.shard);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_consumer_lag_messages Backlog of a consumer group on one queue."
+    );
+    let _ = writeln!(out, "# TYPE shardmq_consumer_lag_messages gauge");
+    for l in &stats.lag {
+        let _ = writeln!(
+            out,
+            "shardmq_consumer_lag_messages{{group=\"{}\",topic=\"{}\",queue=\"{}\"}} {}",
+            escape(&l.group),
+            escape(&l.topic),
+            l.queue_id,
+            l.lag()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_inconsistent_subscription_groups Consumer groups whose members subscribe differently."
+    );
+    let _ = writeln!(out, "# TYPE shardmq_inconsistent_subscription_groups gauge");
+    let _ = writeln!(
+        out,
+        "shardmq_inconsistent_subscription_groups {}",
+        stats.inconsistent_groups.len()
+    );
+    out
+}
+
+fn counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    stats: &BrokerStats,
+    values: impl Fn(&super::ShardSnapshot) -> Vec<(String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for s in &stats.shards {
+        for (labels, v) in values(s) {
+            let sep = if labels.is_empty() { "" } else { "," };
+            let _ = writeln!(out, "{name}{{shard=\"{}\"{sep}{labels}}} {v}", s.shard);
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Gauges, Op, QueueLag, ShardMetrics};
+    use std::time::Duration;
+
+    #[test]
+    fn renders_histograms_counters_and_lag() {
+        let m = ShardMetrics::default();
+        m.record(Op::Pull, Duration::from_micros(700));
+        m.request(11);
+        let stats = BrokerStats {
+            shards: vec![m.snapshot(
+                1,
+                Gauges {
+                    long_poll_waiters: 4,
+                    ..Default::default()
+                },
+            )],
+            lag: vec![QueueLag {
+                group: "g\"1".into(),
+                topic: "T".into(),
+                queue_id: 2,
+                broker_offset: 10,
+                consumer_offset: 3,
+            }],
+            inconsistent_groups: vec![],
+        };
+        let text = render(&stats);
+        assert!(
+            text.contains("shardmq_latency_seconds_bucket{shard=\"1\",op=\"pull\",le=\"0.001\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("shardmq_latency_seconds_count{shard=\"1\",op=\"pull\"} 1"));
+        assert!(text.contains("shardmq_requests_total{shard=\"1\",code=\"11\"} 1"));
+        assert!(text.contains("shardmq_long_poll_waiters{shard=\"1\"} 4"));
+        assert!(text.contains("shardmq_consumer_lag_messages{group=\"g\\\"1\",topic=\"T\",queue=\"2\"} 7"));
+    }
+}
