@@ -18,6 +18,7 @@
 //! * [`runtime`] — shard executors and the glommio glue kept behind our own
 //!   small module so that it can be swapped.
 
+pub mod namesrv;
 pub mod protocol;
 pub mod runtime;
 pub mod store;
