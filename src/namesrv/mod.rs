@@ -18,7 +18,7 @@ pub mod processor;
 pub mod route_table;
 
 #[cfg(test)]
-mod processor_tests;
+mod tests;
 
 use std::time::{Duration, Instant};
 
