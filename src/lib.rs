@@ -14,13 +14,16 @@
 //!
 //! * [`store`] — the per-shard storage engine: CommitLog, consume queues,
 //!   group commit, crash recovery, retention.
-//! * [`protocol`] — the RocketMQ remoting protocol codec.
+//! * [`protocol`] — the RocketMQ remoting protocol codec and JSON bodies.
+//! * [`namesrv`] — the name server's route table and request handling, as
+//!   pure logic driven by the runtime (requests, connection closes, clock).
 //! * [`runtime`] — shard executors and the glommio glue kept behind our own
 //!   small module so that it can be swapped.
 
 pub mod broker;
 pub mod config;
 pub mod metrics;
+pub mod namesrv;
 pub mod protocol;
 pub mod runtime;
 pub mod store;

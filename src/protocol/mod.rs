@@ -33,6 +33,7 @@
 
 pub mod batch;
 pub mod binary_header;
+pub mod bodies;
 pub mod codes;
 pub mod command;
 pub mod ext_fields;
