@@ -40,7 +40,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, set } => serve(config, set),
-        Command::Namesrv { port } => Err(format!("namesrv {port}: pending")),
+        Command::Namesrv { port } => shardmq::namesrv::server::run_standalone(port),
     };
     if let Err(e) = result {
         eprintln!("shardmq: {e}");

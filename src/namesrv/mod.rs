@@ -201,3 +201,4 @@ impl NameServer {
         &self.kv
     }
 }
+pub mod server;

@@ -191,7 +191,7 @@ async fn run_shard(
     }
     if k == 0 {
         if cfg.embedded_namesrv {
-            // NAMESRV-HOOK
+            crate::namesrv::server::start(SocketAddr::from(([0, 0, 0, 0], cfg.namesrv_listen_port)))?;
         }
         glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
         if cfg.metrics_port != 0 {
