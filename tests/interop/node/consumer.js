@@ -20,11 +20,11 @@ const c = require('./common');
 
 const USAGE = 'usage: node consumer.js --namesrv 127.0.0.1:9876 --topic T --group G [--sub "TagA || TagB"] ' +
   '[--model clustering|broadcasting] [--expect N] [--linger-ms 2000] [--from default|last|first] ' +
-  '[--rebalance-ms N] [--parallel 1] [--commit-wait-ms 0] [--ignore-tag Warmup] [--timeout-ms 60000]';
+  '[--rebalance-ms N] [--parallel 1] [--orderly] [--instance NAME] [--commit-wait-ms 0] [--ignore-tag Warmup] [--timeout-ms 60000]';
 const args = c.parseOrExit({
   namesrv: null, topic: null, group: null, sub: '*', model: 'clustering', expect: 0, lingerMs: 2000,
   from: 'default', rebalanceMs: 0, parallel: 1, commitWaitMs: 0, ignoreTag: 'Warmup', timeoutMs: 60000,
-  orderly: false,
+  orderly: false, instance: '',
 }, USAGE);
 if (![ 'clustering', 'broadcasting' ].includes(args.model)) {
   c.emit({ event: 'error', stage: 'args', error: `bad --model ${args.model}` });
@@ -46,6 +46,9 @@ async function main() {
   if (args.from === 'last') options.consumeFromWhere = 'CONSUME_FROM_LAST_OFFSET';
   if (args.from === 'first') options.consumeFromWhere = 'CONSUME_FROM_FIRST_OFFSET';
   if (args.rebalanceMs > 0) options.rebalanceInterval = args.rebalanceMs;
+  // clientId is clientIP@instanceName; ali-ons replaces DEFAULT by the pid only in
+  // clustering mode, so two broadcasting consumers on one host share a clientId.
+  if (args.instance) options.instanceName = args.instance;
   const consumer = new Consumer(options);
   consumer.on('error', err => c.log(`[consumer error] ${err.name}: ${err.message}`));
 
