@@ -862,7 +862,8 @@ pub fn assert_exactly_once(ctx: &str, want: &[Sent], recv: &[Recv]) {
 /// received nothing of what was produced before it started.
 pub const FRESH_GROUP_HINT: &str = "hint: a new group with the clients' default CONSUME_FROM_LAST_OFFSET only sees \
      messages stored before it started if QUERY_CONSUMER_OFFSET answers offset 0 (not QUERY_NOT_FOUND) for a queue \
-     whose min offset is 0 (Java broker rule, codes.md §14); also check PULL_MESSAGE and the route of the topic";
+     whose min offset is 0 (Java broker rule, codes.md §14); orderly consumers also need LOCK_BATCH_MQ (41) to \
+     lock the queues; also check PULL_MESSAGE and the route of the topic";
 
 /// Warm-up message that creates the topic (auto-create through TBW102) before
 /// consumers start; consumers ignore its tag.
