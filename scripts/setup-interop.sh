@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Installs the real third-party RocketMQ clients used by the interop tests
+# (tests/interop_*.rs) into target/interop/ (project-local, idempotent):
+#
+#   target/interop/node/node_modules/ali-ons   Node client ali-ons 3.12.0 (npm)
+#   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
+#                                              which bundles the C++ client core 2.1.0 (librocketmq.so)
+#
+# Needs node + npm and python3 (with venv); installs missing Debian packages
+# (python3-venv, nodejs/npm, zlib, libstdc++) with apt-get when run as root.
+# Re-running is cheap: each part is skipped when already installed at the
+# pinned version. Writes target/interop/.ready when everything works.
+#
+# Usage: scripts/setup-interop.sh [--force]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+DIR="${SHARDMQ_INTEROP_DIR:-$ROOT/target/interop}"
+ALIONS_VERSION=3.12.0
+CVS_VERSION=2.1.0.3
+STAMP="$DIR/.ready"
+STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION"
+
+if [[ "${1:-}" == "--force" ]]; then
+    rm -rf "$DIR"
+fi
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" ]]; then
+    echo "interop clients already installed in $DIR"
+    exit 0
+fi
+mkdir -p "$DIR"
+
+apt_updated=0
+apt_install() {
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup-interop: need Debian packages $* but cannot apt-get install (not root / no apt)" >&2
+        exit 1
+    fi
+    if [[ $apt_updated == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    echo "setup-interop: apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---- Node: ali-ons ---------------------------------------------------------
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+NODE_DIR="$DIR/node"
+mkdir -p "$NODE_DIR"
+have_alions=$(node -e "try{console.log(require('$NODE_DIR/node_modules/ali-ons/package.json').version)}catch(e){console.log('')}")
+if [[ "$have_alions" != "$ALIONS_VERSION" ]]; then
+    echo "setup-interop: npm install ali-ons@$ALIONS_VERSION into $NODE_DIR"
+    if [[ ! -f "$NODE_DIR/package.json" ]]; then
+        printf '{\n  "name": "shardmq-interop-clients",\n  "private": true\n}\n' >"$NODE_DIR/package.json"
+    fi
+    (cd "$NODE_DIR" && npm install --no-audit --no-fund --loglevel=error "ali-ons@$ALIONS_VERSION")
+fi
+node -e "require('$NODE_DIR/node_modules/ali-ons')" || {
+    echo "setup-interop: ali-ons does not load" >&2
+    exit 1
+}
+
+# ---- Python: C++ client core via rocketmq-python-cvs ------------------------
+PY="${PYTHON:-python3}"
+if ! command -v "$PY" >/dev/null 2>&1; then
+    apt_install python3 python3-venv python3-pip
+    PY=python3
+fi
+VENV="$DIR/venv"
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$VENV"
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$PY" -m venv "$VENV"
+    fi
+fi
+have_cvs=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('rocketmq-python-cvs'))" 2>/dev/null || true)
+if [[ "$have_cvs" != "$CVS_VERSION" ]]; then
+    echo "setup-interop: pip install rocketmq-python-cvs==$CVS_VERSION into $VENV"
+    "$VENV/bin/pip" install --disable-pip-version-check -q "rocketmq-python-cvs==$CVS_VERSION"
+fi
+SO=$("$VENV/bin/python" -c "import os, importlib.util as u; print(os.path.join(os.path.dirname(u.find_spec('rocketmq').origin), 'librocketmq.so'))")
+if [[ ! -f "$SO" ]]; then
+    echo "setup-interop: $SO missing: rocketmq-python-cvs should bundle librocketmq.so" >&2
+    exit 1
+fi
+# Native dependencies of librocketmq.so (libz, libstdc++, libpthread, libm, libgcc_s).
+missing=$(ldd "$SO" | awk '/not found/ {print $1}')
+if [[ -n "$missing" ]]; then
+    pkgs=()
+    for lib in $missing; do
+        case "$lib" in
+            libz.so*) pkgs+=(zlib1g) ;;
+            libstdc++.so*) pkgs+=(libstdc++6) ;;
+            libgcc_s.so*) pkgs+=(libgcc-s1) ;;
+            *) pkgs+=(libc6) ;;
+        esac
+    done
+    apt_install "${pkgs[@]}"
+    if ldd "$SO" | grep -q 'not found'; then
+        echo "setup-interop: librocketmq.so still has unresolved libraries:" >&2
+        ldd "$SO" | grep 'not found' >&2
+        exit 1
+    fi
+fi
+# Import check with HOME pointed away so nothing is written to ~/logs.
+tmp_home=$(mktemp -d)
+trap 'rm -rf "$tmp_home"' EXIT
+HOME="$tmp_home" "$VENV/bin/python" -c 'from rocketmq.client import Producer, PushConsumer, Message; import rocketmq.ffi as f; f.dll.ShowProducerVersion' || {
+    echo "setup-interop: rocketmq (C++ core) does not load" >&2
+    exit 1
+}
+
+echo "$STAMP_WANT" >"$STAMP"
+echo "interop clients installed in $DIR"

@@ -1,0 +1,923 @@
+//! Shared harness of the real-client interop tests (`tests/interop_alions.rs`,
+//! `tests/interop_cpp.rs`): installs the clients (scripts/setup-interop.sh,
+//! once, under a lock), starts the real `shardmq serve` on 127.0.0.1 with
+//! free ports and a temp data dir, runs the scenario programs under
+//! `tests/interop/{node,python}` and checks what they print (JSON lines).
+//!
+//! Every wait is bounded; every child process is killed when its handle is
+//! dropped (also when an assertion panics).
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const QUEUES: usize = 4;
+/// Client-side hard limit handed to every scenario program (`--timeout-ms`).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(50);
+/// Rust-side limit for one scenario program; killed after that.
+pub const PROC_TIMEOUT: Duration = Duration::from_secs(55);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn interop_dir() -> PathBuf {
+    std::env::var_os("SHARDMQ_INTEROP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("interop"))
+}
+
+fn env_ms(name: &str, default: u64) -> Duration {
+    Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+// ---------------------------------------------------------------------------
+// Serialization and client installation
+// ---------------------------------------------------------------------------
+
+/// Scenarios of one test binary run one at a time: each starts its own broker
+/// and several client processes, and some rely on timing (rebalance), which a
+/// 2-core machine running two such scenarios at once would stretch.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs scripts/setup-interop.sh once per process, under an exclusive lock
+/// file so that concurrent test binaries (nextest) do not install at once.
+/// The script itself is idempotent and returns at once when everything is in.
+pub fn ensure_clients() {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    let res = DONE.get_or_init(|| {
+        let dir = interop_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let lock_path = dir.with_extension("lock");
+        let lock = File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
+        // SAFETY: flock on a file descriptor we own; released when `lock` is dropped.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(format!(
+                "flock {}: {}",
+                lock_path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        let out = Command::new("bash")
+            .arg(root().join("scripts").join("setup-interop.sh"))
+            .env("SHARDMQ_INTEROP_DIR", &dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run scripts/setup-interop.sh: {e}"))?;
+        eprint!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        drop(lock);
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/setup-interop.sh failed ({}): {}",
+                out.status,
+                tail(&String::from_utf8_lossy(&out.stderr), 2000)
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = res {
+        panic!("interop clients could not be installed: {e}");
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+fn file_tail(p: &Path, max: usize) -> String {
+    match std::fs::read(p) {
+        Ok(b) => tail(&String::from_utf8_lossy(&b), max),
+        Err(e) => format!("(cannot read {}: {e})", p.display()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+/// A free 127.0.0.1 port `p` (found by binding port 0) such that `p - 2` is
+/// free too: RocketMQ brokers also listen on listenPort - 2 (the "VIP channel").
+fn free_port() -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let p = l.local_addr().expect("local_addr").port();
+        if p < 1026 {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
+
+pub struct Ports {
+    pub broker: u16,
+    pub namesrv: u16,
+}
+
+impl Ports {
+    pub fn pick() -> Ports {
+        loop {
+            let broker = free_port();
+            let namesrv = free_port();
+            if namesrv.abs_diff(broker) > 2 {
+                return Ports { broker, namesrv };
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Broker
+// ---------------------------------------------------------------------------
+
+/// One `shardmq serve` process with its own data dir and ports; restartable on
+/// the same dir and ports. Killed (SIGKILL) on drop.
+pub struct Broker {
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    pub flush: &'static str,
+    child: Option<Child>,
+    log_path: PathBuf,
+    starts: u32,
+}
+
+impl Broker {
+    pub fn start(flush: &'static str) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("shardmq-interop-")
+            .tempdir()
+            .expect("tempdir");
+        let mut b = Broker {
+            dir,
+            ports: Ports::pick(),
+            flush,
+            child: None,
+            log_path: PathBuf::new(),
+            starts: 0,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn namesrv(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.namesrv)
+    }
+
+    pub fn conf_path(&self) -> PathBuf {
+        self.dir.path().join("broker.conf")
+    }
+
+    /// A scratch directory inside the broker's temp dir (client HOMEs, logs).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join("clients").join(name);
+        std::fs::create_dir_all(&p).expect("create scratch dir");
+        p
+    }
+
+    fn write_conf(&self) {
+        let store = self.dir.path().join("store");
+        let conf = format!(
+            "brokerClusterName=InteropCluster\n\
+             brokerName=interop-broker-a\n\
+             brokerIP1=127.0.0.1\n\
+             listenPort={}\n\
+             namesrvListenPort={}\n\
+             storePathRootDir={}\n\
+             flushDiskType={}\n\
+             autoCreateTopicEnable=true\n\
+             defaultTopicQueueNums={}\n",
+            self.ports.broker,
+            self.ports.namesrv,
+            store.display(),
+            self.flush,
+            QUEUES
+        );
+        std::fs::write(self.conf_path(), conf).expect("write broker.conf");
+    }
+
+    fn spawn(&mut self) {
+        self.write_conf();
+        self.starts += 1;
+        self.log_path = self.dir.path().join(format!("broker-{}.log", self.starts));
+        let log = Arc::new(Mutex::new(File::create(&self.log_path).expect("broker log")));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+            .arg("serve")
+            .arg("-c")
+            .arg(self.conf_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shardmq serve");
+        let ready = Arc::new((Mutex::new(false), Condvar::new()));
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        for (stream, tag) in [
+            (Box::new(out) as Box<dyn std::io::Read + Send>, "out"),
+            (Box::new(err), "err"),
+        ] {
+            let log = log.clone();
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(mut f) = log.lock() {
+                        let _ = writeln!(f, "[{tag}] {line}");
+                    }
+                    if line.contains("shardmq ready") {
+                        let (m, cv) = &*ready;
+                        *m.lock().unwrap() = true;
+                        cv.notify_all();
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (m, cv) = &*ready;
+        let mut ok = m.lock().unwrap();
+        while !*ok {
+            if let Ok(Some(status)) = child.try_wait() {
+                drop(ok);
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "`shardmq serve -c {}` exited ({status}) before printing 'shardmq ready' (start #{}).\n\
+                     broker.conf:\n{}\nbroker output:\n{}",
+                    self.conf_path().display(),
+                    self.starts,
+                    std::fs::read_to_string(self.conf_path()).unwrap_or_default(),
+                    file_tail(&self.log_path, 4000)
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                drop(ok);
+                panic!(
+                    "`shardmq serve` printed no 'shardmq ready' within 30 s (start #{}); output:\n{}",
+                    self.starts,
+                    file_tail(&self.log_path, 4000)
+                );
+            }
+            ok = cv.wait_timeout(ok, Duration::from_millis(100)).unwrap().0;
+        }
+        drop(ok);
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash would; returns once the process is gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL broker");
+            let st = c.wait().expect("wait broker");
+            assert!(!st.success(), "broker must die by SIGKILL, got {st}");
+        }
+    }
+
+    /// Starts the broker again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart() after kill9()");
+        self.spawn();
+    }
+
+    pub fn assert_alive(&mut self, what: &str) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                panic!(
+                    "broker died ({st}) during {what}; output:\n{}",
+                    file_tail(&self.log_path, 4000)
+                );
+            }
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        file_tail(&self.log_path, 3000)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // SHARDMQ_INTEROP_KEEP=1 leaves the data dir of a failed test for a post-mortem.
+        if std::thread::panicking() && std::env::var_os("SHARDMQ_INTEROP_KEEP").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("interop: keeping broker dir {} for inspection", kept.keep().display());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients and scenario processes
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    /// ali-ons 3.12.0 (Node).
+    AliOns,
+    /// Apache rocketmq-client-cpp 2.1.0 core through rocketmq-python-cvs 2.1.0.3.
+    Cpp,
+}
+
+impl Client {
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::AliOns => "ali-ons",
+            Client::Cpp => "cpp",
+        }
+    }
+
+    fn command(self, script: &str, home: &Path) -> Command {
+        let mut cmd = match self {
+            Client::AliOns => {
+                let mut c = Command::new("node");
+                c.arg(root().join("tests/interop/node").join(format!("{script}.js")));
+                c.env("NODE_PATH", interop_dir().join("node").join("node_modules"));
+                c
+            }
+            Client::Cpp => {
+                let mut c = Command::new(interop_dir().join("venv").join("bin").join("python"));
+                c.arg(root().join("tests/interop/python").join(format!("{script}.py")));
+                c.arg("--log-dir").arg(home.join("logs"));
+                c.env("PYTHONUNBUFFERED", "1");
+                c.env("ROCKETMQ_CLIENT_LOG_DIR", home.join("logs"));
+                c
+            }
+        };
+        // Clients write ~/logs, ~/.rocketmq_offsets: keep them in the scratch dir.
+        cmd.env("HOME", home);
+        cmd
+    }
+
+    pub fn producer(self, broker: &Broker, topic: &str, group: &str) -> Args {
+        Args::new(self, "producer", broker, topic, group)
+    }
+
+    pub fn consumer(self, broker: &Broker, topic: &str, group: &str) -> Args {
+        Args::new(self, "consumer", broker, topic, group)
+    }
+}
+
+/// Builder for one scenario program invocation.
+pub struct Args {
+    client: Client,
+    script: &'static str,
+    label: String,
+    home: PathBuf,
+    args: Vec<String>,
+}
+
+static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Args {
+    fn new(client: Client, script: &'static str, broker: &Broker, topic: &str, group: &str) -> Args {
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let label = format!("{}-{script}-{n}", client.name());
+        let home = broker.scratch(&label);
+        let args = vec![
+            "--namesrv".into(),
+            broker.namesrv(),
+            "--topic".into(),
+            topic.into(),
+            "--group".into(),
+            group.into(),
+            "--timeout-ms".into(),
+            CLIENT_TIMEOUT.as_millis().to_string(),
+        ];
+        Args {
+            client,
+            script,
+            label,
+            home,
+            args,
+        }
+    }
+
+    pub fn arg(mut self, name: &str, value: impl ToString) -> Args {
+        self.args.push(format!("--{name}"));
+        self.args.push(value.to_string());
+        self
+    }
+
+    pub fn flag(mut self, name: &str) -> Args {
+        self.args.push(format!("--{name}"));
+        self
+    }
+
+    pub fn label(mut self, label: &str) -> Args {
+        self.label = format!("{}-{label}", self.label);
+        self
+    }
+
+    /// Starts the program; its stdin stays open until `close_stdin`.
+    pub fn spawn(self) -> Proc {
+        let mut cmd = self.client.command(self.script, &self.home);
+        cmd.args(&self.args);
+        let stderr_path = self.home.join("stderr.log");
+        let stderr = File::create(&stderr_path).expect("stderr file");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        let cmdline = format!("{cmd:?}");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmdline}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let shared = Arc::new((Mutex::new(Output::default()), Condvar::new()));
+        let reader = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let (m, cv) = &*shared;
+                    let mut o = m.lock().unwrap();
+                    match serde_json::from_str::<Value>(&line) {
+                        Ok(v) if v.is_object() => o.events.push(v),
+                        _ => o.raw.push(line),
+                    }
+                    cv.notify_all();
+                }
+                let (m, cv) = &*shared;
+                m.lock().unwrap().eof = true;
+                cv.notify_all();
+            })
+        };
+        Proc {
+            label: self.label,
+            cmdline,
+            child: Some(child),
+            stdin,
+            shared,
+            reader: Some(reader),
+            stderr_path,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs the program to its end (bounded) and returns its events; panics
+    /// with its output when it fails or reports an error.
+    pub fn run(self) -> Vec<Value> {
+        let mut p = self.spawn();
+        p.close_stdin();
+        p.wait_exit(PROC_TIMEOUT);
+        p.assert_no_error();
+        p.events()
+    }
+}
+
+#[derive(Default)]
+struct Output {
+    events: Vec<Value>,
+    raw: Vec<String>,
+    eof: bool,
+}
+
+/// A running scenario program. Killed on drop.
+pub struct Proc {
+    pub label: String,
+    cmdline: String,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    shared: Arc<(Mutex<Output>, Condvar)>,
+    reader: Option<JoinHandle<()>>,
+    stderr_path: PathBuf,
+    started: Instant,
+}
+
+impl Proc {
+    pub fn events(&self) -> Vec<Value> {
+        self.shared.0.lock().unwrap().events.clone()
+    }
+
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events().into_iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    /// Everything needed to understand a failure: command, exit, output.
+    pub fn report(&self) -> String {
+        let o = self.shared.0.lock().unwrap();
+        let mut lines: Vec<String> = o.events.iter().map(|e| e.to_string()).collect();
+        lines.extend(o.raw.iter().map(|r| format!("(raw) {r}")));
+        let n = lines.len();
+        let shown = if n > 40 {
+            let mut v = lines[..15].to_vec();
+            v.push(format!("… {} more lines …", n - 30));
+            v.extend_from_slice(&lines[n - 15..]);
+            v
+        } else {
+            lines
+        };
+        format!(
+            "--- {} ({:.1} s) ---\n{}\nstdout:\n  {}\nstderr tail:\n{}\n",
+            self.label,
+            self.started.elapsed().as_secs_f64(),
+            self.cmdline,
+            shown.join("\n  "),
+            file_tail(&self.stderr_path, 2500)
+        )
+    }
+
+    /// Waits until `pred` holds for the collected events; panics (with the
+    /// output) on timeout or if the program ends first.
+    pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.shared;
+        let mut o = m.lock().unwrap();
+        loop {
+            if pred(&o.events) {
+                return;
+            }
+            if o.events
+                .iter()
+                .any(|e| e["event"] == "error" || e["event"] == "timeout")
+                || o.eof
+            {
+                drop(o);
+                panic!(
+                    "{}: ended or failed while waiting for {what}\n{}",
+                    self.label,
+                    self.report()
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(o);
+                panic!("{}: no {what} within {:?}\n{}", self.label, timeout, self.report());
+            }
+            o = cv
+                .wait_timeout(o, (deadline - now).min(Duration::from_millis(200)))
+                .unwrap()
+                .0;
+        }
+    }
+
+    pub fn wait_event(&self, kind: &str, timeout: Duration) {
+        self.wait_for(&format!("\"{kind}\" event"), timeout, |ev| {
+            ev.iter().any(|e| e["event"] == kind)
+        });
+    }
+
+    /// Tells a consumer to stop (it watches stdin for EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for the process to exit (kills it after `timeout`) and for its
+    /// output to be read.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut status = None;
+        if let Some(mut c) = self.child.take() {
+            loop {
+                if let Ok(Some(st)) = c.try_wait() {
+                    status = Some(st);
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    if let Some(r) = self.reader.take() {
+                        let _ = r.join();
+                    }
+                    panic!(
+                        "{}: still running after {:?}, killed\n{}",
+                        self.label,
+                        timeout,
+                        self.report()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+
+    /// Stops a consumer: closes stdin and waits for the "done" event and exit.
+    pub fn stop(&mut self) {
+        self.close_stdin();
+        self.wait_exit(Duration::from_secs(20));
+        self.assert_no_error();
+        assert!(
+            !self.events_of("done").is_empty(),
+            "{}: consumer did not finish cleanly\n{}",
+            self.label,
+            self.report()
+        );
+    }
+
+    pub fn assert_no_error(&self) {
+        let bad: Vec<Value> = self
+            .events()
+            .into_iter()
+            .filter(|e| e["event"] == "error" || e["event"] == "timeout")
+            .collect();
+        assert!(bad.is_empty(), "{}: reported {:?}\n{}", self.label, bad, self.report());
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.report());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoded events
+// ---------------------------------------------------------------------------
+
+/// What the producer reported for one message ("sent" event).
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub i: u64,
+    pub key: String,
+    pub tag: String,
+    pub msg_id: Option<String>,
+    pub queue_id: Option<i64>,
+    pub queue_offset: Option<i64>,
+    pub status: Option<String>,
+    pub order_key: Option<String>,
+    pub order_seq: Option<i64>,
+}
+
+/// One delivered message ("msg" event).
+#[derive(Clone, Debug)]
+pub struct Recv {
+    pub topic: String,
+    pub key: String,
+    pub body: String,
+    pub tags: String,
+    pub props: BTreeMap<String, String>,
+    pub msg_id: Option<String>,
+    pub uniq_key: Option<String>,
+    pub queue_id: i64,
+    pub queue_offset: i64,
+    pub reconsume_times: i64,
+}
+
+fn s(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+pub fn sent_of(events: &[Value]) -> Vec<Sent> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "sent")
+        .map(|e| Sent {
+            i: e["i"].as_u64().expect("sent.i"),
+            key: s(&e["key"]).expect("sent.key"),
+            tag: s(&e["tag"]).expect("sent.tag"),
+            msg_id: s(&e["msgId"]),
+            queue_id: e["queueId"].as_i64(),
+            queue_offset: e["queueOffset"].as_i64(),
+            status: s(&e["status"]),
+            order_key: s(&e["orderKey"]),
+            order_seq: e["orderSeq"].as_i64(),
+        })
+        .collect()
+}
+
+pub fn recv_of(events: &[Value]) -> Vec<Recv> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "msg")
+        .map(|e| Recv {
+            topic: s(&e["topic"]).unwrap_or_default(),
+            key: s(&e["keys"]).unwrap_or_default(),
+            body: s(&e["body"]).unwrap_or_default(),
+            tags: s(&e["tags"]).unwrap_or_default(),
+            props: e["props"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            msg_id: s(&e["msgId"]),
+            uniq_key: s(&e["uniqKey"]),
+            queue_id: e["queueId"].as_i64().unwrap_or(-1),
+            queue_offset: e["queueOffset"].as_i64().unwrap_or(-1),
+            reconsume_times: e["reconsumeTimes"].as_i64().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Runs a producer to its end and checks it sent `count` messages successfully.
+pub fn produce(client: Client, broker: &Broker, topic: &str, prefix: &str, start: u64, count: u64) -> Vec<Sent> {
+    produce_with(
+        client.producer(broker, topic, &format!("PG_{topic}")),
+        prefix,
+        start,
+        count,
+    )
+}
+
+pub fn produce_with(args: Args, prefix: &str, start: u64, count: u64) -> Vec<Sent> {
+    let events = args.arg("prefix", prefix).arg("start", start).arg("count", count).run();
+    let sent = sent_of(&events);
+    let done = events.iter().find(|e| e["event"] == "done");
+    assert!(
+        done.is_some() && sent.len() as u64 == count,
+        "producer sent {} of {count} messages (done: {done:?}); events: {events:?}",
+        sent.len()
+    );
+    for m in &sent {
+        if let Some(st) = &m.status {
+            assert!(
+                st == "SEND_OK" || st == "OK",
+                "message {} sent with status {st}: with SYNC_FLUSH and no slave the broker must answer SUCCESS",
+                m.key
+            );
+        }
+    }
+    sent
+}
+
+/// Expected body / tag / properties of message `i` (see the producer programs).
+pub fn expected_body(prefix: &str, i: u64) -> String {
+    format!("{prefix} body #{i} ✓")
+}
+
+/// Checks that every delivered message is exactly what was sent: body, keys,
+/// tags and user properties intact, and the topic right.
+pub fn assert_intact(client: Client, topic: &str, sent: &[Sent], recv: &[Recv]) {
+    let by_key: HashMap<&str, &Sent> = sent.iter().map(|m| (m.key.as_str(), m)).collect();
+    for r in recv {
+        let Some(m) = by_key.get(r.key.as_str()) else {
+            panic!(
+                "[{}] received a message that was not sent in this phase: {r:?}",
+                client.name()
+            );
+        };
+        let prefix = r.key.rsplit_once("-k").map(|(p, _)| p).unwrap_or("");
+        assert_eq!(r.topic, topic, "[{}] wrong topic for {}", client.name(), r.key);
+        assert_eq!(
+            r.body,
+            expected_body(prefix, m.i),
+            "[{}] body of {} altered",
+            client.name(),
+            r.key
+        );
+        assert_eq!(
+            r.tags,
+            m.tag,
+            "[{}] tag of {} altered (TAGS property)",
+            client.name(),
+            r.key
+        );
+        let mut want = BTreeMap::new();
+        want.insert("seq".to_string(), m.i.to_string());
+        want.insert("prefix".to_string(), prefix.to_string());
+        want.insert("color".to_string(), "blue green".to_string());
+        if let Some(ok) = &m.order_key {
+            want.insert("orderKey".to_string(), ok.clone());
+            want.insert("orderSeq".to_string(), m.order_seq.unwrap_or(-1).to_string());
+        }
+        assert_eq!(
+            r.props,
+            want,
+            "[{}] user properties of {} altered",
+            client.name(),
+            r.key
+        );
+        assert_eq!(
+            r.reconsume_times,
+            0,
+            "[{}] {} delivered as a retry",
+            client.name(),
+            r.key
+        );
+        assert!(
+            r.queue_id >= 0 && (r.queue_id as usize) < QUEUES,
+            "[{}] bad queueId in {r:?}",
+            client.name()
+        );
+        if let (Some(q), Some(o)) = (m.queue_id, m.queue_offset) {
+            assert_eq!(
+                (r.queue_id, r.queue_offset),
+                (q, o),
+                "[{}] {} delivered from a different queue/offset than the send response said",
+                client.name(),
+                r.key
+            );
+        }
+    }
+}
+
+/// Every key in `want` delivered exactly once in `recv`, nothing else.
+pub fn assert_exactly_once(ctx: &str, want: &[Sent], recv: &[Recv]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in recv {
+        *counts.entry(r.key.as_str()).or_default() += 1;
+    }
+    let want_keys: BTreeSet<&str> = want.iter().map(|m| m.key.as_str()).collect();
+    let missing: Vec<&str> = want_keys.iter().copied().filter(|k| !counts.contains_key(k)).collect();
+    let dup: Vec<(&str, usize)> = counts.iter().filter(|(_, &n)| n > 1).map(|(k, n)| (*k, *n)).collect();
+    let extra: Vec<&str> = counts.keys().copied().filter(|k| !want_keys.contains(k)).collect();
+    assert!(
+        missing.is_empty() && dup.is_empty() && extra.is_empty(),
+        "{ctx}: expected each of {} messages exactly once; missing {:?}, duplicated {:?}, unexpected {:?}",
+        want_keys.len(),
+        missing,
+        dup,
+        extra
+    );
+}
+
+/// Hint appended when a fresh group (client default CONSUME_FROM_LAST_OFFSET)
+/// received nothing of what was produced before it started.
+pub const FRESH_GROUP_HINT: &str = "hint: a new group with the clients' default CONSUME_FROM_LAST_OFFSET only sees \
+     messages stored before it started if QUERY_CONSUMER_OFFSET answers offset 0 (not QUERY_NOT_FOUND) for a queue \
+     whose min offset is 0 (Java broker rule, codes.md §14); orderly consumers also need LOCK_BATCH_MQ (41) to \
+     lock the queues; also check PULL_MESSAGE and the route of the topic";
+
+/// Warm-up message that creates the topic (auto-create through TBW102) before
+/// consumers start; consumers ignore its tag.
+pub fn warm_up(client: Client, broker: &Broker, topic: &str) {
+    let events = client
+        .producer(broker, topic, &format!("PG_{topic}"))
+        .arg("tags", "Warmup")
+        .arg("prefix", "w")
+        .arg("count", 1)
+        .run();
+    assert_eq!(sent_of(&events).len(), 1, "warm-up send failed: {events:?}");
+}
+
+/// Waits for `procs` to have received `n` distinct keys in total.
+pub fn wait_union(procs: &[&Proc], n: usize, timeout: Duration, ctx: &str) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let keys: BTreeSet<String> = procs.iter().flat_map(|p| recv_of(&p.events())).map(|r| r.key).collect();
+        if keys.len() >= n {
+            return;
+        }
+        for p in procs {
+            let bad = p
+                .events()
+                .into_iter()
+                .any(|e| e["event"] == "error" || e["event"] == "timeout");
+            assert!(!bad, "{ctx}: {} failed\n{}", p.label, p.report());
+        }
+        if Instant::now() >= deadline {
+            let reports: Vec<String> = procs.iter().map(|p| p.report()).collect();
+            panic!(
+                "{ctx}: consumers got {} of {n} distinct messages within {timeout:?}\n{}",
+                keys.len(),
+                reports.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn queue_ids(recv: &[Recv]) -> BTreeSet<i64> {
+    recv.iter().map(|r| r.queue_id).collect()
+}
+
+/// Settle time for a clustering group after its members started, for clients
+/// that do not report their queue assignment (C++: rebalance every 10 s, or
+/// at once on NOTIFY_CONSUMER_IDS_CHANGED).
+pub fn settle_time() -> Duration {
+    env_ms("SHARDMQ_INTEROP_SETTLE_MS", 12_000)
+}
+
+/// How long the test waits after the consumer committed its offsets before it
+/// SIGKILLs the broker (Java's broker persists consumer offsets every 5 s,
+/// flushConsumerOffsetInterval); override with SHARDMQ_INTEROP_OFFSET_FLUSH_MS.
+pub fn offset_flush_wait() -> Duration {
+    env_ms("SHARDMQ_INTEROP_OFFSET_FLUSH_MS", 6_000)
+}
