@@ -186,6 +186,49 @@ impl Broker {
         format!("127.0.0.1:{}", self.ports.namesrv)
     }
 
+    /// Creates the topic with [`QUEUES`] queues (UPDATE_AND_CREATE_TOPIC,
+    /// as `mqadmin updateTopic` does). ali-ons, like the Aliyun service it
+    /// was written for, never falls back to TBW102 auto-creation: a topic
+    /// must exist before its first send. Idempotent.
+    pub fn create_topic(&self, topic: &str) {
+        use shardmq::protocol::{codes, encode_frame, FrameDecoder, RemotingCommand};
+        use std::io::Read;
+        let mut cmd = RemotingCommand::new_request(codes::request::UPDATE_AND_CREATE_TOPIC);
+        for (k, v) in [
+            ("topic", topic.to_string()),
+            ("readQueueNums", QUEUES.to_string()),
+            ("writeQueueNums", QUEUES.to_string()),
+            ("perm", "6".to_string()),
+            ("onlyIfAbsent", "true".to_string()),
+        ] {
+            cmd.ext_fields.insert(k, v);
+        }
+        let mut out = bytes::BytesMut::new();
+        encode_frame(&cmd, &mut out).expect("encode");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ports.broker)).expect("connect broker");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(&out).expect("write");
+        let mut buf = bytes::BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        let reply = loop {
+            if let Some(r) = FrameDecoder::new().decode(&mut buf).expect("decode") {
+                break r;
+            }
+            let n = s.read(&mut chunk).expect("read create-topic reply");
+            assert!(n > 0, "broker closed the connection while creating {topic}");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        assert_eq!(
+            reply.code,
+            codes::response::SUCCESS,
+            "create topic {topic}: {:?}",
+            reply.remark
+        );
+        // The broker re-registers with the name server right away; give the
+        // route a moment to appear.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     pub fn conf_path(&self) -> PathBuf {
         self.dir.path().join("broker.conf")
     }
@@ -376,10 +419,12 @@ impl Client {
     }
 
     pub fn producer(self, broker: &Broker, topic: &str, group: &str) -> Args {
+        broker.create_topic(topic);
         Args::new(self, "producer", broker, topic, group)
     }
 
     pub fn consumer(self, broker: &Broker, topic: &str, group: &str) -> Args {
+        broker.create_topic(topic);
         Args::new(self, "consumer", broker, topic, group)
     }
 }
@@ -666,7 +711,9 @@ pub struct Sent {
     pub key: String,
     pub tag: String,
     pub msg_id: Option<String>,
-    pub queue_id: Option<i64>,
+    /// `brokerName:queueId` (a queue id alone is not unique across broker
+    /// entries, e.g. the shards of a shard-aware broker).
+    pub queue_id: Option<String>,
     pub queue_offset: Option<i64>,
     pub status: Option<String>,
     pub order_key: Option<String>,
@@ -701,7 +748,7 @@ pub fn sent_of(events: &[Value]) -> Vec<Sent> {
             key: s(&e["key"]).expect("sent.key"),
             tag: s(&e["tag"]).expect("sent.tag"),
             msg_id: s(&e["msgId"]),
-            queue_id: e["queueId"].as_i64(),
+            queue_id: s(&e["queueId"]).or_else(|| e["queueId"].as_i64().map(|q| q.to_string())),
             queue_offset: e["queueOffset"].as_i64(),
             status: s(&e["status"]),
             order_key: s(&e["orderKey"]),
@@ -826,14 +873,28 @@ pub fn assert_intact(client: Client, topic: &str, sent: &[Sent], recv: &[Recv]) 
             "[{}] bad queueId in {r:?}",
             client.name()
         );
-        if let (Some(q), Some(o)) = (m.queue_id, m.queue_offset) {
+        if let (Some(q), Some(o)) = (&m.queue_id, m.queue_offset) {
             assert_eq!(
-                (r.queue_id, r.queue_offset),
-                (q, o),
-                "[{}] {} delivered from a different queue/offset than the send response said",
+                r.queue_offset,
+                o,
+                "[{}] {} delivered at a different queue offset than the send response said ({q})",
                 client.name(),
                 r.key
             );
+            // A shard entry (`<broker>-s<k>`) numbers its queues from 0; the
+            // stored message carries the broker-wide queue id. With a single
+            // broker entry both are the same number.
+            let (entry, id) = q.rsplit_once(':').unwrap_or(("", q));
+            let shard_entry = entry.rsplit_once("-s").is_some_and(|(_, k)| k.parse::<u16>().is_ok());
+            if !shard_entry {
+                assert_eq!(
+                    r.queue_id.to_string(),
+                    id,
+                    "[{}] {} delivered from a different queue than the send response said",
+                    client.name(),
+                    r.key
+                );
+            }
         }
     }
 }

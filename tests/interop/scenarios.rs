@@ -44,10 +44,11 @@ fn assert_send_offsets_contiguous(client: Client, sent: &[Sent]) {
     if client != Client::AliOns {
         return;
     }
-    let mut per_q: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut per_q: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for m in sent {
         let q = m
             .queue_id
+            .clone()
             .unwrap_or_else(|| panic!("send result of {} has no queueId", m.key));
         per_q.entry(q).or_default().push(m.queue_offset.unwrap_or(-1));
     }
@@ -124,7 +125,7 @@ pub fn send_and_consume(client: Client) {
     let sent = produce(client, &broker, topic, "m", 0, N);
     assert_send_offsets_contiguous(client, &sent);
     if client == Client::AliOns {
-        let qs: BTreeSet<i64> = sent.iter().filter_map(|m| m.queue_id).collect();
+        let qs: BTreeSet<String> = sent.iter().filter_map(|m| m.queue_id.clone()).collect();
         assert_eq!(
             qs.len(),
             QUEUES,
@@ -223,13 +224,13 @@ pub fn two_consumers_split(client: Client) {
 /// ali-ons prints its queue set after each rebalance; wait until the two
 /// consumers hold disjoint sets covering all queues.
 fn wait_split(c1: &Proc, c2: &Proc, ctx: &str) {
-    let last = |p: &Proc| -> Option<BTreeSet<i64>> {
+    let last = |p: &Proc| -> Option<BTreeSet<String>> {
         p.events_of("queues").last().map(|e| {
             e["queueIds"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter_map(|v| v.as_i64())
+                .filter_map(|v| v.as_str().map(String::from))
                 .collect()
         })
     };
@@ -311,11 +312,11 @@ pub fn ordered(client: Client) {
         N,
     );
     if client == Client::AliOns {
-        let mut q_of: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+        let mut q_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in &sent {
             q_of.entry(m.order_key.clone().unwrap())
                 .or_default()
-                .insert(m.queue_id.unwrap());
+                .insert(m.queue_id.clone().unwrap());
         }
         for (k, qs) in &q_of {
             assert_eq!(qs.len(), 1, "{ctx}: sharding key {k} was sent to queues {qs:?}");

@@ -61,9 +61,9 @@ async function main() {
   consumer.on(`topic_${args.topic}_queue_changed`, () => {
     const queueIds = [];
     for (const v of consumer.processQueueTable.values()) {
-      if (v.messageQueue.topic === args.topic) queueIds.push(v.messageQueue.queueId);
+      if (v.messageQueue.topic === args.topic) queueIds.push(`${v.messageQueue.brokerName}:${v.messageQueue.queueId}`);
     }
-    c.emit({ event: 'queues', queueIds: queueIds.sort((a, b) => a - b) });
+    c.emit({ event: 'queues', queueIds: queueIds.sort() });
   });
 
   await consumer.ready();

@@ -23,6 +23,11 @@ const args = c.parseOrExit({
   start: 0, prefix: 'm', tags: 'TagA,TagB,TagC', mode: 'sync', orderKeys: 4,
   timeoutMs: 60000, sendTimeoutMs: 5000,
 }, USAGE);
+args.count = Number(args.count);
+if (!Number.isInteger(args.count) || args.count < 0) {
+  c.emit({ event: 'error', stage: 'args', error: `--count must be a non-negative integer` });
+  process.exit(2);
+}
 if (![ 'sync', 'orderly' ].includes(args.mode)) {
   c.emit({ event: 'error', stage: 'args', error: `ali-ons supports --mode sync|orderly, not ${args.mode}` });
   process.exit(2);
@@ -84,7 +89,9 @@ async function main() {
     c.emit(Object.assign({
       event: 'sent',
       msgId: res.msgId,
-      queueId: res.messageQueue && res.messageQueue.queueId,
+      // A queue is (broker entry, queue id): with shard-aware routes every
+      // shard is its own broker entry numbering its queues from 0.
+      queueId: res.messageQueue && `${res.messageQueue.brokerName}:${res.messageQueue.queueId}`,
       queueOffset: res.queueOffset,
       status: res.sendStatus,
     }, info));
