@@ -135,15 +135,27 @@ fn free_port() -> u16 {
 pub struct Ports {
     pub broker: u16,
     pub namesrv: u16,
+    /// First of the shard ports (one per shard, consecutive).
+    pub shards: u16,
 }
+
+/// Shards the interop brokers run (one per core on the CI machine).
+pub const SHARDS: u16 = 2;
 
 impl Ports {
     pub fn pick() -> Ports {
         loop {
             let broker = free_port();
             let namesrv = free_port();
-            if namesrv.abs_diff(broker) > 2 {
-                return Ports { broker, namesrv };
+            let shards = free_port();
+            let block_free = (shards..shards + SHARDS).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+            let apart = |a: u16, b: u16| a.abs_diff(b) > SHARDS + 2;
+            if block_free && apart(namesrv, broker) && apart(shards, broker) && apart(shards, namesrv) {
+                return Ports {
+                    broker,
+                    namesrv,
+                    shards,
+                };
             }
         }
     }
@@ -251,12 +263,17 @@ impl Broker {
              storePathRootDir={}\n\
              flushDiskType={}\n\
              autoCreateTopicEnable=true\n\
-             defaultTopicQueueNums={}\n",
+             defaultTopicQueueNums={}\n\
+             shardCount={}\n\
+             shardListenPortBase={}\n\
+             metricsPort=0\n",
             self.ports.broker,
             self.ports.namesrv,
             store.display(),
             self.flush,
-            QUEUES
+            QUEUES,
+            SHARDS,
+            self.ports.shards
         );
         std::fs::write(self.conf_path(), conf).expect("write broker.conf");
     }
