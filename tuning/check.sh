@@ -122,7 +122,7 @@ check_sysctl() { # NAME REC ACCEPT SEV
 check_nofile() { # NAME REC ACCEPT SEV
     local soft hard min=${3#min:} st fix note
     soft=$(ulimit -Sn) hard=$(ulimit -Hn)
-    fix="ulimit -n $2 (in the shell that starts shardmq; above the hard limit $hard only as root); systemd: LimitNOFILE=$2; persistent: $apply_hint"
+    fix="ulimit -n $2 (in the shell that starts shardmq; above the hard limit $hard only as root with CAP_SYS_RESOURCE); systemd: LimitNOFILE=$2; persistent: $apply_hint"
     note="soft limit counts: shardmq does not raise it (segments, 256 consume-queue handles per shard, one per connection)"
     if [[ $soft == unlimited ]] || (($(num_cmp "$soft" "$2") >= 0)); then
         st=OK fix=''
@@ -148,7 +148,7 @@ check_memlock() { # NAME REC ACCEPT SEV
     elif (($(num_cmp "$hard" "$min") < 0)); then
         st=$4 note="below $min KiB glommio refuses to start (io_uring rings); $note"
     else
-        st=WARN note="below ~$want KiB ($shards shards x 30 MiB) io_uring buffer registration fails and glommio falls back to slower unregistered I/O, unless the broker runs as root; $note"
+        st=WARN note="below ~$want KiB ($shards shards x 30 MiB) io_uring buffer registration fails and glommio falls back to slower unregistered I/O, unless the broker runs as root (CAP_IPC_LOCK); $note"
     fi
     report "ulimit.memlock" "soft $soft KiB, hard $hard KiB" "$2 (>= $min KiB required)" "$st" "$4" "$fix" "$note"
 }

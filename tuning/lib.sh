@@ -251,7 +251,7 @@ scheduler_wanted() {
 
 # device_irqs: "IRQ NAME" lines for network and storage interrupts (the
 # ones worth keeping off shard cores), from /proc/interrupts.
-DEVICE_IRQ_RE='virtio[0-9]+-(input|output|req|request|rx|tx)|nvme|mlx|ixgbe|i40e|ice-|bnxt|ena-|enp|ens|eno|eth|igb|e1000|vmxnet|hv_netvsc|ahci|megasas|mpt[0-9]?sas|qla|lpfc|hisi_sas|xen-blkfront|xen-netfront'
+DEVICE_IRQ_RE='virtio[0-9]+-(input|output|req|request)\.[0-9]+|nvme|mlx|ixgbe|i40e|ice-|bnxt|ena-|enp|ens|eno|eth|igb|e1000|vmxnet|hv_netvsc|ahci|megasas|mpt[0-9]?sas|qla|lpfc|hisi_sas|xen-blkfront|xen-netfront'
 device_irqs() {
     local irq rest
     [[ -r /proc/interrupts ]] || return 0
