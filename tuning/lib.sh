@@ -205,7 +205,7 @@ resolve_data_device() {
         majmin=$(stat -L -c '%Hr:%Lr' "$src" 2>/dev/null) || majmin=''
     fi
     if [[ -z $majmin || ${majmin%%:*} == 0 ]]; then
-        DEV_WHY="no block device under ${DEV_MOUNT:-$dir} (${DEV_FSTYPE:-unknown fs}: tmpfs, overlay or network)"
+        DEV_WHY="no block device under ${DEV_MOUNT:-$dir} (filesystem ${DEV_FSTYPE:-unknown})"
         return 1
     fi
     if [[ ! -e /sys/dev/block/$majmin ]]; then
