@@ -79,7 +79,8 @@ pub fn render(stats: &BrokerStats) -> String {
         stats,
         |s| vec![(String::new(), s.counters.connections_opened)],
     );
-    let gauges: [(&str, &str, fn(&super::Gauges) -> u64); 5] = [
+    type Gauge = (&'static str, &'static str, fn(&super::Gauges) -> u64);
+    let gauges: [Gauge; 5] = [
         ("shardmq_connections_open", "Open client connections.", |_| 0),
         (
             "shardmq_long_poll_waiters",

@@ -156,7 +156,7 @@ impl RouteTable {
         bd.broker_addrs
             .retain(|id, addr| !(*addr == reg.broker_addr && *id != reg.broker_id));
         let old_addr = bd.broker_addrs.insert(reg.broker_id, reg.broker_addr.clone());
-        register_first |= old_addr.map_or(true, |a| a.is_empty());
+        register_first |= old_addr.is_none_or(|a| a.is_empty());
 
         let is_master = reg.broker_id == MASTER_ID;
         let min_id = bd.broker_addrs.keys().next().copied();
@@ -169,7 +169,7 @@ impl RouteTable {
                 .topic_config
                 .topic_queue_mapping_info_map
                 .as_ref()
-                .map_or(true, BTreeMap::is_empty);
+                .is_none_or(BTreeMap::is_empty);
             if self.delete_topic_with_broker_registration && no_static_topics {
                 let keep: BTreeSet<&str> = reg
                     .topic_config

@@ -82,5 +82,6 @@ where
 
 pub mod client;
 pub mod connection;
+pub mod doctor;
 pub mod router;
 pub mod server;

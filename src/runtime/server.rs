@@ -46,6 +46,7 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
     let root = cfg.store_path_root_dir.clone();
     std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     let lock = lock_data_dir(&root)?;
+    crate::runtime::doctor::warn_at_start(&root);
     let (persisted_shards, topics) = match metadata::load_topics(&root)? {
         Some((n, t)) => (Some(n), t),
         None => (None, Vec::new()),
