@@ -337,3 +337,50 @@ fn invalid_configuration_fails_at_start_with_the_key_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("flushDiskType"), "{err}");
 }
+
+/// Members of one group that subscribe differently are detected, and the
+/// group is reported (stats body, Prometheus gauge) until they agree.
+#[test]
+fn inconsistent_subscriptions_in_a_group_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = Broker::start(dir.path(), 2, &[]);
+    let heartbeat = |c: &mut Client, client_id: &str, expr: &str| {
+        let body = format!(
+            r#"{{"clientID":"{client_id}","consumerDataSet":[{{"consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","groupName":"G1","messageModel":"CLUSTERING","subscriptionDataSet":[{{"classFilterMode":false,"codeSet":[],"expressionType":"TAG","subString":"{expr}","subVersion":1,"tagsSet":[],"topic":"T1"}}],"unitMode":false}}],"producerDataSet":[]}}"#
+        );
+        let r = c.call(req(request::HEART_BEAT, &[]).with_body(body.into_bytes()));
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    };
+    let inconsistent = |c: &mut Client| -> Vec<String> {
+        let r = c.call(req(shardmq::broker::stats::GET_BROKER_STATS, &[]));
+        let s: shardmq::metrics::BrokerStats = serde_json::from_slice(&r.body).expect("stats");
+        s.inconsistent_groups
+    };
+    let mut a = Client::connect(&b.addr());
+    let mut bb = Client::connect(&b.addr());
+    heartbeat(&mut a, "10.0.0.1@a", "TagA");
+    heartbeat(&mut bb, "10.0.0.2@b", "TagA");
+    assert!(inconsistent(&mut a).is_empty());
+    heartbeat(&mut bb, "10.0.0.2@b", "TagB");
+    assert_eq!(inconsistent(&mut a), vec!["G1".to_string()]);
+    let (_, text) = common::http_get(b.metrics_port, "/metrics");
+    assert!(text.contains("shardmq_inconsistent_subscription_groups 1"), "{text}");
+    // Consumer list of the group has both members.
+    let r = a.call(req(
+        request::GET_CONSUMER_LIST_BY_GROUP,
+        &[("consumerGroup", "G1".into())],
+    ));
+    let ids: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(ids["consumerIdList"].as_array().map(|a| a.len()), Some(2));
+    heartbeat(&mut bb, "10.0.0.2@b", "TagA");
+    assert!(inconsistent(&mut a).is_empty(), "agreement clears the report");
+    // A member leaving by closing its connection leaves the list at once.
+    drop(bb);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = a.call(req(
+        request::GET_CONSUMER_LIST_BY_GROUP,
+        &[("consumerGroup", "G1".into())],
+    ));
+    let ids: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(ids["consumerIdList"], serde_json::json!(["10.0.0.1@a"]));
+}
