@@ -384,3 +384,71 @@ fn inconsistent_subscriptions_in_a_group_are_reported() {
     let ids: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(ids["consumerIdList"], serde_json::json!(["10.0.0.1@a"]));
 }
+
+/// A queue keeps one identity whichever view names it: an offset committed
+/// through a shard port (entry-local id) is the offset of the global queue
+/// after a restart with shardAwareRoutes=false.
+#[test]
+fn switching_shard_aware_routes_keeps_consumer_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
+    let mut main = Client::connect(&b.addr());
+    for i in 0..8 {
+        assert_eq!(
+            send(&mut main, "Views", i % 4, &format!("v{i}"), "T").code,
+            response::SUCCESS
+        );
+    }
+    // Shard 1's local queue 0 is some global queue g.
+    let mut s1 = Client::connect(&b.shard_addr(1));
+    let r = send(&mut s1, "Views", 0, "via-s1", "T");
+    assert_eq!(r.code, response::SUCCESS);
+    let r = s1.call(req(
+        request::UPDATE_CONSUMER_OFFSET,
+        &[
+            ("consumerGroup", "gv".into()),
+            ("topic", "Views".into()),
+            ("queueId", "0".into()),
+            ("commitOffset", "2".into()),
+        ],
+    ));
+    assert_eq!(r.code, response::SUCCESS);
+    let global: Vec<u32> = (0..4)
+        .filter(|q| {
+            let r = main.call(req(
+                request::QUERY_CONSUMER_OFFSET,
+                &[
+                    ("consumerGroup", "gv".into()),
+                    ("topic", "Views".into()),
+                    ("queueId", q.to_string()),
+                    ("setZeroIfNotFound", "false".into()),
+                ],
+            ));
+            r.code == response::SUCCESS && r.ext_str("offset") == Some("2")
+        })
+        .collect();
+    assert_eq!(
+        global.len(),
+        1,
+        "exactly one global queue carries the offset: {global:?}"
+    );
+    b.stop();
+    b.extra.push("shardAwareRoutes=false".into());
+    b.spawn();
+    let mut main = Client::connect(&b.addr());
+    let r = main.call(req(
+        request::QUERY_CONSUMER_OFFSET,
+        &[
+            ("consumerGroup", "gv".into()),
+            ("topic", "Views".into()),
+            ("queueId", global[0].to_string()),
+        ],
+    ));
+    assert_eq!((r.code, r.ext_str("offset")), (response::SUCCESS, Some("2")));
+    assert_eq!(
+        max_offset(&mut main, "Views", global[0]),
+        3,
+        "2 from the main port + 1 via shard 1"
+    );
+    b.stop();
+}
