@@ -453,6 +453,12 @@ impl MessageStore {
         self.inner.log.flushed()
     }
 
+    /// A copy of the flusher's probe: flushes (one fdatasync round each),
+    /// bytes written, fdatasync latencies (the first 65 536). For benchmarks.
+    pub fn flush_stats(&self) -> super::commit_log::FlushProbe {
+        self.inner.log.probe.borrow().clone()
+    }
+
     pub fn log_min_offset(&self) -> u64 {
         self.inner.log.min_offset()
     }
