@@ -111,6 +111,9 @@ pub(super) struct Inner {
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     last_checkpoint: RefCell<Option<(u64, u64, usize)>>,
+    /// One checkpoint at a time: the background checkpointer and shutdown
+    /// (or a caller) would otherwise share `checkpoint.tmp`.
+    checkpoint_lock: glommio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -174,6 +177,7 @@ impl MessageStore {
             stopping: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
             last_checkpoint: RefCell::new(None),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
             cfg,
         });
         let store = MessageStore { inner };
@@ -472,6 +476,12 @@ impl MessageStore {
     /// Writes consume-queue entries behind the CommitLog and records a
     /// checkpoint once they are durable.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let _permit = self
+            .inner
+            .checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Glommio(format!("checkpoint lock: {e}")))?;
         let durable = self.inner.log.flushed();
         let keep = self.inner.cfg.cq_mem_entries;
         let n = self.inner.queues.borrow().queues.len();
