@@ -299,11 +299,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
             let acked = stats.acked_total.get();
             let dt = now.duration_since(last.0).as_secs_f64();
             let rate = (acked - last.1) as f64 / dt;
-            let p99 = stats
-                .hist
-                .borrow()
-                .as_ref()
-                .map_or(0, |h| h.value_at_quantile(0.99));
+            let p99 = stats.hist.borrow().as_ref().map_or(0, |h| h.value_at_quantile(0.99));
             println!(
                 "{:>5.1}s {} {:>10.0} appends/s {:>9.1} MiB/s  p99 so far {:>9.1} us  busy {}",
                 now.duration_since(t_start).as_secs_f64(),
@@ -371,9 +367,17 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
          fdatasync us p50 {}  p99 {} (n {})",
         flushes,
         flushes as f64 / secs,
-        if flushes > 0 { acked as f64 / flushes as f64 } else { 0.0 },
+        if flushes > 0 {
+            acked as f64 / flushes as f64
+        } else {
+            0.0
+        },
         written as f64 / MIB,
-        if acked > 0 { written as f64 / (acked * record_bytes) as f64 } else { 0.0 },
+        if acked > 0 {
+            written as f64 / (acked * record_bytes) as f64
+        } else {
+            0.0
+        },
         sync_p50.map_or("-".into(), |v| v.to_string()),
         sync_p99.map_or("-".into(), |v| v.to_string()),
         sync_samples
@@ -436,7 +440,11 @@ fn print_params(args: &StoreArgs, dir: &Path, record_bytes: u64) {
         args.segment_size >> 20,
         args.pre_zero,
         args.tail_cache_mib,
-        if args.unpinned { "unpinned".to_string() } else { args.cpu.to_string() },
+        if args.unpinned {
+            "unpinned".to_string()
+        } else {
+            args.cpu.to_string()
+        },
         args.spin_us,
         args.warmup,
         args.duration
