@@ -41,15 +41,16 @@ def row(key, rs):
         f"| {sum(r['busy'] for r in rs)} | {sum(sum(r['errors'].values()) for r in rs)} "
         f"| {med(rs, lambda r: r['flush_rounds'] / r['measured_secs']):.0f} "
         f"| {med(rs, lambda r: r['fdatasync_us']['p50'] or 0):.0f} "
-        f"| {med(rs, lambda r: r['process_cpu_cores']):.2f} |"
+        f"| {med(rs, lambda r: r['process_cpu_cores']):.2f} "
+        f"| {max(r.get('other_processes_cpu_cores', 0) for r in rs):.2f} |"
     )
 
 
 head = (
     "| body B | flush | appenders | segment | prep | runs | appends/s median (min..max) "
     "| body MiB/s median (min..max) | p50 us | p99 us | p999 us | max us (worst run) | busy (sum) "
-    "| errors (sum) | fdatasync/s | fdatasync p50 us | CPU cores |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| errors (sum) | fdatasync/s | fdatasync p50 us | CPU cores | others' CPU (max) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 print("## Store appends\n")
 print(head)

@@ -11,7 +11,8 @@
 # (one JSON per run) and a summary table is printed at the end.
 #
 # Environment: DURATION (5), WARMUP (1), REPEAT (3), DATA (parent dir of the
-# store and fio files, default /tmp/shardmq-bench-data), SKIP_FIO=1.
+# store and fio files, default /tmp/shardmq-bench-data), SKIP_FIO=1,
+# QUIET_CORES (0.3) and QUIET_WAIT (300 s): see wait_quiet.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,9 +35,35 @@ cargo build --release -p shardmq-bench
   echo "memlock: $(ulimit -l)"
 } | tee "$OUT/machine.txt"
 
+# This machine is shared: wait (up to QUIET_WAIT s) until the other
+# processes use less than QUIET_CORES of CPU over a second; each run's JSON
+# records how much CPU others took while it was measured.
+busy_cores() {
+  python3 - <<'PY'
+import os, time
+def j():
+    v = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return sum(v) - v[3] - v[4], sum(v)
+a = j(); time.sleep(1); b = j()
+print(f"{(b[0] - a[0]) / max(1, b[1] - a[1]) * os.cpu_count():.2f}")
+PY
+}
+wait_quiet() {
+  local t=0 b
+  while :; do
+    b=$(busy_cores)
+    if python3 -c "import sys; sys.exit(0 if $b < ${QUIET_CORES:-0.3} else 1)" || ((t >= ${QUIET_WAIT:-300})); then
+      echo "  (machine busy $b cores before the run, waited ${t}s)"
+      return
+    fi
+    t=$((t + 1))
+  done
+}
+
 store() { # name, then bench flags
   local name=$1
   shift
+  wait_quiet
   echo "=== $name: $*"
   "$BIN" store --dir "$DATA" --json "$OUT/$name.json" "$@" | tail -5
 }
@@ -69,6 +96,7 @@ if [[ -z ${SKIP_FIO:-} ]]; then
   fio_run() { # name, then fio flags
     local name=$1
     shift
+    wait_quiet
     echo "=== fio $name: $*"
     fio --output-format=json --output="$OUT/fio-$name.json" --filename="$f" "$@" >/dev/null
     python3 - "$OUT/fio-$name.json" <<'PY'

@@ -183,6 +183,25 @@ fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// (busy, total) jiffies of all CPUs from /proc/stat; busy excludes idle
+/// and iowait. Used to see how much CPU other processes took meanwhile.
+fn machine_jiffies() -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn percentile_us(v: &mut [u32], q: f64) -> Option<u32> {
     if v.is_empty() {
         return None;
@@ -287,7 +306,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     let t_start = Instant::now();
     let warm_end = t_start + Duration::from_secs_f64(args.warmup);
     let end = warm_end + Duration::from_secs_f64(args.duration);
-    let mut window: Option<(Instant, f64, shardmq::store::commit_log::FlushProbe)> = None;
+    let mut window: Option<(Instant, f64, shardmq::store::commit_log::FlushProbe, (u64, u64))> = None;
     let mut last = (Instant::now(), 0u64);
     let mut next_tick = t_start + Duration::from_secs(1);
     loop {
@@ -315,7 +334,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         if window.is_none() && now >= warm_end {
             *stats.hist.borrow_mut() = Some(new_hist());
             stats.measuring.set(true);
-            window = Some((now, cpu_seconds(), store.flush_stats()));
+            window = Some((now, cpu_seconds(), store.flush_stats(), machine_jiffies()));
         }
         let wake = next_tick.min(end).min(if window.is_none() { warm_end } else { end });
         glommio::timer::sleep(wake.saturating_duration_since(Instant::now())).await;
@@ -324,7 +343,8 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     stats.stop.set(true);
     let cpu_end = cpu_seconds();
     let probe_end = store.flush_stats();
-    let (t_win, cpu_win, probe_win) = window.expect("window started");
+    let jiffies_end = machine_jiffies();
+    let (t_win, cpu_win, probe_win, jiffies_win) = window.expect("window started");
     let secs = t_end.duration_since(t_win).as_secs_f64();
     for t in tasks {
         t.await;
@@ -343,6 +363,10 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let errors = stats.errors.borrow().clone();
     let cpu = (cpu_end - cpu_win) / secs;
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let total_j = (jiffies_end.1 - jiffies_win.1).max(1) as f64;
+    let machine_busy = (jiffies_end.0 - jiffies_win.0) as f64 / total_j * ncpu;
+    let foreign = (machine_busy - cpu).max(0.0);
 
     println!("--- summary ({secs:.2} s measured) ---");
     println!(
@@ -383,10 +407,13 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         sync_samples
     );
     println!(
-        "busy {}  errors {:?}  process CPU {:.2} cores",
+        "busy {}  errors {:?}  process CPU {:.2} cores; machine busy {:.2} of {} cores (others {:.2})",
         stats.busy.get(),
         errors,
-        cpu
+        cpu,
+        machine_busy,
+        ncpu,
+        foreign
     );
 
     Ok(json!({
@@ -406,6 +433,8 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         "flush_bytes_written": written,
         "fdatasync_us": { "p50": sync_p50, "p99": sync_p99, "samples": sync_samples },
         "process_cpu_cores": cpu,
+        "machine_busy_cores": machine_busy,
+        "other_processes_cpu_cores": foreign,
     }))
 }
 
