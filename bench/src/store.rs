@@ -70,6 +70,9 @@ pub struct StoreArgs {
     /// glommio spin_before_park in microseconds (0: park at once).
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// glommio preempt_timer in microseconds (0: glommio's default, 100 ms).
+    #[arg(long, default_value_t = 0)]
+    preempt_us: u64,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -246,6 +249,9 @@ pub fn run(args: StoreArgs) -> Result<(), String> {
     let mut builder = LocalExecutorBuilder::new(placement).name("bench-store");
     if args.spin_us > 0 {
         builder = builder.spin_before_park(Duration::from_micros(args.spin_us));
+    }
+    if args.preempt_us > 0 {
+        builder = builder.preempt_timer(Duration::from_micros(args.preempt_us));
     }
     let a = args.clone();
     let dir = shard_dir.clone();
@@ -453,13 +459,14 @@ fn params_json(args: &StoreArgs, dir: &Path, record_bytes: u64) -> serde_json::V
         "tail_cache_mib": args.tail_cache_mib,
         "cpu": if args.unpinned { None } else { Some(args.cpu) },
         "spin_us": args.spin_us,
+        "preempt_us": args.preempt_us,
     })
 }
 
 fn print_params(args: &StoreArgs, dir: &Path, record_bytes: u64) {
     println!(
         "store bench: dir {} flush {:?} body {} B (record {} B) appenders {} queues {} segment {} MiB \
-         pre_zero {} tail_cache {} MiB cpu {} spin {} us; warm-up {} s, measure {} s",
+         pre_zero {} tail_cache {} MiB cpu {} spin {} us preempt {} us; warm-up {} s, measure {} s",
         dir.display(),
         args.flush,
         args.record_size,
@@ -475,6 +482,7 @@ fn print_params(args: &StoreArgs, dir: &Path, record_bytes: u64) {
             args.cpu.to_string()
         },
         args.spin_us,
+        args.preempt_us,
         args.warmup,
         args.duration
     );
