@@ -369,7 +369,9 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     let errors = stats.errors.borrow().clone();
     let cpu = (cpu_end - cpu_win) / secs;
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // Not available_parallelism(): on this pinned thread that answers 1.
+    // SAFETY: sysconf has no preconditions.
+    let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
     let total_j = (jiffies_end.1 - jiffies_win.1).max(1) as f64;
     let machine_busy = (jiffies_end.0 - jiffies_win.0) as f64 / total_j * ncpu;
     let foreign = (machine_busy - cpu).max(0.0);
@@ -440,6 +442,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         "fdatasync_us": { "p50": sync_p50, "p99": sync_p99, "samples": sync_samples },
         "process_cpu_cores": cpu,
         "machine_busy_cores": machine_busy,
+        "online_cpus": ncpu,
         "other_processes_cpu_cores": foreign,
     }))
 }
