@@ -83,7 +83,7 @@ for r in $(seq 1 "$REPEAT"); do
   # zeroing bandwidth is paid inside the window.
   for seg in 1073741824 67108864; do
     for pz in "" "--pre-zero"; do
-      store "prezero-${seg}-${pz:+zero}${pz:-falloc}-r${r}" --record-size 1024 --flush sync --appenders 16 \
+      store "prezero-${seg}-$([[ -n $pz ]] && echo zero || echo falloc)-r${r}" --record-size 1024 --flush sync --appenders 16 \
         --queues 16 --segment-size "$seg" $pz --duration "$DURATION" --warmup 3
     done
   done

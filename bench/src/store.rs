@@ -126,7 +126,7 @@ fn message(body: &Bytes, queue_id: u32) -> MessageInput {
         properties: Bytes::from_static(PROPS),
         sys_flag: 0,
         born_timestamp: 1,
-        born_host: "127.0.0.1:5555".parse().expect("addr"),
+        born_host: std::net::SocketAddr::from(([127, 0, 0, 1], 5555)),
         reconsume_times: 0,
         prepared_transaction_offset: 0,
         tags_code: 2598919, // javaStringHashCode("TagA")
