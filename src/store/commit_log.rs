@@ -92,7 +92,7 @@ pub struct CommitLog {
     pub probe: RefCell<FlushProbe>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct FlushProbe {
     pub flushes: u64,
     pub bytes_written: u64,

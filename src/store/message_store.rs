@@ -111,6 +111,9 @@ pub(super) struct Inner {
     stopping: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     last_checkpoint: RefCell<Option<(u64, u64, usize)>>,
+    /// One checkpoint at a time: the background checkpointer and shutdown
+    /// (or a caller) would otherwise share `checkpoint.tmp`.
+    checkpoint_lock: glommio::sync::Semaphore,
 }
 
 #[derive(Clone)]
@@ -174,6 +177,7 @@ impl MessageStore {
             stopping: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
             last_checkpoint: RefCell::new(None),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
             cfg,
         });
         let store = MessageStore { inner };
@@ -463,6 +467,12 @@ impl MessageStore {
         self.inner.log.flushed()
     }
 
+    /// A copy of the flusher's probe: flushes (one fdatasync round each),
+    /// bytes written, fdatasync latencies (the first 65 536). For benchmarks.
+    pub fn flush_stats(&self) -> super::commit_log::FlushProbe {
+        self.inner.log.probe.borrow().clone()
+    }
+
     pub fn log_min_offset(&self) -> u64 {
         self.inner.log.min_offset()
     }
@@ -476,6 +486,12 @@ impl MessageStore {
     /// Writes consume-queue entries behind the CommitLog and records a
     /// checkpoint once they are durable.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let _permit = self
+            .inner
+            .checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Glommio(format!("checkpoint lock: {e}")))?;
         let durable = self.inner.log.flushed();
         let keep = self.inner.cfg.cq_mem_entries;
         let n = self.inner.queues.borrow().queues.len();

@@ -510,3 +510,32 @@ fn a_flush_slower_than_sync_flush_timeout_answers_flush_disk_timeout_but_keeps_t
         store.shutdown().await.unwrap();
     });
 }
+
+/// Shutdown checkpoints while the background checkpointer may be in the
+/// middle of its own: concurrent checkpoints must not race on
+/// `checkpoint.tmp` (one renaming it away under the other).
+#[test]
+fn concurrent_checkpoints_do_not_race_on_the_temp_file() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    let d2 = d.clone();
+    run_on_executor("t", move || async move {
+        let (store, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
+        for round in 0..20 {
+            for i in 0..5 {
+                let r = store.put(msg("T", i % 2, body_of(i as usize, 100), None)).await;
+                assert_eq!(r.status, PutStatus::Ok);
+            }
+            let (a, b) = futures::future::join(store.checkpoint(), store.checkpoint()).await;
+            assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} / {b:?}");
+        }
+        store.shutdown().await.unwrap();
+    });
+    run_on_executor("t2", move || async move {
+        let (store, report) = MessageStore::open(cfg(&d2, FlushMode::Sync)).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(store.max_offset("T", 0), 60);
+        assert_eq!(store.max_offset("T", 1), 40);
+        store.shutdown().await.unwrap();
+    });
+}
