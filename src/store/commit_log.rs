@@ -77,6 +77,9 @@ pub struct CommitLog {
     flushed: Cell<u64>,
     /// First retained log offset (base of the oldest segment).
     min_offset: Cell<u64>,
+    /// `log_pos` of the last checkpoint stored on disk: recovery after a
+    /// crash scans from there, so no segment ending above it may go.
+    checkpointed: Cell<u64>,
     failed: RefCell<Option<String>>,
     prepare_error: RefCell<Option<String>>,
     shutting_down: Cell<bool>,
@@ -122,6 +125,7 @@ impl CommitLog {
             segments: RefCell::new(segments),
             flushed: Cell::new(end),
             min_offset: Cell::new(min),
+            checkpointed: Cell::new(0),
             failed: RefCell::new(None),
             prepare_error: RefCell::new(None),
             shutting_down: Cell::new(false),
@@ -159,6 +163,31 @@ impl CommitLog {
 
     pub fn min_offset(&self) -> u64 {
         self.min_offset.get()
+    }
+
+    /// Records the `log_pos` of a checkpoint that is now stored on disk.
+    pub fn set_checkpointed(&self, log_pos: u64) {
+        if log_pos > self.checkpointed.get() {
+            self.checkpointed.set(log_pos);
+        }
+    }
+
+    pub fn checkpointed(&self) -> u64 {
+        self.checkpointed.get()
+    }
+
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// Whether the oldest segment could go but for the stored checkpoint
+    /// (a checkpoint taken now would free it).
+    pub fn oldest_waits_for_checkpoint(&self) -> bool {
+        let Some(base) = self.segments.borrow().keys().next().copied() else {
+            return false;
+        };
+        let end = base + self.segment_size;
+        end <= self.flushed.get() && base < self.active_base() && end > self.checkpointed.get()
     }
 
     pub fn failure(&self) -> Option<String> {
@@ -276,22 +305,50 @@ impl CommitLog {
         self.state.borrow().active_base
     }
 
-    /// Removes the oldest segment (retention). Refuses the active segment
-    /// and anything not yet flushed.
+    /// Removes the oldest segment (retention). Refuses the active segment,
+    /// anything not yet flushed, and any segment ending above the `log_pos`
+    /// of the last stored checkpoint (recovery would need it).
+    ///
+    /// The file is closed before it is unlinked (after waiting, briefly,
+    /// for readers still holding it), so that its space is free when this
+    /// returns and a disk-full loop that measures again sees it.
     pub async fn delete_oldest(&self) -> Result<Option<u64>, StoreError> {
-        let (base, seg) = {
-            let segs = self.segments.borrow();
-            let Some((&base, seg)) = segs.iter().next() else {
-                return Ok(None);
-            };
-            (base, seg.clone())
+        let Some(base) = self.segments.borrow().keys().next().copied() else {
+            return Ok(None);
         };
-        if base + self.segment_size > self.flushed.get() || base >= self.active_base() {
+        let end = base + self.segment_size;
+        if end > self.flushed.get() || base >= self.active_base() || end > self.checkpointed.get() {
             return Ok(None);
         }
-        self.segments.borrow_mut().remove(&base);
-        self.min_offset.set(base + self.segment_size);
-        std::fs::remove_file(&seg.path).map_err(|e| StoreError::io(&seg.path, e))?;
+        let Some(mut seg) = self.segments.borrow_mut().remove(&base) else {
+            return Ok(None);
+        };
+        self.min_offset.set(end);
+        let path = seg.path.clone();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let file = loop {
+            match Rc::try_unwrap(seg) {
+                Ok(s) => break Rc::try_unwrap(s.file).ok(),
+                Err(s) if Instant::now() >= deadline => {
+                    log::warn!(
+                        "CommitLog segment {} still in use after 2 s; unlinking it open (its space is freed later)",
+                        path.display()
+                    );
+                    drop(s);
+                    break None;
+                }
+                Err(s) => {
+                    seg = s;
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        if let Some(f) = file {
+            if let Err(e) = f.close().await {
+                log::warn!("closing {} before deleting it: {e}", path.display());
+            }
+        }
+        std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         segment::sync_dir(&self.dir).await?;
         Ok(Some(base))
     }
@@ -388,59 +445,71 @@ impl CommitLog {
         }
     }
 
-    /// Writes and fdatasyncs `[flushed, target)`, then publishes it.
+    /// Writes and fdatasyncs `[flushed, target)`, publishing progress as
+    /// it goes: the segments that exist are written and synced at once, and
+    /// `flushed` moves to their end before the flusher waits for the next
+    /// segment to be prepared — a sealed segment's records never wait for
+    /// the preparer.
     async fn flush_to(&self, target: u64) -> Result<(), StoreError> {
-        let from = self.flushed.get();
-        let mut pos = align_down(from);
-        let mut writes = Vec::new();
-        let mut touched: Vec<Rc<Segment>> = Vec::new();
-        let mut written = 0u64;
-        while pos < target {
-            let seg = self.wait_segment(pos).await?;
-            let data_end = if target <= seg.end() {
-                target
-            } else {
-                self.state
-                    .borrow()
-                    .cache
-                    .data_end_below(seg.end())
-                    .unwrap_or(seg.base)
-                    .max(pos)
-            };
-            let end = align_up(data_end).min(seg.end());
-            let st = self.state.borrow();
-            let mut p = pos;
-            while p < end {
-                let n = ((end - p) as usize).min(MAX_IO);
-                let mut buf = seg.file.alloc_dma_buffer(n);
-                st.cache.copy_for_flush(p, buf.as_bytes_mut());
-                writes.push((seg.clone(), p, buf));
-                written += n as u64;
-                p += n as u64;
+        while self.flushed.get() < target {
+            let from = self.flushed.get();
+            let mut pos = align_down(from);
+            let mut writes = Vec::new();
+            let mut touched: Vec<Rc<Segment>> = Vec::new();
+            let mut written = 0u64;
+            let mut reached = from;
+            while pos < target {
+                let seg = match self.segment_at(pos) {
+                    Some(s) => s,
+                    None if touched.is_empty() => self.wait_segment(pos).await?,
+                    None => break, // flush what is ready first
+                };
+                let data_end = if target <= seg.end() {
+                    target
+                } else {
+                    self.state
+                        .borrow()
+                        .cache
+                        .data_end_below(seg.end())
+                        .unwrap_or(seg.base)
+                        .max(pos)
+                };
+                let end = align_up(data_end).min(seg.end());
+                let st = self.state.borrow();
+                let mut p = pos;
+                while p < end {
+                    let n = ((end - p) as usize).min(MAX_IO);
+                    let mut buf = seg.file.alloc_dma_buffer(n);
+                    st.cache.copy_for_flush(p, buf.as_bytes_mut());
+                    writes.push((seg.clone(), p, buf));
+                    written += n as u64;
+                    p += n as u64;
+                }
+                drop(st);
+                touched.push(seg.clone());
+                pos = if target > seg.end() { seg.end() } else { target };
+                reached = pos;
             }
-            drop(st);
-            touched.push(seg.clone());
-            pos = if target > seg.end() { seg.end() } else { target };
-        }
-        let results =
-            futures::future::join_all(writes.into_iter().map(|(s, p, b)| async move { s.write(p, b).await })).await;
-        results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let t = Instant::now();
-        let syncs = futures::future::join_all(touched.iter().map(|s| s.sync())).await;
-        syncs.into_iter().collect::<Result<Vec<()>, _>>()?;
-        {
-            let mut probe = self.probe.borrow_mut();
-            probe.flushes += 1;
-            probe.bytes_written += written;
-            if probe.sync_micros.len() < 1 << 16 {
-                probe
-                    .sync_micros
-                    .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+            let results =
+                futures::future::join_all(writes.into_iter().map(|(s, p, b)| async move { s.write(p, b).await })).await;
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+            let t = Instant::now();
+            let syncs = futures::future::join_all(touched.iter().map(|s| s.sync())).await;
+            syncs.into_iter().collect::<Result<Vec<()>, _>>()?;
+            {
+                let mut probe = self.probe.borrow_mut();
+                probe.flushes += 1;
+                probe.bytes_written += written;
+                if probe.sync_micros.len() < 1 << 16 {
+                    probe
+                        .sync_micros
+                        .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
             }
+            debug_assert!(reached >= self.flushed.get());
+            self.flushed.set(reached);
+            self.durable.notify_all();
         }
-        debug_assert!(target >= self.flushed.get());
-        self.flushed.set(target);
-        self.durable.notify_all();
         Ok(())
     }
 

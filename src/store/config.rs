@@ -38,7 +38,9 @@ pub struct StoreConfig {
     /// Memory that holds the CommitLog tail: unflushed data plus the most
     /// recent flushed data for tail reads. Appends beyond it answer busy.
     pub tail_cache_bytes: usize,
-    /// Largest record accepted (body + headers).
+    /// Largest record accepted (body + headers). Recovery treats a stored
+    /// record larger than this as corruption, so never lower it below the
+    /// largest record already stored.
     pub max_record_size: usize,
     /// Entries per consume-queue segment file (RocketMQ: 300 000).
     pub cq_entries_per_file: u64,

@@ -7,7 +7,10 @@
 //! scattered over up to thousands of files — O_DIRECT would turn every
 //! write-behind into a 4 KiB read-modify-write per queue. Durability comes
 //! from the checkpoint protocol: files are fdatasynced (and new directory
-//! entries synced) before a checkpoint claims them.
+//! entries synced) before a checkpoint claims them. Every file written and
+//! every directory created stays on the dirty list until a checkpoint that
+//! synced it has been stored ([`CqFiles::clear_dirty`]): a checkpoint that
+//! fails midway leaves them for the next one.
 //!
 //! Open handles are kept in a small LRU so that 10 000 queues never hold
 //! 10 000 descriptors.
@@ -31,8 +34,23 @@ pub struct CqFiles {
     shard: u16,
     open: RefCell<HashMap<PathBuf, (Rc<BufferedFile>, u64)>>,
     tick: Cell<u64>,
-    /// Directories created since the last checkpoint (must be synced).
+    /// Directories created since the last stored checkpoint (must be synced).
     new_dirs: RefCell<Vec<PathBuf>>,
+    /// Files written since the last stored checkpoint (must be synced).
+    dirty_files: RefCell<HashMap<PathBuf, Rc<BufferedFile>>>,
+}
+
+/// What a checkpoint must sync before it is stored.
+#[derive(Default)]
+pub struct Dirty {
+    files: Vec<(PathBuf, Rc<BufferedFile>)>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dirs.is_empty()
+    }
 }
 
 impl CqFiles {
@@ -44,6 +62,7 @@ impl CqFiles {
             open: RefCell::new(HashMap::new()),
             tick: Cell::new(0),
             new_dirs: RefCell::new(Vec::new()),
+            dirty_files: RefCell::new(HashMap::new()),
         }
     }
 
@@ -99,16 +118,9 @@ impl CqFiles {
         Ok(Some(f))
     }
 
-    /// Writes `entries` starting at queue offset `from`; returns the files
-    /// touched (to be synced before the next checkpoint).
-    pub async fn write(
-        &self,
-        topic: &str,
-        queue_id: u32,
-        from: u64,
-        entries: &[CqEntry],
-    ) -> Result<Vec<Rc<BufferedFile>>, StoreError> {
-        let mut touched = Vec::new();
+    /// Writes `entries` starting at queue offset `from`; the files touched
+    /// join the dirty list (synced by the next checkpoint).
+    pub async fn write(&self, topic: &str, queue_id: u32, from: u64, entries: &[CqEntry]) -> Result<(), StoreError> {
         let mut off = from;
         let mut rest = entries;
         while !rest.is_empty() {
@@ -134,11 +146,16 @@ impl CqFiles {
             if w != len {
                 return Err(StoreError::Glommio(format!("short write on {}", path.display())));
             }
-            touched.push(f);
+            self.dirty_files.borrow_mut().insert(path, f);
             rest = &rest[n..];
             off += n as u64;
         }
-        Ok(touched)
+        Ok(())
+    }
+
+    /// Whether the file that would hold queue offset `offset` exists.
+    pub fn has_file(&self, topic: &str, queue_id: u32, offset: u64) -> bool {
+        self.file_path(topic, queue_id, offset).0.exists()
     }
 
     /// Reads up to `count` entries from queue offset `from`. Stops early at
@@ -168,15 +185,41 @@ impl CqFiles {
         Ok(out)
     }
 
-    /// Syncs the directories created since the last call.
-    pub async fn sync_new_dirs(&self) -> Result<(), StoreError> {
-        let mut dirs = std::mem::take(&mut *self.new_dirs.borrow_mut());
+    /// Files and directories written since the last stored checkpoint.
+    pub fn dirty(&self) -> Dirty {
+        let files = self
+            .dirty_files
+            .borrow()
+            .iter()
+            .map(|(p, f)| (p.clone(), f.clone()))
+            .collect();
+        let mut dirs = self.new_dirs.borrow().clone();
         dirs.sort();
         dirs.dedup();
-        for d in dirs {
-            super::segment::sync_dir(&d).await?;
+        Dirty { files, dirs }
+    }
+
+    /// fdatasyncs the files and syncs the directories of `d`.
+    pub async fn sync_dirty(&self, d: &Dirty) -> Result<(), StoreError> {
+        let syncs = futures::future::join_all(d.files.iter().map(|(_, f)| f.fdatasync())).await;
+        for (r, (p, _)) in syncs.into_iter().zip(&d.files) {
+            r.map_err(|e| StoreError::Glommio(format!("fdatasync {}: {e}", p.display())))?;
+        }
+        for dir in &d.dirs {
+            super::segment::sync_dir(dir).await?;
         }
         Ok(())
+    }
+
+    /// Forgets what `d` listed: call only after the checkpoint that synced
+    /// it has been stored. (Checkpoints are serialised, and only they write
+    /// these files, so nothing in `d` was written again since.)
+    pub fn clear_dirty(&self, d: &Dirty) {
+        let mut files = self.dirty_files.borrow_mut();
+        for (p, _) in &d.files {
+            files.remove(p);
+        }
+        self.new_dirs.borrow_mut().retain(|x| !d.dirs.contains(x));
     }
 
     /// Deletes the queue's files that hold only offsets below `min`.
@@ -193,6 +236,7 @@ impl CqFiles {
             if first + self.entries_per_file <= min {
                 let p = ent.path();
                 self.open.borrow_mut().remove(&p);
+                self.dirty_files.borrow_mut().remove(&p);
                 std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
                 n += 1;
             }

@@ -22,10 +22,11 @@ use super::config::{FlushMode, StoreConfig};
 use super::consume_queue::{ConsumeQueue, CqEntry};
 use super::cq_files::CqFiles;
 use super::error::StoreError;
+use super::notify::Notify;
 use super::position::{LogOffset, PhysicalOffset};
 use super::reader::{self, GetResult, TagFilter};
 use super::record::{encode_record, MessageInput, RecordView, StoreStamp};
-use super::recovery::{self, RecoveryReport};
+use super::recovery::{self, RecoveryReport, Refusal};
 use super::retention::{self, DiskUsage};
 
 /// Outcome of a put (RocketMQ's `PutMessageStatus`).
@@ -109,11 +110,15 @@ pub(super) struct Inner {
     pub(super) disk: RefCell<Box<dyn DiskUsage>>,
     scratch: RefCell<Vec<u8>>,
     stopping: Cell<bool>,
+    /// Wakes the periodic tasks (checkpointer, retention) at shutdown.
+    stop_signal: Notify,
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// The checkpointer and retention: awaited (not cancelled) at shutdown.
+    periodic: RefCell<Vec<JoinHandle<()>>>,
     last_checkpoint: RefCell<Option<(u64, u64, usize)>>,
-    /// One checkpoint at a time: the background checkpointer and shutdown
-    /// (or a caller) would otherwise share `checkpoint.tmp`.
-    checkpoint_lock: glommio::sync::Semaphore,
+    /// Checkpoints run one at a time (see [`MessageStore::checkpoint`]).
+    checkpoint_busy: Cell<bool>,
+    checkpoint_done: Notify,
 }
 
 #[derive(Clone)]
@@ -131,6 +136,14 @@ fn now_ms() -> i64 {
 impl MessageStore {
     /// Opens (creating if needed) the store in `cfg.dir`, recovers it, and
     /// starts its background tasks on the current executor.
+    ///
+    /// A checkpoint that fails validation, points below the oldest segment,
+    /// or disagrees with a record of the log is discarded (logged as an
+    /// error, listed in the report's problems, `report.rebuilt` set) and
+    /// every consume queue is rebuilt from the oldest segment; queues the
+    /// retained log no longer mentions keep the discarded checkpoint's max
+    /// offset. When segments were deleted after the stored checkpoint, the
+    /// queue minimums are advanced before the store opens.
     pub async fn open(cfg: StoreConfig) -> Result<(MessageStore, RecoveryReport), StoreError> {
         cfg.validate()?;
         let log_dir = cfg.dir.join("commitlog");
@@ -142,30 +155,83 @@ impl MessageStore {
             .await
             .map_err(|e| StoreError::io(&cfg.dir, e))?;
         let mut problems = Vec::new();
-        let ckpt = match Checkpoint::load(&cfg.dir) {
-            Ok(c) => c.unwrap_or_default(),
+        let mut ckpt = match Checkpoint::load(&cfg.dir) {
+            Ok(c) => c,
             Err(e) => {
                 log::error!("{e}; rebuilding every consume queue from the CommitLog");
                 problems.push(e.to_string());
-                Checkpoint::default()
+                None
             }
         };
-        let mut table = QueueTable::default();
-        for m in &ckpt.queues {
-            let i = table.get_or_create(&m.topic, m.queue_id, m.max_offset);
-            table.queues[i].min_offset = m.min_offset.min(m.max_offset);
+        if let Some(c) = &ckpt {
+            if let Err(why) = validate_checkpoint(c, cfg.segment_size) {
+                log::error!(
+                    "shard {}: checkpoint unusable ({why}); rebuilding every consume queue from the oldest CommitLog segment",
+                    cfg.shard_id
+                );
+                problems.push(format!("checkpoint unusable: {why}"));
+                ckpt = None;
+            }
         }
         let shard = cfg.shard_id;
-        let rebuilding = ckpt.queues.is_empty();
-        let recovered = recovery::recover(&log_dir, shard, cfg.segment_size, ckpt.log_pos, |v, pos| {
-            dispatch_recovered(&mut table, v, pos, rebuilding)
-        })
-        .await?;
+        // The checkpoint that was discarded, if any: its queues keep their
+        // offsets when the retained log no longer holds any of their records.
+        let mut discarded: Option<Checkpoint> = None;
+        let (recovered, table, used_ckpt) = loop {
+            let mut table = QueueTable::default();
+            if let Some(c) = &ckpt {
+                for m in &c.queues {
+                    let i = table.get_or_create(&m.topic, m.queue_id, m.max_offset);
+                    table.queues[i].min_offset = m.min_offset.min(m.max_offset);
+                }
+            }
+            let rebuilding = ckpt.is_none();
+            let params = recovery::ScanParams {
+                shard,
+                segment_size: cfg.segment_size,
+                max_record_size: cfg.max_record_size,
+                checkpoint: ckpt.as_ref().map(|c| c.log_pos),
+            };
+            let mut skipped = Vec::new();
+            let outcome = recovery::recover(&log_dir, params, |v, pos| {
+                dispatch_recovered(&mut table, v, pos, rebuilding, &mut skipped)
+            })
+            .await?;
+            problems.extend(skipped);
+            match outcome {
+                recovery::Recovery::Recovered(r) => break (r, table, ckpt),
+                recovery::Recovery::CheckpointRejected { at, why } => {
+                    log::error!(
+                        "shard {shard}: the checkpoint disagrees with the CommitLog at log offset {at} ({why}); \
+                         discarding it and REBUILDING every consume queue from the oldest segment \
+                         (no record is truncated for this)"
+                    );
+                    problems.push(format!("checkpoint rejected at log offset {at}: {why}"));
+                    discarded = ckpt.take();
+                }
+            }
+        };
+        let mut table = table;
+        if let Some(old) = &discarded {
+            // Queues the retained log no longer mentions keep their offsets
+            // (empty, min = max), so that new messages do not reuse them.
+            for m in &old.queues {
+                if table.find(&m.topic, m.queue_id).is_none() {
+                    let i = table.get_or_create(&m.topic, m.queue_id, m.max_offset);
+                    table.queues[i].min_offset = m.max_offset;
+                }
+            }
+        }
         let mut report = recovered.report;
+        report.rebuilt = discarded.is_some();
         report.problems.extend(problems);
         let end = recovered.end;
         let log = CommitLog::new(&cfg, log_dir, recovered.segments, end);
         log.seed_tail(end, &recovered.tail_block);
+        // Retention may delete a segment only once a stored checkpoint lies
+        // past it; without one, recovery would scan from the oldest segment.
+        log.set_checkpointed(used_ckpt.as_ref().map_or(0, |c| c.log_pos));
+        let stale_minimums = used_ckpt.as_ref().is_some_and(|c| log.min_offset() > c.log_min);
         let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard);
         let inner = Rc::new(Inner {
             log: Rc::new(log),
@@ -175,12 +241,20 @@ impl MessageStore {
             disk: RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))),
             scratch: RefCell::new(Vec::with_capacity(64 * 1024)),
             stopping: Cell::new(false),
+            stop_signal: Notify::default(),
             tasks: RefCell::new(Vec::new()),
+            periodic: RefCell::new(Vec::new()),
             last_checkpoint: RefCell::new(None),
-            checkpoint_lock: glommio::sync::Semaphore::new(1),
+            checkpoint_busy: Cell::new(false),
+            checkpoint_done: Notify::default(),
             cfg,
         });
         let store = MessageStore { inner };
+        if stale_minimums {
+            // Segments were deleted after the checkpoint was stored: its
+            // queue minimums point into them.
+            retention::advance_queue_minimums(&store).await;
+        }
         store.start_tasks();
         log::info!(
             "shard {} store open at {}: log [{}, {}), {} queues, {} records re-dispatched",
@@ -207,10 +281,11 @@ impl MessageStore {
                 .unwrap_or_else(|_| glommio::spawn_local(async {}).detach())
         };
         tasks.push(spawn_bg(Box::pin(log.run_preparer())));
+        let mut periodic = self.inner.periodic.borrow_mut();
         let me = self.clone();
-        tasks.push(spawn_bg(Box::pin(async move { me.run_checkpointer().await })));
+        periodic.push(spawn_bg(Box::pin(async move { me.run_checkpointer().await })));
         let me = self.clone();
-        tasks.push(spawn_bg(Box::pin(async move { retention::run(me).await })));
+        periodic.push(spawn_bg(Box::pin(async move { retention::run(me).await })));
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -227,6 +302,15 @@ impl MessageStore {
 
     pub(super) fn is_stopping(&self) -> bool {
         self.inner.stopping.get()
+    }
+
+    /// Sleeps for `d`, or less if the store begins to shut down.
+    pub(super) async fn sleep_unless_stopping(&self, d: Duration) {
+        let seen = self.inner.stop_signal.generation();
+        if self.inner.stopping.get() {
+            return;
+        }
+        futures_lite::future::or(glommio::timer::sleep(d), self.inner.stop_signal.changed_since(seen)).await;
     }
 
     /// Replaces the disk-usage probe (tests inject a full disk).
@@ -290,6 +374,14 @@ impl MessageStore {
         }
         if msgs.is_empty() {
             return Err(PutStatus::MessageIllegal("empty batch".into()));
+        }
+        if total > inner.cfg.tail_cache_bytes / 2 {
+            // The tail cache could never make room for it: refusing it as
+            // busy would make the client retry forever.
+            return Err(PutStatus::MessageIllegal(format!(
+                "batch of {total} bytes exceeds half the tail cache ({} bytes)",
+                inner.cfg.tail_cache_bytes
+            )));
         }
         let pos = inner.log.reserve(total).map_err(|e| match e {
             ReserveError::TooLarge => {
@@ -390,7 +482,10 @@ impl MessageStore {
     }
 
     /// Up to `count` consecutive entries from `offset`, stopping at the
-    /// visible max.
+    /// visible max. The result is always contiguous from `offset`: a
+    /// checkpoint that runs while a file read is awaited may move entries
+    /// out of memory, so the rest is looked up again (memory first, then the
+    /// files) until the range is complete — an offset is never skipped.
     pub(super) async fn entries(
         &self,
         topic: &str,
@@ -398,7 +493,7 @@ impl MessageStore {
         offset: u64,
         count: usize,
     ) -> Result<Vec<CqEntry>, StoreError> {
-        let (mem_base, visible) = {
+        let upto = {
             let queues = self.inner.queues.borrow();
             let Some(i) = queues.find(topic, queue_id) else {
                 return Ok(Vec::new());
@@ -408,24 +503,49 @@ impl MessageStore {
             if offset >= visible || offset < q.min_offset {
                 return Ok(Vec::new());
             }
-            let count = count.min((visible - offset) as usize);
-            if offset >= q.mem_base {
-                return Ok((offset..offset + count as u64).filter_map(|o| q.get(o)).collect());
-            }
-            (q.mem_base, visible)
+            offset + (count as u64).min(visible - offset)
         };
-        let from_file = (mem_base - offset).min(count as u64) as usize;
-        let mut v = self.inner.cq_files.read(topic, queue_id, offset, from_file).await?;
-        if v.len() == from_file && v.len() < count {
-            let queues = self.inner.queues.borrow();
-            if let Some(i) = queues.find(topic, queue_id) {
+        let mut out = Vec::with_capacity((upto - offset) as usize);
+        let mut next = offset;
+        loop {
+            let mem_base = {
+                let queues = self.inner.queues.borrow();
+                let Some(i) = queues.find(topic, queue_id) else {
+                    return Ok(out);
+                };
                 let q = &queues.queues[i];
-                let next = offset + v.len() as u64;
-                let upto = (offset + count as u64).min(visible);
-                v.extend((next..upto).filter_map(|o| q.get(o)));
+                while next < upto {
+                    match q.get(next) {
+                        Some(e) => out.push(e),
+                        None => break,
+                    }
+                    next += 1;
+                }
+                if next == upto {
+                    return Ok(out);
+                }
+                if next >= q.mem_base {
+                    return Err(StoreError::Corrupt {
+                        path: self.inner.cq_files.queue_dir(topic, queue_id),
+                        what: format!("consume-queue entry {next} is missing from memory"),
+                    });
+                }
+                q.mem_base
+            };
+            let want = (mem_base.min(upto) - next) as usize;
+            let v = self.inner.cq_files.read(topic, queue_id, next, want).await?;
+            if v.is_empty() {
+                if !out.is_empty() {
+                    return Ok(out); // contiguous so far; the caller continues later
+                }
+                return Err(StoreError::Corrupt {
+                    path: self.inner.cq_files.queue_dir(topic, queue_id),
+                    what: format!("consume-queue entry {next} is not in its file"),
+                });
             }
+            next += v.len() as u64;
+            out.extend(v);
         }
-        Ok(v)
     }
 
     /// The whole record stored at a physical offset (view by message id).
@@ -485,17 +605,18 @@ impl MessageStore {
 
     /// Writes consume-queue entries behind the CommitLog and records a
     /// checkpoint once they are durable.
+    ///
+    /// Checkpoints are serialised: a second call (the periodic one, the one
+    /// at shutdown, one taken by retention) waits for the running one, so a
+    /// stored checkpoint always pairs `log_pos` with the queue marks of the
+    /// same moment and `written` only moves forward. Files and directories
+    /// written stay on the dirty list until a checkpoint that synced them
+    /// has been stored, so a checkpoint that fails midway loses nothing.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
-        let _permit = self
-            .inner
-            .checkpoint_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| StoreError::Glommio(format!("checkpoint lock: {e}")))?;
+        let _turn = self.checkpoint_turn().await;
         let durable = self.inner.log.flushed();
         let keep = self.inner.cfg.cq_mem_entries;
         let n = self.inner.queues.borrow().queues.len();
-        let mut touched = Vec::new();
         for i in 0..n {
             let (topic, qid, from, entries) = {
                 let queues = self.inner.queues.borrow();
@@ -509,20 +630,17 @@ impl MessageStore {
             if entries.is_empty() {
                 continue;
             }
-            touched.extend(self.inner.cq_files.write(&topic, qid, from, &entries).await?);
+            self.inner.cq_files.write(&topic, qid, from, &entries).await?;
             let mut queues = self.inner.queues.borrow_mut();
             queues.queues[i].mark_written(from + entries.len() as u64, keep);
         }
         let log_min = self.inner.log.min_offset();
         let sig = (durable, log_min, n);
-        if touched.is_empty() && *self.inner.last_checkpoint.borrow() == Some(sig) {
+        let dirty = self.inner.cq_files.dirty();
+        if dirty.is_empty() && *self.inner.last_checkpoint.borrow() == Some(sig) {
             return Ok(());
         }
-        let syncs = futures::future::join_all(touched.iter().map(|f| f.fdatasync())).await;
-        for r in syncs {
-            r.map_err(|e| StoreError::Glommio(format!("fdatasync consume queue: {e}")))?;
-        }
-        self.inner.cq_files.sync_new_dirs().await?;
+        self.inner.cq_files.sync_dirty(&dirty).await?;
         let ckpt = {
             let queues = self.inner.queues.borrow();
             Checkpoint {
@@ -541,13 +659,28 @@ impl MessageStore {
             }
         };
         ckpt.store(&self.inner.cfg.dir).await?;
+        self.inner.cq_files.clear_dirty(&dirty);
+        self.inner.log.set_checkpointed(durable);
         *self.inner.last_checkpoint.borrow_mut() = Some(sig);
         Ok(())
     }
 
+    /// Waits until no other checkpoint runs and takes the turn; the turn
+    /// is released when the guard drops (also on error or cancellation).
+    async fn checkpoint_turn(&self) -> CheckpointTurn<'_> {
+        loop {
+            let seen = self.inner.checkpoint_done.generation();
+            if !self.inner.checkpoint_busy.get() {
+                self.inner.checkpoint_busy.set(true);
+                return CheckpointTurn(&self.inner);
+            }
+            self.inner.checkpoint_done.changed_since(seen).await;
+        }
+    }
+
     async fn run_checkpointer(&self) {
         while !self.inner.stopping.get() {
-            glommio::timer::sleep(self.inner.cfg.checkpoint_interval).await;
+            self.sleep_unless_stopping(self.inner.cfg.checkpoint_interval).await;
             if self.inner.stopping.get() {
                 break;
             }
@@ -557,9 +690,16 @@ impl MessageStore {
         }
     }
 
-    /// Flushes everything, writes a final checkpoint and stops the tasks.
+    /// Stops the checkpointer and retention (awaiting the pass in
+    /// progress), flushes everything, writes a final checkpoint and stops
+    /// the remaining tasks.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.stopping.set(true);
+        self.inner.stop_signal.notify_all();
+        let periodic = std::mem::take(&mut *self.inner.periodic.borrow_mut());
+        for t in periodic {
+            t.await;
+        }
         self.inner.log.begin_shutdown();
         let end = self.inner.log.write_pos();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -586,28 +726,86 @@ fn is_prepared_or_rollback(sys_flag: i32) -> bool {
     matches!(sys_flag & 0xC, 0x4 | 0xC)
 }
 
-/// Re-dispatch of a recovered record: its queue offset must continue its
-/// queue exactly; anything else means the log and the checkpoint disagree.
+/// The turn of the running checkpoint; dropping it lets the next one run.
+struct CheckpointTurn<'a>(&'a Inner);
+
+impl Drop for CheckpointTurn<'_> {
+    fn drop(&mut self) {
+        self.0.checkpoint_busy.set(false);
+        self.0.checkpoint_done.notify_all();
+    }
+}
+
+/// Sanity checks of a loaded checkpoint that need no disk access.
+fn validate_checkpoint(c: &Checkpoint, segment_size: u64) -> Result<(), String> {
+    if c.log_min % segment_size != 0 {
+        return Err(format!(
+            "log_min {} is not a segment boundary (segment size {segment_size})",
+            c.log_min
+        ));
+    }
+    if c.log_min > c.log_pos {
+        return Err(format!("log_min {} lies above log_pos {}", c.log_min, c.log_pos));
+    }
+    if let Some(m) = c.queues.iter().find(|m| m.min_offset > m.max_offset) {
+        return Err(format!(
+            "queue {}/{} has min offset {} above its max {}",
+            m.topic, m.queue_id, m.min_offset, m.max_offset
+        ));
+    }
+    Ok(())
+}
+
+/// Re-dispatch of a recovered record.
+///
+/// With a checkpoint, its queue offset must continue its queue exactly;
+/// anything else means the log and the checkpoint disagree, and the
+/// checkpoint (not the log) is refused: the caller rebuilds.
+///
+/// When rebuilding (no usable checkpoint) a queue starts at the first
+/// record seen of it. A record that still does not continue its queue means
+/// the log itself is inconsistent; it is kept in the log, reported, and
+/// never a reason to truncate: a duplicate or backwards offset is not
+/// indexed, a forward gap restarts the queue at the record's offset.
 fn dispatch_recovered(
     table: &mut QueueTable,
     v: &RecordView<'_>,
     pos: u64,
     rebuilding: bool,
-) -> Result<(), &'static str> {
+    problems: &mut Vec<String>,
+) -> Result<(), Refusal> {
     if is_prepared_or_rollback(v.sys_flag) {
         return Ok(());
     }
     let Ok(topic) = std::str::from_utf8(v.topic) else {
-        return Err("topic is not UTF-8");
+        return Err(Refusal::Record("topic is not UTF-8"));
     };
     let qi = match table.find(topic, v.queue_id) {
         Some(i) => i,
         None if rebuilding || v.queue_offset == 0 => table.get_or_create(topic, v.queue_id, v.queue_offset),
-        None => return Err("record of a queue the checkpoint does not know, past offset 0"),
+        None => {
+            return Err(Refusal::Checkpoint(
+                "record of a queue the checkpoint does not know, past offset 0",
+            ))
+        }
     };
     let q = &mut table.queues[qi];
     if v.queue_offset != q.max_offset {
-        return Err("queue offset does not continue its queue");
+        if !rebuilding {
+            return Err(Refusal::Checkpoint("queue offset does not continue its queue"));
+        }
+        let what = format!(
+            "record at log offset {pos} of {topic}/{} has queue offset {} but the queue is at {}",
+            v.queue_id, v.queue_offset, q.max_offset
+        );
+        if v.queue_offset < q.max_offset {
+            log::error!("CommitLog inconsistent: {what}; not indexed");
+            problems.push(format!("{what}; not indexed"));
+            return Ok(());
+        }
+        log::error!("CommitLog inconsistent: {what}; the queue restarts at the record's offset");
+        problems.push(format!("{what}; queue restarted"));
+        *q = ConsumeQueue::new(q.topic.clone(), v.queue_id, v.queue_offset, v.queue_offset);
     }
     let tags_code = tags_code_of(v.properties);
     q.push(CqEntry {

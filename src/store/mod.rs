@@ -14,6 +14,21 @@
 //! * [`retention`] — expiry and disk-space protection.
 //! * [`message_store`] — the facade a shard uses ([`MessageStore`]).
 //!
+//! # Durability invariants
+//!
+//! * SYNC_FLUSH: a put is acknowledged only after its record (and every
+//!   byte before it) is fdatasynced; readers (pulls and lookups by physical
+//!   offset) see only durable records.
+//! * Recovery never truncates a valid record because the checkpoint
+//!   disagrees with it: the checkpoint is discarded and the consume queues
+//!   are rebuilt from the oldest segment instead. Bytes recovery finds are
+//!   fdatasynced before the log builds on them, and stale bytes past the
+//!   recovered end are cleared however far they lie.
+//! * Retention never deletes a segment that ends above the `log_pos` of the
+//!   last checkpoint stored on disk (recovery scans from there).
+//! * Checkpoints run one at a time; consume-queue files and directories
+//!   stay on the dirty list until a checkpoint that synced them is stored.
+//!
 //! Memory per shard is bounded by `tail_cache_bytes` (CommitLog tail) plus,
 //! per queue, a fixed struct (~150 bytes) and at most `cq_mem_entries`
 //! written entries (24 bytes each) plus the entries not yet written behind

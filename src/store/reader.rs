@@ -102,6 +102,24 @@ pub(super) async fn get_messages(
         if r.count >= max_msgs || (r.count > 0 && r.body.len() + e.size as usize > max_bytes) {
             break;
         }
+        if e.pos < store.log().min_offset() {
+            // Retention deleted the segment (the queue's min offset may be
+            // stale, e.g. right after a crash): not an error.
+            if next > offset {
+                break; // return what precedes it; the next pull lands here
+            }
+            let qi = store.inner.queues.borrow().find(topic, queue_id);
+            let min = match qi {
+                Some(i) => super::retention::advance_queue_minimum(store, i).await?,
+                None => offset + 1,
+            };
+            r.status = GetStatus::OffsetTooSmall;
+            r.min_offset = min;
+            r.next_offset = min.max(offset + 1);
+            r.body.clear();
+            r.offsets.clear();
+            return Ok(r);
+        }
         next += 1;
         if !filter.matches(e.tags_code) {
             continue;
@@ -109,7 +127,7 @@ pub(super) async fn get_messages(
         let start = r.body.len();
         r.body.resize(start + e.size as usize, 0);
         read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
-        verify_entry(store, &e, &r.body[start..])?;
+        verify_entry(store, &e, &r.body[start..], topic, queue_id, next - 1)?;
         r.offsets.push(next - 1);
         r.count += 1;
     }
@@ -157,19 +175,40 @@ async fn read_into(store: &MessageStore, e: &CqEntry, win: &mut DiskWindow, out:
     Ok(())
 }
 
-/// What the consume queue says must match what the log holds.
-fn verify_entry(store: &MessageStore, e: &CqEntry, rec: &[u8]) -> Result<(), StoreError> {
+/// What the consume queue says must match what the log holds: a record at
+/// that position, of that size, of this topic and queue, at this offset.
+fn verify_entry(
+    store: &MessageStore,
+    e: &CqEntry,
+    rec: &[u8],
+    topic: &str,
+    queue_id: u32,
+    offset: u64,
+) -> Result<(), StoreError> {
     let phys = PhysicalOffset::new(store.shard(), super::position::LogOffset(e.pos)).0;
-    match check_record(rec, Some(phys), false) {
-        RecordCheck::Record(v) if v.total_size == e.size => Ok(()),
-        other => Err(StoreError::Corrupt {
-            path: store.log().dir().to_path_buf(),
-            what: format!(
-                "consume-queue entry at log offset {} does not point at a record: {other:?}",
-                e.pos
-            ),
-        }),
-    }
+    let why = match check_record(rec, Some(phys), false) {
+        RecordCheck::Record(v)
+            if v.total_size == e.size
+                && v.topic == topic.as_bytes()
+                && v.queue_id == queue_id
+                && v.queue_offset == offset =>
+        {
+            return Ok(())
+        }
+        RecordCheck::Record(v) => format!(
+            "holds {}/{} offset {} ({} bytes), expected {topic}/{queue_id} offset {offset} ({} bytes)",
+            String::from_utf8_lossy(v.topic),
+            v.queue_id,
+            v.queue_offset,
+            v.total_size,
+            e.size
+        ),
+        other => format!("does not point at a record: {other:?}"),
+    };
+    Err(StoreError::Corrupt {
+        path: store.log().dir().to_path_buf(),
+        what: format!("consume-queue entry at log offset {} {why}", e.pos),
+    })
 }
 
 pub(super) async fn read_record_at(store: &MessageStore, phys: PhysicalOffset) -> Result<Option<Vec<u8>>, StoreError> {
@@ -178,17 +217,19 @@ pub(super) async fn read_record_at(store: &MessageStore, phys: PhysicalOffset) -
     }
     let pos = phys.log_offset().0;
     let log = store.log();
-    if pos < log.min_offset() || pos + 8 > log.write_pos() {
+    // Only what readers may see: in SYNC_FLUSH mode durable records only.
+    let limit = match store.config().flush_mode {
+        super::config::FlushMode::Sync => log.flushed(),
+        super::config::FlushMode::Async => log.write_pos(),
+    };
+    if pos < log.min_offset() || pos + 8 > limit {
         return Ok(None);
     }
     let Ok(head) = log.read(pos, 8).await else {
         return Ok(None);
     };
     let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    if size < super::record::FIXED_SIZE_V4
-        || size > store.config().max_record_size
-        || pos + size as u64 > log.write_pos()
-    {
+    if size < super::record::FIXED_SIZE_V4 || size > store.config().max_record_size || pos + size as u64 > limit {
         return Ok(None);
     }
     let rec = log.read(pos, size).await?;

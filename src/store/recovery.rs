@@ -1,23 +1,42 @@
 //! Crash recovery of one shard's CommitLog.
 //!
 //! Starting at the checkpoint's `log_pos` (a record boundary below which all
-//! consume-queue entries are durable), every record is validated — magic,
-//! size, PHYSICALOFFSET equal to its position, body CRC, and a queue offset
-//! that continues its queue — and re-dispatched to its consume queue. The
-//! scan stops at the first record that fails; that position becomes the end
-//! of the log:
+//! consume-queue entries are durable) — or at the oldest segment when there
+//! is no usable checkpoint — every record is validated — magic, size (at
+//! most `max_record_size`, so a damaged TOTALSIZE never makes the scan read
+//! a whole segment), PHYSICALOFFSET equal to its position, body CRC — and
+//! re-dispatched to its consume queue.
 //!
-//! * zeros after it: the clean end of the log;
-//! * other bytes after it: a torn tail (a write in flight at the crash) —
-//!   logged as a warning with file and position;
+//! A record that is valid but disagrees with the checkpoint (its queue
+//! offset does not continue its queue, or its queue is unknown), or a
+//! checkpoint that points below the oldest segment or into a missing one,
+//! means the *checkpoint* is unusable, not the log: [`recover`] returns
+//! [`Recovery::CheckpointRejected`] before touching anything on disk and the
+//! caller rebuilds every consume queue from the oldest segment. Valid
+//! records are never truncated because of checkpoint disagreement.
+//!
+//! The scan stops at the first record that fails a check; that position
+//! becomes the end of the log:
+//!
+//! * zeros after it, to the end of its segment: the clean end of the log;
+//! * other bytes anywhere after it in the segment: a torn tail (a write in
+//!   flight at the crash) — logged as a warning with file and position;
 //! * a valid record found after it: corruption in the middle of the log —
 //!   logged as an error with file and position. Recovery still ends at the
 //!   last valid record: what follows cannot be trusted to be complete.
 //!
-//! In both bad cases the bytes after the end are cleared (the partial block
-//! rewritten, the rest of the segment hole-punched and re-allocated) so a
-//! later crash can never resurrect them, and later segments holding data
-//! are renamed `<name>.corrupt-<unix secs>` for inspection, never deleted.
+//! In both bad cases `[end, segment end)` is cleared — the partial block
+//! rewritten with its valid prefix, the rest hole-punched and re-allocated —
+//! however far past the end the stale bytes lie, so a later crash can never
+//! resurrect them. Later segments are checked whole (holes skipped with
+//! `SEEK_DATA`): all-zero ones are kept as prepared segments, ones holding
+//! any data are renamed `<name>.corrupt-<unix secs>` for inspection, never
+//! deleted.
+//!
+//! Bytes found on disk may not have been durable (the crash may have been a
+//! process kill with the data still in the page cache), so every segment
+//! the scan covered, and the directory, is fdatasynced before the log is
+//! opened and acknowledges appends on top of them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +73,11 @@ pub struct RecoveryReport {
     pub stop: Option<StopInfo>,
     pub quarantined: Vec<PathBuf>,
     pub problems: Vec<String>,
+    /// Segments fdatasynced because the scan covered them.
+    pub synced_segments: usize,
+    /// The checkpoint was unusable and every consume queue was rebuilt
+    /// from the oldest segment.
+    pub rebuilt: bool,
 }
 
 pub struct RecoveredLog {
@@ -89,18 +113,59 @@ pub fn list_segments(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<u64>
     Ok(bases)
 }
 
-/// Scans from `start`, calling `dispatch` for each valid record (it may
-/// refuse a record, which then ends the log like a failed check).
-pub async fn recover<F>(
-    dir: &Path,
-    shard: u16,
-    segment_size: u64,
-    start: u64,
-    mut dispatch: F,
-) -> Result<RecoveredLog, StoreError>
+/// Why re-dispatch refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The record is valid but disagrees with the checkpoint (its queue
+    /// offset does not continue its queue, or its queue is unknown): the
+    /// checkpoint is unusable, the log is fine.
+    Checkpoint(&'static str),
+    /// The record itself is unusable (e.g. its topic is not UTF-8): the
+    /// log ends before it like at a failed check.
+    Record(&'static str),
+}
+
+/// Outcome of [`recover`].
+pub enum Recovery {
+    Recovered(RecoveredLog),
+    /// The checkpoint cannot be used (it disagrees with the log, or it
+    /// points below the oldest segment / into a missing one). Nothing was
+    /// changed on disk; the caller must rebuild from the oldest segment.
+    CheckpointRejected {
+        at: u64,
+        why: String,
+    },
+}
+
+/// Where the scan starts and what bounds it.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanParams {
+    pub shard: u16,
+    pub segment_size: u64,
+    /// Records larger than this are treated as corruption (a damaged
+    /// TOTALSIZE must not make recovery read up to a whole segment).
+    pub max_record_size: usize,
+    /// `Some(log_pos)` of a checkpoint, or `None` to rebuild from the
+    /// oldest segment.
+    pub checkpoint: Option<u64>,
+}
+
+/// Scans from the checkpoint (or the oldest segment), calling `dispatch`
+/// for each valid record. A [`Refusal::Checkpoint`] aborts the scan
+/// *before anything on disk is touched* and returns
+/// [`Recovery::CheckpointRejected`]; valid records are never truncated
+/// because the checkpoint disagrees with them.
+pub async fn recover<F>(dir: &Path, p: ScanParams, mut dispatch: F) -> Result<Recovery, StoreError>
 where
-    F: FnMut(&RecordView<'_>, u64) -> Result<(), &'static str>,
+    F: FnMut(&RecordView<'_>, u64) -> Result<(), Refusal>,
 {
+    let ScanParams {
+        shard,
+        segment_size,
+        max_record_size,
+        checkpoint,
+    } = p;
+    let start = checkpoint.unwrap_or(0);
     let mut report = RecoveryReport {
         scan_start: start,
         ..Default::default()
@@ -124,19 +189,31 @@ where
             ));
         }
         report.end = end;
-        return Ok(RecoveredLog {
+        return Ok(Recovery::Recovered(RecoveredLog {
             segments,
             end,
             tail_block: Vec::new(),
             report,
-        });
+        }));
     };
-    let mut pos = start.max(first);
-    if start < first {
-        report
-            .problems
-            .push(format!("checkpoint {start} is below the oldest segment {first}"));
+    let last_end = segments.keys().next_back().map_or(0, |b| b + segment_size);
+    if checkpoint.is_some() {
+        let start_base = start - start % segment_size;
+        if start < first {
+            return Ok(Recovery::CheckpointRejected {
+                at: start,
+                why: format!("checkpoint log position {start} is below the oldest segment {first}"),
+            });
+        }
+        if start < last_end && !segments.contains_key(&start_base) {
+            return Ok(Recovery::CheckpointRejected {
+                at: start,
+                why: format!("the segment {start_base} holding checkpoint log position {start} is missing"),
+            });
+        }
     }
+    let mut pos = start.max(first);
+    report.scan_start = pos;
     let mut stop: Option<(u64, &'static str)> = None;
     'segments: loop {
         let Some(seg) = segments.get(&(pos - pos % segment_size)).cloned() else {
@@ -147,6 +224,9 @@ where
             let phys = PhysicalOffset::new(shard, LogOffset(pos)).0;
             let buf = win.at(pos, 8).await?;
             let check = match check_record(buf, Some(phys), true) {
+                RecordCheck::NeedMore(n) if n > max_record_size => {
+                    RecordCheck::Invalid("record size above the maximum record size")
+                }
                 RecordCheck::NeedMore(n) => {
                     let n = n.min((seg.end() - pos) as usize);
                     check_record(win.at(pos, n).await?, Some(phys), true)
@@ -154,10 +234,23 @@ where
                 other => other,
             };
             match check {
+                RecordCheck::Record(v) if v.total_size as usize > max_record_size => {
+                    stop = Some((pos, "record size above the maximum record size"));
+                    break 'segments;
+                }
                 RecordCheck::Record(v) => {
-                    if let Err(why) = dispatch(&v, pos) {
-                        stop = Some((pos, why));
-                        break 'segments;
+                    match dispatch(&v, pos) {
+                        Ok(()) => {}
+                        Err(Refusal::Checkpoint(why)) => {
+                            return Ok(Recovery::CheckpointRejected {
+                                at: pos,
+                                why: why.to_string(),
+                            });
+                        }
+                        Err(Refusal::Record(why)) => {
+                            stop = Some((pos, why));
+                            break 'segments;
+                        }
                     }
                     report.records += 1;
                     pos += v.total_size as u64;
@@ -185,17 +278,90 @@ where
         clean_tail(dir, &segments, shard, segment_size, at, why, &mut report).await?;
     }
     quarantine_later_segments(&mut segments, end, segment_size, &mut report).await?;
+    sync_scanned(dir, &segments, report.scan_start, end, segment_size, &mut report).await?;
     let tail_block = read_tail_block(&segments, end, segment_size).await?;
-    Ok(RecoveredLog {
+    Ok(Recovery::Recovered(RecoveredLog {
         segments,
         end,
         tail_block,
         report,
-    })
+    }))
 }
 
-/// Reads forward from the stop position, classifies what follows, and
-/// clears it when it is not zeros.
+/// Bytes found on disk were not necessarily durable (the crash may have
+/// left them in the page cache of a host that has not written them yet):
+/// fdatasync every segment the scan covered, and the directory, before the
+/// log treats `[scan_start, end)` as durable and acknowledges on top of it.
+async fn sync_scanned(
+    dir: &Path,
+    segments: &BTreeMap<u64, Rc<Segment>>,
+    scan_start: u64,
+    end: u64,
+    segment_size: u64,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let from = scan_start - scan_start % segment_size;
+    for (_, seg) in segments.range(from..=end) {
+        if seg.base > end || (seg.base == end && end > scan_start) {
+            continue;
+        }
+        seg.sync().await?;
+        report.synced_segments += 1;
+    }
+    super::segment::sync_dir(dir).await
+}
+
+/// Log offset of the first non-zero byte of `seg` at or after `from`, or
+/// `None` if the rest of the segment reads as zeros. Skips holes and
+/// unwritten extents with `SEEK_DATA`/`SEEK_HOLE` where the filesystem
+/// reports them, so a fallocated segment costs no reads.
+pub async fn first_nonzero(seg: &Segment, from: u64) -> Result<Option<u64>, StoreError> {
+    use std::os::unix::io::AsRawFd;
+    let fd = seg.file.as_raw_fd();
+    let mut off = from - seg.base;
+    while off < seg.size {
+        // SAFETY: plain lseek on a file descriptor we own; reads and writes
+        // use pread/pwrite, so moving the file offset affects nothing.
+        let data = unsafe { libc::lseek(fd, off as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                return Ok(None); // no data up to EOF
+            }
+            return Err(StoreError::io(&seg.path, e));
+        }
+        let data = data as u64;
+        if data >= seg.size {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+        let hole = if hole < 0 {
+            seg.size
+        } else {
+            (hole as u64).min(seg.size)
+        };
+        let mut p = data.max(off);
+        while p < hole {
+            let n = ((hole - p) as usize).min(MAX_IO);
+            let r = seg.read(seg.base + p, n).await?;
+            if let Some(i) = r.iter().position(|&b| b != 0) {
+                return Ok(Some(seg.base + p + i as u64));
+            }
+            if r.is_empty() {
+                return Ok(None);
+            }
+            p += r.len() as u64;
+        }
+        off = hole;
+    }
+    Ok(None)
+}
+
+/// Reads what follows the stop position in its segment, classifies it,
+/// and — whenever anything but zeros follows, however far into the
+/// segment — clears `[end, segment end)`: the partial block is rewritten
+/// with its valid prefix, the rest hole-punched and re-allocated.
 async fn clean_tail(
     dir: &Path,
     segments: &BTreeMap<u64, Rc<Segment>>,
@@ -208,14 +374,18 @@ async fn clean_tail(
     let Some(seg) = segments.get(&(at - at % segment_size)).cloned() else {
         return Ok(());
     };
-    let look = ((seg.end() - at) as usize).min(16 << 20);
-    let data = seg.read(at, look).await?;
-    let garbage = data.iter().any(|&b| b != 0);
+    let first_data = first_nonzero(&seg, at).await?;
+    let garbage = first_data.is_some();
     let mut kind = StopKind::CleanEnd;
-    if garbage {
+    if let Some(d) = first_data {
         kind = StopKind::TornTail;
-        for i in 1..data.len().saturating_sub(8) {
-            let p = at + i as u64;
+        let look = ((seg.end() - d) as usize).min(16 << 20);
+        let data = seg.read(d, look).await?;
+        for i in 0..data.len().saturating_sub(8) {
+            let p = d + i as u64;
+            if p == at {
+                continue;
+            }
             let phys = PhysicalOffset::new(shard, LogOffset(p)).0;
             if data[i + 4..i + 8] == super::record::MAGIC_V1.to_be_bytes()
                 && matches!(check_record(&data[i..], Some(phys), true), RecordCheck::Record(_))
@@ -234,10 +404,12 @@ async fn clean_tail(
     match kind {
         StopKind::CleanEnd => log::info!("CommitLog {} ends at file position {}", dir.display(), info.file_pos),
         StopKind::TornTail => log::warn!(
-            "CommitLog torn tail: {} at file position {} ({}); truncating to the last valid record",
+            "CommitLog torn tail: {} at file position {} ({}); non-zero bytes from file position {} on; \
+             truncating to the last valid record",
             info.file.display(),
             info.file_pos,
-            why
+            why,
+            first_data.map_or(0, |d| d - seg.base)
         ),
         StopKind::MidLogCorruption => log::error!(
             "CommitLog CORRUPTION in the middle of {} at file position {} ({}): valid records follow it; \
@@ -247,6 +419,7 @@ async fn clean_tail(
             why
         ),
     }
+    let glommio_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
     if garbage {
         // Rewrite the partial block with its valid prefix, then punch out
         // the rest of the segment and allocate it again.
@@ -257,26 +430,23 @@ async fn clean_tail(
         buf.as_bytes_mut()[..prefix.len()].copy_from_slice(&prefix);
         seg.write(block, buf).await?;
         let hole = align_up(at + 1).min(seg.end());
-        let glommio_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
         if hole < seg.end() {
             seg.file
                 .deallocate(hole - seg.base, seg.end() - hole)
                 .await
                 .map_err(glommio_err)?;
-            seg.file.pre_allocate(segment_size, false).await.map_err(glommio_err)?;
         }
-        seg.sync().await?;
-    } else {
-        // A short segment: make it full size again.
-        let glommio_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
-        seg.file.pre_allocate(segment_size, false).await.map_err(glommio_err)?;
     }
+    // A short segment (or a punched one): make it full size again.
+    seg.file.pre_allocate(segment_size, false).await.map_err(glommio_err)?;
+    seg.sync().await?;
     report.stop = Some(info);
     Ok(())
 }
 
-/// Segments after the one holding `end`: keep empty (prepared) ones, move
-/// the ones holding data aside.
+/// Segments after the one holding `end`: keep the ones that read as zeros
+/// from start to end (prepared, never written), move every one holding any
+/// data — anywhere, not just in its first block — aside.
 async fn quarantine_later_segments(
     segments: &mut BTreeMap<u64, Rc<Segment>>,
     end: u64,
@@ -287,8 +457,10 @@ async fn quarantine_later_segments(
     let later: Vec<u64> = segments.range(active + 1..).map(|(b, _)| *b).collect();
     for b in later {
         let Some(seg) = segments.get(&b).cloned() else { continue };
-        let head = seg.read(b, ALIGN as usize).await?;
-        if head.iter().all(|&x| x == 0) {
+        if first_nonzero(&seg, b).await?.is_none() {
+            let glommio_err =
+                |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
+            seg.file.pre_allocate(segment_size, false).await.map_err(glommio_err)?;
             continue;
         }
         segments.remove(&b);

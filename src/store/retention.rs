@@ -8,9 +8,17 @@
 //! * deletes segments whose newest message is older than
 //!   `fileReservedTime` (judged by the file's modification time, as
 //!   RocketMQ does), oldest first, never the active segment;
+//! * never deletes a segment that recovery could still need: one ending
+//!   above the `log_pos` of the last checkpoint stored on disk. When only
+//!   that stands in the way, it takes a checkpoint first;
+//! * closes a segment's file before unlinking it, so the disk-full loop
+//!   measures the space actually freed and deletes no more than needed;
 //! * after a deletion, moves each queue's min offset past entries that
 //!   pointed into deleted segments and removes consume-queue files that
-//!   hold only such entries.
+//!   hold only such entries. The same runs at open when segments were
+//!   deleted after the stored checkpoint (its minimums are stale then). A
+//!   queue whose files cannot be read is skipped (and logged), not the
+//!   whole pass.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -62,7 +70,7 @@ pub(super) async fn run(store: MessageStore) {
         if let Err(e) = clean_once(&store).await {
             log::error!("shard {} retention: {e}", store.shard());
         }
-        glommio::timer::sleep(interval).await;
+        store.sleep_unless_stopping(interval).await;
     }
 }
 
@@ -83,7 +91,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
     store.inner.disk_full.set(full);
     if full {
         while store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio {
-            if store.log().delete_oldest().await?.is_none() {
+            if delete_oldest(store).await?.is_none() {
                 break;
             }
             deleted += 1;
@@ -104,7 +112,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
         if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time) {
             break;
         }
-        if store.log().delete_oldest().await?.is_none() {
+        if delete_oldest(store).await?.is_none() {
             break;
         }
         deleted += 1;
@@ -114,9 +122,18 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
             "shard {}: retention deleted {deleted} CommitLog segment(s)",
             store.shard()
         );
-        advance_queue_minimums(store).await?;
+        advance_queue_minimums(store).await;
     }
     Ok(deleted)
+}
+
+/// Deletes the oldest segment, first storing a checkpoint if the last
+/// stored one still points into it.
+async fn delete_oldest(store: &MessageStore) -> Result<Option<u64>, StoreError> {
+    if store.log().oldest_waits_for_checkpoint() {
+        store.checkpoint().await?;
+    }
+    store.log().delete_oldest().await
 }
 
 fn expired(store: &MessageStore, base: u64, keep: Duration) -> bool {
@@ -134,38 +151,69 @@ fn expired(store: &MessageStore, base: u64, keep: Duration) -> bool {
 }
 
 /// Raises every queue's min offset to its first entry that still points
-/// into a retained segment (binary search: entries grow with the offset).
-async fn advance_queue_minimums(store: &MessageStore) -> Result<(), StoreError> {
-    let log_min = store.log().min_offset();
+/// into a retained segment. A queue that fails is logged and skipped.
+pub(super) async fn advance_queue_minimums(store: &MessageStore) {
     let n = store.inner.queues.borrow().queues.len();
     for i in 0..n {
-        let (topic, qid, min, max) = {
+        if let Err(e) = advance_queue_minimum(store, i).await {
             let qs = store.inner.queues.borrow();
             let q = &qs.queues[i];
-            (q.topic.clone(), q.queue_id, q.min_offset, q.max_offset)
-        };
-        if min >= max {
-            continue;
+            log::error!(
+                "shard {}: cannot advance the min offset of {}/{}: {e}",
+                store.shard(),
+                q.topic,
+                q.queue_id
+            );
         }
-        match store.entry(&topic, qid, min).await? {
-            Some(e) if e.pos >= log_min => continue,
-            _ => {}
-        }
-        let (mut lo, mut hi) = (min, max);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let below = match store.entry(&topic, qid, mid).await? {
-                Some(e) => e.pos < log_min,
-                None => true,
-            };
-            if below {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        store.inner.queues.borrow_mut().queues[i].min_offset = lo;
-        store.inner.cq_files.delete_below(&topic, qid, lo)?;
     }
-    Ok(())
+}
+
+/// Raises queue `i`'s min offset to its first entry that still points into
+/// a retained segment (binary search over `[min, visible max)`: entries
+/// grow with the offset) and deletes consume-queue files wholly below it.
+/// Returns the new min offset.
+pub(super) async fn advance_queue_minimum(store: &MessageStore, i: usize) -> Result<u64, StoreError> {
+    let log_min = store.log().min_offset();
+    let (topic, qid, min, max) = {
+        let qs = store.inner.queues.borrow();
+        let q = &qs.queues[i];
+        (q.topic.clone(), q.queue_id, q.min_offset, store.visible_max(q))
+    };
+    if min >= max || !below_log_min(store, &topic, qid, min, log_min).await? {
+        return Ok(min);
+    }
+    let (mut lo, mut hi) = (min, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if below_log_min(store, &topic, qid, mid, log_min).await? {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let new_min = {
+        let mut qs = store.inner.queues.borrow_mut();
+        let q = &mut qs.queues[i];
+        q.min_offset = q.min_offset.max(lo);
+        q.min_offset
+    };
+    store.inner.cq_files.delete_below(&topic, qid, new_min)?;
+    Ok(new_min)
+}
+
+/// Whether the entry at `offset` points below the retained log. A missing
+/// consume-queue file counts as below: only retention deletes them.
+async fn below_log_min(
+    store: &MessageStore,
+    topic: &str,
+    qid: u32,
+    offset: u64,
+    log_min: u64,
+) -> Result<bool, StoreError> {
+    match store.entry(topic, qid, offset).await {
+        Ok(Some(e)) => Ok(e.pos < log_min),
+        Ok(None) => Ok(true),
+        Err(_) if !store.inner.cq_files.has_file(topic, qid, offset) => Ok(true),
+        Err(e) => Err(e),
+    }
 }
