@@ -56,6 +56,12 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
     if is_controller_code(cmd.code) {
         return shard.run_on(0, cmd, client).await;
     }
+    if cmd.code == request::VIEW_MESSAGE_BY_ID {
+        let owner = super::query::owner_of(&cmd)
+            .filter(|s| *s < shard.shard_count())
+            .unwrap_or(shard.id);
+        return shard.run_on(owner, cmd, client).await;
+    }
     let Some((topic_key, qid_key)) = queue_keys(&cmd) else {
         return execute(shard, cmd, client).await;
     };
@@ -122,6 +128,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
             send::handle(shard, cmd, client).await
         }
         request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd).await,
+        request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
         | request::GET_MAX_OFFSET

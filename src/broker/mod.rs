@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod metadata;
 pub mod offsets;
 pub mod pull;
+pub mod query;
 pub mod registration;
 pub mod send;
 pub mod shard;
