@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{free_port_block, req, Broker, Client};
 use serde_json::Value;
+use shardmq::protocol::bodies::{ConsumerConnection, JsonBody, KvTable, ResetOffsetBody};
 use shardmq::protocol::codes::{request, response};
 
 struct Out {
@@ -142,7 +143,7 @@ fn per_queue(v: &Value, field: &str) -> Vec<(i64, i64)> {
 #[test]
 fn admin_commands_against_a_real_broker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
+    let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
 
     // topic create → list → route (one entry per shard).
     let out = admin(&b, &["topic", "create", "AdminT", "--queues", "4"]);
@@ -301,10 +302,67 @@ fn admin_commands_against_a_real_broker() {
     let err = admin_fails(&b, &["offset", "reset-by-time", "cgA", "NoSuchTopic", "0"]);
     assert!(err.contains("TOPIC_NOT_EXIST"), "{err}");
 
+    // A consumer's heartbeat: its connection is listed, its group config
+    // auto-created; runtime info answers a KVTable.
+    let mut consumer = Client::connect(&b.addr());
+    let hb = serde_json::json!({
+        "clientID": "127.0.0.1@admin-test",
+        "consumerDataSet": [{
+            "groupName": "cgC", "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET", "unitMode": false,
+            "subscriptionDataSet": [{"topic": "AdminT", "subString": "TagA || TagB", "subVersion": 1, "tagsSet": ["TagA", "TagB"], "codeSet": []}]
+        }],
+        "producerDataSet": []
+    });
+    let r = consumer.call(req(request::HEART_BEAT, &[]).with_body(hb.to_string().into_bytes()));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = c.call(req(
+        request::GET_CONSUMER_CONNECTION_LIST,
+        &[("consumerGroup", "cgC".into())],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let cc = ConsumerConnection::decode(&r.body).expect("ConsumerConnection");
+    assert_eq!(cc.connection_set.len(), 1, "{cc:?}");
+    assert_eq!(cc.connection_set[0].client_id, "127.0.0.1@admin-test");
+    assert!(cc.connection_set[0].client_addr.starts_with("127.0.0.1:"));
+    assert_eq!(cc.subscription_table["AdminT"].tags_set, ["TagA", "TagB"]);
+    let r = c.call(req(
+        request::GET_CONSUMER_CONNECTION_LIST,
+        &[("consumerGroup", "nobody".into())],
+    ));
+    assert_eq!(r.code, response::CONSUMER_NOT_ONLINE);
+    assert!(admin(&b, &["group", "list"]).contains("cgC"));
+    let r = c.call(req(request::GET_BROKER_RUNTIME_INFO, &[]));
+    let kv = KvTable::decode(&r.body).expect("KVTable");
+    assert_eq!(kv.table["brokerVersionDesc"], "V5_3_3");
+    assert!(kv.table["msgPutTotalTodayNow"].parse::<u64>().unwrap() >= 60, "{kv:?}");
+    // -1 = the end of every queue.
+    let reset = admin_json(&b, &["offset", "reset-by-time", "cgC", "AdminT", "-1"]);
+    assert_eq!(per_queue(&reset, "offset"), (0..4).map(|q| (q, 15)).collect::<Vec<_>>());
+    // The online consumer is told, with queues named both ways.
+    let push = loop {
+        let m = consumer.recv().expect("RESET_CONSUMER_CLIENT_OFFSET push");
+        if m.code == request::RESET_CONSUMER_CLIENT_OFFSET && !m.is_response() {
+            break m;
+        }
+    };
+    assert_eq!(push.ext_str("group"), Some("cgC"));
+    let body = ResetOffsetBody::decode(&push.body).expect("ResetOffsetBody");
+    assert_eq!(body.offset_table.0.len(), 8, "{body:?}");
+    assert!(body.offset_table.0.keys().any(|mq| mq.broker_name == "broker-a-s1"));
+    assert!(body.offset_table.0.values().all(|o| *o == 15));
+
     // Delete: gone from the broker.
     assert!(admin(&b, &["topic", "delete", "AdminT"]).contains("deleted"));
     let err = admin_fails(&b, &["topic", "status", "AdminT"]);
     assert!(err.contains("TOPIC_NOT_EXIST"), "{err}");
+
+    // Subscription groups survive a restart.
+    drop((c, consumer));
+    b.stop();
+    b.spawn();
+    let groups = admin(&b, &["group", "list"]);
+    assert!(groups.contains("cgB") && groups.contains("cgC"), "{groups}");
 }
 
 #[test]
