@@ -1,6 +1,7 @@
 //! The controller: single writer of the broker's metadata, on shard 0.
 //!
-//! It owns topics (persisted in `config/topics.json`), the producer and
+//! It owns topics (persisted in `config/topics.json`), subscription group
+//! configs (`config/subscriptionGroup.json`, handled in [`super::admin`]), the producer and
 //! consumer tables built from heartbeats, the subscriptions consumers
 //! registered, and orderly-consumer queue locks. After every change that
 //! the data shards need (topics, subscriptions) it publishes a new
