@@ -20,6 +20,7 @@
 //! * [`runtime`] — shard executors and the glommio glue kept behind our own
 //!   small module so that it can be swapped.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
 pub mod metrics;

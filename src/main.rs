@@ -1,4 +1,5 @@
-//! `shardmq`: the broker (`serve`), a standalone name server (`namesrv`).
+//! `shardmq`: the broker (`serve`), a standalone name server (`namesrv`),
+//! the admin tool (`admin`).
 
 use std::path::PathBuf;
 
@@ -27,6 +28,8 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Administer a broker and name server (like mqadmin).
+    Admin(shardmq::admin::AdminArgs),
     /// Start a standalone name server.
     Namesrv {
         /// Port to listen on.
@@ -36,9 +39,23 @@ enum Command {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if let Command::Admin(args) = cli.command {
+        // Piping into `head` ends the tool quietly instead of a panic on a
+        // closed stdout.
+        // SAFETY: restoring the default disposition of one signal at start.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+        if let Err(e) = shardmq::admin::run(args) {
+            eprintln!("shardmq admin: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
+        Command::Admin(_) => Ok(()),
         Command::Serve { config, set } => serve(config, set),
         Command::Namesrv { port } => shardmq::namesrv::server::run_standalone(port),
     };

@@ -1,6 +1,7 @@
 //! The controller: single writer of the broker's metadata, on shard 0.
 //!
-//! It owns topics (persisted in `config/topics.json`), the producer and
+//! It owns topics (persisted in `config/topics.json`), subscription group
+//! configs (`config/subscriptionGroup.json`, handled in [`super::admin`]), the producer and
 //! consumer tables built from heartbeats, the subscriptions consumers
 //! registered, and orderly-consumer queue locks. After every change that
 //! the data shards need (topics, subscriptions) it publishes a new
@@ -38,28 +39,45 @@ pub const LOCK_EXPIRY: Duration = Duration::from_secs(60);
 const MAX_GROUPS: usize = 100_000;
 const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 10_000;
 
-type ChannelKey = (u16, u64);
+pub(super) type ChannelKey = (u16, u64);
 /// (group, topic, global queue id) → (owner client id, last renewal).
 type LockTable = HashMap<(String, String, u32), (String, Instant)>;
 
 #[derive(Debug, Clone)]
-struct Channel {
-    client_id: String,
-    last_seen: Instant,
+pub(super) struct Channel {
+    pub(super) client_id: String,
+    pub(super) last_seen: Instant,
+    /// Remote address, language and protocol version of the connection
+    /// (GET_CONSUMER_CONNECTION_LIST).
+    pub(super) addr: std::net::SocketAddr,
+    pub(super) language: &'static str,
+    pub(super) version: i32,
 }
 
 #[derive(Debug, Default)]
-struct ConsumerGroup {
-    channels: HashMap<ChannelKey, Channel>,
+pub(super) struct ConsumerGroup {
+    pub(super) channels: HashMap<ChannelKey, Channel>,
     /// clientId → its subscriptions (topic → expression).
-    subs: HashMap<String, BTreeMap<String, String>>,
-    message_model: String,
-    consume_type: String,
-    consume_from_where: String,
+    pub(super) subs: HashMap<String, BTreeMap<String, String>>,
+    pub(super) message_model: String,
+    pub(super) consume_type: String,
+    pub(super) consume_from_where: String,
+}
+
+impl Channel {
+    fn new(client_id: &str, now: Instant, client: &ClientRef, cmd: &RemotingCommand) -> Channel {
+        Channel {
+            client_id: client_id.to_string(),
+            last_seen: now,
+            addr: client.addr,
+            language: cmd.language.name(),
+            version: cmd.version,
+        }
+    }
 }
 
 impl ConsumerGroup {
-    fn client_ids(&self) -> BTreeSet<String> {
+    pub(super) fn client_ids(&self) -> BTreeSet<String> {
         self.channels.values().map(|c| c.client_id.clone()).collect()
     }
 }
@@ -75,14 +93,18 @@ pub struct Inconsistency {
 
 pub struct Controller {
     topics: RefCell<HashMap<String, Arc<TopicInfo>>>,
-    subscriptions: RefCell<HashMap<(String, String), Subscription>>,
-    groups: RefCell<HashMap<String, ConsumerGroup>>,
+    pub(super) subscriptions: RefCell<HashMap<(String, String), Subscription>>,
+    pub(super) groups: RefCell<HashMap<String, ConsumerGroup>>,
+    /// Subscription group configs (`config/subscriptionGroup.json`), kept
+    /// as the JSON objects clients sent so that unknown fields survive.
+    pub(super) sub_groups: RefCell<BTreeMap<String, Value>>,
+    pub(super) sub_groups_version: Cell<u64>,
     producers: RefCell<HashMap<String, HashMap<ChannelKey, Channel>>>,
     locks: RefCell<LockTable>,
     inconsistent: RefCell<Vec<Inconsistency>>,
     version: Cell<u64>,
     shard_count: u16,
-    root: std::path::PathBuf,
+    pub(super) root: std::path::PathBuf,
     /// Topics changed: the registration task re-registers at once.
     pub topics_changed: Notify,
 }
@@ -98,6 +120,8 @@ impl Controller {
             ),
             subscriptions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
+            sub_groups: RefCell::new(BTreeMap::new()),
+            sub_groups_version: Cell::new(0),
             producers: RefCell::new(HashMap::new()),
             locks: RefCell::new(HashMap::new()),
             inconsistent: RefCell::new(Vec::new()),
@@ -171,6 +195,7 @@ impl Controller {
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(shard, cmd).await,
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(shard, cmd).await,
             request::GET_ALL_TOPIC_CONFIG => self.all_topics(cmd),
+            code if super::admin::is_controller_code(code) => self.handle_admin(shard, cmd, client).await,
             super::stats::GET_INCONSISTENT => {
                 let mut groups: Vec<String> = self.inconsistent.borrow().iter().map(|i| i.group.clone()).collect();
                 groups.dedup();
@@ -291,19 +316,17 @@ impl Controller {
             if let Some(g) = p.get("groupName").and_then(Value::as_str) {
                 let mut producers = self.producers.borrow_mut();
                 if producers.len() < MAX_GROUPS || producers.contains_key(g) {
-                    producers.entry(g.to_string()).or_default().insert(
-                        key,
-                        Channel {
-                            client_id: client_id.clone(),
-                            last_seen: now,
-                        },
-                    );
+                    producers
+                        .entry(g.to_string())
+                        .or_default()
+                        .insert(key, Channel::new(&client_id, now, client, &cmd));
                 }
             }
         }
         let mut notify = Vec::new();
         let mut subs_changed = false;
         let mut retry_topics = Vec::new();
+        let mut seen_groups = Vec::new();
         for c in body
             .get("consumerDataSet")
             .and_then(Value::as_array)
@@ -352,6 +375,7 @@ impl Controller {
                 }
             }
             retry_topics.push(format!("{}{g}", metadata::RETRY_GROUP_TOPIC_PREFIX));
+            seen_groups.push(g.to_string());
             let mut groups = self.groups.borrow_mut();
             if groups.len() >= MAX_GROUPS && !groups.contains_key(g) {
                 continue;
@@ -364,13 +388,7 @@ impl Controller {
             );
             group.consume_from_where = enum_name(c.get("consumeFromWhere"), &[]);
             let before = group.client_ids();
-            group.channels.insert(
-                key,
-                Channel {
-                    client_id: client_id.clone(),
-                    last_seen: now,
-                },
-            );
+            group.channels.insert(key, Channel::new(&client_id, now, client, &cmd));
             group.subs.insert(client_id.clone(), subs);
             if group.client_ids() != before {
                 notify.push(g.to_string());
@@ -395,6 +413,9 @@ impl Controller {
         }
         if created || subs_changed {
             self.republish(shard).await;
+        }
+        if shard.cfg.auto_create_subscription_group {
+            self.auto_create_groups(&seen_groups);
         }
         for g in notify {
             self.notify_group(shard, &g).await;
@@ -546,7 +567,7 @@ impl Controller {
     }
 
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every channel of the group.
-    async fn notify_group(&self, shard: &Rc<Shard>, group: &str) {
+    pub(super) async fn notify_group(&self, shard: &Rc<Shard>, group: &str) {
         let channels: Vec<ChannelKey> = self
             .groups
             .borrow()

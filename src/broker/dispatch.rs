@@ -6,6 +6,8 @@
 //!   replies carrying a queue id are translated back.
 //! * Client, group, lock and topic-admin requests run on the controller
 //!   (shard 0), which owns that metadata.
+//! * Admin statistics and offset resets ([`super::admin`]) run where they
+//!   arrive and ask every shard for its part.
 //! * Everything else runs where it arrived.
 
 use std::rc::Rc;
@@ -48,7 +50,7 @@ fn is_controller_code(code: i32) -> bool {
             | request::DELETE_TOPIC_IN_BROKER
             | request::GET_ALL_TOPIC_CONFIG
             | super::stats::GET_INCONSISTENT
-    )
+    ) || super::admin::is_controller_code(code)
 }
 
 /// Entry point for a request read from a connection of this shard.
@@ -135,6 +137,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         | request::GET_MIN_OFFSET
         | request::SEARCH_OFFSET_BY_TIMESTAMP
         | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
+        code if super::admin::is_local_code(code) => super::admin::handle(shard, cmd, client).await,
         super::stats::GET_BROKER_STATS | super::stats::GET_SHARD_STATS => {
             super::stats::handle(shard, cmd, client).await
         }

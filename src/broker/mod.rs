@@ -3,11 +3,13 @@
 //!
 //! * [`dispatch`] — which shard runs a request; the handler table.
 //! * [`send`], [`pull`], [`offsets`] — the data path, on the queue's owner.
+//! * [`admin`] — mqadmin requests: stats, consume progress, groups, resets.
 //! * [`controller`] — topics, clients, groups, locks (shard 0).
 //! * [`metadata`] — the snapshot every shard reads.
 //! * [`registration`] — REGISTER_BROKER to the name servers.
 //! * [`shard`] — per-shard state and the connection service.
 
+pub mod admin;
 pub mod controller;
 pub mod dispatch;
 pub mod metadata;

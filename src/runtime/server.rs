@@ -65,6 +65,8 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
     };
     let ctl = Controller::new(root.clone(), shards, topics);
     ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)?;
+    ctl.load_subscription_groups()?;
+    crate::broker::admin::mark_boot();
     let meta = ctl.snapshot();
     let cfg = Arc::new(cfg);
     let mesh = MeshBuilder::<ShardMsg, _>::full(shards as usize, 1024);

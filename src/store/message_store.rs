@@ -563,6 +563,12 @@ impl MessageStore {
         reader::search_offset_by_time(self, topic, queue_id, ts, b).await
     }
 
+    /// Store time of the message at `offset` of the queue (`None` when the
+    /// offset holds no visible message).
+    pub async fn store_time_at(&self, topic: &str, queue_id: u32, offset: u64) -> Result<Option<i64>, StoreError> {
+        reader::store_time_at(self, topic, queue_id, offset).await
+    }
+
     /// Store time of the oldest retained message of the queue.
     pub async fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Result<Option<i64>, StoreError> {
         let (min, _) = match self.offsets(topic, queue_id) {

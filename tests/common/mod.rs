@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use shardmq::protocol::{encode_frame, FrameDecoder, RemotingCommand};
+use shardmq::protocol::RemotingCommand;
 
 /// A free TCP port on 127.0.0.1 whose neighbours `port - 2` and the
 /// following `extra` ports are free too (the VIP port and shard ports).
@@ -155,68 +154,45 @@ impl Drop for Broker {
     }
 }
 
-/// A blocking remoting client: one request at a time, or pipelined by hand.
-pub struct Client {
-    pub stream: TcpStream,
-    buf: BytesMut,
-    next: i32,
-}
+/// The library's blocking client, panicking on errors (tests only).
+pub struct Client(pub shardmq::admin::client::Client);
+
+pub use shardmq::admin::client::req;
 
 impl Client {
     pub fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_read_timeout(Some(Duration::from_secs(40))).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            buf: BytesMut::new(),
-            next: 1,
-        }
+        let c = shardmq::admin::client::Client::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        c.set_read_timeout(Duration::from_secs(40));
+        Client(c)
     }
 
     /// Sends a request and returns its opaque.
-    pub fn send(&mut self, mut cmd: RemotingCommand) -> i32 {
-        cmd.opaque = self.next;
-        self.next += 1;
-        let mut out = BytesMut::new();
-        encode_frame(&cmd, &mut out).expect("encode");
-        self.stream.write_all(&out).expect("write");
-        cmd.opaque
+    pub fn send(&mut self, cmd: RemotingCommand) -> i32 {
+        self.0.send(cmd).expect("write")
     }
 
     /// Reads the next frame (None on EOF or a read error).
     pub fn recv(&mut self) -> Option<RemotingCommand> {
-        let d = FrameDecoder::new();
-        let mut chunk = [0u8; 65536];
-        loop {
-            if let Some(c) = d.decode(&mut self.buf).expect("decode") {
-                return Some(c);
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+        self.0.recv().ok().flatten()
     }
 
     /// Sends and waits for the matching response (skipping server pushes).
     pub fn call(&mut self, cmd: RemotingCommand) -> RemotingCommand {
-        let op = self.send(cmd);
-        loop {
-            let r = self.recv().expect("connection closed before the response");
-            if r.is_response() && r.opaque == op {
-                return r;
-            }
-        }
+        self.0.call(cmd).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-pub fn req(code: i32, fields: &[(&str, String)]) -> RemotingCommand {
-    let mut c = RemotingCommand::new_request(code);
-    for (k, v) in fields {
-        c.ext_fields.insert(*k, v.as_str());
+impl std::ops::Deref for Client {
+    type Target = shardmq::admin::client::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-    c
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// GET `path` from the broker's metrics endpoint: (status line, body).

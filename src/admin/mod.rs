@@ -1,0 +1,212 @@
+//! `shardmq admin`: an mqadmin-like command line tool speaking the remoting
+//! protocol to a name server and a broker (one module per command family).
+//!
+//! * Name server requests (`topic list|route`, `cluster list`) go to
+//!   `--namesrv` (default `127.0.0.1:9876`).
+//! * Broker requests go to `--broker HOST:PORT`; without it the broker is
+//!   found in the name server's cluster info. With shard-aware routes the
+//!   name server lists one entry per shard, `<brokerName>-s<k>`, each on its
+//!   shard port; every port of a broker accepts every request and forwards
+//!   it across shards, so the tool takes a main (non-shard) entry if there
+//!   is one and otherwise the first shard entry. Several distinct brokers
+//!   registered: pass `--broker`.
+//!
+//! Output is a human-readable table, or JSON with `--json`. Errors are one
+//! line on stderr and a non-zero exit code.
+
+pub mod client;
+pub mod cluster;
+pub mod group;
+pub mod output;
+pub mod stats;
+pub mod time;
+pub mod topic;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::protocol::bodies::{ClusterInfo, JsonBody};
+use crate::protocol::codes::{request, response};
+use crate::protocol::RemotingCommand;
+
+use client::Client;
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Name server address.
+    #[arg(long, global = true, default_value = "127.0.0.1:9876")]
+    pub namesrv: String,
+    /// Broker address (HOST:PORT); default: found through the name server.
+    #[arg(long, global = true)]
+    pub broker: Option<String>,
+    /// JSON output for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Seconds to wait for each answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Topics: create, update, delete, list, route, status.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Subscription groups: create, list.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Per-queue progress of a consumer group (broker offset, consumer
+    /// offset, diff), like mqadmin consumerProgress.
+    ConsumerProgress(group::ProgressArgs),
+    /// Consumer offsets.
+    #[command(subcommand)]
+    Offset(group::OffsetCommand),
+    /// Clusters and brokers registered with the name server.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Per-shard latency percentiles, counters and consumer lag.
+    Stats(stats::StatsArgs),
+    /// Consumer groups whose members subscribe differently.
+    Subscriptions,
+}
+
+/// Connection settings shared by the commands.
+pub struct Ctx {
+    pub namesrv: String,
+    pub broker: Option<String>,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+impl Ctx {
+    fn connect(&self, addr: &str) -> Result<Client, String> {
+        Client::connect_with(addr, Duration::from_secs(5).min(self.timeout), self.timeout)
+    }
+
+    /// Calls the name server; a non-SUCCESS answer is an error.
+    pub fn namesrv_call(&self, cmd: RemotingCommand) -> Result<RemotingCommand, String> {
+        let mut c = self.connect(&self.namesrv)?;
+        let r = c.call(cmd)?;
+        check("name server", &self.namesrv, r)
+    }
+
+    /// The broker address: `--broker`, or the one the name server knows.
+    pub fn broker_addr(&self) -> Result<String, String> {
+        if let Some(b) = &self.broker {
+            return Ok(b.clone());
+        }
+        let r = self.namesrv_call(RemotingCommand::new_request(request::GET_BROKER_CLUSTER_INFO))?;
+        let info = ClusterInfo::decode(&r.body).map_err(|e| format!("name server {}: {e}", self.namesrv))?;
+        pick_broker(&info).map_err(|e| format!("{e} (name server {})", self.namesrv))
+    }
+
+    /// Calls the broker; a non-SUCCESS answer is an error.
+    pub fn broker_call(&self, cmd: RemotingCommand) -> Result<RemotingCommand, String> {
+        let addr = self.broker_addr()?;
+        let mut c = self.connect(&addr)?;
+        let r = c.call(cmd)?;
+        check("broker", &addr, r)
+    }
+}
+
+/// `<name>-s<k>` → `<name>`.
+pub fn base_broker_name(name: &str) -> &str {
+    match name.rsplit_once("-s") {
+        Some((base, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    }
+}
+
+/// The master address of the single broker in `info` (main entry first).
+pub fn pick_broker(info: &ClusterInfo) -> Result<String, String> {
+    let bases: std::collections::BTreeSet<&str> = info.broker_addr_table.keys().map(|n| base_broker_name(n)).collect();
+    if bases.len() > 1 {
+        let names: Vec<&str> = bases.into_iter().collect();
+        return Err(format!(
+            "several brokers are registered ({}): choose one with --broker HOST:PORT",
+            names.join(", ")
+        ));
+    }
+    let master = |name: &String| {
+        info.broker_addr_table
+            .get(name)
+            .and_then(|b| b.broker_addrs.get(&0))
+            .cloned()
+    };
+    let main = info
+        .broker_addr_table
+        .keys()
+        .filter(|n| base_broker_name(n) == n.as_str())
+        .find_map(master);
+    main.or_else(|| info.broker_addr_table.keys().find_map(master))
+        .ok_or_else(|| "no broker is registered with the name server".to_string())
+}
+
+fn check(what: &str, addr: &str, r: RemotingCommand) -> Result<RemotingCommand, String> {
+    if r.code == response::SUCCESS {
+        return Ok(r);
+    }
+    let name = response::name(r.code).unwrap_or("error");
+    Err(format!(
+        "{what} {addr} answered {name} ({}): {}",
+        r.code,
+        r.remark.as_deref().unwrap_or("no remark")
+    ))
+}
+
+/// Runs one `shardmq admin` command.
+pub fn run(args: AdminArgs) -> Result<(), String> {
+    let ctx = Ctx {
+        namesrv: args.namesrv,
+        broker: args.broker,
+        json: args.json,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    match args.command {
+        AdminCommand::Topic(c) => topic::run(&ctx, c),
+        AdminCommand::Group(c) => group::run(&ctx, c),
+        AdminCommand::ConsumerProgress(a) => group::progress(&ctx, a),
+        AdminCommand::Offset(c) => group::offset(&ctx, c),
+        AdminCommand::Cluster(c) => cluster::run(&ctx, c),
+        AdminCommand::Stats(a) => stats::stats(&ctx, a),
+        AdminCommand::Subscriptions => stats::subscriptions(&ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::bodies::BrokerData;
+
+    fn info(entries: &[(&str, &str)]) -> ClusterInfo {
+        let mut i = ClusterInfo::default();
+        for (name, addr) in entries {
+            i.broker_addr_table.insert(
+                name.to_string(),
+                BrokerData {
+                    broker_addrs: [(0, addr.to_string())].into(),
+                    broker_name: name.to_string(),
+                    ..BrokerData::default()
+                },
+            );
+        }
+        i
+    }
+
+    #[test]
+    fn broker_is_picked_main_entry_first() {
+        assert_eq!(base_broker_name("broker-a-s12"), "broker-a");
+        assert_eq!(base_broker_name("broker-a"), "broker-a");
+        assert_eq!(base_broker_name("my-svc"), "my-svc");
+        let shards = info(&[("broker-a-s1", "h:2"), ("broker-a-s0", "h:1")]);
+        assert_eq!(pick_broker(&shards).unwrap(), "h:1");
+        let main = info(&[("broker-a-s0", "h:1"), ("broker-a", "h:0")]);
+        assert_eq!(pick_broker(&main).unwrap(), "h:0");
+        let two = info(&[("broker-a", "h:0"), ("broker-b-s0", "h:9")]);
+        assert!(pick_broker(&two).unwrap_err().contains("broker-a, broker-b"));
+        assert!(pick_broker(&ClusterInfo::default()).is_err());
+    }
+}
