@@ -43,7 +43,8 @@ start_broker() { # shards flush [extra --set ...]
     --set flushDiskType="$flush" "$@" >"$DATA.out" 2>"$DATA.err" &
   BPID=$!
   for _ in $(seq 100); do
-    grep -q "shardmq ready" "$DATA.out" 2>/dev/null && return 0
+    # Ready, and the name server answers (a restart right after a stop can lag).
+    grep -q "shardmq ready" "$DATA.out" 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/39876) 2>/dev/null && return 0
     sleep 0.1
   done
   echo "broker did not start" >&2
@@ -123,9 +124,9 @@ if [ "${SKIP_EXTRA:-0}" != 1 ]; then
     start_broker 2 ASYNC_FLUSH --set defaultTopicQueueNums=8
     rss0=$(ps -o rss= -p "$BPID")
     if [ "$q" -le 1000 ]; then
-      "$BIN" create-topics --namesrv "$NS" --prefix Q --count 1 --queues "$q" >/dev/null
+      "$BIN" create-topics --namesrv "$NS" --prefix Q --count 1 --queues "$q" >>"$OUT/rss.txt"
     else
-      "$BIN" create-topics --namesrv "$NS" --prefix Q --count $((q / 1000)) --queues 1000 >/dev/null
+      "$BIN" create-topics --namesrv "$NS" --prefix Q --count $((q / 1000)) --queues 1000 >>"$OUT/rss.txt"
     fi
     # Write one message to every queue so each has store state.
     "$BIN" produce --namesrv "$NS" --topic Q-0 --messages "$((q < 1000 ? q : 1000))" --warmup 0 --cores 1 \
