@@ -150,7 +150,9 @@ async fn run_shard(
     );
     scfg.flush_mode = cfg.flush_disk_type;
     scfg.segment_size = cfg.mapped_file_size_commit_log;
-    scfg.segment_pre_zero = cfg.segment_pre_zero.unwrap_or(cfg.flush_disk_type == crate::store::FlushMode::Sync);
+    scfg.segment_pre_zero = cfg
+        .segment_pre_zero
+        .unwrap_or(cfg.flush_disk_type == crate::store::FlushMode::Sync);
     scfg.sync_flush_timeout = cfg.sync_flush_timeout;
     scfg.file_reserved_time = cfg.file_reserved_time;
     scfg.disk_max_used_ratio = cfg.disk_max_used_space_ratio;
