@@ -37,7 +37,7 @@ use crate::protocol::bodies::{
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
-use crate::runtime::router::{ClientRef, ShardMsg};
+use crate::runtime::router::ClientRef;
 use crate::store::Boundary;
 
 use super::controller::Controller;
@@ -759,26 +759,13 @@ impl Controller {
                 );
             }
         }
-        let bytes = body.encode();
-        let channels: Vec<(u16, u64)> = self
-            .groups
-            .borrow()
-            .get(group)
-            .map(|g| g.channels.keys().copied().collect())
-            .unwrap_or_default();
-        for (s, conn) in channels {
-            let mut push = RemotingCommand::new_request(request::RESET_CONSUMER_CLIENT_OFFSET).with_oneway();
-            push.ext_fields.insert("topic", topic);
-            push.ext_fields.insert("group", group);
-            push.ext_fields
-                .insert("timestamp", cmd.ext_str("timestamp").unwrap_or("-1"));
-            push.ext_fields.insert("isForce", "true");
-            let push = push.with_body(bytes.clone());
-            if s == shard.id {
-                shard.push(conn, push);
-            } else {
-                shard.router.send(s, ShardMsg::Push { conn, cmd: push }).await;
-            }
-        }
+        let mut push = RemotingCommand::new_request(request::RESET_CONSUMER_CLIENT_OFFSET).with_oneway();
+        push.ext_fields.insert("topic", topic);
+        push.ext_fields.insert("group", group);
+        push.ext_fields
+            .insert("timestamp", cmd.ext_str("timestamp").unwrap_or("-1"));
+        push.ext_fields.insert("isForce", "true");
+        let push = push.with_body(body.encode());
+        self.push_to_group(shard, group, &push).await;
     }
 }

@@ -568,6 +568,14 @@ impl Controller {
 
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every channel of the group.
     pub(super) async fn notify_group(&self, shard: &Rc<Shard>, group: &str) {
+        let mut cmd = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_oneway();
+        cmd.ext_fields.insert("consumerGroup", group);
+        self.push_to_group(shard, group, &cmd).await;
+    }
+
+    /// Queues a broker → client request on every channel of a consumer
+    /// group, on whichever shard holds the connection.
+    pub(super) async fn push_to_group(&self, shard: &Rc<Shard>, group: &str, cmd: &RemotingCommand) {
         let channels: Vec<ChannelKey> = self
             .groups
             .borrow()
@@ -575,12 +583,10 @@ impl Controller {
             .map(|g| g.channels.keys().copied().collect())
             .unwrap_or_default();
         for (s, conn) in channels {
-            let mut cmd = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_oneway();
-            cmd.ext_fields.insert("consumerGroup", group);
             if s == shard.id {
-                shard.push(conn, cmd);
+                shard.push(conn, cmd.clone());
             } else {
-                shard.router.send(s, ShardMsg::Push { conn, cmd }).await;
+                shard.router.send(s, ShardMsg::Push { conn, cmd: cmd.clone() }).await;
             }
         }
     }
