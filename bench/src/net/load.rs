@@ -256,7 +256,10 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
                 break;
             }
             let mut msgs = cfg.batch;
-            if budgeted && ctx.shared.measuring() {
+            // The budget counts every message sent, warm-up included, so
+            // `--messages N` is an exact total however early a connection
+            // starts (before measuring begins it used to send uncounted).
+            if budgeted {
                 let before = ctx.shared.budget.fetch_sub(cfg.batch as i64, Relaxed);
                 if before <= 0 {
                     give_back(&window);

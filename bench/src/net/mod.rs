@@ -73,7 +73,8 @@ pub struct NetArgs {
     /// Measured seconds (default 10 unless --messages is given).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Messages to send (produce, e2e) or receive (consume) in the measured window.
+    /// Messages to send in total, warm-up included (produce, e2e), or to
+    /// receive (consume).
     #[arg(long)]
     pub messages: Option<u64>,
     /// Seconds of load before measuring.
