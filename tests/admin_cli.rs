@@ -79,22 +79,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn send(c: &mut Client, topic: &str, qid: u32, body: &str) {
-    let mut r = req(
-        request::SEND_MESSAGE_V2,
-        &[
-            ("a", "pg".into()),
-            ("b", topic.into()),
-            ("c", "TBW102".into()),
-            ("d", "4".into()),
-            ("e", qid.to_string()),
-            ("f", "0".into()),
-            ("g", "1700000000000".into()),
-            ("h", "0".into()),
-            ("i", "WAIT\u{1}true\u{2}".into()),
-        ],
-    );
-    r.body = bytes::Bytes::from(body.as_bytes().to_vec());
-    let r = c.call(r);
+    let r = c.call(common::send_v2(topic, qid.into(), body, "WAIT\u{1}true\u{2}".into()));
     assert_eq!(r.code, response::SUCCESS, "send: {:?}", r.remark);
 }
 

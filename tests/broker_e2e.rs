@@ -13,22 +13,7 @@ use shardmq::store::record::{check_record, RecordCheck};
 
 fn send(c: &mut Client, topic: &str, qid: i32, body: &str, tag: &str) -> RemotingCommand {
     let props = format!("TAGS\u{1}{tag}\u{2}KEYS\u{1}k-{body}\u{2}WAIT\u{1}true\u{2}");
-    let mut r = req(
-        request::SEND_MESSAGE_V2,
-        &[
-            ("a", "pg".into()),
-            ("b", topic.into()),
-            ("c", "TBW102".into()),
-            ("d", "4".into()),
-            ("e", qid.to_string()),
-            ("f", "0".into()),
-            ("g", "1700000000000".into()),
-            ("h", "0".into()),
-            ("i", props),
-        ],
-    );
-    r.body = bytes::Bytes::from(body.as_bytes().to_vec());
-    c.call(r)
+    c.call(common::send_v2(topic, qid.into(), body, props))
 }
 
 fn pull_req(topic: &str, qid: u32, offset: u64, suspend: bool, sub: &str) -> RemotingCommand {

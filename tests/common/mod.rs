@@ -205,3 +205,24 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     (head.lines().next().unwrap_or("").to_string(), body.to_string())
 }
+
+/// A SEND_MESSAGE_V2 request (Java's single-message send, short header
+/// names) with the given encoded properties.
+pub fn send_v2(topic: &str, qid: i64, body: &str, properties: String) -> RemotingCommand {
+    let mut r = req(
+        shardmq::protocol::codes::request::SEND_MESSAGE_V2,
+        &[
+            ("a", "pg".into()),
+            ("b", topic.into()),
+            ("c", "TBW102".into()),
+            ("d", "4".into()),
+            ("e", qid.to_string()),
+            ("f", "0".into()),
+            ("g", "1700000000000".into()),
+            ("h", "0".into()),
+            ("i", properties),
+        ],
+    );
+    r.body = bytes::Bytes::from(body.as_bytes().to_vec());
+    r
+}
