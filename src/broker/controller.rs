@@ -39,6 +39,13 @@ pub const LOCK_EXPIRY: Duration = Duration::from_secs(60);
 const MAX_GROUPS: usize = 100_000;
 const MAX_SUBSCRIPTIONS_PER_CLIENT: usize = 10_000;
 
+/// Header key of the UPDATE_AND_CREATE_TOPIC a send forwards to the
+/// controller to auto-create its topic from `TBW102`: the send's
+/// `defaultTopicQueueNums`. The queue layout then follows
+/// [`metadata::auto_create_assignment`] for the entry the send came
+/// through (the forwarded request's client view).
+pub const AUTO_CREATE_QUEUE_NUMS: &str = "autoCreateDefaultTopicQueueNums";
+
 pub(super) type ChannelKey = (u16, u64);
 /// (group, topic, global queue id) → (owner client id, last renewal).
 type LockTable = HashMap<(String, String, u32), (String, Instant)>;
@@ -133,7 +140,9 @@ impl Controller {
     }
 
     /// Adds the system topics a broker always has (TBW102 when
-    /// auto-creation is on).
+    /// auto-creation is on, with `defaultTopicQueueNums` queues spread
+    /// evenly over the shards: each shard entry advertises its share, the
+    /// main entry all of them; see [`metadata::auto_create_assignment`]).
     pub fn ensure_system_topics(&self, auto_create: bool, default_queues: u32) -> Result<(), String> {
         let mut changed = false;
         {
@@ -192,6 +201,9 @@ impl Controller {
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(cmd),
             request::LOCK_BATCH_MQ => self.lock(shard, cmd, true),
             request::UNLOCK_BATCH_MQ => self.lock(shard, cmd, false),
+            request::UPDATE_AND_CREATE_TOPIC if cmd.ext_fields.contains(AUTO_CREATE_QUEUE_NUMS) => {
+                self.auto_create_topic(shard, cmd, client).await
+            }
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(shard, cmd).await,
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(shard, cmd).await,
             request::GET_ALL_TOPIC_CONFIG => self.all_topics(cmd),
@@ -248,18 +260,99 @@ impl Controller {
                 }
             }
         }
+        log::info!("topic {topic} created/updated: read {read} write {write} perm {p}");
+        self.topics_saved(shard, &cmd).await
+    }
+
+    /// Persists the topics, publishes the snapshot to every shard and
+    /// triggers a registration; then answers `cmd`.
+    async fn topics_saved(&self, shard: &Rc<Shard>, cmd: &RemotingCommand) -> Option<RemotingCommand> {
         if let Err(e) = metadata::store_topics(&self.root, self.shard_count, &self.topics.borrow()) {
             log::error!("cannot persist topics: {e}");
-            return error(
-                &cmd,
-                response::SYSTEM_ERROR,
-                format!("cannot persist topic config: {e}"),
-            );
+            return error(cmd, response::SYSTEM_ERROR, format!("cannot persist topic config: {e}"));
         }
-        log::info!("topic {topic} created/updated: read {read} write {write} perm {p}");
         self.republish(shard).await;
         self.topics_changed.notify_all();
-        Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
+        Some(RemotingCommand::response_to(cmd, response::SUCCESS, None))
+    }
+
+    /// Auto-creation of a send's unknown topic from the `TBW102` template
+    /// (Java `TopicConfigManager.createTopicInSendMessageMethod`): the
+    /// template must exist with the INHERIT permission; the new topic gets
+    /// its permission without INHERIT and, on each broker entry, the queue
+    /// count the client derived from the template's route for that entry
+    /// ([`metadata::auto_create_assignment`]). A topic that exists by now
+    /// (another shard created it first) is left as it is.
+    async fn auto_create_topic(
+        &self,
+        shard: &Rc<Shard>,
+        cmd: RemotingCommand,
+        client: &ClientRef,
+    ) -> Option<RemotingCommand> {
+        let topic = match cmd.required_str("topic") {
+            Ok(t) => t.to_string(),
+            Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+        };
+        if let Err(e) = metadata::validate_topic(&topic) {
+            return error(&cmd, response::INVALID_PARAMETER, e);
+        }
+        let d = match cmd.ext_i32(AUTO_CREATE_QUEUE_NUMS) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(_) => {
+                return error(
+                    &cmd,
+                    response::INVALID_PARAMETER,
+                    format!("bad {AUTO_CREATE_QUEUE_NUMS}"),
+                )
+            }
+        };
+        let info = {
+            let topics = self.topics.borrow();
+            if topics.contains_key(&topic) {
+                return Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None));
+            }
+            let not_exist = |why: String| {
+                error(
+                    &cmd,
+                    response::TOPIC_NOT_EXIST,
+                    format!("topic[{topic}] not exist, apply first please! {why}"),
+                )
+            };
+            let Some(tbw) = topics.get(metadata::AUTO_CREATE_TOPIC_KEY) else {
+                return not_exist(format!(
+                    "the default topic {} does not exist",
+                    metadata::AUTO_CREATE_TOPIC_KEY
+                ));
+            };
+            if tbw.perm & perm::INHERIT == 0 {
+                return not_exist(format!(
+                    "the default topic {} has no INHERIT permission (perm {})",
+                    metadata::AUTO_CREATE_TOPIC_KEY,
+                    tbw.perm
+                ));
+            }
+            let shards = metadata::auto_create_assignment(&topic, tbw, d, client.view, self.shard_count);
+            if shards.is_empty() {
+                return not_exist(format!(
+                    "the default topic {} has no write queue on this broker entry",
+                    metadata::AUTO_CREATE_TOPIC_KEY
+                ));
+            }
+            let n = shards.len() as u32;
+            TopicInfo {
+                queue_shards: shards,
+                ..metadata::new_topic(&topic, n, n, tbw.perm & !perm::INHERIT, self.shard_count)
+            }
+        };
+        log::info!(
+            "topic {topic} auto-created from {} by a send via {:?} (defaultTopicQueueNums {d}): {} queues, shards {:?}",
+            metadata::AUTO_CREATE_TOPIC_KEY,
+            client.view,
+            info.queue_shards.len(),
+            info.queue_shards
+        );
+        self.topics.borrow_mut().insert(topic, Arc::new(info));
+        self.topics_saved(shard, &cmd).await
     }
 
     async fn delete_topic(&self, shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {

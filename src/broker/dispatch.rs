@@ -16,6 +16,7 @@ use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 use crate::runtime::router::{ClientRef, View};
 
+use super::metadata::TopicInfo;
 use super::shard::{error, not_supported, Shard};
 use super::{offsets, pull, send};
 
@@ -79,13 +80,32 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
         }
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
-    let meta = shard.meta();
-    let Some(info) = meta.topic(&topic).cloned() else {
-        // Unknown topic: sends may auto-create it, the rest answer here.
-        return execute(shard, cmd, client).await;
+    let is_send = matches!(
+        cmd.code,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    );
+    let known = shard.meta().topic(&topic).cloned();
+    let info = match known {
+        Some(info) => info,
+        // Unknown topic: a send may auto-create it (on the controller, which
+        // publishes the new snapshot before answering); it then takes the
+        // same path as any later send, so the queue id the client named is
+        // translated like every other (the first send is stored where the
+        // client asked, and its reply names that queue).
+        None if is_send => match send::ensure_topic_of(shard, &cmd, client).await {
+            Ok(info) => info,
+            Err(reply) => return reply,
+        },
+        // The rest answer here.
+        None => return execute(shard, cmd, client).await,
     };
     if qid < 0 {
-        return execute(shard, cmd, client).await;
+        let reply = execute(shard, cmd, client).await;
+        return if is_send {
+            local_reply(reply, &info, client.view)
+        } else {
+            reply
+        };
     }
     let global = match client.view {
         View::Main => qid as u32,
@@ -104,13 +124,19 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
         cmd.ext_fields.insert(qid_key, global.to_string());
     }
     let owner = info.owner(global).unwrap_or(shard.id);
-    let is_send = matches!(
-        cmd.code,
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
-    );
     let reply = shard.run_on(owner, cmd, client).await;
-    match (reply, client.view) {
-        (Some(mut r), View::Shard(k)) if is_send => {
+    if is_send {
+        local_reply(reply, &info, client.view)
+    } else {
+        reply
+    }
+}
+
+/// A send reply names the queue in the client's numbering: on a shard port
+/// the entry-local id of the global queue the message was stored in.
+fn local_reply(reply: Option<RemotingCommand>, info: &TopicInfo, view: View) -> Option<RemotingCommand> {
+    match (reply, view) {
+        (Some(mut r), View::Shard(k)) => {
             if let Some(g) = r.ext_i32("queueId").ok().flatten() {
                 if let Some(l) = info.global_to_local(k, g as u32) {
                     r.ext_fields.insert("queueId", l.to_string());

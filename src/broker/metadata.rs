@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::router::View;
+
 /// RocketMQ `PermName`.
 pub mod perm {
     pub const INHERIT: i32 = 1;
@@ -111,6 +113,63 @@ pub fn assign_queues(topic: &str, queues: u32, shards: u16) -> Vec<u16> {
     let shards = shards.max(1) as u32;
     let start = crate::protocol::java_string_hash(topic).unsigned_abs() % shards;
     (0..queues).map(|i| ((start + i) % shards) as u16).collect()
+}
+
+/// A queue → shard assignment giving shard `j` exactly `counts[j]` queues,
+/// interleaved (global ids go round the shards that still need queues,
+/// starting at the name-derived shard of [`assign_queues`]). With equal
+/// counts it is `assign_queues(topic, sum, shards)`.
+pub fn assign_per_shard(topic: &str, counts: &[u32]) -> Vec<u16> {
+    let shards = counts.len().max(1) as u32;
+    let start = crate::protocol::java_string_hash(topic).unsigned_abs() % shards;
+    let mut left = counts.to_vec();
+    let total: u32 = counts.iter().sum();
+    let mut out = Vec::with_capacity(total as usize);
+    let mut k = start;
+    while (out.len() as u32) < total {
+        let j = (k % shards) as usize;
+        if left[j] > 0 {
+            left[j] -= 1;
+            out.push(j as u16);
+        }
+        k += 1;
+    }
+    out
+}
+
+/// The queue → shard assignment of a topic auto-created through the
+/// `TBW102` template (`tbw`) by a send with the client's
+/// `defaultTopicQueueNums` header `client_queues`, arriving through the
+/// broker entry `entry` (the connection's [`View`]).
+///
+/// Java semantics: every broker entry is a broker of its own, and a Java
+/// broker auto-creates `min(defaultTopicQueueNums, TBW102.writeQueueNums)`
+/// queues — exactly the queue count the Java client derived for that entry
+/// from the TBW102 route (`topicRouteData2TopicPublishInfo` caps each
+/// entry's queues at the producer's `defaultTopicQueueNums`), so the client's
+/// queue ids `0..n` on that entry are all valid at once.
+///
+/// * [`View::Main`]: one entry advertising all of TBW102's write queues:
+///   `min(d, TBW102.writeQueueNums)` queues in total, spread over the shards.
+/// * [`View::Shard`]: the shard entries are one topic config underneath, so
+///   the topic is created on every entry at once, each shard `j` getting
+///   `min(d, TBW102 write queues of entry j)` queues: what the client saw in
+///   the TBW102 route for entry `j` (registration advertises
+///   [`TopicInfo::shard_view`] per entry), whichever entry the creating send
+///   came through. TBW102's queues are spread evenly, so with
+///   `defaultTopicQueueNums` a multiple of the shard count every shard
+///   gets the same number.
+///
+/// Empty when the template has no write queue there.
+pub fn auto_create_assignment(topic: &str, tbw: &TopicInfo, client_queues: i32, entry: View, shards: u16) -> Vec<u16> {
+    let d = client_queues.max(1) as u32;
+    match entry {
+        View::Main => assign_queues(topic, d.min(tbw.write_queue_nums), shards),
+        View::Shard(_) => {
+            let counts: Vec<u32> = (0..shards.max(1)).map(|j| d.min(tbw.shard_view(j).1)).collect();
+            assign_per_shard(topic, &counts)
+        }
+    }
 }
 
 pub fn new_topic(name: &str, read: u32, write: u32, perm: i32, shards: u16) -> TopicInfo {
@@ -245,6 +304,57 @@ mod tests {
         }
         assert_eq!(t.local_to_global(1, 4), None);
         assert_eq!(t.shard_view(0), (4, 4));
+    }
+
+    #[test]
+    fn per_shard_assignment_gives_each_shard_its_count() {
+        for counts in [vec![2u32, 2], vec![3, 3, 2], vec![0, 4], vec![1], vec![4, 4, 4, 4]] {
+            let a = assign_per_shard("T", &counts);
+            assert_eq!(a.len() as u32, counts.iter().sum::<u32>());
+            for (j, c) in counts.iter().enumerate() {
+                assert_eq!(
+                    a.iter().filter(|s| **s as usize == j).count() as u32,
+                    *c,
+                    "{counts:?}: {a:?}"
+                );
+            }
+        }
+        assert_eq!(assign_per_shard("TopicTest", &[2, 2]), assign_queues("TopicTest", 4, 2));
+    }
+
+    #[test]
+    fn auto_create_matches_what_the_tbw102_route_advertised() {
+        // (TBW102 queues = defaultTopicQueueNums, shards, client defaultTopicQueueNums)
+        for (tbw_n, shards, d) in [
+            (8u32, 2u16, 4i32),
+            (4, 2, 4),
+            (6, 2, 4),
+            (16, 2, 4),
+            (8, 3, 4),
+            (2, 4, 4),
+            (8, 2, 1),
+        ] {
+            let tbw = new_topic(AUTO_CREATE_TOPIC_KEY, tbw_n, tbw_n, 7, shards);
+            // Shard-aware: each entry gets what its TBW102 route entry showed the client.
+            for k in 0..shards {
+                let a = auto_create_assignment("NewTopic", &tbw, d, View::Shard(k), shards);
+                let t = TopicInfo {
+                    queue_shards: a.clone(),
+                    ..new_topic("NewTopic", a.len() as u32, a.len() as u32, 6, shards)
+                };
+                for j in 0..shards {
+                    let advertised = (d as u32).min(tbw.shard_view(j).1);
+                    assert_eq!(
+                        t.shard_view(j),
+                        (advertised, advertised),
+                        "{tbw_n}/{shards}/{d} via s{k}, entry s{j}"
+                    );
+                }
+            }
+            // Single entry: min(d, TBW102 write queues) in total.
+            let a = auto_create_assignment("NewTopic", &tbw, d, View::Main, shards);
+            assert_eq!(a.len() as u32, (d as u32).min(tbw_n));
+        }
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! and whose topics list only the queues that shard owns (numbered from 0
 //! in that entry). Otherwise one entry `<brokerName>` on the main port
 //! lists every queue and the main port forwards across shards.
+//!
+//! `TBW102` (the auto-create template) is listed like any topic: entry
+//! `-s<k>` advertises the template queues shard `k` owns, and a topic
+//! auto-created through the template gets `min(defaultTopicQueueNums of the
+//! send, that count)` queues on each entry — the count the client derived
+//! from this route ([`super::metadata::auto_create_assignment`]).
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,13 +2,15 @@
 //! batches flagged on 10/310 (codes.md §2.2).
 //!
 //! Runs on the shard that owns the target queue (the router forwards it
-//! there); a send with no queue (`queueId < 0`) or to an unknown topic
-//! arrives on the connection's shard, which picks one of its own queues —
-//! no hop on the hot path.
+//! there); a send with no queue (`queueId < 0`) runs on the connection's
+//! shard, which picks one of its own queues — no hop on the hot path. A
+//! send to an unknown topic first auto-creates it ([`ensure_topic_of`],
+//! called by the dispatcher) and is then routed like any other send.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -32,15 +34,8 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef)
         Ok(h) => h,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
-    if let Err(e) = metadata::validate_topic(&h.topic) {
-        return error(&cmd, response::INVALID_PARAMETER, e);
-    }
-    if metadata::is_not_allowed_send(&h.topic) {
-        return error(
-            &cmd,
-            response::NO_PERMISSION,
-            format!("Sending message to topic[{}] is forbidden.", h.topic),
-        );
+    if let Some(reply) = check_topic(&cmd, &h) {
+        return reply;
     }
     let info = match ensure_topic(shard, &h, client).await {
         Ok(t) => t,
@@ -77,16 +72,61 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef)
     store_messages(shard, &cmd, &h, qid, client.addr).await
 }
 
-/// Creates an unknown topic when allowed (from the `TBW102` template or as
-/// a retry topic); the controller creates it and publishes the snapshot
-/// before answering.
+/// The topic of a send request, auto-created first when it does not exist
+/// and may be created; `Err` holds the reply (an error) to send instead.
+/// Used by the dispatcher before it translates the request's queue id, so
+/// that the creating send is routed like every later one.
+pub async fn ensure_topic_of(
+    shard: &Rc<Shard>,
+    cmd: &RemotingCommand,
+    client: &ClientRef,
+) -> Result<Arc<TopicInfo>, Option<RemotingCommand>> {
+    let h = match SendMessageRequestHeader::from_ext(&cmd.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return Err(error(cmd, response::INVALID_PARAMETER, e.to_string())),
+    };
+    if let Some(reply) = check_topic(cmd, &h) {
+        return Err(reply);
+    }
+    ensure_topic(shard, &h, client)
+        .await
+        .map_err(|e| e.map(|(code, remark)| RemotingCommand::response_to(cmd, code, Some(remark))))
+}
+
+/// Topic name checks of a send: valid name, not a system topic clients
+/// may not write.
+fn check_topic(cmd: &RemotingCommand, h: &SendMessageRequestHeader) -> Option<Option<RemotingCommand>> {
+    if let Err(e) = metadata::validate_topic(&h.topic) {
+        return Some(error(cmd, response::INVALID_PARAMETER, e));
+    }
+    if metadata::is_not_allowed_send(&h.topic) {
+        return Some(error(
+            cmd,
+            response::NO_PERMISSION,
+            format!("Sending message to topic[{}] is forbidden.", h.topic),
+        ));
+    }
+    None
+}
+
+/// Creates an unknown topic when allowed, on the controller, which
+/// publishes the new snapshot before answering:
+///
+/// * a retry topic (`%RETRY%<group>`) with one queue;
+/// * any other topic from the `TBW102` template when `autoCreateTopicEnable`
+///   is on, with as many queues on each broker entry as the client derived
+///   for it from the TBW102 route ([`metadata::auto_create_assignment`]:
+///   `min(defaultTopicQueueNums of the request, TBW102's write queues on
+///   the entry)`, per shard entry with shard-aware routes, in total on the
+///   main entry). The controller sees the client's view (which entry the
+///   send came through) with the forwarded request.
 async fn ensure_topic(
     shard: &Rc<Shard>,
     h: &SendMessageRequestHeader,
     client: &ClientRef,
-) -> Result<Rc<TopicInfo>, Option<(i32, String)>> {
+) -> Result<Arc<TopicInfo>, Option<(i32, String)>> {
     if let Some(t) = shard.meta().topic(&h.topic) {
-        return Ok(Rc::new((**t).clone()));
+        return Ok(t.clone());
     }
     let retry = h.topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX);
     if !retry && !shard.cfg.auto_create_topic_enable {
@@ -98,16 +138,18 @@ async fn ensure_topic(
             ),
         )));
     }
-    let queues = if retry {
-        1
-    } else {
-        (h.default_topic_queue_nums.max(1) as u32).min(shard.cfg.default_topic_queue_nums)
-    };
     let mut req = RemotingCommand::new_request(request::UPDATE_AND_CREATE_TOPIC);
     req.ext_fields.insert("topic", h.topic.as_str());
-    req.ext_fields.insert("readQueueNums", queues.to_string());
-    req.ext_fields.insert("writeQueueNums", queues.to_string());
-    req.ext_fields.insert("perm", (perm::READ | perm::WRITE).to_string());
+    if retry {
+        req.ext_fields.insert("readQueueNums", "1");
+        req.ext_fields.insert("writeQueueNums", "1");
+        req.ext_fields.insert("perm", (perm::READ | perm::WRITE).to_string());
+    } else {
+        req.ext_fields.insert(
+            super::controller::AUTO_CREATE_QUEUE_NUMS,
+            h.default_topic_queue_nums.to_string(),
+        );
+    }
     req.ext_fields.insert("onlyIfAbsent", "true");
     let reply = shard.run_on(0, req, client).await;
     match reply {
@@ -116,7 +158,7 @@ async fn ensure_topic(
         None => return Err(Some((response::SYSTEM_ERROR, "the controller did not answer".into()))),
     }
     match shard.meta().topic(&h.topic) {
-        Some(t) => Ok(Rc::new((**t).clone())),
+        Some(t) => Ok(t.clone()),
         None => Err(Some((
             response::SYSTEM_ERROR,
             format!("topic {} was created but is not visible", h.topic),
