@@ -5,11 +5,17 @@
 #   target/interop/node/node_modules/ali-ons   Node client ali-ons 3.12.0 (npm)
 #   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
 #                                              which bundles the C++ client core 2.1.0 (librocketmq.so)
+#   target/interop/java/build/shardmq-interop-java.jar
+#                                              Java scenario programs (tests/interop/java) with
+#                                              Apache rocketmq-client 4.9.8, built by Maven
+#   target/interop/java/m2                     their Maven local repository (cache it in CI)
 #
-# Needs node + npm and python3 (with venv); installs missing Debian packages
-# (python3-venv, nodejs/npm, zlib, libstdc++) with apt-get when run as root.
-# Re-running is cheap: each part is skipped when already installed at the
-# pinned version. Writes target/interop/.ready when everything works.
+# Needs node + npm, python3 (with venv), java 17 + maven; installs missing
+# Debian packages (python3-venv, nodejs/npm, zlib, libstdc++, openjdk-17,
+# maven) with apt-get when run as root. Re-running is cheap: each part is
+# skipped when already installed at the pinned version (the Java jar: when
+# built from the current tests/interop/java sources). Writes
+# target/interop/.ready when everything works.
 #
 # Usage: scripts/setup-interop.sh [--force]
 set -euo pipefail
@@ -18,13 +24,18 @@ ROOT="$PWD"
 DIR="${SHARDMQ_INTEROP_DIR:-$ROOT/target/interop}"
 ALIONS_VERSION=3.12.0
 CVS_VERSION=2.1.0.3
+JAVA_SRC="$ROOT/tests/interop/java"
+JAVA_DIR="$DIR/java"
+JAR="$JAVA_DIR/build/shardmq-interop-java.jar"
+# The jar is rebuilt whenever the pom or a Java source changes.
+JAVA_HASH=$(cd "$JAVA_SRC" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION"
+STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION java-scenarios=$JAVA_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
 fi
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" ]]; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" && -f "$JAR" ]]; then
     echo "interop clients already installed in $DIR"
     exit 0
 fi
@@ -114,6 +125,35 @@ HOME="$tmp_home" "$VENV/bin/python" -c 'from rocketmq.client import Producer, Pu
     echo "setup-interop: rocketmq (C++ core) does not load" >&2
     exit 1
 }
+
+# ---- Java: rocketmq-client 4.9.8 scenario jar -------------------------------
+if ! command -v java >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; then
+    apt_install openjdk-17-jdk-headless
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+    apt_install maven
+fi
+mkdir -p "$JAVA_DIR"
+if [[ ! -f "$JAR" || "$(cat "$JAVA_DIR/.built" 2>/dev/null)" != "$JAVA_HASH" ]]; then
+    echo "setup-interop: mvn package tests/interop/java (rocketmq-client) into $JAVA_DIR/build"
+    rm -f "$JAVA_DIR/.built"
+    if ! mvn -q -B -f "$JAVA_SRC/pom.xml" \
+        -Dmaven.repo.local="$JAVA_DIR/m2" -Dinterop.build.dir="$JAVA_DIR/build" package; then
+        echo "setup-interop: FAILED: mvn package of tests/interop/java (see the Maven output above)" >&2
+        exit 1
+    fi
+    if [[ ! -f "$JAR" ]]; then
+        echo "setup-interop: FAILED: mvn package produced no $JAR" >&2
+        exit 1
+    fi
+    echo "$JAVA_HASH" >"$JAVA_DIR/.built"
+fi
+# Smoke test: the program starts and rejects missing options with a JSON error line.
+smoke=$(java -jar "$JAR" producer 2>/dev/null || true)
+if [[ "$smoke" != *'is required"'* ]]; then
+    echo "setup-interop: FAILED: $JAR does not run (got: $smoke)" >&2
+    exit 1
+fi
 
 echo "$STAMP_WANT" >"$STAMP"
 echo "interop clients installed in $DIR"

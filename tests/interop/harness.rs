@@ -1,11 +1,15 @@
 //! Shared harness of the real-client interop tests (`tests/interop_alions.rs`,
-//! `tests/interop_cpp.rs`): installs the clients (scripts/setup-interop.sh,
-//! once, under a lock), starts the real `shardmq serve` on 127.0.0.1 with
-//! free ports and a temp data dir, runs the scenario programs under
-//! `tests/interop/{node,python}` and checks what they print (JSON lines).
+//! `tests/interop_cpp.rs`, `tests/interop_java.rs`): installs the clients
+//! (scripts/setup-interop.sh, once, under a lock), starts the real
+//! `shardmq serve` on 127.0.0.1 with free ports and a temp data dir, runs the
+//! scenario programs under `tests/interop/{node,python,java}` and checks what
+//! they print (JSON lines).
 //!
 //! Every wait is bounded; every child process is killed when its handle is
-//! dropped (also when an assertion panics).
+//! dropped (also when an assertion panics). A failing test prints each
+//! scenario program's command, stdout events and stderr tail (plus the Java
+//! client's log tail) and the broker's log tail; with `SHARDMQ_KEEP=1` (or
+//! `SHARDMQ_INTEROP_KEEP=1`) the broker's temp dir is kept.
 
 #![allow(dead_code)]
 
@@ -34,6 +38,21 @@ pub fn interop_dir() -> PathBuf {
     std::env::var_os("SHARDMQ_INTEROP_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target").join("interop"))
+}
+
+/// The broker binary: this build's, or `SHARDMQ_BIN` (e.g. another
+/// revision's, to check that a test catches a bug).
+fn shardmq_bin() -> PathBuf {
+    std::env::var_os("SHARDMQ_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shardmq")))
+}
+
+/// `SHARDMQ_KEEP=1` or `SHARDMQ_INTEROP_KEEP=1`: keep a failed test's dir.
+fn keep_requested() -> bool {
+    ["SHARDMQ_KEEP", "SHARDMQ_INTEROP_KEEP"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0"))
 }
 
 fn env_ms(name: &str, default: u64) -> Duration {
@@ -174,10 +193,18 @@ pub struct Broker {
     child: Option<Child>,
     log_path: PathBuf,
     starts: u32,
+    /// broker.conf keys added to (or replacing) the harness defaults.
+    extra: Vec<(String, String)>,
 }
 
 impl Broker {
     pub fn start(flush: &'static str) -> Broker {
+        Broker::start_with(flush, &[])
+    }
+
+    /// Like [`Broker::start`], with extra broker.conf keys (a key the harness
+    /// sets too, e.g. `defaultTopicQueueNums`, takes the given value).
+    pub fn start_with(flush: &'static str, extra: &[(&str, &str)]) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("shardmq-interop-")
             .tempdir()
@@ -189,6 +216,7 @@ impl Broker {
             child: None,
             log_path: PathBuf::new(),
             starts: 0,
+            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         b.spawn();
         b
@@ -254,27 +282,30 @@ impl Broker {
 
     fn write_conf(&self) {
         let store = self.dir.path().join("store");
-        let conf = format!(
-            "brokerClusterName=InteropCluster\n\
-             brokerName=interop-broker-a\n\
-             brokerIP1=127.0.0.1\n\
-             listenPort={}\n\
-             namesrvListenPort={}\n\
-             storePathRootDir={}\n\
-             flushDiskType={}\n\
-             autoCreateTopicEnable=true\n\
-             defaultTopicQueueNums={}\n\
-             shardCount={}\n\
-             shardListenPortBase={}\n\
-             metricsPort=0\n",
-            self.ports.broker,
-            self.ports.namesrv,
-            store.display(),
-            self.flush,
-            QUEUES,
-            SHARDS,
-            self.ports.shards
-        );
+        let mut keys: Vec<(String, String)> = [
+            ("brokerClusterName", "InteropCluster".to_string()),
+            ("brokerName", "interop-broker-a".to_string()),
+            ("brokerIP1", "127.0.0.1".to_string()),
+            ("listenPort", self.ports.broker.to_string()),
+            ("namesrvListenPort", self.ports.namesrv.to_string()),
+            ("storePathRootDir", store.display().to_string()),
+            ("flushDiskType", self.flush.to_string()),
+            ("autoCreateTopicEnable", "true".to_string()),
+            ("defaultTopicQueueNums", QUEUES.to_string()),
+            ("shardCount", SHARDS.to_string()),
+            ("shardListenPortBase", self.ports.shards.to_string()),
+            ("metricsPort", "0".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.extra {
+            match keys.iter_mut().find(|(k2, _)| k2 == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => keys.push((k.clone(), v.clone())),
+            }
+        }
+        let conf: String = keys.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(self.conf_path(), conf).expect("write broker.conf");
     }
 
@@ -283,7 +314,7 @@ impl Broker {
         self.starts += 1;
         self.log_path = self.dir.path().join(format!("broker-{}.log", self.starts));
         let log = Arc::new(Mutex::new(File::create(&self.log_path).expect("broker log")));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        let mut child = Command::new(shardmq_bin())
             .arg("serve")
             .arg("-c")
             .arg(self.conf_path())
@@ -385,10 +416,20 @@ impl Drop for Broker {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // SHARDMQ_INTEROP_KEEP=1 leaves the data dir of a failed test for a post-mortem.
-        if std::thread::panicking() && std::env::var_os("SHARDMQ_INTEROP_KEEP").is_some() {
-            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-            eprintln!("interop: keeping broker dir {} for inspection", kept.keep().display());
+        if std::thread::panicking() {
+            eprintln!(
+                "--- broker log tail ({}) ---\n{}",
+                self.log_path.display(),
+                file_tail(&self.log_path, 4000)
+            );
+            // SHARDMQ_KEEP=1 / SHARDMQ_INTEROP_KEEP=1 leave the dir of a failed
+            // test (data, broker.conf, logs, client scratch dirs) for a post-mortem.
+            if keep_requested() {
+                let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+                eprintln!("interop: keeping broker dir {} for inspection", kept.keep().display());
+            } else {
+                eprintln!("interop: set SHARDMQ_KEEP=1 to keep the broker dir of a failed test");
+            }
         }
     }
 }
@@ -403,6 +444,17 @@ pub enum Client {
     AliOns,
     /// Apache rocketmq-client-cpp 2.1.0 core through rocketmq-python-cvs 2.1.0.3.
     Cpp,
+    /// Apache rocketmq-client 4.9.x (Java, the reference client), programs in
+    /// tests/interop/java built into one jar by scripts/setup-interop.sh.
+    Java,
+}
+
+/// The Java scenario programs' jar (scripts/setup-interop.sh builds it).
+pub fn java_jar() -> PathBuf {
+    interop_dir()
+        .join("java")
+        .join("build")
+        .join("shardmq-interop-java.jar")
 }
 
 impl Client {
@@ -410,6 +462,7 @@ impl Client {
         match self {
             Client::AliOns => "ali-ons",
             Client::Cpp => "cpp",
+            Client::Java => "java",
         }
     }
 
@@ -429,19 +482,42 @@ impl Client {
                 c.env("ROCKETMQ_CLIENT_LOG_DIR", home.join("logs"));
                 c
             }
+            Client::Java => {
+                let mut c = Command::new("java");
+                // Small, quick-starting JVMs: the CI machine has 2 cores.
+                c.args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-Xss512k"]);
+                // Java takes user.home from the passwd entry, not $HOME: the
+                // client's logs and broadcasting offsets go under it.
+                c.arg(format!("-Duser.home={}", home.display()));
+                c.arg(format!("-Drocketmq.client.logRoot={}", home.join("logs").display()));
+                c.arg("-jar").arg(java_jar()).arg(script);
+                c
+            }
         };
         // Clients write ~/logs, ~/.rocketmq_offsets: keep them in the scratch dir.
         cmd.env("HOME", home);
         cmd
     }
 
+    /// Whether the client creates a topic on its first send (through the
+    /// `TBW102` route). ali-ons does not; the C++ client would, but its
+    /// scenarios keep creating topics first as they always did; the Java
+    /// scenarios rely on auto-creation, as Java users do.
+    pub fn auto_creates(self) -> bool {
+        self == Client::Java
+    }
+
     pub fn producer(self, broker: &Broker, topic: &str, group: &str) -> Args {
-        broker.create_topic(topic);
+        if !self.auto_creates() {
+            broker.create_topic(topic);
+        }
         Args::new(self, "producer", broker, topic, group)
     }
 
     pub fn consumer(self, broker: &Broker, topic: &str, group: &str) -> Args {
-        broker.create_topic(topic);
+        if !self.auto_creates() {
+            broker.create_topic(topic);
+        }
         Args::new(self, "consumer", broker, topic, group)
     }
 }
@@ -582,6 +658,14 @@ impl Proc {
 
     /// Everything needed to understand a failure: command, exit, output.
     pub fn report(&self) -> String {
+        // The Java client logs to <user.home>/logs/rocketmq_client.log.
+        let client_log = self
+            .stderr_path
+            .parent()
+            .map(|h| h.join("logs").join("rocketmq_client.log"))
+            .filter(|p| p.exists())
+            .map(|p| format!("client log tail ({}):\n{}\n", p.display(), file_tail(&p, 2500)))
+            .unwrap_or_default();
         let o = self.shared.0.lock().unwrap();
         let mut lines: Vec<String> = o.events.iter().map(|e| e.to_string()).collect();
         lines.extend(o.raw.iter().map(|r| format!("(raw) {r}")));
@@ -595,7 +679,7 @@ impl Proc {
             lines
         };
         format!(
-            "--- {} ({:.1} s) ---\n{}\nstdout:\n  {}\nstderr tail:\n{}\n",
+            "--- {} ({:.1} s) ---\n{}\nstdout:\n  {}\nstderr tail:\n{}\n{client_log}",
             self.label,
             self.started.elapsed().as_secs_f64(),
             self.cmdline,
@@ -735,6 +819,11 @@ pub struct Sent {
     pub status: Option<String>,
     pub order_key: Option<String>,
     pub order_seq: Option<i64>,
+    /// Java: the broker's offset message id (`msgId` is the client's UNIQ_KEY).
+    pub offset_msg_id: Option<String>,
+    /// Java: the queue the client aimed the send at (`brokerName:queueId`),
+    /// when it chose one.
+    pub target: Option<String>,
 }
 
 /// One delivered message ("msg" event).
@@ -750,6 +839,11 @@ pub struct Recv {
     pub queue_id: i64,
     pub queue_offset: i64,
     pub reconsume_times: i64,
+    /// Java: the broker's offset message id.
+    pub offset_msg_id: Option<String>,
+    /// Java: the `MessageQueue` the message was pulled from,
+    /// `brokerName:queueId` (queue id in that broker entry's numbering).
+    pub pulled_from: Option<String>,
 }
 
 fn s(v: &Value) -> Option<String> {
@@ -770,6 +864,8 @@ pub fn sent_of(events: &[Value]) -> Vec<Sent> {
             status: s(&e["status"]),
             order_key: s(&e["orderKey"]),
             order_seq: e["orderSeq"].as_i64(),
+            offset_msg_id: s(&e["offsetMsgId"]),
+            target: s(&e["target"]),
         })
         .collect()
 }
@@ -796,6 +892,11 @@ pub fn recv_of(events: &[Value]) -> Vec<Recv> {
             queue_id: e["queueId"].as_i64().unwrap_or(-1),
             queue_offset: e["queueOffset"].as_i64().unwrap_or(-1),
             reconsume_times: e["reconsumeTimes"].as_i64().unwrap_or(0),
+            offset_msg_id: s(&e["offsetMsgId"]),
+            pulled_from: match (s(&e["brokerName"]), e["mqQueueId"].as_i64()) {
+                (Some(b), Some(q)) => Some(format!("{b}:{q}")),
+                _ => None,
+            },
         })
         .collect()
 }
@@ -890,6 +991,15 @@ pub fn assert_intact(client: Client, topic: &str, sent: &[Sent], recv: &[Recv]) 
             "[{}] bad queueId in {r:?}",
             client.name()
         );
+        if let (Some(from), Some(q)) = (&r.pulled_from, &m.queue_id) {
+            assert_eq!(
+                from,
+                q,
+                "[{}] {} consumed from another queue than the send response named",
+                client.name(),
+                r.key
+            );
+        }
         if let (Some(q), Some(o)) = (&m.queue_id, m.queue_offset) {
             assert_eq!(
                 r.queue_offset,

@@ -1,6 +1,7 @@
 //! The interop scenarios, written once and run for each real client
-//! (`tests/interop_alions.rs`, `tests/interop_cpp.rs`). Each starts its own
-//! broker (SYNC_FLUSH, 4 queues per topic) and stays well under 60 s.
+//! (`tests/interop_alions.rs`, `tests/interop_cpp.rs`, `tests/interop_java.rs`).
+//! Each starts its own broker (SYNC_FLUSH, 4 queues per topic) and stays well
+//! under 60 s.
 
 #![allow(dead_code)] // each test file uses a subset
 
@@ -38,10 +39,10 @@ fn consume(args: Args, expect: u64, ctx: &str) -> (Proc, Vec<Recv>) {
     (p, recv)
 }
 
-/// ali-ons reports the queue of every send: offsets of each queue must be
-/// 0, 1, 2, … in send order (no gap, no reuse).
+/// ali-ons and Java report the queue of every send: offsets of each queue
+/// must be 0, 1, 2, … in send order (no gap, no reuse).
 fn assert_send_offsets_contiguous(client: Client, sent: &[Sent]) {
-    if client != Client::AliOns {
+    if !reports_queues(client) {
         return;
     }
     let mut per_q: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -55,8 +56,10 @@ fn assert_send_offsets_contiguous(client: Client, sent: &[Sent]) {
     for (q, offs) in &per_q {
         let want: Vec<i64> = (0..offs.len() as i64).collect();
         assert_eq!(
-            offs, &want,
-            "[ali-ons] queue {q}: send responses gave queue offsets {offs:?}, want {want:?}"
+            offs,
+            &want,
+            "[{}] queue {q}: send responses gave queue offsets {offs:?}, want {want:?}",
+            client.name()
         );
     }
 }
@@ -78,6 +81,12 @@ fn assert_queue_offsets_dense(ctx: &str, recv: &[Recv]) {
             want.len()
         );
     }
+}
+
+/// Clients whose send results name the queue (`brokerName:queueId`) and
+/// whose consumers report their queue set after each rebalance.
+fn reports_queues(client: Client) -> bool {
+    matches!(client, Client::AliOns | Client::Java)
 }
 
 fn check_msg_ids(client: Client, sent: &[Sent], recv: &[Recv]) {
@@ -104,6 +113,23 @@ fn check_msg_ids(client: Client, sent: &[Sent], recv: &[Recv]) {
                 );
                 assert!(uniq.insert(u.clone()), "[ali-ons] broker generated UNIQ_KEY {u} twice");
             }
+            Client::Java => {
+                // Java: msgId = the client's UNIQ_KEY on both sides; the
+                // broker's offset msgId comes back in the send result and is
+                // recomputed by the consumer from the stored record.
+                assert_eq!(r.uniq_key, m.msg_id, "[java] {}: UNIQ_KEY property not kept", r.key);
+                assert_eq!(
+                    r.msg_id, m.msg_id,
+                    "[java] {}: consumed msgId differs from the sent one",
+                    r.key
+                );
+                assert_eq!(
+                    r.offset_msg_id, m.offset_msg_id,
+                    "[java] {}: the send response's offset msgId (store host + commit-log offset) must be the \
+                     stored record's (codes.md §2.2)",
+                    r.key
+                );
+            }
             Client::Cpp => {
                 // C++: send msgId = the client's UNIQ_KEY; consumed msgId = UNIQ_KEY property.
                 assert_eq!(r.uniq_key, m.msg_id, "[cpp] {}: UNIQ_KEY property not kept", r.key);
@@ -124,12 +150,13 @@ pub fn send_and_consume(client: Client) {
     let topic = "InteropBasic";
     let sent = produce(client, &broker, topic, "m", 0, N);
     assert_send_offsets_contiguous(client, &sent);
-    if client == Client::AliOns {
+    if reports_queues(client) {
         let qs: BTreeSet<String> = sent.iter().filter_map(|m| m.queue_id.clone()).collect();
         assert_eq!(
             qs.len(),
             QUEUES,
-            "[ali-ons] round-robin sends should use all {QUEUES} queues, used {qs:?}"
+            "[{}] round-robin sends should use all {QUEUES} queues, used {qs:?}",
+            client.name()
         );
     }
     let ctx = format!("[{}] send {N} + consume", client.name());
@@ -193,7 +220,7 @@ pub fn two_consumers_split(client: Client) {
     let mut c2 = mk("c2");
     c2.wait_event("started", Duration::from_secs(20));
     match client {
-        Client::AliOns => wait_split(&c1, &c2, &ctx),
+        Client::AliOns | Client::Java => wait_split(&c1, &c2, &ctx),
         Client::Cpp => std::thread::sleep(settle_time()),
     }
     let sent = produce(client, &broker, topic, "s", 0, N);
@@ -221,7 +248,7 @@ pub fn two_consumers_split(client: Client) {
     broker_ok(broker, &ctx);
 }
 
-/// ali-ons prints its queue set after each rebalance; wait until the two
+/// ali-ons and Java print their queue set after each rebalance; wait until the two
 /// consumers hold disjoint sets covering all queues.
 fn wait_split(c1: &Proc, c2: &Proc, ctx: &str) {
     let last = |p: &Proc| -> Option<BTreeSet<String>> {
@@ -278,7 +305,7 @@ pub fn broadcast(client: Client) {
         // (clients' default CONSUME_FROM_LAST_OFFSET): wait until they are placed.
         match client {
             Client::Cpp => p.wait_event("started", Duration::from_secs(20)), // start() rebalances synchronously
-            Client::AliOns => p.wait_for("all queues assigned", Duration::from_secs(20), |ev| {
+            Client::AliOns | Client::Java => p.wait_for("all queues assigned", Duration::from_secs(20), |ev| {
                 ev.iter()
                     .any(|e| e["event"] == "queues" && e["queueIds"].as_array().map(|a| a.len()) == Some(QUEUES))
             }),
@@ -311,7 +338,7 @@ pub fn ordered(client: Client) {
         0,
         N,
     );
-    if client == Client::AliOns {
+    if reports_queues(client) {
         let mut q_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in &sent {
             q_of.entry(m.order_key.clone().unwrap())
@@ -519,4 +546,166 @@ pub fn restart_keeps_messages_and_offsets(client: Client) {
 
 fn broker_ok(mut broker: Broker, ctx: &str) {
     broker.assert_alive(ctx);
+}
+
+/// Auto-creation through `TBW102` agrees with the route it advertised (Java
+/// client, which auto-creates like Java users rely on; the topic is never
+/// created first).
+///
+/// Broker: `shardAwareRoutes` as given, `defaultTopicQueueNums` =
+/// `broker_queues` (so TBW102 has that many queues, `broker_queues / SHARDS`
+/// per shard entry with shard-aware routes). Producer
+/// (`defaultTopicQueueNums` = `client_queues`): a first send to the last
+/// queue of the TBW102-derived publish info (creates the topic), two rounds
+/// of sends to every queue of that publish info, then one to every queue of
+/// the topic's own route. Checks: the TBW102-derived queues and the created
+/// topic's route are the same `min(client_queues, TBW102 queues of the
+/// entry)` queues per entry; every send result names the queue the client
+/// aimed at; a consumer gets every message exactly once from the queue
+/// (brokerName + queueId) and at the queue offset the send result named,
+/// with the same offset msgId; each entry queue is one stored queue
+/// (distinct entry queues never share a stored queue id).
+pub fn auto_create_every_queue(client: Client, shard_aware: bool, broker_queues: usize, client_queues: usize) {
+    let _g = serial();
+    ensure_clients();
+    assert!(client.auto_creates(), "{} does not auto-create topics", client.name());
+    let ctx = format!(
+        "[{}] auto-create (shardAwareRoutes={shard_aware}, broker defaultTopicQueueNums={broker_queues}, \
+         client defaultTopicQueueNums={client_queues})",
+        client.name()
+    );
+    eprintln!("interop {ctx}: starting shardmq serve");
+    let (aware, bq) = (shard_aware.to_string(), broker_queues.to_string());
+    let broker = Broker::start_with(
+        "SYNC_FLUSH",
+        &[
+            ("shardAwareRoutes", aware.as_str()),
+            ("defaultTopicQueueNums", bq.as_str()),
+        ],
+    );
+    let topic = format!(
+        "AutoCreate{}_{broker_queues}_{client_queues}",
+        if shard_aware { "Shards" } else { "Single" }
+    );
+    let rounds = 2;
+    // Kept alive through the checks: a failure prints its output.
+    let mut producer = client
+        .producer(&broker, &topic, "PG_autocreate")
+        .arg("mode", "every-queue")
+        .arg("rounds", rounds)
+        .arg("default-topic-queue-nums", client_queues)
+        .arg("prefix", "ac")
+        .spawn();
+    producer.close_stdin();
+    producer.wait_exit(PROC_TIMEOUT);
+    producer.assert_no_error();
+    let events = producer.events();
+    let queues_of = |source: &str| -> Vec<String> {
+        let e = events
+            .iter()
+            .find(|e| e["event"] == "queues" && e["source"] == source)
+            .unwrap_or_else(|| panic!("{ctx}: producer reported no {source} queues: {events:?}"));
+        e["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (tbw, route) = (queues_of("tbw102"), queues_of("route"));
+
+    // What the TBW102 route makes the client use: per entry min(d, entry's TBW102 write queues).
+    let mut want: BTreeSet<String> = BTreeSet::new();
+    if shard_aware {
+        assert_eq!(
+            broker_queues % SHARDS as usize,
+            0,
+            "pick a defaultTopicQueueNums the shards split evenly"
+        );
+        for k in 0..SHARDS {
+            for q in 0..client_queues.min(broker_queues / SHARDS as usize) {
+                want.insert(format!("interop-broker-a-s{k}:{q}"));
+            }
+        }
+    } else {
+        for q in 0..client_queues.min(broker_queues) {
+            want.insert(format!("interop-broker-a:{q}"));
+        }
+    }
+    let tbw_set: BTreeSet<String> = tbw.iter().cloned().collect();
+    let route_set: BTreeSet<String> = route.iter().cloned().collect();
+    assert_eq!(tbw_set, want, "{ctx}: queues the client derived from the TBW102 route");
+    assert_eq!(
+        route_set, tbw_set,
+        "{ctx}: the auto-created topic's route must list exactly the queues the client derived from the TBW102 \
+         route (auto-create must create min(defaultTopicQueueNums, TBW102 write queues) on each broker entry)"
+    );
+
+    let sent = sent_of(&events);
+    let total = 1 + rounds * tbw.len() + route.len();
+    assert_eq!(sent.len(), total, "{ctx}: producer events {events:?}");
+    for m in &sent {
+        assert_eq!(
+            m.status.as_deref(),
+            Some("SEND_OK"),
+            "{ctx}: {} sent with status {:?}",
+            m.key,
+            m.status
+        );
+        assert_eq!(
+            m.queue_id, m.target,
+            "{ctx}: {}: the send result (response queueId) names another queue than the client sent to",
+            m.key
+        );
+    }
+    assert_eq!(
+        sent[0].target.as_deref(),
+        tbw.last().map(String::as_str),
+        "{ctx}: the first send goes to the last TBW102-derived queue"
+    );
+    let used: BTreeSet<String> = sent.iter().filter_map(|m| m.queue_id.clone()).collect();
+    assert_eq!(used, want, "{ctx}: queues the sends were stored in (per send results)");
+    assert_send_offsets_contiguous(client, &sent);
+
+    let (_p, recv) = consume(
+        client.consumer(&broker, &topic, "CG_autocreate").arg("linger-ms", 3000),
+        total as u64,
+        &ctx,
+    );
+    assert_exactly_once(&ctx, &sent, &recv);
+    check_msg_ids(client, &sent, &recv);
+    let by_key: BTreeMap<&str, &Sent> = sent.iter().map(|m| (m.key.as_str(), m)).collect();
+    let mut stored: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for r in &recv {
+        let m = by_key[r.key.as_str()];
+        assert_eq!(
+            r.pulled_from, m.queue_id,
+            "{ctx}: {} was consumed from another queue than the send result named",
+            r.key
+        );
+        assert_eq!(
+            r.queue_offset,
+            m.queue_offset.unwrap_or(-1),
+            "{ctx}: {} was consumed at another queue offset than the send result named ({:?})",
+            r.key,
+            m.queue_id
+        );
+        stored
+            .entry(r.pulled_from.clone().unwrap_or_default())
+            .or_default()
+            .insert(r.queue_id);
+    }
+    let mut owner: BTreeMap<i64, String> = BTreeMap::new();
+    for (q, ids) in &stored {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{ctx}: messages of queue {q} were stored in several queues {ids:?}"
+        );
+        let id = *ids.iter().next().unwrap();
+        if let Some(other) = owner.insert(id, q.clone()) {
+            panic!("{ctx}: queues {other} and {q} are the same stored queue {id}");
+        }
+    }
+    broker_ok(broker, &ctx);
 }
