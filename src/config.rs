@@ -5,7 +5,7 @@
 //! do not use); an invalid value is an error naming the key and the value.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,6 +15,9 @@ use crate::store::FlushMode;
 pub struct BrokerConfig {
     pub listen_port: u16,
     pub namesrv_listen_port: u16,
+    /// Address the embedded name server binds (default: `brokerIP1`, the
+    /// address every broker listener binds; `0.0.0.0` for all interfaces).
+    pub namesrv_listen_addr: Option<IpAddr>,
     /// Embedded name server on `namesrv_listen_port` (default on).
     pub embedded_namesrv: bool,
     /// Name servers to register with (`;`-separated); defaults to the
@@ -73,6 +76,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             listen_port: 10911,
             namesrv_listen_port: 9876,
+            namesrv_listen_addr: None,
             embedded_namesrv: true,
             namesrv_addrs: Vec::new(),
             broker_cluster_name: "DefaultCluster".into(),
@@ -151,6 +155,9 @@ impl BrokerConfig {
             match k {
                 "listenPort" => c.listen_port = port(k, v)?,
                 "namesrvListenPort" => c.namesrv_listen_port = port(k, v)?,
+                "namesrvListenAddr" => {
+                    c.namesrv_listen_addr = Some(v.parse().map_err(|_| invalid(k, v, "expected an IP address"))?)
+                }
                 "embeddedNamesrvEnable" => c.embedded_namesrv = boolean(k, v)?,
                 "namesrvAddr" => {
                     c.namesrv_addrs = v
@@ -247,9 +254,33 @@ impl BrokerConfig {
             if !self.embedded_namesrv {
                 return Err(invalid("namesrvAddr", "", "required when embeddedNamesrvEnable=false"));
             }
-            self.namesrv_addrs = vec![format!("127.0.0.1:{}", self.namesrv_listen_port)];
+            let ip = self.namesrv_bind_ip();
+            let reach = if ip.is_unspecified() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                ip
+            };
+            self.namesrv_addrs = vec![SocketAddr::new(reach, self.namesrv_listen_port).to_string()];
+        }
+        // A relative data directory is resolved once, here: every later
+        // use (glommio's Directory::open among them) sees an absolute path,
+        // whatever the working directory of the thread that opens it.
+        if self.store_path_root_dir.is_relative() {
+            let cwd = std::env::current_dir().map_err(|e| {
+                invalid(
+                    "storePathRootDir",
+                    &self.store_path_root_dir.display().to_string(),
+                    &format!("relative, and the working directory is unreadable: {e}"),
+                )
+            })?;
+            self.store_path_root_dir = normalize(&cwd.join(&self.store_path_root_dir));
         }
         Ok(())
+    }
+
+    /// The address the embedded name server binds.
+    pub fn namesrv_bind_ip(&self) -> IpAddr {
+        self.namesrv_listen_addr.unwrap_or(self.broker_ip1)
     }
 
     /// `ip:port` other processes use to reach the main broker port.
@@ -298,6 +329,25 @@ fn name(k: &str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// Removes `.` components and folds `dir/..` lexically (no symlinks are
+/// resolved: the directory may not exist yet).
+fn normalize(p: &std::path::Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 fn expand_home(v: &str) -> PathBuf {
     match (v.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
@@ -337,6 +387,27 @@ mod tests {
             let err = BrokerConfig::from_properties(&props).unwrap_err().to_string();
             assert!(err.contains(k), "{err}");
         }
+    }
+
+    #[test]
+    fn relative_data_dirs_become_absolute_at_load() {
+        let cwd = std::env::current_dir().unwrap();
+        let (c, _) = BrokerConfig::load(None, &[]).unwrap();
+        assert_eq!(c.store_path_root_dir, cwd.join("data"));
+        let (c, _) = BrokerConfig::load(None, &["storePathRootDir=./x/../store/./d".into()]).unwrap();
+        assert_eq!(c.store_path_root_dir, cwd.join("store/d"));
+        let (c, _) = BrokerConfig::load(None, &["storePathRootDir=/abs/d".into()]).unwrap();
+        assert_eq!(c.store_path_root_dir, PathBuf::from("/abs/d"));
+    }
+
+    #[test]
+    fn the_name_server_binds_and_is_reached_at_the_broker_address_by_default() {
+        let (c, _) = BrokerConfig::load(None, &["brokerIP1=127.0.0.2".into()]).unwrap();
+        assert_eq!(c.namesrv_bind_ip().to_string(), "127.0.0.2");
+        assert_eq!(c.namesrv_addrs, vec!["127.0.0.2:9876".to_string()]);
+        let (c, _) = BrokerConfig::load(None, &["namesrvListenAddr=0.0.0.0".into()]).unwrap();
+        assert_eq!(c.namesrv_bind_ip().to_string(), "0.0.0.0");
+        assert_eq!(c.namesrv_addrs, vec!["127.0.0.1:9876".to_string()]);
     }
 
     #[test]

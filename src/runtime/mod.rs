@@ -83,5 +83,6 @@ where
 pub mod client;
 pub mod connection;
 pub mod doctor;
+pub mod ports;
 pub mod router;
 pub mod server;

@@ -24,8 +24,8 @@ use crate::broker::controller::Controller;
 use crate::broker::metadata::{self, Metadata};
 use crate::broker::shard::{BrokerService, Shard};
 use crate::config::BrokerConfig;
-use crate::runtime::connection;
 use crate::runtime::router::{ClientRef, Router, ShardMsg, View};
+use crate::runtime::{connection, ports};
 use crate::store::{MessageStore, StoreConfig};
 
 /// Set by the signal handler; every shard polls it.
@@ -38,16 +38,41 @@ enum Report {
     Stopped,
 }
 
+/// How long a graceful shutdown may take before the process gives up on
+/// the shards still flushing and exits non-zero saying so.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs the broker until SIGINT/SIGTERM. Returns an error message for a
-/// failed start.
+/// failed start, or for a shutdown that could not flush everything.
 pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
     crate::runtime::ensure_memlock()?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let root = cfg.store_path_root_dir.clone();
-    std::fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let lock = lock_data_dir(&root)?;
-    crate::runtime::doctor::warn_at_start(&root);
-    let (persisted_shards, topics) = match metadata::load_topics(&root)? {
+    let created = Created::before_start(&root);
+    let result = start_and_run(cfg, cores, &root);
+    if let Err(Failure::Start(_)) = &result {
+        created.remove_after_failed_start();
+    }
+    result.map_err(|f| match f {
+        Failure::Start(e) | Failure::Refused(e) | Failure::Stop(e) => e,
+    })
+}
+
+enum Failure {
+    /// The data directory belongs to another process: touch nothing.
+    Refused(String),
+    /// Never said ready: what this start created is removed.
+    Start(String),
+    /// Said ready; the shutdown did not complete cleanly.
+    Stop(String),
+}
+
+fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Result<(), Failure> {
+    let start = Failure::Start;
+    std::fs::create_dir_all(root).map_err(|e| start(format!("cannot create {}: {e}", root.display())))?;
+    let lock = lock_data_dir(root).map_err(Failure::Refused)?;
+    crate::runtime::doctor::warn_at_start(root);
+    let (persisted_shards, topics) = match metadata::load_topics(root).map_err(start)? {
         Some((n, t)) => (Some(n), t),
         None => (None, Vec::new()),
     };
@@ -63,9 +88,11 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
         Some(n) => n,
         None => wanted as u16,
     };
-    let ctl = Controller::new(root.clone(), shards, topics);
-    ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)?;
-    ctl.load_subscription_groups()?;
+    crate::runtime::ports::check_free(&listen_plan(&cfg, shards)).map_err(start)?;
+    let ctl = Controller::new(root.to_path_buf(), shards, topics);
+    ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)
+        .map_err(start)?;
+    ctl.load_subscription_groups().map_err(start)?;
     crate::broker::admin::mark_boot();
     let meta = ctl.snapshot();
     let cfg = Arc::new(cfg);
@@ -77,7 +104,7 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
         let (cfg, mesh, tx, meta) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone());
         let controller = if k == 0 { ctl.take() } else { None };
         let placement = Placement::Fixed(k as usize % cores);
-        let h = LocalExecutorBuilder::new(placement)
+        let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{k}"))
             .spin_before_park(Duration::from_micros(50))
             .spawn(move || async move {
@@ -89,9 +116,14 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
                         let _ = tx.send(Report::Failed(k, e));
                     }
                 }
-            })
-            .map_err(|e| format!("cannot start shard {k}: {e}"))?;
-        handles.push(h);
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                stop_started(&rx, handles.len());
+                return Err(start(format!("cannot start shard {k}: {e}")));
+            }
+        }
     }
     drop(tx);
     let mut ready = 0;
@@ -99,10 +131,15 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
         match rx.recv() {
             Ok(Report::Ready) => ready += 1,
             Ok(Report::Failed(k, e)) => {
-                SHUTDOWN.store(true, Ordering::SeqCst);
-                return Err(format!("shard {k} failed to start: {e}"));
+                // The others may be open (or still opening): stop them so
+                // that nothing is left holding files we remove.
+                stop_started(&rx, shards as usize - 1);
+                return Err(start(format!("shard {k} failed to start: {e}")));
             }
-            Ok(Report::Stopped) | Err(_) => return Err("a shard stopped during start-up".into()),
+            Ok(Report::Stopped) | Err(_) => {
+                stop_started(&rx, shards as usize - 1);
+                return Err(start("a shard stopped during start-up".into()));
+            }
         }
     }
     println!(
@@ -124,17 +161,158 @@ pub fn serve(cfg: BrokerConfig) -> Result<(), String> {
             String::new()
         },
         if cfg.embedded_namesrv {
-            format!("embedded on 127.0.0.1:{}", cfg.namesrv_listen_port)
+            format!(
+                "embedded on {}",
+                SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port)
+            )
         } else {
             cfg.namesrv_addrs.join(";")
         },
-        std::fs::canonicalize(&root).unwrap_or(root.clone()).display()
+        root.display()
     );
-    for h in handles {
-        let _ = h.join();
-    }
+    let outcome = wait_for_shutdown(&rx, shards as usize);
     drop(lock);
-    Ok(())
+    if outcome.is_ok() {
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+    outcome.map_err(Failure::Stop)
+}
+
+/// Waits for the signal, then for every shard's final flush — at most
+/// [`SHUTDOWN_GRACE`]. Failures are collected into one message.
+fn wait_for_shutdown(rx: &mpsc::Receiver<Report>, shards: usize) -> Result<(), String> {
+    let mut failures = Vec::new();
+    let mut stopped = 0;
+    let mut deadline: Option<std::time::Instant> = None;
+    while stopped < shards {
+        if deadline.is_none() && SHUTDOWN.load(Ordering::SeqCst) {
+            deadline = Some(std::time::Instant::now() + SHUTDOWN_GRACE);
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            failures.push(format!(
+                "{} of {shards} shards did not finish their final flush within {SHUTDOWN_GRACE:?}; \
+                 messages acknowledged with ASYNC_FLUSH since the last flush may be lost",
+                shards - stopped
+            ));
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Report::Stopped) => stopped += 1,
+            Ok(Report::Failed(k, e)) => {
+                stopped += 1;
+                failures.push(format!("shard {k}: {e}"));
+            }
+            Ok(Report::Ready) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if failures.is_empty() {
+        log::info!("shutdown complete");
+        Ok(())
+    } else {
+        Err(format!("shutdown incomplete: {}", failures.join("; ")))
+    }
+}
+
+/// After a failed start: stops the shards that are running (or opening)
+/// and waits for them, bounded.
+fn stop_started(rx: &mpsc::Receiver<Report>, others: usize) {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    let mut done = 0;
+    while done < others {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Report::Stopped) | Ok(Report::Failed(..)) => done += 1,
+            Ok(Report::Ready) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Every address the broker will listen on, for the up-front check.
+fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
+    let ip = cfg.broker_ip1;
+    let mut v = vec![ports::Wanted {
+        addr: SocketAddr::new(ip, cfg.listen_port),
+        what: "broker port, listenPort".into(),
+    }];
+    if cfg.vip_channel_enable && cfg.listen_port > 2 {
+        v.push(ports::Wanted {
+            addr: SocketAddr::new(ip, cfg.listen_port - 2),
+            what: "VIP channel, listenPort - 2 (vipChannelEnable=false turns it off)".into(),
+        });
+    }
+    for k in 0..shards as usize {
+        v.push(ports::Wanted {
+            addr: SocketAddr::new(ip, cfg.shard_port(k)),
+            what: format!("shard {k} port, shardListenPortBase + {k}"),
+        });
+    }
+    if cfg.embedded_namesrv {
+        v.push(ports::Wanted {
+            addr: SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port),
+            what: "embedded name server, namesrvListenPort".into(),
+        });
+    }
+    if cfg.metrics_port != 0 {
+        v.push(ports::Wanted {
+            addr: SocketAddr::new(ip, cfg.metrics_port),
+            what: "Prometheus metrics, metricsPort (0 turns it off)".into(),
+        });
+    }
+    v
+}
+
+/// What a start creates in the data directory, so that a failed start can
+/// remove it again: the whole root if it did not exist, else the shard
+/// and config directories that did not.
+struct Created {
+    root: Option<std::path::PathBuf>,
+    inside: Vec<std::path::PathBuf>,
+}
+
+impl Created {
+    fn before_start(root: &std::path::Path) -> Created {
+        if !root.exists() {
+            return Created {
+                root: Some(root.to_path_buf()),
+                inside: Vec::new(),
+            };
+        }
+        let mut inside = Vec::new();
+        let max_shards = 256;
+        for k in 0..max_shards {
+            let d = root.join(format!("shard-{k}"));
+            if !d.exists() {
+                inside.push(d);
+            }
+        }
+        let config = root.join("config");
+        if !config.exists() {
+            inside.push(config);
+        }
+        Created { root: None, inside }
+    }
+
+    fn remove_after_failed_start(&self) {
+        let remove = |p: &std::path::Path| {
+            if p.exists() {
+                match std::fs::remove_dir_all(p) {
+                    Ok(()) => log::info!("removed {} (created by the failed start)", p.display()),
+                    Err(e) => log::warn!("cannot remove {} after the failed start: {e}", p.display()),
+                }
+            }
+        };
+        if let Some(r) = &self.root {
+            remove(r);
+        }
+        for p in &self.inside {
+            remove(p);
+        }
+    }
 }
 
 async fn run_shard(
@@ -196,11 +374,11 @@ async fn run_shard(
     }
     if k == 0 {
         if cfg.embedded_namesrv {
-            crate::namesrv::server::start(SocketAddr::from(([0, 0, 0, 0], cfg.namesrv_listen_port)))?;
+            crate::namesrv::server::start(SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port))?;
         }
         glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
         if cfg.metrics_port != 0 {
-            start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port));
+            start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
         }
         let s = shard.clone();
         glommio::spawn_local(async move {
@@ -234,15 +412,10 @@ async fn run_shard(
     shard.store.shutdown().await.map_err(|e| e.to_string())
 }
 
-/// The Prometheus endpoint; a port already in use is logged, not fatal.
-fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) {
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("metrics endpoint disabled: cannot listen on {addr}: {e} (set metricsPort)");
-            return;
-        }
-    };
+/// The Prometheus endpoint; a port that cannot be bound fails the start.
+fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} (Prometheus metrics; metricsPort=0 turns it off): {e}"))?;
     let s = shard.clone();
     let render: crate::metrics::http::Render = Rc::new(move || {
         let s = s.clone();
@@ -259,6 +432,7 @@ fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) {
     });
     log::info!("metrics on http://{addr}/metrics");
     glommio::spawn_local(crate::metrics::http::serve(listener, render)).detach();
+    Ok(())
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
@@ -318,13 +492,24 @@ fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, String> {
 }
 
 /// Installs SIGINT/SIGTERM handling: the first signal starts a graceful
-/// shutdown (flush, checkpoint, offsets).
+/// shutdown (flush, checkpoint, offsets; bounded by [`SHUTDOWN_GRACE`]),
+/// a second one exits at once.
 pub fn install_signal_handler() -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            SHUTDOWN.store(true, Ordering::SeqCst);
+        let mut seen = 0;
+        for sig in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                log::info!(
+                    "signal {sig}: shutting down (flushing; at most {SHUTDOWN_GRACE:?}; a second signal exits at once)"
+                );
+                SHUTDOWN.store(true, Ordering::SeqCst);
+            } else {
+                eprintln!("shardmq: second signal: exiting now, without waiting for the final flush");
+                std::process::exit(130);
+            }
         }
     });
     Ok(())

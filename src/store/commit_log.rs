@@ -56,6 +56,10 @@ pub enum ReserveError {
     Busy,
     /// The flusher failed; nothing more can be made durable.
     Failed(String),
+    /// The segment the record would go to cannot be prepared (the data
+    /// directory is unwritable or full): refused rather than held in memory
+    /// with no file to go to. Clears when the preparer succeeds.
+    Unavailable(String),
 }
 
 struct LogState {
@@ -194,6 +198,11 @@ impl CommitLog {
         self.failed.borrow().clone()
     }
 
+    /// Why the last segment preparation failed, while it keeps failing.
+    pub fn prepare_error(&self) -> Option<String> {
+        self.prepare_error.borrow().clone()
+    }
+
     pub fn cache_memory(&self) -> usize {
         self.state.borrow().cache.memory()
     }
@@ -213,6 +222,22 @@ impl CommitLog {
         let flushed = self.flushed.get();
         let active_end = st.active_base + self.segment_size;
         let roll = st.write_pos + len64 + BLANK_SIZE as u64 > active_end;
+        let lands_in = if roll { active_end } else { st.active_base };
+        // Nothing is accepted for a segment file that does not exist yet:
+        // an acknowledged record always has a file to go to. Normally the
+        // preparer is a segment ahead and this never triggers; when it lags
+        // the producer backs off (Busy), and when it fails the append is
+        // refused with the reason.
+        if !self.segments.borrow().contains_key(&lands_in) {
+            drop(st);
+            self.rolled.notify_all();
+            return Err(match self.prepare_error.borrow().as_ref() {
+                Some(why) => {
+                    ReserveError::Unavailable(format!("CommitLog segment {lands_in} cannot be prepared: {why}"))
+                }
+                None => ReserveError::Busy,
+            });
+        }
         // The BLANK marker (on a roll) lands in the current chunk.
         if !st.cache.make_room(BLANK_SIZE, flushed, false) || !st.cache.make_room(len, flushed, roll) {
             drop(st);
@@ -365,6 +390,20 @@ impl CommitLog {
         self.rolled.notify_all();
     }
 
+    /// Prepares the active segment if it does not exist yet (a new store, or
+    /// one that crashed right after a roll). Called before the store says
+    /// it is open: a store that cannot create its first file must fail to
+    /// start rather than accept appends it can never write.
+    pub async fn prepare_active(&self) -> Result<(), StoreError> {
+        let base = self.active_base();
+        if self.segments.borrow().contains_key(&base) {
+            return Ok(());
+        }
+        let seg = segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await?;
+        self.segments.borrow_mut().insert(base, Rc::new(seg));
+        Ok(())
+    }
+
     /// Keeps the segment after the active one prepared. Runs until shutdown.
     pub async fn run_preparer(self: Rc<Self>) {
         let mut backoff = Duration::from_millis(10);
@@ -399,9 +438,10 @@ impl CommitLog {
     }
 
     /// Wakes durability waiters periodically so that they notice their
-    /// deadline even while a flush hangs.
+    /// deadline even while a flush hangs — also the final flush at
+    /// shutdown, which is why this runs until it is cancelled.
     pub async fn run_timeout_ticker(self: Rc<Self>, tick: Duration) {
-        while !self.shutting_down.get() {
+        loop {
             glommio::timer::sleep(tick).await;
             self.durable.notify_all();
         }

@@ -228,6 +228,7 @@ impl MessageStore {
         let end = recovered.end;
         let log = CommitLog::new(&cfg, log_dir, recovered.segments, end);
         log.seed_tail(end, &recovered.tail_block);
+        log.prepare_active().await?;
         // Retention may delete a segment only once a stored checkpoint lies
         // past it; without one, recovery would scan from the oldest segment.
         log.set_checkpointed(used_ckpt.as_ref().map_or(0, |c| c.log_pos));
@@ -255,6 +256,10 @@ impl MessageStore {
             // queue minimums point into them.
             retention::advance_queue_minimums(&store).await;
         }
+        // The first checkpoint is written before the store is open, so that
+        // a data directory that cannot take one fails the start instead of
+        // every second afterwards.
+        store.checkpoint().await?;
         store.start_tasks();
         log::info!(
             "shard {} store open at {}: log [{}, {}), {} queues, {} records re-dispatched",
@@ -389,6 +394,7 @@ impl MessageStore {
             }
             ReserveError::Busy => PutStatus::Busy,
             ReserveError::Failed(f) => PutStatus::FlushFailed(f),
+            ReserveError::Unavailable(why) => PutStatus::ServiceNotAvailable(why),
         })?;
         let now = now_ms();
         let shard = inner.cfg.shard_id;
@@ -708,7 +714,9 @@ impl MessageStore {
         }
         self.inner.log.begin_shutdown();
         let end = self.inner.log.write_pos();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Bounded: a log that cannot be written (no segment, a hung device)
+        // must not hold the process forever; the caller reports what is left.
+        let deadline = Instant::now() + FINAL_FLUSH_TIMEOUT;
         let flushed = self.inner.log.wait_durable(end, deadline).await;
         let res = self.checkpoint().await;
         self.inner.log.stop_preparer();
@@ -718,7 +726,15 @@ impl MessageStore {
         }
         match flushed {
             Durability::Durable => res,
-            Durability::TimedOut => Err(StoreError::Glommio("final flush timed out".into())),
+            Durability::TimedOut => Err(StoreError::Glommio(format!(
+                "final flush timed out after {FINAL_FLUSH_TIMEOUT:?}: {} bytes not durable{}",
+                end.saturating_sub(self.inner.log.flushed()),
+                self.inner
+                    .log
+                    .prepare_error()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ))),
             Durability::Failed(e) => Err(StoreError::Glommio(format!("final flush failed: {e}"))),
         }
     }
@@ -727,6 +743,9 @@ impl MessageStore {
         self.inner.cfg.dir.clone()
     }
 }
+
+/// How long shutdown waits for the last flush.
+pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn is_prepared_or_rollback(sys_flag: i32) -> bool {
     matches!(sys_flag & 0xC, 0x4 | 0xC)

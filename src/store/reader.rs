@@ -35,6 +35,23 @@ pub enum GetStatus {
     OffsetOverflowBadly,
 }
 
+impl GetStatus {
+    /// The name of RocketMQ's `GetMessageStatus` enum constant: the Java
+    /// broker puts it in a pull response's remark, and clients may log or
+    /// check it.
+    pub fn java_name(self) -> &'static str {
+        match self {
+            GetStatus::Found => "FOUND",
+            GetStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
+            GetStatus::NoMatchedLogicQueue => "NO_MATCHED_LOGIC_QUEUE",
+            GetStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+            GetStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
+            GetStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
+            GetStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GetResult {
     pub status: GetStatus,

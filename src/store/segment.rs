@@ -97,13 +97,56 @@ impl Segment {
 /// file left by an interrupted preparation is completed, not trusted.
 pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result<Segment, StoreError> {
     let path = dir.join(segment_file_name(base));
-    let file = OpenOptions::new()
+    let mut created = false;
+    match prepare_file(&path, size, pre_zero, &mut created).await {
+        Ok(file) => {
+            sync_dir(dir).await?;
+            Ok(Segment {
+                base,
+                size,
+                path,
+                file: Rc::new(file),
+            })
+        }
+        Err(e) => {
+            // Leave nothing half-prepared behind (a start that fails, or a
+            // full disk, must not strand a gigabyte of fallocated space).
+            // Only a file this call created is removed: it held no data.
+            if !created {
+                return Err(e);
+            }
+            if let Err(rm) = glommio::io::remove(&path).await {
+                if !matches!(&rm, glommio::GlommioError::IoError(io) if io.kind() == std::io::ErrorKind::NotFound) {
+                    log::warn!("cannot remove half-prepared {}: {rm}", path.display());
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn prepare_file(path: &Path, size: u64, pre_zero: bool, created: &mut bool) -> Result<DmaFile, StoreError> {
+    let create_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("create {}: {e}", path.display()));
+    let file = match OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .dma_open(&path)
+        .create_new(true)
+        .dma_open(path)
         .await
-        .map_err(|e| StoreError::Glommio(format!("create {}: {e}", path.display())))?;
+    {
+        Ok(f) => {
+            *created = true;
+            f
+        }
+        // Left by a crash during an earlier preparation: finish it.
+        Err(glommio::GlommioError::IoError(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(path)
+            .await
+            .map_err(create_err)?,
+        Err(e) => return Err(create_err(e)),
+    };
     let glommio_err =
         |what: &str, e: glommio::GlommioError<()>| StoreError::Glommio(format!("{what} {}: {e}", path.display()));
     file.pre_allocate(size, false)
@@ -120,13 +163,7 @@ pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result
         }
     }
     file.fdatasync().await.map_err(|e| glommio_err("fdatasync", e))?;
-    sync_dir(dir).await?;
-    Ok(Segment {
-        base,
-        size,
-        path,
-        file: Rc::new(file),
-    })
+    Ok(file)
 }
 
 /// Makes a directory's entries (created, renamed, deleted files) durable.

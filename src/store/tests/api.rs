@@ -110,7 +110,14 @@ fn reopen_after_clean_shutdown_continues_offsets_and_reads_old_data_from_disk() 
     run_on_executor("t", move || async move {
         let (store, _) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();
         for i in 0..200 {
-            store.put(msg("T", (i % 2) as u32, body_of(i, 2000), None)).await;
+            loop {
+                match store.put(msg("T", (i % 2) as u32, body_of(i, 2000), None)).await.status {
+                    PutStatus::Ok => break,
+                    // ASYNC puts never yield: let the preparer and flusher run.
+                    PutStatus::Busy => glommio::timer::sleep(Duration::from_millis(1)).await,
+                    other => panic!("put failed: {other:?}"),
+                }
+            }
         }
         store.shutdown().await.unwrap();
         let (store, report) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();

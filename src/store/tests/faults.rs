@@ -7,7 +7,11 @@ use super::*;
 fn crash_without_checkpoint_recovers_everything_acked() {
     let dir = tmp();
     let pos = write_and_crash(dir.path().to_path_buf(), 120, 3000);
-    assert!(!dir.path().join("checkpoint").exists());
+    // Only the checkpoint written at open: recovery scans the whole log.
+    let ckpt = checkpoint::Checkpoint::load(dir.path())
+        .unwrap()
+        .expect("initial checkpoint");
+    assert_eq!(ckpt.log_pos, 0);
     let (n, report) = recover_count(dir.path().to_path_buf());
     assert_eq!(n, 120);
     assert_eq!(report.records, 120);
@@ -89,4 +93,71 @@ fn short_segment_recovers_to_its_last_complete_record() {
     drop(f);
     let (n, _) = recover_count(dir.path().to_path_buf());
     assert_eq!(n, 37);
+}
+
+#[test]
+fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    run_on_executor("unpreparable", move || async move {
+        let (store, _) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();
+        // Segments 0 and 1 exist (the active one and the one prepared
+        // ahead). Take the directory away: no further segment can be made.
+        let log_dir = d.join("commitlog");
+        let moved = d.join("commitlog.away");
+        std::fs::rename(&log_dir, &moved).unwrap();
+        let mut acked = 0usize;
+        let mut refused = None;
+        for i in 0..400 {
+            let r = store.put(msg("T", 0, body_of(i, 3000), None)).await;
+            match r.status {
+                PutStatus::Ok => acked += 1,
+                PutStatus::ServiceNotAvailable(why) => {
+                    refused = Some(why);
+                    break;
+                }
+                PutStatus::Busy => glommio::timer::sleep(Duration::from_millis(5)).await,
+                other => panic!("unexpected {other:?} after {acked} appends"),
+            }
+        }
+        let why = refused.expect("appends never refused although no segment can be prepared");
+        assert!(why.contains("cannot be prepared"), "{why}");
+        // Everything acknowledged fits the two segments that exist: it was
+        // acknowledged into a segment file, not only into memory.
+        assert!((acked as u64) * 3000 < 2 * 256 * 1024, "{acked} acked");
+        assert!(acked > 0);
+        // Space (here: the directory) comes back: appends resume by
+        // themselves once the preparer retries.
+        std::fs::rename(&moved, &log_dir).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = store.put(msg("T", 0, body_of(acked, 3000), None)).await;
+            if r.status == PutStatus::Ok {
+                acked += 1;
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "appends did not resume: {:?}",
+                r.status
+            );
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        store.shutdown().await.unwrap();
+        let (store, _) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();
+        assert_eq!(read_all(&store, "T", 0).await.len(), acked);
+        store.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_store_that_cannot_create_its_first_segment_does_not_open() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    // Where the first segment file must go there is a directory.
+    std::fs::create_dir_all(seg_path(&d, 0)).unwrap();
+    let res = run_on_executor("no-first-segment", move || async move {
+        MessageStore::open(cfg(&d, FlushMode::Sync)).await.map(|_| ())
+    });
+    assert!(res.is_err());
 }

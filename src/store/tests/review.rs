@@ -555,16 +555,21 @@ fn sealed_segment_is_flushed_without_waiting_for_the_next_one() {
             );
             i += 1;
         }
-        // Without yielding: records up to the end of segment 1, then one in segment 2.
+        // Without yielding: records up to the end of segment 1; the one
+        // that would go to segment 2 is refused (no file for it yet).
         let mut last_in_1 = 0;
         loop {
             let r = store.put_batch(&[msg("T", 0, body_of(i, 3000), None)], false).await;
             i += 1;
-            let p = r.positions[0].log_offset().0;
-            if p >= 512 * 1024 {
-                break;
+            match r.status {
+                PutStatus::Ok => {
+                    let p = r.positions[0].log_offset().0;
+                    assert!(p < 512 * 1024, "a record was placed in segment 2, which does not exist");
+                    last_in_1 = p + 3000;
+                }
+                PutStatus::Busy | PutStatus::ServiceNotAvailable(_) => break,
+                other => panic!("unexpected {other:?}"),
             }
-            last_in_1 = p + 3000;
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
         assert_eq!(
