@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Installs what it
 # needs first, so it works on a fresh machine.
-set -euo pipefail
+#
+# Every test binary runs even when one fails (--no-fail-fast); the last line
+# is always the total, `N passed, N failed`, and the exit status is non-zero
+# when anything failed. Set SHARDMQ_KEEP=1 to keep the temp dirs of failed
+# end-to-end tests (their paths are printed).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo not found: install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
+cargo fmt --all -- --check || { echo "0 passed, 1 failed (cargo fmt --check)"; exit 1; }
+cargo clippy --workspace --all-targets -- -D warnings || { echo "0 passed, 1 failed (clippy)"; exit 1; }
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
 # One closing line for the whole run (cargo's last line is the doc-tests').
-awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
+# A test binary that crashed or did not build prints no `test result:` line:
+# count it as a failure so that the total never looks clean when it is not.
+awk -v status="$status" '
+    /^test result:/ { p += $4; f += $6 }
+    END {
+        if (status != 0 && f == 0) f = 1
+        printf "%d passed, %d failed\n", p, f
+    }' "$log"
+exit "$status"

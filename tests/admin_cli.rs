@@ -127,7 +127,7 @@ fn per_queue(v: &Value, field: &str) -> Vec<(i64, i64)> {
 
 #[test]
 fn admin_commands_against_a_real_broker() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::test_dir();
     let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
 
     // topic create → list → route (one entry per shard).

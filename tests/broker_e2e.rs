@@ -6,86 +6,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{req, Broker, Client};
+use common::{decode, max_offset, pull_all, pull_req, req, Broker, Client};
 use shardmq::protocol::codes::{request, response};
 use shardmq::protocol::RemotingCommand;
-use shardmq::store::record::{check_record, RecordCheck};
 
 fn send(c: &mut Client, topic: &str, qid: i32, body: &str, tag: &str) -> RemotingCommand {
     let props = format!("TAGS\u{1}{tag}\u{2}KEYS\u{1}k-{body}\u{2}WAIT\u{1}true\u{2}");
     c.call(common::send_v2(topic, qid.into(), body, props))
 }
 
-fn pull_req(topic: &str, qid: u32, offset: u64, suspend: bool, sub: &str) -> RemotingCommand {
-    let flag = 0x4 | if suspend { 0x2 } else { 0 };
-    req(
-        request::PULL_MESSAGE,
-        &[
-            ("consumerGroup", "cg".into()),
-            ("topic", topic.into()),
-            ("queueId", qid.to_string()),
-            ("queueOffset", offset.to_string()),
-            ("maxMsgNums", "32".into()),
-            ("sysFlag", flag.to_string()),
-            ("commitOffset", "0".into()),
-            ("suspendTimeoutMillis", "15000".into()),
-            ("subscription", sub.into()),
-            ("subVersion", "0".into()),
-        ],
-    )
-}
-
-/// (queue offset, body, properties) of each record in a pull body.
-fn decode(body: &[u8]) -> Vec<(u64, String, String)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        match check_record(&body[at..], None, true) {
-            RecordCheck::Record(v) => {
-                out.push((
-                    v.queue_offset,
-                    String::from_utf8_lossy(v.body).into_owned(),
-                    String::from_utf8_lossy(v.properties).into_owned(),
-                ));
-                at += v.total_size as usize;
-            }
-            other => panic!("undecodable record at {at}: {other:?}"),
-        }
-    }
-    out
-}
-
-fn max_offset(c: &mut Client, topic: &str, qid: u32) -> u64 {
-    let r = c.call(req(
-        request::GET_MAX_OFFSET,
-        &[("topic", topic.into()), ("queueId", qid.to_string())],
-    ));
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    r.ext_str("offset").and_then(|o| o.parse().ok()).expect("offset")
-}
-
-fn pull_all(c: &mut Client, topic: &str, qid: u32, sub: &str) -> Vec<(u64, String, String)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    loop {
-        let r = c.call(pull_req(topic, qid, off, false, sub));
-        match r.code {
-            response::SUCCESS => {
-                out.extend(decode(&r.body));
-                off = r.ext_str("nextBeginOffset").and_then(|o| o.parse().ok()).expect("next");
-            }
-            response::PULL_RETRY_IMMEDIATELY => {
-                off = r.ext_str("nextBeginOffset").and_then(|o| o.parse().ok()).expect("next");
-            }
-            response::PULL_NOT_FOUND => return out,
-            other => panic!("pull {topic}/{qid}@{off}: code {other} {:?}", r.remark),
-        }
-    }
-}
-
 #[test]
 fn send_pull_long_poll_views_bad_input_and_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::test_dir();
     let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
     let mut c = Client::connect(&b.addr());
 
@@ -276,7 +208,7 @@ fn send_pull_long_poll_views_bad_input_and_restart() {
 #[test]
 fn garbage_frames_never_take_the_broker_down() {
     use std::io::Write;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::test_dir();
     let b = Broker::start(dir.path(), 2, &[]);
     let mut seed: u64 = 0x1234_5678_9abc_def0;
     let mut next = move || {
@@ -344,7 +276,7 @@ fn invalid_configuration_fails_at_start_with_the_key_named() {
 /// group is reported (stats body, Prometheus gauge) until they agree.
 #[test]
 fn inconsistent_subscriptions_in_a_group_are_reported() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::test_dir();
     let b = Broker::start(dir.path(), 2, &[]);
     let heartbeat = |c: &mut Client, client_id: &str, expr: &str| {
         let body = format!(
@@ -392,7 +324,7 @@ fn inconsistent_subscriptions_in_a_group_are_reported() {
 /// after a restart with shardAwareRoutes=false.
 #[test]
 fn switching_shard_aware_routes_keeps_consumer_offsets() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = common::test_dir();
     let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
     let mut main = Client::connect(&b.addr());
     for i in 0..8 {

@@ -79,6 +79,7 @@ pub fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), String> {
             "broker",
             "id",
             "address",
+            "shard",
             "version",
             "put total",
             "get total",
@@ -96,6 +97,7 @@ pub fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), String> {
             n.clone(),
             id.to_string(),
             a.clone(),
+            get("shardScope"),
             match rt {
                 Ok(_) => get("brokerVersionDesc"),
                 Err(e) => format!("unreachable: {e}"),

@@ -37,7 +37,7 @@ use crate::protocol::bodies::{
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
-use crate::runtime::router::ClientRef;
+use crate::runtime::router::{ClientRef, View};
 use crate::store::Boundary;
 
 use super::controller::Controller;
@@ -414,8 +414,23 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
     ok_body(&cmd, body.encode())
 }
 
+/// GET_BROKER_RUNTIME_INFO. On a shard port (the broker entry
+/// `<brokerName>-s<k>` clients and `cluster list` see) the figures are that
+/// shard's alone, so that the entries of one broker add up to its total; on
+/// the main port they are the whole broker's.
 async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    let stats = super::stats::collect(shard, client).await;
+    let mut stats = super::stats::collect(shard, client).await;
+    let scope = match client.view {
+        View::Shard(k) => {
+            stats.shards.retain(|s| s.shard == k);
+            let meta = shard.meta();
+            stats
+                .lag
+                .retain(|l| meta.topic(&l.topic).and_then(|t| t.owner(l.queue_id)) == Some(k));
+            k.to_string()
+        }
+        View::Main => "all".to_string(),
+    };
     let sum_codes = |codes: &[i32]| -> u64 {
         stats
             .shards
@@ -451,7 +466,8 @@ async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
             up % 60
         ),
     );
-    put("shardCount", stats.shards.len().to_string());
+    put("shardCount", shard.router.shard_count().to_string());
+    put("shardScope", scope);
     // Since start-up, one per send request (a batch counts once).
     put("msgPutTotalTodayNow", puts.to_string());
     put("msgGetTotalTodayNow", gets.to_string());

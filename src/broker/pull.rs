@@ -241,7 +241,7 @@ fn reply(cmd: &RemotingCommand, code: i32, next: u64, r: GetResult) -> RemotingC
         group_sys_flag: Some(0),
         ..Default::default()
     };
-    let remark = format!("{:?}", r.status);
+    let remark = r.status.java_name().to_string();
     let mut out = RemotingCommand::response_to(cmd, code, Some(remark)).with_ext_fields(h.to_ext());
     if code == response::SUCCESS {
         out = out.with_body(r.body);
@@ -259,5 +259,22 @@ mod tests {
         assert_eq!(tag_filter(""), TagFilter::All);
         assert_eq!(tag_filter("TagA || TagB"), TagFilter::Codes(vec![2598919, 2598920]));
         assert_eq!(tag_filter(" || "), TagFilter::All);
+    }
+
+    #[test]
+    fn pull_remarks_use_the_java_status_names() {
+        let r = GetResult {
+            status: GetStatus::Found,
+            next_offset: 1,
+            min_offset: 0,
+            max_offset: 1,
+            body: Vec::new(),
+            count: 0,
+            offsets: Vec::new(),
+        };
+        let cmd = RemotingCommand::new_request(crate::protocol::codes::request::PULL_MESSAGE);
+        let out = reply(&cmd, response::SUCCESS, 1, r);
+        assert_eq!(out.remark.as_deref(), Some("FOUND"));
+        assert_eq!(GetStatus::OffsetOverflowOne.java_name(), "OFFSET_OVERFLOW_ONE");
     }
 }

@@ -116,7 +116,8 @@ pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result
                 return Err(e);
             }
             if let Err(rm) = glommio::io::remove(&path).await {
-                if !matches!(&rm, glommio::GlommioError::IoError(io) if io.kind() == std::io::ErrorKind::NotFound) {
+                let rm = std::io::Error::from(rm);
+                if rm.kind() != std::io::ErrorKind::NotFound {
                     log::warn!("cannot remove half-prepared {}: {rm}", path.display());
                 }
             }
@@ -138,14 +139,20 @@ async fn prepare_file(path: &Path, size: u64, pre_zero: bool, created: &mut bool
             *created = true;
             f
         }
-        // Left by a crash during an earlier preparation: finish it.
-        Err(glommio::GlommioError::IoError(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(path)
-            .await
-            .map_err(create_err)?,
-        Err(e) => return Err(create_err(e)),
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(StoreError::io(path, e));
+            }
+            // Left by an earlier preparation that failed or crashed before
+            // it was complete: finish it.
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .dma_open(path)
+                .await
+                .map_err(create_err)?
+        }
     };
     let glommio_err =
         |what: &str, e: glommio::GlommioError<()>| StoreError::Glommio(format!("{what} {}: {e}", path.display()));

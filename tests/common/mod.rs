@@ -12,6 +12,50 @@ use std::time::{Duration, Instant};
 
 use shardmq::protocol::RemotingCommand;
 
+/// A test's scratch directory. When the test fails it is kept if
+/// `SHARDMQ_KEEP=1` is set (its path is printed), for a post-mortem.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+pub fn test_dir() -> TestDir {
+    TestDir(Some(
+        tempfile::Builder::new()
+            .prefix("shardmq-test-")
+            .tempdir()
+            .expect("tempdir"),
+    ))
+}
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("live test dir").path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = self.0.take() {
+                if keep_requested() {
+                    eprintln!("SHARDMQ_KEEP: test dir kept at {}", d.keep().display());
+                } else {
+                    eprintln!("(set SHARDMQ_KEEP=1 to keep the test dir of a failed test)");
+                }
+            }
+        }
+    }
+}
+
+pub fn keep_requested() -> bool {
+    std::env::var("SHARDMQ_KEEP").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The last `lines` lines of a file, for failure messages.
+pub fn file_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// A free TCP port on 127.0.0.1 whose neighbours `port - 2` and the
 /// following `extra` ports are free too (the VIP port and shard ports).
 pub fn free_port_block(extra: u16) -> u16 {
@@ -151,6 +195,13 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- broker log ({}), last 150 lines ----\n{}\n---- end of broker log ----",
+                self.log.display(),
+                file_tail(&self.log, 150)
+            );
+        }
     }
 }
 
@@ -225,4 +276,72 @@ pub fn send_v2(topic: &str, qid: i64, body: &str, properties: String) -> Remotin
     );
     r.body = bytes::Bytes::from(body.as_bytes().to_vec());
     r
+}
+
+/// A PULL_MESSAGE request (queue id as the port's view numbers it).
+pub fn pull_req(topic: &str, qid: u32, offset: u64, suspend: bool, sub: &str) -> RemotingCommand {
+    let flag = 0x4 | if suspend { 0x2 } else { 0 };
+    req(
+        shardmq::protocol::codes::request::PULL_MESSAGE,
+        &[
+            ("consumerGroup", "cg".into()),
+            ("topic", topic.into()),
+            ("queueId", qid.to_string()),
+            ("queueOffset", offset.to_string()),
+            ("maxMsgNums", "32".into()),
+            ("sysFlag", flag.to_string()),
+            ("commitOffset", "0".into()),
+            ("suspendTimeoutMillis", "15000".into()),
+            ("subscription", sub.into()),
+            ("subVersion", "0".into()),
+        ],
+    )
+}
+
+/// (queue offset, body, properties) of each record in a pull body.
+pub fn decode(body: &[u8]) -> Vec<(u64, String, String)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        match shardmq::store::record::check_record(&body[at..], None, true) {
+            shardmq::store::record::RecordCheck::Record(v) => {
+                out.push((
+                    v.queue_offset,
+                    String::from_utf8_lossy(v.body).into_owned(),
+                    String::from_utf8_lossy(v.properties).into_owned(),
+                ));
+                at += v.total_size as usize;
+            }
+            other => panic!("undecodable record at {at}: {other:?}"),
+        }
+    }
+    out
+}
+
+pub fn max_offset(c: &mut Client, topic: &str, qid: u32) -> u64 {
+    let r = c.call(req(
+        shardmq::protocol::codes::request::GET_MAX_OFFSET,
+        &[("topic", topic.into()), ("queueId", qid.to_string())],
+    ));
+    assert_eq!(r.code, shardmq::protocol::codes::response::SUCCESS, "{:?}", r.remark);
+    r.ext_str("offset").and_then(|o| o.parse().ok()).expect("offset")
+}
+
+pub fn pull_all(c: &mut Client, topic: &str, qid: u32, sub: &str) -> Vec<(u64, String, String)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let r = c.call(pull_req(topic, qid, off, false, sub));
+        match r.code {
+            shardmq::protocol::codes::response::SUCCESS => {
+                out.extend(decode(&r.body));
+                off = r.ext_str("nextBeginOffset").and_then(|o| o.parse().ok()).expect("next");
+            }
+            shardmq::protocol::codes::response::PULL_RETRY_IMMEDIATELY => {
+                off = r.ext_str("nextBeginOffset").and_then(|o| o.parse().ok()).expect("next");
+            }
+            shardmq::protocol::codes::response::PULL_NOT_FOUND => return out,
+            other => panic!("pull {topic}/{qid}@{off}: code {other} {:?}", r.remark),
+        }
+    }
 }
