@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use shardmq::protocol::{
 };
 
 use super::setup::Target;
-use super::stats::{code_kind, Local, Op, Shared};
+use super::stats::{code_kind, AliveGuard, Done, Local, Op, Shared};
 
 /// Bench bodies start with this and the send time in ns (little endian).
 pub const BODY_MAGIC: &[u8; 8] = b"SMQBENCH";
@@ -56,6 +56,9 @@ pub struct RunCfg {
     pub rate_per_conn: Option<f64>,
     pub pull_batch: i32,
     pub e2e: bool,
+    /// How long a send waits for its reply (pulls: on top of the long-poll
+    /// suspend time), and connects for the connection.
+    pub request_timeout: Duration,
 }
 
 /// One connection's job.
@@ -98,16 +101,31 @@ pub async fn executor_main(shared: Arc<Shared>, cfg: Arc<RunCfg>, plans: Vec<Con
     ctx.local.flush(&ctx.shared);
 }
 
+/// Resolves `addr` (from the name server's route, so it may be anything)
+/// and connects within the request timeout.
 async fn connect(ctx: &Ctx, addr: &str, op: Op) -> Option<TcpStream> {
-    match TcpStream::connect(addr).await {
+    let fail = |detail: String| {
+        ctx.local.error(
+            &ctx.shared,
+            op,
+            0,
+            format!("connect {addr} failed"),
+            Some(&detail),
+            ctx.shared.measuring(),
+        );
+        None
+    };
+    let sa = match addr.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(sa)) => sa,
+        Ok(None) => return fail("the address resolves to nothing".into()),
+        Err(e) => return fail(e.to_string()),
+    };
+    match TcpStream::connect_timeout(sa, ctx.cfg.request_timeout).await {
         Ok(s) => {
             let _ = s.set_nodelay(true);
             Some(s)
         }
-        Err(e) => {
-            ctx.local.error(&ctx.shared, op, 0, format!("connect {addr}: {e}"));
-            None
-        }
+        Err(e) => fail(e.to_string()),
     }
 }
 
@@ -186,26 +204,78 @@ impl MsgGen {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Pending {
+    /// When the request was due (latency counts from here; open loop:
+    /// its scheduled time).
     start: Instant,
+    /// When it was written (the reply timeout counts from here).
+    sent: Instant,
     msgs: u64,
+    /// Sent after the warm-up: counts in the measured window and took
+    /// its messages from the budget.
+    measured: bool,
+}
+
+/// What a producer connection's writer, reply reader and timeout sweeper
+/// share. `window` holds a permit per request that may still be sent; it
+/// is closed when the connection is gone, which ends the writer.
+struct SendState {
+    pending: RefCell<HashMap<i32, Pending>>,
+    window: Semaphore,
+    /// The writer has finished (no more requests will be added).
+    writer_done: Cell<bool>,
+}
+
+impl SendState {
+    /// Takes the request `opaque` out of the pending set, returning its
+    /// window permit; `None` when it already timed out or was answered.
+    fn finish(&self, opaque: i32) -> Option<Pending> {
+        let p = self.pending.borrow_mut().remove(&opaque)?;
+        self.window.signal(1);
+        Some(p)
+    }
+
+    /// Fails every request still outstanding (`kind`, `detail`).
+    fn fail_all(&self, ctx: &Ctx, kind: &str, detail: &str) {
+        let lost: Vec<Pending> = self.pending.borrow_mut().drain().map(|(_, p)| p).collect();
+        for p in lost {
+            self.window.signal(1);
+            ctx.local
+                .error(&ctx.shared, Op::Send, p.msgs, kind.into(), Some(detail), p.measured);
+        }
+    }
 }
 
 /// A producer connection: a writer that keeps up to `inflight` requests
-/// outstanding (coalescing what is ready into one write) and a reader that
-/// matches replies by opaque.
+/// outstanding (coalescing what is ready into one write), a reader that
+/// matches replies by opaque, and a sweeper that fails requests with no
+/// reply within the request timeout, so that a lost reply can neither
+/// hold a window permit nor keep `--messages` from being reached.
+///
+/// Whether a request is measured is decided once, when it is sent: sends
+/// after the warm-up take their messages from the `--messages` budget and
+/// count as done when answered, failed or timed out, so the run ends after
+/// exactly the budget whatever the phase its replies arrive in.
 async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: usize) {
+    let shared = ctx.shared.clone();
+    let _alive = AliveGuard(&shared.producers_alive, 1);
     let Some(stream) = connect(&ctx, &addr, Op::Send).await else {
         return;
     };
     let (rd, mut wr) = futures_lite::io::split(stream);
     let cfg = ctx.cfg.clone();
     let oneway = cfg.mode == SendMode::Oneway;
-    let pending: Rc<RefCell<HashMap<i32, Pending>>> = Rc::new(RefCell::new(HashMap::new()));
-    let window = Rc::new(Semaphore::new(cfg.inflight as u64));
+    let st = Rc::new(SendState {
+        pending: RefCell::new(HashMap::new()),
+        window: Semaphore::new(cfg.inflight as u64),
+        writer_done: Cell::new(false),
+    });
     if !oneway {
-        glommio::spawn_local(send_reader(ctx.clone(), rd, pending.clone(), window.clone())).detach();
+        glommio::spawn_local(send_reader(ctx.clone(), rd, st.clone())).detach();
+        glommio::spawn_local(expire_sends(ctx.clone(), st.clone())).detach();
     }
+    let window = &st.window;
     let mut gen = MsgGen::new(&cfg);
     let interval = cfg
         .rate_per_conn
@@ -218,11 +288,13 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
     let mut done = false;
     while !done && !ctx.shared.stop_send.load(Relaxed) {
         if !oneway && window.acquire(1).await.is_err() {
+            // The reader closed the window: the connection is gone.
             break;
         }
         let mut have_permit = true;
         let mut n = 0usize;
-        let mut oneway_msgs = 0u64;
+        // Oneway: messages written in this round, measured / warm-up.
+        let mut oneway_msgs = [0u64; 2];
         loop {
             if !have_permit {
                 let more = if oneway {
@@ -244,25 +316,25 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
                 let now = Instant::now();
                 if next_due > now {
                     if n > 0 {
-                        give_back(&window);
+                        give_back(window);
                         break;
                     }
                     glommio::timer::sleep(next_due - now).await;
                 }
             }
             if ctx.shared.stop_send.load(Relaxed) {
-                give_back(&window);
+                give_back(window);
                 done = true;
                 break;
             }
             let mut msgs = cfg.batch;
-            // The budget counts every message sent, warm-up included, so
-            // `--messages N` is an exact total however early a connection
-            // starts (before measuring begins it used to send uncounted).
-            if budgeted {
+            // Warm-up sends are outside the budget; measured ones take
+            // from it, so `--messages N` sends exactly N measured messages.
+            let measured = ctx.shared.measuring();
+            if budgeted && measured {
                 let before = ctx.shared.budget.fetch_sub(cfg.batch as i64, Relaxed);
                 if before <= 0 {
-                    give_back(&window);
+                    give_back(window);
                     done = true;
                     break;
                 }
@@ -283,19 +355,33 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
             cmd.opaque = opaque;
             if oneway {
                 cmd = cmd.with_oneway();
-                oneway_msgs += msgs as u64;
+            }
+            if let Err(e) = encode_frame(&cmd, &mut buf) {
+                give_back(window);
+                ctx.local.error(
+                    &ctx.shared,
+                    Op::Send,
+                    msgs as u64,
+                    "encode failed".into(),
+                    Some(&e.to_string()),
+                    measured,
+                );
+                // Every request of this run would fail alike.
+                done = true;
+                break;
+            }
+            if oneway {
+                oneway_msgs[usize::from(measured)] += msgs as u64;
             } else {
-                pending.borrow_mut().insert(
+                st.pending.borrow_mut().insert(
                     opaque,
                     Pending {
                         start,
+                        sent: Instant::now(),
                         msgs: msgs as u64,
+                        measured,
                     },
                 );
-            }
-            if let Err(e) = encode_frame(&cmd, &mut buf) {
-                ctx.local
-                    .error(&ctx.shared, Op::Send, msgs as u64, format!("encode: {e}"));
             }
             n += 1;
             if buf.len() >= MAX_WRITE {
@@ -304,77 +390,156 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
         }
         if !buf.is_empty() {
             if let Err(e) = wr.write_all(&buf).await {
-                ctx.local.error(&ctx.shared, Op::Send, 0, format!("write {addr}: {e}"));
-                return;
+                let kind = format!("write to {addr} failed");
+                if oneway {
+                    for (m, measured) in [(oneway_msgs[0], false), (oneway_msgs[1], true)] {
+                        if m > 0 {
+                            ctx.local
+                                .error(&ctx.shared, Op::Send, m, kind.clone(), Some(&e.to_string()), measured);
+                        }
+                    }
+                } else {
+                    st.fail_all(&ctx, &kind, &e.to_string());
+                }
+                break;
             }
             buf.clear();
-            if oneway {
-                let bytes = oneway_msgs * cfg.size as u64;
-                ctx.local.ok(&ctx.shared, Op::Send, oneway_msgs, bytes, None);
+            for (m, measured) in [(oneway_msgs[0], false), (oneway_msgs[1], true)] {
+                if m > 0 {
+                    let reqs = m.div_ceil(cfg.batch as u64);
+                    ctx.local.ok(
+                        &ctx.shared,
+                        Op::Send,
+                        Done {
+                            reqs,
+                            msgs: m,
+                            bytes: m * cfg.size as u64,
+                        },
+                        None,
+                        measured,
+                    );
+                }
             }
         }
     }
-    // Keep the connection open while replies are outstanding.
-    while !oneway && !pending.borrow().is_empty() && !ctx.shared.stop.load(Relaxed) {
+    st.writer_done.set(true);
+    // Keep the connection open while replies are outstanding (the sweeper
+    // fails those that do not come).
+    while !oneway && !st.pending.borrow().is_empty() && !ctx.shared.stop.load(Relaxed) {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     drop(wr);
 }
 
-async fn send_reader(
-    ctx: Rc<Ctx>,
-    mut rd: ReadHalf<TcpStream>,
-    pending: Rc<RefCell<HashMap<i32, Pending>>>,
-    window: Rc<Semaphore>,
-) {
+/// Fails the requests of a producer connection that had no reply within
+/// the request timeout (their late replies, if any, are then ignored).
+async fn expire_sends(ctx: Rc<Ctx>, st: Rc<SendState>) {
+    let timeout = ctx.cfg.request_timeout;
+    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let detail = format!("no reply within {} s", timeout.as_secs_f64());
+    loop {
+        glommio::timer::sleep(tick).await;
+        if ctx.shared.stop.load(Relaxed) || (st.writer_done.get() && st.pending.borrow().is_empty()) {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<i32> = st
+            .pending
+            .borrow()
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.sent) >= timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for opaque in expired {
+            if let Some(p) = st.finish(opaque) {
+                ctx.local.error(
+                    &ctx.shared,
+                    Op::Send,
+                    p.msgs,
+                    "timeout".into(),
+                    Some(&detail),
+                    p.measured,
+                );
+            }
+        }
+    }
+}
+
+async fn send_reader(ctx: Rc<Ctx>, mut rd: ReadHalf<TcpStream>, st: Rc<SendState>) {
     let decoder = FrameDecoder::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
     let size = ctx.cfg.size as u64;
-    loop {
+    let (kind, detail) = 'conn: loop {
         let n = match rd.read(&mut chunk).await {
-            Ok(0) => break,
+            Ok(0) => break 'conn ("connection closed", "by the broker".to_string()),
             Ok(n) => n,
-            Err(e) => {
-                if !ctx.shared.stop.load(Relaxed) {
-                    ctx.local.error(&ctx.shared, Op::Send, 0, format!("read: {e}"));
-                }
-                break;
-            }
+            Err(e) => break 'conn ("read failed", e.to_string()),
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
             let cmd = match decoder.decode(&mut buf) {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
-                Err(e) => {
-                    ctx.local.error(&ctx.shared, Op::Send, 0, format!("decode: {e}"));
-                    return;
-                }
+                Err(e) => break 'conn ("undecodable reply", e.to_string()),
             };
             if !cmd.is_response() {
                 continue;
             }
-            let Some(p) = pending.borrow_mut().remove(&cmd.opaque) else {
+            let Some(p) = st.finish(cmd.opaque) else {
                 continue;
             };
-            window.signal(1);
             if cmd.code == response::SUCCESS {
                 let ns = p.start.elapsed().as_nanos() as u64;
-                ctx.local.ok(&ctx.shared, Op::Send, p.msgs, p.msgs * size, Some(ns));
+                ctx.local.ok(
+                    &ctx.shared,
+                    Op::Send,
+                    Done {
+                        reqs: 1,
+                        msgs: p.msgs,
+                        bytes: p.msgs * size,
+                    },
+                    Some(ns),
+                    p.measured,
+                );
             } else {
-                ctx.local.error(&ctx.shared, Op::Send, p.msgs, code_kind(cmd.code));
+                ctx.local.error(
+                    &ctx.shared,
+                    Op::Send,
+                    p.msgs,
+                    code_kind(cmd.code),
+                    cmd.remark.as_deref(),
+                    p.measured,
+                );
             }
         }
+    };
+    // The connection is gone: what is outstanding failed, and the writer
+    // must not wait for permits that no reply will return.
+    let idle = st.pending.borrow().is_empty();
+    if idle && !st.writer_done.get() && !ctx.shared.stop.load(Relaxed) {
+        ctx.local.error(
+            &ctx.shared,
+            Op::Send,
+            0,
+            kind.into(),
+            Some(&detail),
+            ctx.shared.measuring(),
+        );
     }
-    // The connection is gone: what is outstanding failed.
-    let lost: Vec<Pending> = pending.borrow_mut().drain().map(|(_, p)| p).collect();
-    if !ctx.shared.stop.load(Relaxed) {
-        for p in lost {
-            ctx.local
-                .error(&ctx.shared, Op::Send, p.msgs, "connection closed".into());
-        }
-    }
+    st.fail_all(&ctx, kind, &detail);
+    st.window.close();
+}
+
+/// Long-polling pulls ask the broker to hold them this long when the
+/// queue has nothing new.
+const PULL_SUSPEND: Duration = Duration::from_secs(15);
+
+/// Why a call failed: the connection is gone, or this one request had no
+/// reply in time (the connection may still be usable).
+enum CallError {
+    Closed(String),
+    Timeout(Duration),
 }
 
 /// A connection with any number of requests in flight, each answered
@@ -386,21 +551,34 @@ struct Conn {
 }
 
 impl Conn {
-    async fn call(&self, mut cmd: RemotingCommand) -> Result<RemotingCommand, String> {
+    /// Sends `cmd` and waits for its reply at most `timeout` (writing
+    /// included); a reply that comes later is dropped.
+    async fn call(&self, mut cmd: RemotingCommand, timeout: Duration) -> Result<RemotingCommand, CallError> {
         let opaque = self.next.get().wrapping_add(1);
         self.next.set(opaque);
         cmd.opaque = opaque;
         let mut buf = BytesMut::new();
-        encode_frame(&cmd, &mut buf).map_err(|e| e.to_string())?;
+        encode_frame(&cmd, &mut buf).map_err(|e| CallError::Closed(format!("encode: {e}")))?;
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(opaque, tx);
-        self.wr
-            .lock()
-            .await
-            .write_all(&buf)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        rx.await.map_err(|_| "connection closed".to_string())
+        let exchange = async {
+            self.wr
+                .lock()
+                .await
+                .write_all(&buf)
+                .await
+                .map_err(|e| CallError::Closed(format!("write: {e}")))?;
+            rx.await.map_err(|_| CallError::Closed("connection closed".to_string()))
+        };
+        let timer = async {
+            glommio::timer::sleep(timeout).await;
+            Err(CallError::Timeout(timeout))
+        };
+        let r = futures_lite::future::or(exchange, timer).await;
+        if r.is_err() {
+            self.pending.borrow_mut().remove(&opaque);
+        }
+        r
     }
 }
 
@@ -427,10 +605,14 @@ async fn conn_reader(conn: Rc<Conn>, mut rd: ReadHalf<TcpStream>) {
             }
         }
     }
+    // Dropping the senders fails every call waiting on this connection.
     conn.pending.borrow_mut().clear();
 }
 
 async fn consume_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<(Target, i64)>) {
+    let shared = ctx.shared.clone();
+    // Every pull loop counts as alive until it runs (and guards itself).
+    let unstarted = AliveGuard(&shared.pullers_alive, queues.len());
     let Some(stream) = connect(&ctx, &addr, Op::Pull).await else {
         return;
     };
@@ -444,14 +626,32 @@ async fn consume_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<(Target, i64)>) {
     for (t, offset) in queues {
         glommio::spawn_local(pull_loop(ctx.clone(), conn.clone(), t, offset)).detach();
     }
+    // The loops now account for themselves.
+    std::mem::forget(unstarted);
 }
 
 /// PULL_MESSAGE from `offset` on, committing the offset reached
-/// (COMMIT_OFFSET bit), with long polling, until `stop`.
+/// (COMMIT_OFFSET bit), with long polling, until `stop` or the connection
+/// is gone. A pull with no reply within the suspend time plus the request
+/// timeout is counted as an error and sent again.
 async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
+    let shared = ctx.shared.clone();
+    let _alive = AliveGuard(&shared.pullers_alive, 1);
     let cfg = ctx.cfg.clone();
     let mut committed = offset;
     while !ctx.shared.stop.load(Relaxed) {
+        // consume --messages: once the measured window has what it needs,
+        // pull no more (what is in flight still counts).
+        let left = ctx.shared.pull_budget.load(Relaxed);
+        if left <= 0 && ctx.shared.measuring() {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        let max_msg_nums = if ctx.shared.measuring() {
+            cfg.pull_batch.min(i32::try_from(left).unwrap_or(i32::MAX))
+        } else {
+            cfg.pull_batch
+        };
         let mut sys_flag = pull_sys_flag::SUSPEND | pull_sys_flag::SUBSCRIPTION;
         if committed > 0 {
             sys_flag |= pull_sys_flag::COMMIT_OFFSET;
@@ -461,24 +661,41 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
             topic: cfg.topic.clone(),
             queue_id: t.queue,
             queue_offset: offset,
-            max_msg_nums: cfg.pull_batch,
+            max_msg_nums,
             sys_flag,
             commit_offset: committed,
-            suspend_timeout_millis: 15_000,
+            suspend_timeout_millis: PULL_SUSPEND.as_millis() as i64,
             subscription: Some("*".into()),
             sub_version: 0,
             expression_type: Some("TAG".into()),
             max_msg_bytes: None,
         };
         let start = Instant::now();
-        let r = match conn
-            .call(RemotingCommand::new_request(request::PULL_MESSAGE).with_ext_fields(h.to_ext()))
-            .await
-        {
+        let req = RemotingCommand::new_request(request::PULL_MESSAGE).with_ext_fields(h.to_ext());
+        let r = match conn.call(req, PULL_SUSPEND + cfg.request_timeout).await {
             Ok(r) => r,
-            Err(e) => {
+            Err(CallError::Timeout(d)) => {
+                let detail = format!("no reply within {} s", d.as_secs_f64());
+                ctx.local.error(
+                    &ctx.shared,
+                    Op::Pull,
+                    0,
+                    "timeout".into(),
+                    Some(&detail),
+                    ctx.shared.measuring(),
+                );
+                continue;
+            }
+            Err(CallError::Closed(e)) => {
                 if !ctx.shared.stop.load(Relaxed) {
-                    ctx.local.error(&ctx.shared, Op::Pull, 0, e);
+                    ctx.local.error(
+                        &ctx.shared,
+                        Op::Pull,
+                        0,
+                        "connection lost".into(),
+                        Some(&e),
+                        ctx.shared.measuring(),
+                    );
                 }
                 return;
             }
@@ -487,10 +704,17 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
         let next = PullMessageResponseHeader::from_ext(&r.ext_fields)
             .ok()
             .map(|h| h.next_begin_offset);
+        let measured = ctx.shared.measuring();
         match r.code {
             response::SUCCESS => {
                 let (msgs, bytes) = scan_records(&ctx, &r.body);
-                ctx.local.ok(&ctx.shared, Op::Pull, msgs, bytes, Some(latency));
+                ctx.local.ok(
+                    &ctx.shared,
+                    Op::Pull,
+                    Done { reqs: 1, msgs, bytes },
+                    Some(latency),
+                    measured,
+                );
                 offset = next.unwrap_or(offset + msgs as i64);
                 committed = offset;
             }
@@ -500,13 +724,21 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
                 }
             }
             response::PULL_OFFSET_MOVED => {
-                ctx.local.error(&ctx.shared, Op::Pull, 0, code_kind(r.code));
+                ctx.local.error(
+                    &ctx.shared,
+                    Op::Pull,
+                    0,
+                    code_kind(r.code),
+                    r.remark.as_deref(),
+                    measured,
+                );
                 if let Some(n) = next {
                     offset = n;
                 }
             }
             code => {
-                ctx.local.error(&ctx.shared, Op::Pull, 0, code_kind(code));
+                ctx.local
+                    .error(&ctx.shared, Op::Pull, 0, code_kind(code), r.remark.as_deref(), measured);
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
         }

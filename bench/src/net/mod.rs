@@ -12,7 +12,7 @@ pub mod load;
 pub mod setup;
 pub mod stats;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -70,16 +70,38 @@ pub struct NetArgs {
     pub batch: usize,
     #[arg(long, value_enum, default_value_t = SendMode::Sync)]
     pub mode: SendMode,
-    /// Measured seconds (default 10 unless --messages is given).
+    /// Measured seconds, after the warm-up (default 10 unless --messages
+    /// is given; with both, whichever ends first).
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Messages to send in total, warm-up included (produce, e2e), or to
-    /// receive (consume).
+    /// produce, e2e: send exactly N measured messages, then stop. Only
+    /// messages sent after the warm-up count and take from N; with a
+    /// warm-up, the broker receives its messages on top of N.
+    /// consume: stop once N messages arrived after the warm-up (pulls in
+    /// flight may add a few); without --duration it waits as long as that
+    /// takes.
     #[arg(long)]
     pub messages: Option<u64>,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup: f64,
+    /// Seconds of load before measuring (default 1, or 0 with --messages,
+    /// so that `--messages N` alone sends exactly N messages in all).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Seconds a request waits for its reply (and a connect for its
+    /// connection) before it counts as an error ("timeout"); pulls wait
+    /// this on top of the 15 s long-poll time.
+    #[arg(long, default_value_t = 10.0)]
+    pub request_timeout: f64,
+    /// Fail (exit status 1, after the summary) when failed requests /
+    /// (failed + successful requests) exceeds this fraction, e.g. 0.01;
+    /// 0 fails on any error. Default: fail only when there were errors
+    /// and no request succeeded.
+    #[arg(long)]
+    pub max_error_rate: Option<f64>,
+    /// A setting of the run the bench cannot see, as key=value, recorded in
+    /// the JSON and shown in plot titles, e.g. `--tag flush=SYNC_FLUSH`
+    /// (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
     /// Open loop: messages/s in total, on a fixed schedule; latency counts
     /// from each request's intended send time (coordinated omission corrected).
     #[arg(long)]
@@ -89,7 +111,9 @@ pub struct NetArgs {
     pub group: String,
     #[arg(long, default_value = "shardmq-bench-producer")]
     pub producer_group: String,
-    /// Consume from each queue's oldest message instead of its tail.
+    /// Consume from each queue's oldest message. Without it consume starts
+    /// at each queue's current end (whatever --group committed before),
+    /// so it only sees messages sent while it runs.
     #[arg(long)]
     pub from_start: bool,
     /// maxMsgNums of each pull.
@@ -245,12 +269,99 @@ fn op_summary(h: &Histogram<u64>, msgs: u64, bytes: u64, reqs: u64, secs: f64) -
     })
 }
 
+/// `--tag key=value` settings.
+fn parse_tags(tags: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for t in tags {
+        match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            _ => return Err(format!("--tag {t:?}: expected KEY=VALUE")),
+        }
+    }
+    Ok(out)
+}
+
+/// The run's verdict on its errors: `errors` failed requests against `ok`
+/// successful ones. Without `max_rate` only "errors and no success" fails.
+pub fn error_verdict(errors: u64, ok: u64, max_rate: Option<f64>) -> Result<(), String> {
+    if errors == 0 {
+        return Ok(());
+    }
+    let rate = errors as f64 / (errors + ok) as f64;
+    let what = format!("{errors} of {} requests failed ({:.3}%)", errors + ok, rate * 100.0);
+    match max_rate {
+        None if ok == 0 => Err(format!("{what}: no request succeeded")),
+        None => Ok(()),
+        Some(max) if rate > max => Err(format!("{what}: more than --max-error-rate {max}")),
+        Some(_) => Ok(()),
+    }
+}
+
+/// What the second ending at `now` mostly was.
+fn phase_of(last: Instant, now: Instant, measure_start: Option<Instant>, drain_start: Option<Instant>) -> &'static str {
+    let mid = last + (now - last) / 2;
+    match (measure_start, drain_start) {
+        (None, _) => "warm-up",
+        (Some(ms), _) if ms > mid => "warm-up",
+        (_, Some(ds)) if ds <= mid => "drain",
+        _ => "measure",
+    }
+}
+
+/// Printed when a consume run received nothing.
+fn consume_hint(args: &NetArgs) -> String {
+    if args.from_start {
+        format!(
+            "hint: 0 messages consumed: the queues of {} hold no message from their oldest offset on; \
+             produce to it (shardmq-bench produce --topic {}) or check --topic",
+            args.topic, args.topic
+        )
+    } else {
+        format!(
+            "hint: 0 messages consumed: consume starts at the current end of each queue of {} \
+             (whatever group {} committed before), so it only sees messages sent while it runs; \
+             pass --from-start to read what is stored, or produce while consuming (or run e2e)",
+            args.topic, args.group
+        )
+    }
+}
+
+fn secs_arg(name: &str, v: f64, zero_ok: bool) -> Result<f64, String> {
+    if !v.is_finite() || v < 0.0 || (!zero_ok && v == 0.0) {
+        return Err(format!(
+            "--{name} {v}: must be a finite number of seconds{}",
+            if zero_ok { " ≥ 0" } else { " > 0" }
+        ));
+    }
+    Ok(v)
+}
+
+/// Seconds of warm-up: as given, else 1, or 0 with `--messages` (so that
+/// `--messages N` alone is exactly N messages).
+fn warmup_secs(args: &NetArgs) -> Result<f64, String> {
+    let default = if args.messages.is_some() { 0.0 } else { 1.0 };
+    secs_arg("warmup", args.warmup.unwrap_or(default), true)
+}
+
 pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
     if args.size < 16 && kind == Kind::E2e {
         eprintln!("note: --size < 16: e2e latency uses the broker's millisecond bornTimestamp");
     }
     if args.batch == 0 || args.connections == 0 {
         return Err("--batch and --connections must be at least 1".into());
+    }
+    if let Some(r) = args.max_error_rate {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(format!("--max-error-rate {r}: a fraction from 0 to 1"));
+        }
+    }
+    let tags = parse_tags(&args.tags)?;
+    let request_timeout = Duration::from_secs_f64(secs_arg("request-timeout", args.request_timeout, false)?);
+    let warmup_secs = warmup_secs(&args)?;
+    if let Some(d) = args.duration {
+        secs_arg("duration", d, false)?;
     }
     shardmq::runtime::ensure_memlock()?;
     let cores = parse_cores(args.cores.as_deref())?;
@@ -288,6 +399,13 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
         }
         plans.extend(consumer_plans(&pull_targets, args.connections));
     }
+    let n_pull_loops: usize = plans
+        .iter()
+        .map(|p| match p {
+            ConnPlan::Consume { queues, .. } => queues.len(),
+            ConnPlan::Produce { .. } => 0,
+        })
+        .sum();
     let producer = if has_send {
         producer_plans(&send_targets, args.connections)
     } else {
@@ -309,12 +427,20 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
         rate_per_conn: args.rate.map(|r| r / n_producers.max(1) as f64),
         pull_batch: args.pull_batch,
         e2e: kind == Kind::E2e,
+        request_timeout,
     });
     let budget = match (has_send, args.messages) {
-        (true, Some(n)) => n as i64,
+        (true, Some(n)) => i64::try_from(n).unwrap_or(i64::MAX - 1),
         _ => i64::MAX,
     };
     let shared = Arc::new(Shared::new(budget));
+    if let (Kind::Consume, Some(n)) = (kind, args.messages) {
+        shared
+            .pull_budget
+            .store(i64::try_from(n).unwrap_or(i64::MAX - 1), Relaxed);
+    }
+    shared.producers_alive.store(n_producers, Relaxed);
+    shared.pullers_alive.store(n_pull_loops, Relaxed);
 
     let brokers = addrs_of(
         &send_targets
@@ -328,6 +454,8 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
         "args": &args,
         "resolved": {
             "duration_secs": duration,
+            "warmup_secs": warmup_secs,
+            "request_timeout_secs": request_timeout.as_secs_f64(),
             "inflight": inflight,
             "cores": &cores,
             "brokers": brokers,
@@ -337,27 +465,11 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
             "consumer_connections": plans.len() - n_producers,
             "header": "JSON",
             "send_code": if args.batch > 1 { "SEND_BATCH_MESSAGE" } else { "SEND_MESSAGE_V2" },
+            "tags": tags,
         },
         "version": env!("CARGO_PKG_VERSION"),
     });
     println!("parameters: {params}");
-
-    let mut per_exec: Vec<Vec<ConnPlan>> = cores.iter().map(|_| Vec::new()).collect();
-    for (i, p) in plans.into_iter().enumerate() {
-        per_exec[i % cores.len()].push(p);
-    }
-    let mut handles = Vec::new();
-    for (i, (cpu, plans)) in cores.iter().zip(per_exec).enumerate() {
-        if plans.is_empty() {
-            continue;
-        }
-        let (s, c) = (shared.clone(), cfg.clone());
-        let h = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
-            .name(&format!("bench-{i}"))
-            .spawn(move || load::executor_main(s, c, plans))
-            .map_err(|e| format!("cannot start an executor on CPU {cpu}: {e}"))?;
-        handles.push(h);
-    }
 
     // HDR interval log.
     let wall0 = SystemTime::now();
@@ -379,31 +491,63 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
     };
 
     let t0 = Instant::now();
-    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let warmup = Duration::from_secs_f64(warmup_secs);
     let mut measure_start: Option<Instant> = None;
+    let start_measuring = |at: &mut Option<Instant>, now: Instant| {
+        *at = Some(now);
+        shared.measure_start_wall_ns.store(wall_ns(), Relaxed);
+        shared.measuring.store(true, Relaxed);
+    };
+    if warmup.is_zero() {
+        // Measure from the first request: set before any executor runs, so
+        // that no message is sent (or answered) outside the measured window.
+        start_measuring(&mut measure_start, t0);
+    }
+
+    let mut per_exec: Vec<Vec<ConnPlan>> = cores.iter().map(|_| Vec::new()).collect();
+    for (i, p) in plans.into_iter().enumerate() {
+        per_exec[i % cores.len()].push(p);
+    }
+    let mut handles = Vec::new();
+    for (i, (cpu, plans)) in cores.iter().zip(per_exec).enumerate() {
+        if plans.is_empty() {
+            continue;
+        }
+        let (s, c) = (shared.clone(), cfg.clone());
+        let spawned = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
+            .name(&format!("bench-{i}"))
+            .spawn(move || load::executor_main(s, c, plans));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shared.stop.store(true, Relaxed);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(format!("cannot start an executor on CPU {cpu}: {e}"));
+            }
+        }
+    }
+
     let mut send_end: Option<Instant> = None;
     let mut next_report = t0 + Duration::from_secs(1);
     let mut last_report = t0;
     let mut last_counts = [(0u64, 0u64); 3];
     let mut timeline: Vec<Value> = Vec::new();
+    let mut errors_shown: BTreeSet<String> = BTreeSet::new();
+    let mut hinted = false;
+    let mut pullers_gone = false;
     let drain = Duration::from_secs_f64(args.drain.max(0.0));
     let end;
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let now = Instant::now();
-        if measure_start.is_none() && now >= t0 + warmup {
-            measure_start = Some(now);
-            shared.measure_start_wall_ns.store(wall_ns(), Relaxed);
-            shared.measuring.store(true, Relaxed);
-        }
         if now >= next_report {
-            let line = progress(
-                &shared,
-                now - t0,
-                now - last_report,
-                &mut last_counts,
-                measure_start.is_some(),
-            );
+            // Before this iteration's change of phase: the line describes
+            // the second that just ended.
+            let drain_start = if has_pull { send_end } else { None };
+            let phase = phase_of(last_report, now, measure_start, drain_start);
+            let line = progress(&shared, now - t0, now - last_report, &mut last_counts, phase);
             println!("{}", line.0);
             timeline.push(line.1);
             let mut agg = shared.agg.lock().expect("stats lock");
@@ -413,8 +557,45 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
                     let _ = log.write_histogram(&h, last_report - t0, now - last_report, Tag::new(op.name()));
                 }
             }
+            for k in agg.errors.keys() {
+                if errors_shown.insert(k.clone()) {
+                    eprintln!("error: {}", error_line(k, agg.error_remarks.get(k)));
+                }
+            }
+            drop(agg);
+            if kind == Kind::Consume
+                && !hinted
+                && now - t0 >= Duration::from_secs(5)
+                && shared.ops[Op::Pull as usize].msgs_all.load(Relaxed) == 0
+            {
+                hinted = true;
+                eprintln!("{}", consume_hint(&args));
+            }
             last_report = now;
             next_report += Duration::from_secs(1);
+        }
+        if measure_start.is_none() && now >= t0 + warmup {
+            start_measuring(&mut measure_start, now);
+        }
+        if has_send && send_end.is_none() && shared.producers_alive.load(Relaxed) == 0 {
+            // Every producer connection has ended: normally because the
+            // budget is spent (the counts arrive with the next flush),
+            // otherwise because they failed.
+            if shared.budget.load(Relaxed) > 0 {
+                eprintln!("every producer connection has ended (see the errors): the send phase ends early");
+            }
+            if measure_start.is_none() {
+                start_measuring(&mut measure_start, now);
+            }
+            shared.stop_send.store(true, Relaxed);
+            send_end = Some(now);
+        }
+        if has_pull && !pullers_gone && shared.pullers_alive.load(Relaxed) == 0 {
+            pullers_gone = true;
+            eprintln!("every consumer connection has ended (see the errors)");
+            if measure_start.is_none() {
+                start_measuring(&mut measure_start, now);
+            }
         }
         let Some(ms) = measure_start else { continue };
         let timed_out = duration.is_some_and(|d| now >= ms + Duration::from_secs_f64(d));
@@ -426,15 +607,13 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
             }
         }
         if !has_send {
-            let counted = args
-                .messages
-                .is_some_and(|n| shared.ops[Op::Pull as usize].msgs.load(Relaxed) >= n);
-            if timed_out || counted {
+            let counted = args.messages.is_some() && shared.pull_budget.load(Relaxed) <= 0;
+            if timed_out || counted || pullers_gone {
                 end = now;
                 break;
             }
         } else if let Some(se) = send_end {
-            if !has_pull {
+            if !has_pull || pullers_gone {
                 end = now;
                 break;
             }
@@ -485,28 +664,45 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
     }
     let produced = shared.ops[Op::Send as usize].msgs_all.load(Relaxed);
     let consumed = shared.ops[Op::Pull as usize].msgs_all.load(Relaxed);
+    let errors_total = shared.errors.load(Relaxed);
+    let ok_requests = shared.ok_requests();
     let errors: BTreeMap<String, u64> = agg.errors.clone();
     let summary = json!({
         "params": params,
+        "warmup_secs": (ms - t0).as_secs_f64(),
         "measured_secs": pull_secs,
         "ops": ops,
         "produced_total": produced,
         "consumed_total": consumed,
-        "errors_total": shared.errors.load(Relaxed),
+        "requests_ok_total": ok_requests,
+        "errors_total": errors_total,
+        "error_rate": if errors_total + ok_requests == 0 { 0.0 } else { errors_total as f64 / (errors_total + ok_requests) as f64 },
         "errors": errors,
+        "error_remarks": agg.error_remarks.clone(),
         "timeline": timeline,
     });
     drop(agg);
     print_summary(&summary);
+    if kind == Kind::Consume && consumed == 0 {
+        println!("{}", consume_hint(&args));
+    }
     if let Some(p) = &args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?;
         std::fs::write(p, text + "\n").map_err(|e| format!("write {}: {e}", p.display()))?;
     }
     if let Some(p) = &args.plot {
-        crate::plot::draw(p, &[(format!("{kind:?}"), summary.clone())])?;
+        crate::plot::draw(p, &[(String::new(), summary.clone())])?;
         println!("plot: {}", p.display());
     }
-    Ok(())
+    error_verdict(errors_total, ok_requests, args.max_error_rate)
+}
+
+/// `send code 13 MESSAGE_ILLEGAL: <the broker's remark>`.
+fn error_line(kind: &str, remark: Option<&String>) -> String {
+    match remark {
+        Some(r) => format!("{kind}: {r}"),
+        None => kind.to_string(),
+    }
 }
 
 /// One progress line and its timeline entry.
@@ -515,13 +711,14 @@ fn progress(
     since_start: Duration,
     interval: Duration,
     last: &mut [(u64, u64); 3],
-    measuring: bool,
+    phase: &str,
 ) -> (String, Value) {
     let secs = interval.as_secs_f64().max(1e-9);
     let agg = shared.agg.lock().expect("stats lock");
     let mut parts = Vec::new();
     let mut entry = serde_json::Map::new();
     entry.insert("t".into(), json!(since_start.as_secs_f64()));
+    entry.insert("phase".into(), json!(phase));
     for op in [Op::Send, Op::Pull] {
         let c = &shared.ops[op as usize];
         let (m, b) = (c.msgs_all.load(Relaxed), c.bytes_all.load(Relaxed));
@@ -530,8 +727,8 @@ fn progress(
         if m == 0 && agg.total[op as usize].is_empty() {
             continue;
         }
-        let rate = (m - lm) as f64 / secs;
-        let mbs = (b - lb) as f64 / secs / 1e6;
+        let rate = m.saturating_sub(lm) as f64 / secs;
+        let mbs = b.saturating_sub(lb) as f64 / secs / 1e6;
         let h = &agg.total[op as usize];
         parts.push(format!(
             "{} {:>9.0} msg/s {:>8.1} MB/s p99 {}",
@@ -548,11 +745,15 @@ fn progress(
         parts.push(format!("e2e p99 {}", fmt_lat(e2e, 0.99)));
     }
     let line = format!(
-        "[{:>6.1}s] {} | {} | errors {}",
+        "[{:>6.1}s] {:<7} | {} | errors {}",
         since_start.as_secs_f64(),
-        if measuring { "measure" } else { "warmup " },
+        phase,
         if parts.is_empty() {
-            "no traffic yet".to_string()
+            if shared.errors.load(Relaxed) > 0 {
+                "no successful request yet".to_string()
+            } else {
+                "no traffic yet".to_string()
+            }
         } else {
             parts.join(" | ")
         },
@@ -563,8 +764,9 @@ fn progress(
 
 fn print_summary(s: &Value) {
     println!(
-        "summary (measured {:.2} s):",
-        s["measured_secs"].as_f64().unwrap_or(0.0)
+        "summary (measured {:.2} s after {:.2} s of warm-up):",
+        s["measured_secs"].as_f64().unwrap_or(0.0),
+        s["warmup_secs"].as_f64().unwrap_or(0.0)
     );
     if let Some(ops) = s["ops"].as_object() {
         println!(
@@ -595,7 +797,72 @@ fn print_summary(s: &Value) {
     );
     if let Some(errs) = s["errors"].as_object() {
         for (k, v) in errs {
-            println!("    {k}: {v}");
+            let remark = s["error_remarks"][k].as_str().map(str::to_string);
+            println!("    {v} × {}", error_line(k, remark.as_ref()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_verdict_fails_only_without_any_success() {
+        assert!(error_verdict(0, 0, None).is_ok());
+        assert!(error_verdict(5, 1, None).is_ok());
+        let e = error_verdict(3, 0, None).expect_err("all failed");
+        assert!(
+            e.contains("3 of 3 requests failed") && e.contains("no request succeeded"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn max_error_rate_is_a_fraction_of_requests() {
+        assert!(error_verdict(1, 99, Some(0.01)).is_ok());
+        let e = error_verdict(2, 98, Some(0.01)).expect_err("2 %");
+        assert!(e.contains("2.000%") && e.contains("--max-error-rate 0.01"), "{e}");
+        assert!(error_verdict(1, 1_000_000, Some(0.0)).is_err());
+        assert!(error_verdict(0, 10, Some(0.0)).is_ok());
+    }
+
+    #[test]
+    fn the_second_that_ends_the_warm_up_is_labelled_warm_up() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        // Warm-up of 1 s: the first line is printed before measuring starts.
+        assert_eq!(phase_of(t0, t0 + s, None, None), "warm-up");
+        // Measuring started at 1.0 s: the next second is measured.
+        assert_eq!(phase_of(t0 + s, t0 + 2 * s, Some(t0 + s), None), "measure");
+        // A warm-up of 1.8 s: the second from 1 to 2 s is mostly warm-up.
+        let ms = t0 + Duration::from_millis(1800);
+        assert_eq!(phase_of(t0 + s, t0 + 2 * s, Some(ms), None), "warm-up");
+        assert_eq!(phase_of(t0 + 2 * s, t0 + 3 * s, Some(ms), Some(t0 + 2 * s)), "drain");
+    }
+
+    #[test]
+    fn tags_are_key_value() {
+        let t = parse_tags(&["flush=SYNC_FLUSH".into(), " host = a=b ".into()]).expect("tags");
+        assert_eq!(t["flush"], "SYNC_FLUSH");
+        assert_eq!(t["host"], "a=b");
+        assert!(parse_tags(&["noequals".into()]).is_err());
+        assert!(parse_tags(&["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn warm_up_defaults_to_zero_with_messages() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            a: NetArgs,
+        }
+        let w = |argv: &[&str]| warmup_secs(&P::parse_from(argv).a);
+        assert_eq!(w(&["x"]), Ok(1.0));
+        assert_eq!(w(&["x", "--messages", "1000"]), Ok(0.0));
+        assert_eq!(w(&["x", "--messages", "1000", "--warmup", "2"]), Ok(2.0));
+        assert!(w(&["x", "--warmup=-1"]).is_err());
+        assert_eq!(P::parse_from(["x"]).a.request_timeout, 10.0);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -16,7 +16,8 @@ use shardmq::protocol::{encode_frame, FrameDecoder, RemotingCommand};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One request at a time over a blocking socket.
+/// One request at a time over a blocking socket; connecting, each write
+/// and each read wait at most [`TIMEOUT`].
 pub struct BlockingClient {
     addr: String,
     stream: TcpStream,
@@ -27,10 +28,16 @@ pub struct BlockingClient {
 
 impl BlockingClient {
     pub fn connect(addr: &str) -> Result<BlockingClient, String> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let sa = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("address {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("address {addr} resolves to nothing"))?;
+        let stream = TcpStream::connect_timeout(&sa, TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
         stream
             .set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
             .map_err(|e| format!("{addr}: {e}"))?;
         Ok(BlockingClient {
             addr: addr.to_string(),
@@ -60,10 +67,12 @@ impl BlockingClient {
                     return Ok(r);
                 }
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .map_err(|e| format!("read {}: {e}", self.addr))?;
+            let n = self.stream.read(&mut chunk).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    format!("{}: no reply within {} s", self.addr, TIMEOUT.as_secs())
+                }
+                _ => format!("read {}: {e}", self.addr),
+            })?;
             if n == 0 {
                 return Err(format!("{} closed the connection", self.addr));
             }

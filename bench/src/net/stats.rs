@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -41,9 +41,11 @@ pub struct OpCounters {
     pub msgs: AtomicU64,
     pub bytes: AtomicU64,
     pub reqs: AtomicU64,
-    /// Messages and bytes in every phase (progress lines, e2e accounting).
+    /// Messages, bytes and successful requests in every phase (progress
+    /// lines, e2e accounting, error rate).
     pub msgs_all: AtomicU64,
     pub bytes_all: AtomicU64,
+    pub reqs_all: AtomicU64,
 }
 
 pub struct Agg {
@@ -53,19 +55,30 @@ pub struct Agg {
     pub interval: Vec<Histogram<u64>>,
     /// Error counts by response code or failure kind, every phase.
     pub errors: BTreeMap<String, u64>,
+    /// The first remark (or detail) seen for each error kind.
+    pub error_remarks: BTreeMap<String, String>,
 }
 
 /// Shared by all executors and the main thread.
 pub struct Shared {
     pub ops: [OpCounters; 3],
-    /// Messages whose send finished (ok or failed) in the measured window.
+    /// Measured messages (sent after the warm-up) whose send finished:
+    /// answered, failed or timed out. Added to at once (not at the next
+    /// flush) so that a `--messages` run ends when its last reply comes.
     pub send_done: AtomicU64,
+    /// Messages consumers may still receive in the measured window
+    /// (`i64::MAX`: no budget), taken from at once as pulls return.
+    pub pull_budget: AtomicI64,
     pub errors: AtomicU64,
     pub measuring: AtomicBool,
     pub stop_send: AtomicBool,
     pub stop: AtomicBool,
-    /// Messages producers may still send in the measured window.
+    /// Messages producers may still send in the measured window
+    /// (`i64::MAX`: no budget). Warm-up sends do not take from it.
     pub budget: AtomicI64,
+    /// Producer connections still running; pull loops still running.
+    pub producers_alive: AtomicUsize,
+    pub pullers_alive: AtomicUsize,
     /// Wall-clock ns when measuring started: e2e counts messages born after it.
     pub measure_start_wall_ns: AtomicU64,
     pub agg: Mutex<Agg>,
@@ -76,16 +89,20 @@ impl Shared {
         Shared {
             ops: Default::default(),
             send_done: AtomicU64::new(0),
+            pull_budget: AtomicI64::new(i64::MAX),
             errors: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
             stop_send: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             budget: AtomicI64::new(budget),
+            producers_alive: AtomicUsize::new(0),
+            pullers_alive: AtomicUsize::new(0),
             measure_start_wall_ns: AtomicU64::new(u64::MAX),
             agg: Mutex::new(Agg {
                 total: OPS.iter().map(|_| new_hist()).collect(),
                 interval: OPS.iter().map(|_| new_hist()).collect(),
                 errors: BTreeMap::new(),
+                error_remarks: BTreeMap::new(),
             }),
         }
     }
@@ -93,6 +110,28 @@ impl Shared {
     pub fn measuring(&self) -> bool {
         self.measuring.load(Relaxed)
     }
+
+    /// Successful requests, every phase and operation.
+    pub fn ok_requests(&self) -> u64 {
+        self.ops.iter().map(|o| o.reqs_all.load(Relaxed)).sum()
+    }
+}
+
+/// Decrements a live-task counter when dropped, however the task ends.
+pub struct AliveGuard<'a>(pub &'a AtomicUsize, pub usize);
+
+impl Drop for AliveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Relaxed);
+    }
+}
+
+/// What some successful requests carried.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    pub reqs: u64,
+    pub msgs: u64,
+    pub bytes: u64,
 }
 
 /// One executor's counters since its last flush.
@@ -103,8 +142,8 @@ pub struct Local {
     reqs: [Cell<u64>; 3],
     msgs_all: [Cell<u64>; 3],
     bytes_all: [Cell<u64>; 3],
-    send_done: Cell<u64>,
-    errors: RefCell<BTreeMap<String, u64>>,
+    reqs_all: [Cell<u64>; 3],
+    errors: RefCell<BTreeMap<String, (u64, String)>>,
     dirty_hist: Cell<bool>,
 }
 
@@ -117,7 +156,7 @@ impl Local {
             reqs: Default::default(),
             msgs_all: Default::default(),
             bytes_all: Default::default(),
-            send_done: Cell::new(0),
+            reqs_all: Default::default(),
             errors: RefCell::new(BTreeMap::new()),
             dirty_hist: Cell::new(false),
         }
@@ -127,18 +166,31 @@ impl Local {
         c.set(c.get() + n);
     }
 
-    /// A successful request of `msgs` messages; `latency_ns` is recorded
-    /// when given and measuring.
-    pub fn ok(&self, shared: &Shared, op: Op, msgs: u64, bytes: u64, latency_ns: Option<u64>) {
+    /// Successful requests (`n`). `measured` says whether they count in
+    /// the measured window: for sends, whether they were sent after the
+    /// warm-up (decided when sent, so that the budget and the count
+    /// agree); for pulls, whether measuring now. `latency_ns` is recorded
+    /// when given and measured.
+    pub fn ok(&self, shared: &Shared, op: Op, n: Done, latency_ns: Option<u64>, measured: bool) {
+        let Done { reqs, msgs, bytes } = n;
         let i = op as usize;
         Self::add(&self.msgs_all[i], msgs);
         Self::add(&self.bytes_all[i], bytes);
-        if shared.measuring() {
+        Self::add(&self.reqs_all[i], reqs);
+        if measured {
             Self::add(&self.msgs[i], msgs);
             Self::add(&self.bytes[i], bytes);
-            Self::add(&self.reqs[i], 1);
-            if op == Op::Send {
-                Self::add(&self.send_done, msgs);
+            Self::add(&self.reqs[i], reqs);
+            match op {
+                Op::Send => {
+                    shared.send_done.fetch_add(msgs, Relaxed);
+                }
+                Op::Pull if msgs > 0 => {
+                    shared
+                        .pull_budget
+                        .fetch_sub(i64::try_from(msgs).unwrap_or(i64::MAX), Relaxed);
+                }
+                _ => {}
             }
             if let Some(ns) = latency_ns {
                 self.latency(op, ns);
@@ -152,16 +204,23 @@ impl Local {
         self.dirty_hist.set(true);
     }
 
-    /// A failed request: `kind` names the response code or failure.
-    pub fn error(&self, shared: &Shared, op: Op, msgs: u64, kind: String) {
-        if op == Op::Send && shared.measuring() {
-            Self::add(&self.send_done, msgs);
+    /// A failed request of `msgs` messages: `kind` names the response
+    /// code or failure, `detail` is the broker's remark or the error text.
+    /// `measured` as for [`Local::ok`] (a failed measured send is done).
+    pub fn error(&self, shared: &Shared, op: Op, msgs: u64, kind: String, detail: Option<&str>, measured: bool) {
+        if op == Op::Send && measured {
+            shared.send_done.fetch_add(msgs, Relaxed);
         }
-        *self
-            .errors
-            .borrow_mut()
+        let mut errors = self.errors.borrow_mut();
+        let e = errors
             .entry(format!("{} {kind}", op.name()))
-            .or_insert(0) += 1;
+            .or_insert_with(|| (0, String::new()));
+        e.0 += 1;
+        if e.1.is_empty() {
+            if let Some(d) = detail.filter(|d| !d.is_empty()) {
+                e.1 = d.chars().take(300).collect();
+            }
+        }
     }
 
     pub fn flush(&self, shared: &Shared) {
@@ -172,13 +231,16 @@ impl Local {
             o.reqs.fetch_add(self.reqs[i].take(), Relaxed);
             o.msgs_all.fetch_add(self.msgs_all[i].take(), Relaxed);
             o.bytes_all.fetch_add(self.bytes_all[i].take(), Relaxed);
+            o.reqs_all.fetch_add(self.reqs_all[i].take(), Relaxed);
         }
-        shared.send_done.fetch_add(self.send_done.take(), Relaxed);
         let errors = std::mem::take(&mut *self.errors.borrow_mut());
         if !errors.is_empty() || self.dirty_hist.get() {
             let mut agg = shared.agg.lock().expect("stats lock");
-            for (k, n) in errors {
+            for (k, (n, remark)) in errors {
                 shared.errors.fetch_add(n, Relaxed);
+                if !remark.is_empty() {
+                    agg.error_remarks.entry(k.clone()).or_insert(remark);
+                }
                 *agg.errors.entry(k).or_insert(0) += n;
             }
             if self.dirty_hist.take() {
@@ -195,7 +257,8 @@ impl Local {
     }
 }
 
-/// `code 14 SYSTEM_BUSY: remark` shortened to the code and its name.
+/// A response code and its name, e.g. `code 13 MESSAGE_ILLEGAL` (errors
+/// are counted by this; the remark is kept beside it).
 pub fn code_kind(code: i32) -> String {
     match response::name(code) {
         Some(n) => format!("code {code} {n}"),
