@@ -36,6 +36,8 @@ pub struct BrokerConfig {
     pub default_topic_queue_nums: u32,
     pub file_reserved_time: Duration,
     pub disk_max_used_space_ratio: u8,
+    /// `diskFullPolicy`: `reject` (default) or `deleteOldest`.
+    pub disk_full_policy: crate::store::DiskFullPolicy,
     pub sync_flush_timeout: Duration,
     pub max_message_size: usize,
     /// Data shards (0 = one per CPU core).
@@ -91,6 +93,7 @@ impl Default for BrokerConfig {
             default_topic_queue_nums: 8,
             file_reserved_time: Duration::from_secs(72 * 3600),
             disk_max_used_space_ratio: 90,
+            disk_full_policy: crate::store::DiskFullPolicy::Reject,
             sync_flush_timeout: Duration::from_secs(5),
             max_message_size: 4 << 20,
             shard_count: 0,
@@ -200,6 +203,13 @@ impl BrokerConfig {
                 }
                 "fileReservedTime" => c.file_reserved_time = Duration::from_secs(number::<u64>(k, v)? * 3600),
                 "diskMaxUsedSpaceRatio" => c.disk_max_used_space_ratio = number(k, v)?,
+                "diskFullPolicy" => {
+                    c.disk_full_policy = match v {
+                        "reject" => crate::store::DiskFullPolicy::Reject,
+                        "deleteOldest" => crate::store::DiskFullPolicy::DeleteOldest,
+                        _ => return Err(invalid(k, v, "expected reject or deleteOldest")),
+                    }
+                }
                 "syncFlushTimeout" => c.sync_flush_timeout = Duration::from_millis(number(k, v)?),
                 "maxMessageSize" => c.max_message_size = number(k, v)?,
                 "shardCount" => c.shard_count = number(k, v)?,

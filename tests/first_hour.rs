@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{file_tail, pull_all, Broker, Client};
 use shardmq::protocol::codes::{request, response};
+use shardmq::runtime::ports;
 
 /// A `shardmq` process started the way a user starts it.
 struct Serve {
@@ -208,6 +209,22 @@ fn admin(namesrv: &str, args: &[&str]) -> String {
     text
 }
 
+/// The tests that use the default ports (the README's commands) take turns.
+static DEFAULT_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn default_ports_free() {
+    let wanted: Vec<ports::Wanted> = [9876u16, 10909, 10911, 10921, 10922, 5557]
+        .into_iter()
+        .map(|p| ports::Wanted {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], p)),
+            what: "a default port the README's commands use".into(),
+        })
+        .collect();
+    if let Err(e) = ports::check_free(&wanted) {
+        panic!("{e}: this test runs the README's commands as written; stop whatever holds the port");
+    }
+}
+
 /// The README's start command, `serve` with no settings: relative `./data`
 /// in the working directory, default ports. ASYNC_FLUSH (the default) and
 /// SYNC_FLUSH runs each end with SIGINT; a third start finds every
@@ -217,16 +234,8 @@ fn readme_start_command_keeps_every_acknowledged_message_across_sigint_restarts(
     let dir = common::test_dir();
     let cwd = dir.path().join("fresh-clone");
     std::fs::create_dir_all(&cwd).expect("cwd");
-    let defaults = [9876u16, 10909, 10911, 10921, 10922, 5557];
-    for p in defaults {
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_err() {
-            panic!(
-                "port {p} is taken on this machine ({}): this test runs the README's start command, \
-                 which uses the default ports; stop whatever holds it",
-                shardmq::runtime::ports::who_listens(p).unwrap_or_else(|| "holder unknown".into())
-            );
-        }
-    }
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    default_ports_free();
     let (main, ns) = ("127.0.0.1:10911", "127.0.0.1:9876");
     let topic = "Tour";
     let mut acked = Vec::new();
@@ -275,6 +284,78 @@ fn readme_start_command_keeps_every_acknowledged_message_across_sigint_restarts(
     s.interrupt();
     // A clean stop leaves the data where the ready line said it was.
     assert!(data.join("shard-0").join("checkpoint").exists());
+}
+
+/// The README's five-minute tour (the `sh` block after `<!-- tour -->`),
+/// run as written in a fresh directory, with the binaries of this build in
+/// place of `target/release/`.
+#[test]
+fn readme_tour_runs_as_written() {
+    let _turn = DEFAULT_PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let after = readme
+        .split_once("<!-- tour -->")
+        .expect("README has no <!-- tour --> marker")
+        .1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("no sh block after the tour marker")
+        .0;
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_shardmq"));
+    let bin_dir = exe.parent().expect("bin dir").to_path_buf();
+    let bench = bin_dir.join("shardmq-bench");
+    if !bench.exists() {
+        // `cargo test --workspace` builds it; a lone `--test first_hour` may not have.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "shardmq-bench", "--bin", "shardmq-bench"]);
+        if bin_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let st = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(st.success() && bench.exists(), "cannot build shardmq-bench");
+    }
+    let mut script = String::new();
+    for line in block.lines() {
+        assert!(!line.trim().is_empty(), "blank line in the tour block");
+        if line.starts_with("cargo build") {
+            continue; // this build's binaries are used instead
+        }
+        script.push_str(&line.replace("target/release/", &format!("{}/", bin_dir.display())));
+        script.push('\n');
+    }
+    default_ports_free();
+    let dir = common::test_dir();
+    let out = Command::new("timeout")
+        .args(["300", "bash", "-e", "-x", "-c", &script])
+        .current_dir(dir.path())
+        .output()
+        .expect("run the tour");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the README tour failed ({}):\n{text}", out.status);
+    assert!(text.contains("shardmq ready"), "{text}");
+    assert!(
+        text.contains("Diff total: 0"),
+        "consumer-progress after consuming everything: {text}"
+    );
+    let messages: u64 = text
+        .lines()
+        .filter(|l| l.contains("broker-a"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // topic status rows: | broker queue min max messages time |
+            (f.len() == 8 && f[0] == "|").then(|| f[5].parse::<u64>().ok())?
+        })
+        .sum();
+    assert_eq!(messages, 10_000, "topic status after the tour's produce:\n{text}");
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         queues: shard.store.queue_count() as u64,
         log_write_offset: shard.store.write_log_offset(),
         log_flushed_offset: shard.store.flushed_log_offset(),
+        disk_full: shard.store.is_disk_full() as u64,
+        forced_segment_deletions: shard.store.forced_deletions(),
     };
     let lag = shard
         .offsets

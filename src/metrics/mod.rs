@@ -167,6 +167,12 @@ pub struct Gauges {
     pub queues: u64,
     pub log_write_offset: u64,
     pub log_flushed_offset: u64,
+    /// 1 while appends are refused for disk space.
+    #[serde(default)]
+    pub disk_full: u64,
+    /// Unexpired segments deleted under `diskFullPolicy=deleteOldest`.
+    #[serde(default)]
+    pub forced_segment_deletions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

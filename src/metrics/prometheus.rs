@@ -80,7 +80,7 @@ pub fn render(stats: &BrokerStats) -> String {
         |s| vec![(String::new(), s.counters.connections_opened)],
     );
     type Gauge = (&'static str, &'static str, fn(&super::Gauges) -> u64);
-    let gauges: [Gauge; 5] = [
+    let gauges: [Gauge; 7] = [
         ("shardmq_connections_open", "Open client connections.", |_| 0),
         (
             "shardmq_long_poll_waiters",
@@ -97,6 +97,16 @@ pub fn render(stats: &BrokerStats) -> String {
             "shardmq_unflushed_bytes",
             "CommitLog bytes written but not yet durable.",
             |g| g.log_write_offset.saturating_sub(g.log_flushed_offset),
+        ),
+        (
+            "shardmq_disk_full",
+            "1 while appends are refused because the disk is used above diskMaxUsedSpaceRatio.",
+            |g| g.disk_full,
+        ),
+        (
+            "shardmq_forced_segment_deletions",
+            "Unexpired CommitLog segments deleted under diskFullPolicy=deleteOldest (messages lost); alert on any increase.",
+            |g| g.forced_segment_deletions,
         ),
     ];
     for (name, help, f) in gauges {

@@ -336,6 +336,7 @@ async fn run_shard(
     scfg.sync_flush_timeout = cfg.sync_flush_timeout;
     scfg.file_reserved_time = cfg.file_reserved_time;
     scfg.disk_max_used_ratio = cfg.disk_max_used_space_ratio;
+    scfg.disk_full_policy = cfg.disk_full_policy;
     scfg.tail_cache_bytes = cfg.tail_cache_bytes;
     scfg.max_record_size = cfg.max_message_size + 64 * 1024;
     let (store, report_rec) = MessageStore::open(scfg).await.map_err(|e| e.to_string())?;

@@ -36,6 +36,7 @@ use super::config::{FlushMode, StoreConfig};
 use super::error::StoreError;
 use super::notify::Notify;
 use super::record::{encode_blank, BLANK_SIZE};
+use super::retention::DiskUsage;
 use super::segment::{self, align_down, align_up, Segment, MAX_IO};
 use super::tail_cache::TailCache;
 
@@ -97,7 +98,13 @@ pub struct CommitLog {
     prepared: Notify,
     /// Probe: flushes, synced bytes, fdatasync latencies.
     pub probe: RefCell<FlushProbe>,
+    /// Disk-use probe and `diskMaxUsedSpaceRatio`: the preparer refuses a
+    /// segment that would take use above the ratio.
+    space: RefCell<Option<(SharedDiskUsage, u8)>>,
 }
+
+/// The store's disk-use probe, shared with the CommitLog's preparer.
+pub type SharedDiskUsage = Rc<RefCell<Box<dyn DiskUsage>>>;
 
 #[derive(Default, Clone)]
 pub struct FlushProbe {
@@ -139,6 +146,26 @@ impl CommitLog {
             rolled: Notify::default(),
             prepared: Notify::default(),
             probe: RefCell::new(FlushProbe::default()),
+            space: RefCell::new(None),
+        }
+    }
+
+    /// Makes the preparer check disk use before allocating a segment.
+    pub fn set_space_check(&self, disk: SharedDiskUsage, max_used_percent: u8) {
+        *self.space.borrow_mut() = Some((disk, max_used_percent));
+    }
+
+    /// Why the next segment must not be allocated now, if it must not.
+    fn space_refusal(&self) -> Option<String> {
+        let (disk, max) = self.space.borrow().clone()?;
+        let after = disk.borrow().used_percent_after(self.segment_size);
+        match after {
+            Ok(after) if after > max => Some(format!(
+                "the disk would be {after}% used with another {} MiB segment, above diskMaxUsedSpaceRatio {max}%",
+                self.segment_size >> 20
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!("cannot measure disk use: {e}")),
         }
     }
 
@@ -420,7 +447,11 @@ impl CommitLog {
                 self.rolled.changed_since(seen).await;
                 continue;
             };
-            match segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await {
+            let prepared = match self.space_refusal() {
+                Some(why) => Err(StoreError::Glommio(why)),
+                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await,
+            };
+            match prepared {
                 Ok(seg) => {
                     self.segments.borrow_mut().insert(base, Rc::new(seg));
                     *self.prepare_error.borrow_mut() = None;

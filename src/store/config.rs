@@ -15,6 +15,20 @@ pub enum FlushMode {
     Async,
 }
 
+/// `diskFullPolicy`: what the store does when the disk holding it is used
+/// above `diskMaxUsedSpaceRatio`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFullPolicy {
+    /// Refuse appends (SERVICE_NOT_AVAILABLE) until space returns; only
+    /// segments past `fileReservedTime` are ever deleted. The default:
+    /// nothing acknowledged is deleted before its retention.
+    Reject,
+    /// Also delete the oldest segments, expired or not, until use is below
+    /// the ratio (RocketMQ's forced cleaning). Unconsumed messages are lost;
+    /// every deletion is logged as an error and counted.
+    DeleteOldest,
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// This shard's own directory (`<storePathRootDir>/shard-<k>`).
@@ -54,6 +68,8 @@ pub struct StoreConfig {
     /// `diskMaxUsedSpaceRatio` in percent: above it appends are refused and
     /// cleaning is forced.
     pub disk_max_used_ratio: u8,
+    /// `diskFullPolicy` (default [`DiskFullPolicy::Reject`]).
+    pub disk_full_policy: DiskFullPolicy,
     /// How often retention and disk use are checked.
     pub clean_interval: Duration,
 }
@@ -77,6 +93,7 @@ impl StoreConfig {
             checkpoint_interval: Duration::from_secs(1),
             file_reserved_time: Duration::from_secs(72 * 3600),
             disk_max_used_ratio: 90,
+            disk_full_policy: DiskFullPolicy::Reject,
             clean_interval: Duration::from_secs(10),
         }
     }

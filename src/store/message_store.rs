@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use glommio::task::JoinHandle;
 
 use super::checkpoint::{Checkpoint, QueueMark};
-use super::commit_log::{CommitLog, Durability, ReserveError};
+use super::commit_log::{CommitLog, Durability, ReserveError, SharedDiskUsage};
 use super::config::{FlushMode, StoreConfig};
 use super::consume_queue::{ConsumeQueue, CqEntry};
 use super::cq_files::CqFiles;
@@ -107,7 +107,9 @@ pub(super) struct Inner {
     pub(super) queues: RefCell<QueueTable>,
     pub(super) cq_files: CqFiles,
     pub(super) disk_full: Cell<bool>,
-    pub(super) disk: RefCell<Box<dyn DiskUsage>>,
+    pub(super) disk: SharedDiskUsage,
+    /// Unexpired segments deleted under `diskFullPolicy=deleteOldest`.
+    pub(super) forced_deletions: Cell<u64>,
     scratch: RefCell<Vec<u8>>,
     stopping: Cell<bool>,
     /// Wakes the periodic tasks (checkpointer, retention) at shutdown.
@@ -234,12 +236,15 @@ impl MessageStore {
         log.set_checkpointed(used_ckpt.as_ref().map_or(0, |c| c.log_pos));
         let stale_minimums = used_ckpt.as_ref().is_some_and(|c| log.min_offset() > c.log_min);
         let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard);
+        let disk: SharedDiskUsage = Rc::new(RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))));
+        log.set_space_check(disk.clone(), cfg.disk_max_used_ratio);
         let inner = Rc::new(Inner {
             log: Rc::new(log),
             queues: RefCell::new(table),
             cq_files,
             disk_full: Cell::new(false),
-            disk: RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))),
+            disk: disk.clone(),
+            forced_deletions: Cell::new(0),
             scratch: RefCell::new(Vec::with_capacity(64 * 1024)),
             stopping: Cell::new(false),
             stop_signal: Notify::default(),
@@ -256,10 +261,16 @@ impl MessageStore {
             // queue minimums point into them.
             retention::advance_queue_minimums(&store).await;
         }
-        // The first checkpoint is written before the store is open, so that
+        // A new store writes its first checkpoint before it is open, so that
         // a data directory that cannot take one fails the start instead of
-        // every second afterwards.
-        store.checkpoint().await?;
+        // every second afterwards. An existing store opens regardless (on
+        // a full disk it still serves what it holds).
+        if let Err(e) = store.checkpoint().await {
+            if used_ckpt.is_none() && end == 0 {
+                return Err(e);
+            }
+            log::error!("shard {shard}: cannot write a checkpoint at open: {e}");
+        }
         store.start_tasks();
         log::info!(
             "shard {} store open at {}: log [{}, {}), {} queues, {} records re-dispatched",
@@ -323,6 +334,12 @@ impl MessageStore {
         *self.inner.disk.borrow_mut() = probe;
     }
 
+    /// Unexpired CommitLog segments deleted under
+    /// `diskFullPolicy=deleteOldest` since open.
+    pub fn forced_deletions(&self) -> u64 {
+        self.inner.forced_deletions.get()
+    }
+
     pub fn is_disk_full(&self) -> bool {
         self.inner.disk_full.get()
     }
@@ -360,7 +377,7 @@ impl MessageStore {
         }
         if inner.disk_full.get() {
             return Err(PutStatus::ServiceNotAvailable(format!(
-                "disk usage above diskMaxUsedSpaceRatio {}%; writes resume after cleaning",
+                "disk usage above diskMaxUsedSpaceRatio {}%; writes resume when space is freed",
                 inner.cfg.disk_max_used_ratio
             )));
         }

@@ -51,7 +51,7 @@ pub mod segment;
 pub mod tail_cache;
 
 pub use commit_log::CommitLog;
-pub use config::{FlushMode, StoreConfig};
+pub use config::{DiskFullPolicy, FlushMode, StoreConfig};
 pub use error::StoreError;
 pub use message_store::{Boundary, MessageStore, PutResult, PutStatus};
 pub use position::{LogOffset, PhysicalOffset};

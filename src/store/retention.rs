@@ -2,9 +2,16 @@
 //!
 //! Every `clean_interval` the task
 //! * measures disk use; above `diskMaxUsedSpaceRatio` appends are refused
-//!   (SERVICE_NOT_AVAILABLE) and the oldest segments are deleted even if
-//!   not expired, until use falls below the ratio or only the active
-//!   segment is left; writes resume once below;
+//!   (SERVICE_NOT_AVAILABLE with the reason) and resume by themselves once
+//!   use is below the ratio again. Only with `diskFullPolicy=deleteOldest`
+//!   are the oldest segments then deleted even if not expired (each
+//!   deletion logged as an error and counted): by default nothing is
+//!   deleted before `fileReservedTime`, consumed or not;
+//! * between passes the write path checks too: the segment preparer
+//!   measures before allocating each new segment and refuses one that
+//!   would take use above the ratio, which refuses the appends that need
+//!   it (see `CommitLog::reserve`) — space is claimed a segment at a time,
+//!   so this is where a full disk is caught early;
 //! * deletes segments whose newest message is older than
 //!   `fileReservedTime` (judged by the file's modification time, as
 //!   RocketMQ does), oldest first, never the active segment;
@@ -23,12 +30,17 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::config::DiskFullPolicy;
 use super::error::StoreError;
 use super::message_store::MessageStore;
 
 /// Disk usage in percent of the filesystem holding the store.
 pub trait DiskUsage {
-    fn used_percent(&self) -> Result<u8, StoreError>;
+    fn used_percent(&self) -> Result<u8, StoreError> {
+        self.used_percent_after(0)
+    }
+    /// Use in percent once `extra` more bytes are allocated.
+    fn used_percent_after(&self, extra: u64) -> Result<u8, StoreError>;
 }
 
 pub struct StatVfs {
@@ -42,7 +54,7 @@ impl StatVfs {
 }
 
 impl DiskUsage for StatVfs {
-    fn used_percent(&self) -> Result<u8, StoreError> {
+    fn used_percent_after(&self, extra: u64) -> Result<u8, StoreError> {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
             .map_err(|_| StoreError::Config(format!("path {} contains NUL", self.dir.display())))?;
@@ -56,7 +68,7 @@ impl DiskUsage for StatVfs {
         // SAFETY: statvfs returned 0, so it initialised the struct.
         let st = unsafe { st.assume_init() };
         let total = st.f_blocks as u128 * st.f_frsize as u128;
-        let avail = st.f_bavail as u128 * st.f_frsize as u128;
+        let avail = (st.f_bavail as u128 * st.f_frsize as u128).saturating_sub(extra as u128);
         if total == 0 {
             return Ok(0);
         }
@@ -89,18 +101,16 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
         );
     }
     store.inner.disk_full.set(full);
-    if full {
+    if full && cfg.disk_full_policy == DiskFullPolicy::DeleteOldest {
         while store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio {
-            if delete_oldest(store).await?.is_none() {
+            let Some(base) = delete_oldest(store).await? else {
                 break;
-            }
+            };
             deleted += 1;
-        }
-        let still = store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio;
-        store.inner.disk_full.set(still);
-        if !still {
-            log::warn!(
-                "shard {}: disk use back below {}%: appends resume",
+            store.inner.forced_deletions.set(store.inner.forced_deletions.get() + 1);
+            log::error!(
+                "shard {}: diskFullPolicy=deleteOldest: DELETED UNEXPIRED CommitLog segment {base} \
+                 (its messages are gone, consumed or not) to bring disk use below {}%",
                 store.shard(),
                 cfg.disk_max_used_ratio
             );
@@ -116,6 +126,17 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
             break;
         }
         deleted += 1;
+    }
+    if full {
+        let still = store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio;
+        store.inner.disk_full.set(still);
+        if !still {
+            log::warn!(
+                "shard {}: disk use back below {}%: appends resume",
+                store.shard(),
+                cfg.disk_max_used_ratio
+            );
+        }
     }
     if deleted > 0 {
         log::info!(

@@ -639,6 +639,8 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
     let _alive = AliveGuard(&shared.pullers_alive, 1);
     let cfg = ctx.cfg.clone();
     let mut committed = offset;
+    // The offset the last pull carried (COMMIT_OFFSET): what the broker has.
+    let mut sent = -1;
     while !ctx.shared.stop.load(Relaxed) {
         // consume --messages: once the measured window has what it needs,
         // pull no more (what is in flight still counts).
@@ -655,6 +657,7 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
         let mut sys_flag = pull_sys_flag::SUSPEND | pull_sys_flag::SUBSCRIPTION;
         if committed > 0 {
             sys_flag |= pull_sys_flag::COMMIT_OFFSET;
+            sent = committed;
         }
         let h = PullMessageRequestHeader {
             consumer_group: cfg.group.clone(),
@@ -741,6 +744,25 @@ async fn pull_loop(ctx: Rc<Ctx>, conn: Rc<Conn>, t: Target, mut offset: i64) {
                     .error(&ctx.shared, Op::Pull, 0, code_kind(code), r.remark.as_deref(), measured);
                 glommio::timer::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+    // Like a Java consumer shutting down: commit the offset reached, which
+    // no later pull will carry, so `consumer-progress` shows what was read.
+    if committed > 0 && committed != sent {
+        let mut req = RemotingCommand::new_request(request::UPDATE_CONSUMER_OFFSET);
+        req.ext_fields.insert("consumerGroup", cfg.group.as_str());
+        req.ext_fields.insert("topic", cfg.topic.as_str());
+        req.ext_fields.insert("queueId", t.queue.to_string());
+        req.ext_fields.insert("commitOffset", committed.to_string());
+        match conn.call(req, cfg.request_timeout).await {
+            Ok(r) if r.code == response::SUCCESS => {}
+            Ok(r) => log::warn!(
+                "final offset commit of queue {}: code {} {:?}",
+                t.queue,
+                r.code,
+                r.remark
+            ),
+            Err(_) => log::warn!("final offset commit of queue {}: no reply", t.queue),
         }
     }
 }

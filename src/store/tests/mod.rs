@@ -134,7 +134,7 @@ fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
 struct FixedUsage(std::rc::Rc<std::cell::Cell<u8>>);
 
 impl retention::DiskUsage for FixedUsage {
-    fn used_percent(&self) -> Result<u8, StoreError> {
+    fn used_percent_after(&self, _extra: u64) -> Result<u8, StoreError> {
         Ok(self.0.get())
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 struct ScriptedUsage(std::rc::Rc<std::cell::Cell<u8>>);
 impl retention::DiskUsage for ScriptedUsage {
-    fn used_percent(&self) -> Result<u8, StoreError> {
+    fn used_percent_after(&self, _extra: u64) -> Result<u8, StoreError> {
         Ok(self.0.get())
     }
 }
@@ -19,7 +19,9 @@ fn review_retention_with_stale_checkpoint_wipes_acked_data() {
     let acked = run_on_executor("w", {
         let d = d.clone();
         move || async move {
-            let (store, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
+            let mut c = cfg(&d, FlushMode::Sync);
+            c.disk_full_policy = DiskFullPolicy::DeleteOldest;
+            let (store, _) = MessageStore::open(c).await.unwrap();
             let mut n = 0u64;
             // fill most of segment 0
             while store.log().write_pos() < 200 * 1024 {
@@ -446,7 +448,7 @@ struct SegmentCountUsage {
 }
 
 impl retention::DiskUsage for SegmentCountUsage {
-    fn used_percent(&self) -> Result<u8, StoreError> {
+    fn used_percent_after(&self, _extra: u64) -> Result<u8, StoreError> {
         let log = self.dir.join("commitlog");
         let files = std::fs::read_dir(&log).unwrap().count();
         let open_deleted = std::fs::read_dir("/proc/self/fd")
@@ -465,7 +467,9 @@ fn disk_full_cleaning_deletes_no_more_segments_than_needed() {
     let dir = tmp();
     let d = dir.path().to_path_buf();
     run_on_executor("t", move || async move {
-        let (store, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
+        let mut c = cfg(&d, FlushMode::Sync);
+        c.disk_full_policy = DiskFullPolicy::DeleteOldest;
+        let (store, _) = MessageStore::open(c).await.unwrap();
         for i in 0..400 {
             store.put(msg("T", 0, body_of(i, 3000), None)).await;
         }
