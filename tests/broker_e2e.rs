@@ -386,3 +386,28 @@ fn switching_shard_aware_routes_keeps_consumer_offsets() {
     );
     b.stop();
 }
+
+/// Shard-to-shard request codes are not reachable from a socket, on the
+/// main port or a shard port; the public stats request still is.
+#[test]
+fn internal_request_codes_are_refused_from_sockets() {
+    let dir = common::test_dir();
+    let b = Broker::start(dir.path(), 2, &[]);
+    for addr in [b.addr(), b.shard_addr(0), b.shard_addr(1)] {
+        let mut c = Client::connect(&addr);
+        for code in 19002..=19007 {
+            let mut cmd = req(code, &[("group", "g".into()), ("topic", "T".into())]);
+            cmd.body = bytes::Bytes::from_static(b"[]");
+            let r = c.call(cmd);
+            assert_eq!(
+                r.code,
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                "code {code} on {addr} answered {} {:?}",
+                r.code,
+                r.remark
+            );
+        }
+        let r = c.call(req(19001, &[]));
+        assert_eq!(r.code, response::SUCCESS, "GET_BROKER_STATS on {addr}: {:?}", r.remark);
+    }
+}

@@ -153,6 +153,13 @@ impl Service for BrokerService {
         received: Instant,
     ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>> {
         Box::pin(async move {
+            // Shard-to-shard requests travel on the mesh, never from a
+            // socket: one that arrives on a connection is unknown to it.
+            if is_internal_code(cmd.code) {
+                self.shard.metrics.request(cmd.code);
+                self.shard.metrics.error(response::REQUEST_CODE_NOT_SUPPORTED);
+                return if cmd.is_oneway() { None } else { not_supported(&cmd) };
+            }
             let client = self.shard.conns.borrow().get(&conn).map(|(_, c)| c.clone())?;
             let m = &self.shard.metrics;
             let start = Instant::now();
@@ -215,6 +222,23 @@ fn op_of(code: i32) -> Op {
 /// An error reply with a remark (never for oneway requests).
 pub fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Option<RemotingCommand> {
     Some(RemotingCommand::response_to(req, code, Some(remark.into())))
+}
+
+/// Request codes only shards send each other (over the mesh): a socket
+/// that sends one gets REQUEST_CODE_NOT_SUPPORTED. GET_BROKER_STATS
+/// (19001, `shardmq admin stats`) is public.
+pub fn is_internal_code(code: i32) -> bool {
+    use super::admin::{GROUP_INFO, PUSH_RESET, SHARD_QUEUE_STATS, SHARD_RESET_OFFSET};
+    use super::stats::{GET_INCONSISTENT, GET_SHARD_STATS};
+    [
+        GET_SHARD_STATS,
+        GET_INCONSISTENT,
+        SHARD_QUEUE_STATS,
+        SHARD_RESET_OFFSET,
+        GROUP_INFO,
+        PUSH_RESET,
+    ]
+    .contains(&code)
 }
 
 pub fn not_supported(req: &RemotingCommand) -> Option<RemotingCommand> {
