@@ -411,3 +411,56 @@ fn internal_request_codes_are_refused_from_sockets() {
         assert_eq!(r.code, response::SUCCESS, "GET_BROKER_STATS on {addr}: {:?}", r.remark);
     }
 }
+
+/// Names are checked where they enter: a group with a path in it, a topic
+/// with a space, a retry topic too long to be stored.
+#[test]
+fn invalid_names_are_refused_with_invalid_parameter() {
+    let dir = common::test_dir();
+    let b = Broker::start(dir.path(), 2, &[]);
+    let mut c = Client::connect(&b.addr());
+    let create = |topic: &str| {
+        req(
+            request::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", topic.into()),
+                ("readQueueNums", "1".into()),
+                ("writeQueueNums", "1".into()),
+                ("perm", "6".into()),
+            ],
+        )
+    };
+    assert_eq!(c.call(create("Named")).code, response::SUCCESS);
+    let long_retry = format!("%RETRY%{}", "g".repeat(200));
+    for bad in ["bad topic", long_retry.as_str()] {
+        let r = c.call(create(bad));
+        assert_ne!(r.code, response::SUCCESS, "created topic {bad:?}");
+    }
+    for (code, group) in [
+        (request::UPDATE_CONSUMER_OFFSET, "../../g"),
+        (request::QUERY_CONSUMER_OFFSET, "../../g"),
+        (request::UPDATE_CONSUMER_OFFSET, "g@x"),
+    ] {
+        let r = c.call(req(
+            code,
+            &[
+                ("consumerGroup", group.into()),
+                ("topic", "Named".into()),
+                ("queueId", "0".into()),
+                ("commitOffset", "1".into()),
+            ],
+        ));
+        assert_eq!(
+            r.code,
+            response::INVALID_PARAMETER,
+            "code {code} group {group:?}: {:?}",
+            r.remark
+        );
+        assert!(r.remark.is_some_and(|m| m.contains("not valid")));
+    }
+    let topics = std::fs::read_to_string(dir.path().join("data/config/topics.json")).expect("topics.json");
+    assert!(
+        !topics.contains("%RETRY%ggg"),
+        "an unstorable retry topic was persisted"
+    );
+}

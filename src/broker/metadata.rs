@@ -247,13 +247,15 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the topic name is empty".into());
     }
-    let max = if name.starts_with(RETRY_GROUP_TOPIC_PREFIX) || name.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
-        255
-    } else {
-        127
-    };
-    if name.len() > max {
-        return Err(format!("the topic name is longer than {max} characters"));
+    // Every topic, retry and DLQ ones included: a stored record (magic v1)
+    // keeps the topic's length in one byte that readers take as signed,
+    // so a longer name could be accepted but never stored. Groups are
+    // capped at 120 so that `%RETRY%<group>` and `%DLQ%<group>` fit.
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "the topic name is longer than {MAX_TOPIC_LEN} characters ({})",
+            name.len()
+        ));
     }
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b)) {
         return Err(format!(
@@ -262,6 +264,9 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Longest topic name, for every kind of topic.
+pub const MAX_TOPIC_LEN: usize = 127;
 
 /// Group names: same charset, at most 120 bytes.
 pub fn validate_group(name: &str) -> Result<(), String> {
@@ -363,7 +368,11 @@ mod tests {
         assert!(validate_topic("").is_err());
         assert!(validate_topic("bad topic").is_err());
         assert!(validate_topic(&"x".repeat(128)).is_err());
-        assert!(validate_topic(&format!("%RETRY%{}", "x".repeat(200))).is_ok());
+        assert!(validate_topic(&format!("%RETRY%{}", "x".repeat(120))).is_ok());
+        assert!(validate_topic(&format!("%RETRY%{}", "x".repeat(248))).is_err());
+        assert!(validate_group(&"g".repeat(120)).is_ok());
+        assert!(validate_group(&"g".repeat(121)).is_err());
+        assert!(validate_group("../../g").is_err());
         assert!(validate_group("g1").is_ok());
         assert!(validate_group("g 1").is_err());
     }

@@ -109,6 +109,9 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
         Ok(t) => t.to_string(),
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
+    if let Err(e) = super::metadata::validate_topic(&topic) {
+        return error(&cmd, response::INVALID_PARAMETER, e);
+    }
     let qid = match cmd.required_i32("queueId") {
         Ok(q) if q >= 0 => q as u32,
         Ok(q) => return error(&cmd, response::INVALID_PARAMETER, format!("queueId {q} is negative")),
@@ -126,6 +129,9 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
                 Ok(g) => g,
                 Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
             };
+            if let Err(e) = super::metadata::validate_group(group) {
+                return error(&cmd, response::INVALID_PARAMETER, e);
+            }
             if let Some(o) = shard.offsets.get(group, &topic, qid) {
                 return ok("offset", o as i64);
             }
@@ -147,6 +153,9 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
                 (Ok(_), Ok(o)) => return error(&cmd, response::INVALID_PARAMETER, format!("commitOffset {o} < 0")),
                 (Err(e), _) | (_, Err(e)) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
             };
+            if let Err(e) = super::metadata::validate_group(&group) {
+                return error(&cmd, response::INVALID_PARAMETER, e);
+            }
             if shard.meta().topic(&topic).is_none() {
                 return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist"));
             }
