@@ -150,6 +150,30 @@ impl Drop for Serve {
     }
 }
 
+/// `serve` on fresh free ports (broker `port`, shards `port + 1..`), two
+/// shards, no metrics port, data in `data`, plus `extra` settings.
+fn serve_args(data: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut settings = vec![
+        format!("storePathRootDir={}", data.display()),
+        format!("listenPort={port}"),
+        format!("shardListenPortBase={}", port + 1),
+        format!("namesrvListenPort={}", common::free_port_block(0)),
+        "metricsPort=0".into(),
+        "shardCount=2".into(),
+    ];
+    settings.extend(extra.iter().map(|s| s.to_string()));
+    let mut args = vec!["serve".to_string()];
+    for s in settings {
+        args.push("--set".into());
+        args.push(s);
+    }
+    args
+}
+
+fn str_args(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// One acknowledged message: global queue id, queue offset, body.
 type Acked = (u32, u64, String);
 
@@ -419,24 +443,8 @@ fn an_unwritable_data_dir_never_says_ready() {
         &[]
     };
     let port = common::free_port_block(4);
-    let args = [
-        "serve".to_string(),
-        "--set".into(),
-        format!("storePathRootDir={}", data.display()),
-        "--set".into(),
-        format!("listenPort={port}"),
-        "--set".into(),
-        format!("shardListenPortBase={}", port + 1),
-        "--set".into(),
-        format!("namesrvListenPort={}", common::free_port_block(0)),
-        "--set".into(),
-        "metricsPort=0".into(),
-        "--set".into(),
-        "shardCount=2".into(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = dir.path().join("ro.log");
-    let mut s = Serve::spawn(dir.path(), &args, &log, wrap);
+    let mut s = Serve::spawn(dir.path(), &str_args(&serve_args(&data, port, &[])), &log, wrap);
     assert!(
         s.ready(Duration::from_secs(30)).is_none(),
         "a broker with an unwritable data dir said ready"
@@ -464,26 +472,9 @@ fn a_start_that_cannot_create_its_first_segment_fails_and_cleans_up() {
     let blocker = data.join("shard-0/commitlog/00000000000000000000");
     std::fs::create_dir_all(&blocker).expect("mkdir");
     let port = common::free_port_block(4);
-    let args = [
-        "serve".to_string(),
-        "--set".into(),
-        format!("storePathRootDir={}", data.display()),
-        "--set".into(),
-        format!("listenPort={port}"),
-        "--set".into(),
-        format!("shardListenPortBase={}", port + 1),
-        "--set".into(),
-        format!("namesrvListenPort={}", common::free_port_block(0)),
-        "--set".into(),
-        "metricsPort=0".into(),
-        "--set".into(),
-        "shardCount=2".into(),
-        "--set".into(),
-        "mapedFileSizeCommitLog=67108864".into(),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = serve_args(&data, port, &["mapedFileSizeCommitLog=67108864"]);
     let log = dir.path().join("blocked.log");
-    let mut s = Serve::spawn(dir.path(), &args, &log, &[]);
+    let mut s = Serve::spawn(dir.path(), &str_args(&args), &log, &[]);
     assert!(
         s.ready(Duration::from_secs(30)).is_none(),
         "said ready without a segment"

@@ -134,16 +134,8 @@ fn a_segment_that_would_overfill_the_disk_is_not_allocated() {
         // At most the segments prepared before the probe was set are used.
         assert!((acked as u64) * 3000 <= 2 * 256 * 1024, "{acked}");
         after.set(85);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = store.put(msg("T", 0, body_of(acked, 3000), None)).await;
-            if r.status == PutStatus::Ok {
-                acked += 1;
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "did not resume: {:?}", r.status);
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
+        put_until_accepted(&store, acked).await;
+        acked += 1;
         assert_eq!(read_all(&store, "T", 0).await.len(), acked);
         store.shutdown().await.unwrap();
     });

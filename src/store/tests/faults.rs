@@ -129,20 +129,8 @@ fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
         // Space (here: the directory) comes back: appends resume by
         // themselves once the preparer retries.
         std::fs::rename(&moved, &log_dir).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = store.put(msg("T", 0, body_of(acked, 3000), None)).await;
-            if r.status == PutStatus::Ok {
-                acked += 1;
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "appends did not resume: {:?}",
-                r.status
-            );
-            glommio::timer::sleep(Duration::from_millis(50)).await;
-        }
+        put_until_accepted(&store, acked).await;
+        acked += 1;
         store.shutdown().await.unwrap();
         let (store, _) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();
         assert_eq!(read_all(&store, "T", 0).await.len(), acked);

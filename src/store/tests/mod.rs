@@ -84,6 +84,24 @@ async fn read_all(store: &MessageStore, topic: &str, qid: u32) -> Vec<(u64, Vec<
     out
 }
 
+/// Retries an append of message `i` until it is accepted (appends that
+/// were refused must resume by themselves), panicking after 10 s.
+async fn put_until_accepted(store: &MessageStore, i: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = store.put(msg("T", 0, body_of(i, 3000), None)).await;
+        if r.status == PutStatus::Ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "appends did not resume: {:?}",
+            r.status
+        );
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
