@@ -101,6 +101,14 @@ pub enum NamesrvError {
     Disabled,
     #[error("{}", request::not_supported_remark(*.0))]
     RequestCodeNotSupported(i32),
+    /// A (UN)REGISTER_BROKER for a broker that is alive and registered
+    /// from another address: refused, so that nobody can take over or
+    /// remove a live broker's routes.
+    #[error("{0}")]
+    NotOwner(String),
+    /// A registration over the name server's limits.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl NamesrvError {
@@ -110,6 +118,8 @@ impl NamesrvError {
             Self::TopicNotExist(_) => response::TOPIC_NOT_EXIST,
             Self::KvNotFound { .. } | Self::KvNamespaceNotFound(_) => response::QUERY_NOT_FOUND,
             Self::RequestCodeNotSupported(_) => response::REQUEST_CODE_NOT_SUPPORTED,
+            Self::NotOwner(_) => response::NO_PERMISSION,
+            Self::TooLarge(_) => response::INVALID_PARAMETER,
             Self::Header(_)
             | Self::Body { .. }
             | Self::CrcMismatch { .. }
@@ -126,6 +136,8 @@ pub struct NameServer {
     config: NamesrvConfig,
     routes: RouteTable,
     kv: KvConfig,
+    /// Remote IP of each open connection (told by the runtime).
+    peers: std::collections::HashMap<ConnId, std::net::IpAddr>,
 }
 
 impl Default for NameServer {
@@ -142,6 +154,7 @@ impl NameServer {
                 config.delete_topic_with_broker_registration,
             ),
             kv: KvConfig::default(),
+            peers: std::collections::HashMap::new(),
             config,
         }
     }
@@ -171,7 +184,30 @@ impl NameServer {
 
     /// The connection `conn` closed: drop every broker whose latest
     /// registration came over it, at once (Java `BrokerHousekeepingService`).
+    /// A connection from `peer` opened: registrations over it are owned by
+    /// that address.
+    pub fn connection_opened(&mut self, conn: ConnId, peer: std::net::IpAddr) {
+        self.peers.insert(conn, peer);
+    }
+
+    /// Refuses a (un)registration of `broker_name`/`broker_id` over `conn`
+    /// while that broker is alive and registered over a connection from
+    /// another address. Connections whose peer is unknown are not checked.
+    fn check_owner(&self, conn: ConnId, broker_name: &str, broker_id: i64) -> Result<(), NamesrvError> {
+        let Some(owner) = self.routes.live_conn_of(broker_name, broker_id) else {
+            return Ok(());
+        };
+        match (self.peers.get(&owner), self.peers.get(&conn)) {
+            (Some(registered), Some(from)) if registered != from => Err(NamesrvError::NotOwner(format!(
+                "broker {broker_name} (id {broker_id}) is alive and registered from {registered}; \
+                 refusing a change from {from} until it unregisters or expires"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn connection_closed(&mut self, conn: ConnId) {
+        self.peers.remove(&conn);
         let dropped = self.routes.connection_closed(conn);
         if dropped > 0 {
             log::info!("connection {conn:?} closed: dropped {dropped} broker(s)");

@@ -25,7 +25,7 @@ pub(super) fn process(ns: &mut NameServer, conn: ConnId, req: &RemotingCommand, 
         request::DELETE_KV_CONFIG => delete_kv_config(ns, req),
         request::GET_KVLIST_BY_NAMESPACE => get_kv_list_by_namespace(ns, req),
         request::REGISTER_BROKER => register_broker(ns, conn, req, now),
-        request::UNREGISTER_BROKER => unregister_broker(ns, req),
+        request::UNREGISTER_BROKER => unregister_broker(ns, conn, req),
         request::GET_ROUTEINFO_BY_TOPIC => get_route_info_by_topic(ns, req),
         request::GET_BROKER_CLUSTER_INFO => Ok(success(req).with_body(ns.routes.cluster_info().encode())),
         request::WIPE_WRITE_PERM_OF_BROKER => set_write_perm(ns, req, false),
@@ -117,12 +117,24 @@ fn register_broker(ns: &mut NameServer, conn: ConnId, req: &RemotingCommand, now
             return Err(NamesrvError::CrcMismatch { expected, actual });
         }
     }
+    ns.check_owner(conn, &broker_name, broker_id)?;
+    if ns.routes.live_conn_of(&broker_name, broker_id).is_none() && ns.routes.broker_count() >= MAX_BROKERS {
+        return Err(NamesrvError::TooLarge(format!(
+            "the name server already knows {MAX_BROKERS} brokers"
+        )));
+    }
     let body = RegisterBrokerBody::decode_request(&req.body, compressed, req.version).map_err(|source| {
         NamesrvError::Body {
             what: "RegisterBrokerBody",
             source,
         }
     })?;
+    let topics = body.topic_config_serialize_wrapper.topic_config_table.len();
+    if topics > MAX_TOPICS_PER_REGISTRATION {
+        return Err(NamesrvError::TooLarge(format!(
+            "a registration of {topics} topics is over the limit of {MAX_TOPICS_PER_REGISTRATION}"
+        )));
+    }
 
     let registration = BrokerRegistration {
         cluster_name,
@@ -145,12 +157,19 @@ fn register_broker(ns: &mut NameServer, conn: ConnId, req: &RemotingCommand, now
         .with_body(result.body()))
 }
 
+/// Broker names one name server keeps at most.
+pub const MAX_BROKERS: usize = 4096;
+/// Topics one REGISTER_BROKER may carry (a Java broker with its system
+/// topics has a few dozen; large deployments have thousands per broker).
+pub const MAX_TOPICS_PER_REGISTRATION: usize = 50_000;
+
 /// UNREGISTER_BROKER (104): brokerName, brokerAddr, clusterName, brokerId.
-fn unregister_broker(ns: &mut NameServer, req: &RemotingCommand) -> Outcome {
+fn unregister_broker(ns: &mut NameServer, conn: ConnId, req: &RemotingCommand) -> Outcome {
     let broker_name = req.required_str("brokerName")?;
     let broker_addr = req.required_str("brokerAddr")?;
     let cluster_name = req.required_str("clusterName")?;
-    req.required_i64("brokerId")?;
+    let broker_id = req.required_i64("brokerId")?;
+    ns.check_owner(conn, broker_name, broker_id)?;
     ns.routes.unregister_broker(cluster_name, broker_addr, broker_name);
     Ok(success(req))
 }

@@ -90,6 +90,22 @@ impl RouteTable {
         }
     }
 
+    /// The connection of the live registration of `broker_name`/`broker_id`.
+    pub fn live_conn_of(&self, broker_name: &str, broker_id: i64) -> Option<ConnId> {
+        let bd = self.brokers.get(broker_name)?;
+        let addr = bd.broker_addrs.get(&broker_id)?;
+        let key = BrokerAddrInfo {
+            cluster: bd.cluster.clone(),
+            addr: addr.clone(),
+        };
+        self.live.get(&key).map(|l| l.conn)
+    }
+
+    /// How many broker names are known.
+    pub fn broker_count(&self) -> usize {
+        self.brokers.len()
+    }
+
     /// `RouteInfoManager.registerBroker` (5.x).
     ///
     /// QueueDatas are (re)built from the topic configs only for the master

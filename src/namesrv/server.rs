@@ -58,6 +58,9 @@ pub fn start(addr: SocketAddr) -> Result<(), String> {
                 Ok(stream) => {
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);
+                    if let Ok(peer) = stream.peer_addr() {
+                        svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
+                    }
                     glommio::spawn_local(connection::serve(svc.clone(), conn, stream, |_| {})).detach();
                 }
                 Err(e) => {

@@ -231,3 +231,58 @@ fn slave_promotion_moves_the_address_to_id_zero() {
     assert_eq!(route.broker_datas[0].broker_addrs.len(), 1);
     assert_eq!(route.broker_datas[0].master_addr(), Some(A1));
 }
+
+/// A live broker's registration belongs to the address it came from:
+/// another address can neither take its brokerName/brokerId over nor
+/// unregister it; the owner can, from a new connection too.
+#[test]
+fn a_live_broker_cannot_be_hijacked_or_removed_from_another_address() {
+    let mut f = Fixture {
+        ns: NameServer::default(),
+        t0: Instant::now(),
+    };
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    f.ns.connection_opened(ConnId(1), ip("192.168.1.10"));
+    f.ns.connection_opened(ConnId(7), ip("10.6.6.6"));
+    f.ns.connection_opened(ConnId(8), ip("192.168.1.10"));
+    let own = register("broker-a", A0, 0, topics_a(), dv(1));
+    assert_eq!(f.call(1, &own).code, response::SUCCESS);
+
+    let hijack = register("broker-a", "10.6.6.6:10911", 0, topics_a(), dv(2));
+    let r = f.call(7, &hijack);
+    assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
+    assert!(r.remark.unwrap_or_default().contains("192.168.1.10"));
+    let unregister = simple(
+        request::UNREGISTER_BROKER,
+        &[
+            ("brokerName", "broker-a"),
+            ("brokerAddr", A0),
+            ("clusterName", CLUSTER),
+            ("brokerId", "0"),
+        ],
+    );
+    assert_eq!(f.call(7, &unregister).code, response::NO_PERMISSION);
+    let route = f.route("TopicTest").unwrap();
+    assert_eq!(route.broker_datas[0].broker_addrs.get(&0).map(String::as_str), Some(A0));
+
+    // The owner re-registers over a new connection from its address.
+    assert_eq!(
+        f.call(8, &register("broker-a", A0, 0, topics_a(), dv(2))).code,
+        response::SUCCESS
+    );
+    assert_eq!(f.call(8, &unregister).code, response::SUCCESS);
+    assert!(f.route("TopicTest").is_err());
+    // Once it is gone, the name is free for anyone.
+    assert_eq!(f.call(7, &hijack).code, response::SUCCESS);
+}
+
+#[test]
+fn a_registration_over_the_topic_limit_is_refused() {
+    let mut f = Fixture::new();
+    let topics: Vec<TopicConfig> = (0..=super::super::processor::MAX_TOPICS_PER_REGISTRATION)
+        .map(|i| TopicConfig::new(&format!("T{i}"), 1, 6))
+        .collect();
+    let r = f.call(4, &register("broker-c", "192.168.1.30:10911", 0, topics, dv(1)));
+    assert_eq!(r.code, response::INVALID_PARAMETER, "{:?}", r.remark);
+    assert!(f.route("T1").is_err());
+}
