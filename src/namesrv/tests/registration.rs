@@ -280,7 +280,7 @@ fn a_live_broker_cannot_be_hijacked_or_removed_from_another_address() {
 fn a_registration_over_the_topic_limit_is_refused() {
     let mut f = Fixture::new();
     let topics: Vec<TopicConfig> = (0..=super::super::processor::MAX_TOPICS_PER_REGISTRATION)
-        .map(|i| TopicConfig::new(&format!("T{i}"), 1, 6))
+        .map(|i| TopicConfig::new(format!("T{i}"), 1, 6))
         .collect();
     let r = f.call(4, &register("broker-c", "192.168.1.30:10911", 0, topics, dv(1)));
     assert_eq!(r.code, response::INVALID_PARAMETER, "{:?}", r.remark);
