@@ -57,6 +57,14 @@ pub struct BrokerConfig {
     pub vip_channel_enable: bool,
     /// Prometheus `/metrics` HTTP port (0 = off).
     pub metrics_port: u16,
+    /// What one connection may make a shard hold (timeouts, reply bytes).
+    pub conn_limits: crate::runtime::connection::Limits,
+    /// `maxConnectionsPerShard`, `maxConnectionsPerAddress`.
+    pub max_connections_per_shard: usize,
+    pub max_connections_per_address: usize,
+    /// `inboundFrameBudgetBytes`: bytes of large frames being read or
+    /// running per shard.
+    pub inbound_frame_budget: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +112,10 @@ impl Default for BrokerConfig {
             register_namesrv_period: Duration::from_secs(30),
             vip_channel_enable: true,
             metrics_port: 5557,
+            conn_limits: crate::runtime::connection::Limits::default(),
+            max_connections_per_shard: 10_000,
+            max_connections_per_address: 1_000,
+            inbound_frame_budget: 256 << 20,
         }
     }
 }
@@ -221,6 +233,19 @@ impl BrokerConfig {
                     c.register_namesrv_period = Duration::from_millis(number::<u64>(k, v)?.clamp(10_000, 60_000))
                 }
                 "vipChannelEnable" => c.vip_channel_enable = boolean(k, v)?,
+                "serverChannelMaxIdleTimeSeconds" => {
+                    c.conn_limits.idle_timeout = Duration::from_secs(positive(k, v)?);
+                }
+                "partialFrameTimeoutMillis" => {
+                    c.conn_limits.partial_frame_timeout = Duration::from_millis(positive(k, v)?);
+                }
+                "writeStallTimeoutMillis" => {
+                    c.conn_limits.write_stall_timeout = Duration::from_millis(positive(k, v)?);
+                }
+                "outboxMaxBytes" => c.conn_limits.outbox_max_bytes = positive::<usize>(k, v)?,
+                "maxConnectionsPerShard" => c.max_connections_per_shard = positive(k, v)?,
+                "maxConnectionsPerAddress" => c.max_connections_per_address = positive(k, v)?,
+                "inboundFrameBudgetBytes" => c.inbound_frame_budget = positive(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }
@@ -252,6 +277,13 @@ impl BrokerConfig {
                 "mapedFileSizeCommitLog",
                 &seg.to_string(),
                 "a multiple of 4096 larger than maxMessageSize + 64 KiB",
+            ));
+        }
+        if self.inbound_frame_budget < crate::protocol::DEFAULT_MAX_FRAME_LEN as u64 {
+            return Err(invalid(
+                "inboundFrameBudgetBytes",
+                &self.inbound_frame_budget.to_string(),
+                "at least the largest frame, 16777216",
             ));
         }
         if self.shard_count > 256 {
@@ -313,6 +345,13 @@ fn invalid(key: &str, value: &str, why: &str) -> ConfigError {
 
 fn number<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, ConfigError> {
     v.parse().map_err(|_| invalid(k, v, "expected a non-negative integer"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(k: &str, v: &str) -> Result<T, ConfigError> {
+    match v.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(invalid(k, v, "expected a positive integer")),
+    }
 }
 
 fn port(k: &str, v: &str) -> Result<u16, ConfigError> {

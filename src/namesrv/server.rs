@@ -38,12 +38,16 @@ impl Service for NamesrvService {
 }
 
 /// Starts the name server on the current executor, listening on `addr`.
-pub fn start(addr: SocketAddr) -> Result<(), String> {
+pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("name server cannot listen on {addr}: {e}"))?;
     let svc = Rc::new(NamesrvService {
         ns: RefCell::new(NameServer::new(NamesrvConfig::default())),
         next_conn: Cell::new(1),
     });
+    // Name server connections: brokers and clients, far fewer than a
+    // data shard's; register requests are small (a broker's topic table).
+    let admission = connection::ConnLimits::new(10_000, 1_000);
+    let budget = connection::InboundBudget::new(64 << 20);
     let scan = svc.clone();
     glommio::spawn_local(async move {
         loop {
@@ -56,12 +60,25 @@ pub fn start(addr: SocketAddr) -> Result<(), String> {
         loop {
             match listener.accept().await {
                 Ok(stream) => {
+                    let Ok(peer) = stream.peer_addr() else { continue };
+                    let admitted = match admission.admit(peer.ip()) {
+                        Ok(a) => a,
+                        Err(why) => {
+                            if admission.refused().is_power_of_two() {
+                                log::warn!("name server: refusing a connection from {peer}: {why}");
+                            }
+                            continue;
+                        }
+                    };
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);
-                    if let Ok(peer) = stream.peer_addr() {
-                        svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
-                    }
-                    glommio::spawn_local(connection::serve(svc.clone(), conn, stream, |_| {})).detach();
+                    svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
+                    let (svc, limits, budget) = (svc.clone(), limits.clone(), budget.clone());
+                    glommio::spawn_local(async move {
+                        connection::serve(svc, conn, stream, limits, budget, |_| {}).await;
+                        drop(admitted);
+                    })
+                    .detach();
                 }
                 Err(e) => {
                     log::warn!("name server: accept failed: {e}");
@@ -83,7 +100,7 @@ pub fn run_standalone(port: u16) -> Result<(), String> {
     let h = glommio::LocalExecutorBuilder::default()
         .name("namesrv")
         .spawn(move || async move {
-            let r = start(addr);
+            let r = start(addr, connection::Limits::default());
             let failed = r.is_err();
             let _ = tx.send(r);
             if failed {

@@ -3,18 +3,37 @@
 //! requests behind it), and a writer that batches whatever replies are
 //! ready into one socket write.
 //!
-//! Limits: at most `MAX_IN_FLIGHT` requests of one connection run at once
-//! (the reader stops reading until one finishes — TCP back-pressure), the
-//! reply queue is bounded, and a frame larger than the decoder's maximum
-//! closes the connection.
+//! # What a connection may make us hold
+//! * **Requests running:** at most [`MAX_IN_FLIGHT`]; the reader stops
+//!   reading until one finishes (TCP back-pressure).
+//! * **A frame being read:** frames up to [`READ_CHUNK`] are read through
+//!   one small per-connection chunk; a larger frame first takes its whole
+//!   size from the shard's [`InboundBudget`] (waiting, under the partial
+//!   frame timeout, while other connections hold it), is then read straight
+//!   into a buffer of exactly its size, and gives the budget back when its
+//!   request finishes. Nothing on the read path zero-fills more than once
+//!   per byte of a frame, so trickling bytes costs the broker nothing.
+//! * **A frame that stops arriving:** closed after
+//!   `partialFrameTimeoutMillis` from its first byte.
+//! * **An idle connection** (nothing read and no request running for
+//!   `serverChannelMaxIdleTimeSeconds`, as RocketMQ's server does): closed.
+//!   Clients heartbeat every 30 s.
+//! * **Replies for a slow reader:** at most `outboxMaxBytes` queued (a
+//!   request whose reply does not fit waits, holding its in-flight slot);
+//!   a write that makes no progress for `writeStallTimeoutMillis` closes
+//!   the connection.
+//! * **Connections:** admitted by [`ConnLimits`] per shard and per client
+//!   address; a connection over a limit is closed at once.
+//! * A frame larger than the decoder's maximum closes the connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -26,6 +45,121 @@ use crate::store::notify::Notify;
 
 pub const MAX_IN_FLIGHT: u64 = 1024;
 const REPLY_QUEUE: usize = 1024;
+/// Frames up to this size are read through a per-connection chunk.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// Per-connection limits (from the broker's settings).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub partial_frame_timeout: Duration,
+    pub outbox_max_bytes: usize,
+    pub write_stall_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle_timeout: Duration::from_secs(120),
+            partial_frame_timeout: Duration::from_secs(30),
+            outbox_max_bytes: 16 << 20,
+            write_stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Bytes of large frames being read or running, per shard.
+pub struct InboundBudget {
+    sem: Rc<Semaphore>,
+    total: u64,
+}
+
+impl InboundBudget {
+    pub fn new(bytes: u64) -> Rc<InboundBudget> {
+        Rc::new(InboundBudget {
+            sem: Rc::new(Semaphore::new(bytes)),
+            total: bytes,
+        })
+    }
+
+    pub fn available(&self) -> u64 {
+        self.sem.available()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Open connections per shard and per client address.
+pub struct ConnLimits {
+    per_shard: usize,
+    per_addr: usize,
+    open: Cell<usize>,
+    by_addr: RefCell<HashMap<IpAddr, usize>>,
+    refused: Cell<u64>,
+}
+
+/// An admitted connection; dropping it gives its place back.
+pub struct Admission {
+    limits: Rc<ConnLimits>,
+    addr: IpAddr,
+}
+
+impl ConnLimits {
+    pub fn new(per_shard: usize, per_addr: usize) -> Rc<ConnLimits> {
+        Rc::new(ConnLimits {
+            per_shard,
+            per_addr,
+            open: Cell::new(0),
+            by_addr: RefCell::new(HashMap::new()),
+            refused: Cell::new(0),
+        })
+    }
+
+    /// Admits a connection from `addr`, or says which limit it is over.
+    pub fn admit(self: &Rc<Self>, addr: IpAddr) -> Result<Admission, String> {
+        if self.open.get() >= self.per_shard {
+            self.refused.set(self.refused.get() + 1);
+            return Err(format!("{} connections open on this shard (the limit)", self.per_shard));
+        }
+        let mut by = self.by_addr.borrow_mut();
+        let n = by.entry(addr).or_insert(0);
+        if *n >= self.per_addr {
+            self.refused.set(self.refused.get() + 1);
+            return Err(format!("{} connections open from {addr} (the limit)", self.per_addr));
+        }
+        *n += 1;
+        self.open.set(self.open.get() + 1);
+        Ok(Admission {
+            limits: self.clone(),
+            addr,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Connections closed at accept for being over a limit.
+    pub fn refused(&self) -> u64 {
+        self.refused.get()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let l = &self.limits;
+        l.open.set(l.open.get().saturating_sub(1));
+        let mut by = l.by_addr.borrow_mut();
+        if let Some(n) = by.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                by.remove(&self.addr);
+            }
+        }
+    }
+}
 
 /// The socket shared by the reader and the writer task. Each poll borrows
 /// it only for the duration of that poll (never across an await), and
@@ -70,50 +204,81 @@ pub trait Service: 'static {
 /// replies, and broker → client requests pushed by other tasks.
 pub struct Outbox {
     queue: RefCell<VecDeque<RemotingCommand>>,
+    /// Approximate encoded bytes of `queue` (bodies plus a header allowance).
+    bytes: Cell<usize>,
+    max_bytes: usize,
     ready: Notify,
     space: Notify,
     closed: Cell<bool>,
+    /// Signalled once, on close (the reader waits on it beside the socket).
+    closing: Notify,
+}
+
+/// What a queued command counts for: its body and a header allowance.
+fn queued_size(cmd: &RemotingCommand) -> usize {
+    cmd.body.len() + 256
 }
 
 impl Outbox {
-    fn new() -> Outbox {
+    fn new(max_bytes: usize) -> Outbox {
         Outbox {
             queue: RefCell::new(VecDeque::new()),
+            bytes: Cell::new(0),
+            max_bytes,
             ready: Notify::default(),
             space: Notify::default(),
             closed: Cell::new(false),
+            closing: Notify::default(),
         }
     }
 
-    /// Queues a command, waiting while the queue is full.
+    /// True if `size` more bytes may be queued now. An empty queue takes
+    /// any one command, so a reply larger than the limit still goes out.
+    fn fits(&self, size: usize) -> bool {
+        let q = self.queue.borrow();
+        q.is_empty() || (q.len() < REPLY_QUEUE && self.bytes.get() + size <= self.max_bytes)
+    }
+
+    fn enqueue(&self, cmd: RemotingCommand) {
+        self.bytes.set(self.bytes.get() + queued_size(&cmd));
+        self.queue.borrow_mut().push_back(cmd);
+        self.ready.notify_all();
+    }
+
+    /// Queues a command, waiting while the queue is full (by count or bytes).
     pub async fn push(&self, cmd: RemotingCommand) {
+        let size = queued_size(&cmd);
         loop {
             let seen = self.space.generation();
             if self.closed.get() {
                 return;
             }
-            if self.queue.borrow().len() < REPLY_QUEUE {
+            if self.fits(size) {
                 break;
             }
             self.space.changed_since(seen).await;
         }
-        self.queue.borrow_mut().push_back(cmd);
-        self.ready.notify_all();
+        self.enqueue(cmd);
     }
 
     /// Queues a command unless the queue is full (pushes that may be lost,
     /// such as NOTIFY_CONSUMER_IDS_CHANGED: clients re-balance anyway).
     pub fn try_push(&self, cmd: RemotingCommand) -> bool {
-        if self.closed.get() || self.queue.borrow().len() >= REPLY_QUEUE {
+        if self.closed.get() || !self.fits(queued_size(&cmd)) {
             return false;
         }
-        self.queue.borrow_mut().push_back(cmd);
-        self.ready.notify_all();
+        self.enqueue(cmd);
         true
+    }
+
+    /// Bytes queued (approximate).
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.get()
     }
 
     fn close(&self) {
         self.closed.set(true);
+        self.closing.notify_all();
         self.ready.notify_all();
         self.space.notify_all();
     }
@@ -121,56 +286,142 @@ impl Outbox {
 
 /// Runs a connection to completion. `register` receives the outbox before
 /// the first request is read.
-pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, register: impl FnOnce(Rc<Outbox>)) {
+pub async fn serve<S: Service>(
+    service: Rc<S>,
+    conn: u64,
+    stream: TcpStream,
+    limits: Limits,
+    budget: Rc<InboundBudget>,
+    register: impl FnOnce(Rc<Outbox>),
+) {
     let _ = stream.set_nodelay(true);
     let sock = Shared(Rc::new(RefCell::new(stream)));
-    let outbox = Rc::new(Outbox::new());
+    let outbox = Rc::new(Outbox::new(limits.outbox_max_bytes));
     register(outbox.clone());
-    let mut wsock = sock.clone();
-    let out = outbox.clone();
-    let wservice = service.clone();
-    let writer = glommio::spawn_local(async move {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        loop {
-            let seen = out.ready.generation();
-            if out.queue.borrow().is_empty() {
-                if out.closed.get() {
-                    break;
-                }
-                out.ready.changed_since(seen).await;
-                continue;
-            }
-            buf.clear();
-            while buf.len() < 4 << 20 {
-                let Some(c) = out.queue.borrow_mut().pop_front() else {
-                    break;
-                };
-                if let Err(e) = encode_frame(&c, &mut buf) {
-                    log::error!("connection {conn}: cannot encode a reply: {e}");
-                }
-            }
-            out.space.notify_all();
-            wservice.traffic(0, buf.len() as u64);
-            if wsock.write_all(&buf).await.is_err() {
+    let writer = glommio::spawn_local(write_loop(
+        service.clone(),
+        conn,
+        sock.clone(),
+        outbox.clone(),
+        limits.write_stall_timeout,
+    ))
+    .detach();
+    let why = read_loop(&service, conn, sock, &outbox, &limits, &budget).await;
+    if let Some(why) = why {
+        log::warn!("connection {conn}: closing: {why}");
+    }
+    service.closed(conn);
+    outbox.close();
+    writer.cancel();
+    // The socket closes when the last of its handles (reader's, writer's)
+    // is dropped, which is now.
+}
+
+/// Writes whatever is queued, in batches; a write that makes no progress
+/// for `stall` closes the connection (the reader sees the outbox closed).
+async fn write_loop<S: Service>(service: Rc<S>, conn: u64, mut wsock: Shared, out: Rc<Outbox>, stall: Duration) {
+    let mut buf = BytesMut::new();
+    loop {
+        let seen = out.ready.generation();
+        if out.queue.borrow().is_empty() {
+            if out.closed.get() {
                 break;
             }
+            out.ready.changed_since(seen).await;
+            continue;
         }
-    })
-    .detach();
-    let limit = Rc::new(Semaphore::new(MAX_IN_FLIGHT));
+        buf.clear();
+        while buf.len() < 4 << 20 {
+            let Some(c) = out.queue.borrow_mut().pop_front() else {
+                break;
+            };
+            out.bytes.set(out.bytes.get().saturating_sub(queued_size(&c)));
+            if let Err(e) = encode_frame(&c, &mut buf) {
+                log::error!("connection {conn}: cannot encode a reply: {e}");
+            }
+        }
+        out.space.notify_all();
+        service.traffic(0, buf.len() as u64);
+        let mut at = 0;
+        while at < buf.len() {
+            let write = wsock.write(&buf[at..]);
+            let n = match futures_lite::future::or(async { Some(write.await) }, async {
+                glommio::timer::sleep(stall).await;
+                None
+            })
+            .await
+            {
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => {
+                    out.close();
+                    return;
+                }
+                None => {
+                    log::warn!("connection {conn}: the client read nothing for {stall:?}; closing");
+                    out.close();
+                    return;
+                }
+            };
+            at += n;
+        }
+        // Do not keep a large batch's buffer for an idle connection.
+        if buf.capacity() > 256 * 1024 {
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Frame length (with its 4-byte prefix) of the frame starting `buf`.
+fn frame_total(buf: &[u8]) -> Option<usize> {
+    let p: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(p) as usize + 4)
+}
+
+/// Reads and dispatches requests until EOF, an error or a limit; returns
+/// why it stopped when that is worth a log line.
+async fn read_loop<S: Service>(
+    service: &Rc<S>,
+    conn: u64,
+    mut rsock: Shared,
+    outbox: &Rc<Outbox>,
+    limits: &Limits,
+    budget: &Rc<InboundBudget>,
+) -> Option<String> {
+    let in_flight = Rc::new(Semaphore::new(MAX_IN_FLIGHT));
     let decoder = FrameDecoder::new();
-    let mut rsock = sock.clone();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    'read: loop {
+    let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    // Budget held by the large frame being read, handed to its request.
+    let mut held: Option<glommio::sync::StaticPermit> = None;
+    let mut frame_started: Option<Instant> = None;
+    loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
+                    frame_started = if buf.is_empty() { None } else { Some(Instant::now()) };
+                    let large = held.take();
                     if cmd.is_response() {
                         continue; // replies to our oneway pushes: nothing waits for them
                     }
                     let received = Instant::now();
-                    let Ok(permit) = limit.acquire_static_permit(1).await else {
-                        break 'read;
+                    // A client that does not read its replies gets no new
+                    // request started: its queued replies stay within
+                    // `outboxMaxBytes` plus those of requests already
+                    // running. The writer closes the connection if it stalls.
+                    while outbox.queued_bytes() >= outbox.max_bytes && !outbox.closed.get() {
+                        let seen = outbox.space.generation();
+                        let closing = outbox.closing.generation();
+                        futures_lite::future::or(
+                            outbox.space.changed_since(seen),
+                            outbox.closing.changed_since(closing),
+                        )
+                        .await;
+                    }
+                    if outbox.closed.get() {
+                        return None;
+                    }
+                    let Ok(permit) = in_flight.acquire_static_permit(1).await else {
+                        return None;
                     };
                     let service = service.clone();
                     let out = outbox.clone();
@@ -179,34 +430,105 @@ pub async fn serve<S: Service>(service: Rc<S>, conn: u64, stream: TcpStream, reg
                             out.push(reply).await;
                         }
                         drop(permit);
+                        drop(large);
                     })
                     .detach();
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    log::warn!("connection {conn}: broken frame, closing: {e}");
-                    break 'read;
+                Err(e) => return Some(format!("broken frame: {e}")),
+            }
+        }
+        let closing = outbox.closing.generation();
+        if outbox.closed.get() {
+            return None;
+        }
+
+        let busy = in_flight.available() < MAX_IN_FLIGHT;
+        let deadline = match frame_started {
+            Some(t) => Some(t + limits.partial_frame_timeout),
+            None if busy => None, // waiting for our replies is not idleness
+            None => Some(Instant::now() + limits.idle_timeout),
+        };
+        let total = frame_total(&buf).filter(|t| *t > buf.len() + READ_CHUNK);
+        let read = match total {
+            Some(total) => {
+                // A large frame: its whole size from the shard budget first.
+                if held.is_none() {
+                    let want = total as u64;
+                    if want > budget.total() {
+                        return Some(format!(
+                            "a {total}-byte frame is larger than the shard's inbound budget"
+                        ));
+                    }
+                    let acquire = budget.sem.acquire_static_permit(want);
+                    match with_deadline(deadline, &outbox.closing, closing, async { acquire.await.ok() }).await {
+                        Some(Some(p)) => held = Some(p),
+                        Some(None) => return None,
+                        None => return Some(format!("no inbound budget for a {total}-byte frame in time")),
+                    }
                 }
+                let have = buf.len();
+                buf.resize(total, 0); // zeroed once: each byte is then read into
+                let r = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut buf[have..])).await;
+                let n = match &r {
+                    Some(Ok(n)) => *n,
+                    _ => 0,
+                };
+                buf.truncate(have + n);
+                r
             }
-        }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        let len = buf.len();
-        let cap = buf.capacity();
-        buf.resize(cap, 0);
-        match rsock.read(&mut buf[len..]).await {
-            Ok(0) | Err(_) => {
-                buf.truncate(len);
-                break;
+            None => {
+                let r = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut chunk)).await;
+                if let Some(Ok(n)) = &r {
+                    buf.extend_from_slice(&chunk[..*n]);
+                }
+                r
             }
-            Ok(n) => {
-                buf.truncate(len + n);
+        };
+        if outbox.closed.get() {
+            return None; // the writer gave up on this connection
+        }
+        match read {
+            Some(Ok(0)) | Some(Err(_)) => return None,
+            Some(Ok(n)) => {
+                if frame_started.is_none() {
+                    frame_started = Some(Instant::now());
+                }
                 service.traffic(n as u64, 0);
             }
+            None if frame_started.is_some() => {
+                return Some(format!(
+                    "a frame stayed incomplete for {:?} ({} bytes received)",
+                    limits.partial_frame_timeout,
+                    buf.len()
+                ))
+            }
+            None => return Some(format!("idle for {:?}", limits.idle_timeout)),
+        }
+        // A connection that went quiet gives back its read buffer.
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            buf = BytesMut::new();
         }
     }
-    service.closed(conn);
-    outbox.close();
-    writer.cancel();
+}
+
+/// `fut`, or None once `deadline` (if any) passes or `closing` fires
+/// (the caller checks which).
+async fn with_deadline<T>(
+    deadline: Option<Instant>,
+    closing: &Notify,
+    seen: u64,
+    fut: impl Future<Output = T>,
+) -> Option<T> {
+    let stop = async {
+        match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                futures_lite::future::or(glommio::timer::sleep(left), closing.changed_since(seen)).await
+            }
+            None => closing.changed_since(seen).await,
+        }
+        None
+    };
+    futures_lite::future::or(async { Some(fut.await) }, stop).await
 }

@@ -369,13 +369,21 @@ async fn run_shard(
         listeners.push((SocketAddr::new(ip, cfg.listen_port - 2), View::Main));
     }
     listeners.push((SocketAddr::new(ip, cfg.shard_port(k as usize)), View::Shard(k)));
+    let policy = ConnPolicy {
+        limits: cfg.conn_limits.clone(),
+        admission: connection::ConnLimits::new(cfg.max_connections_per_shard, cfg.max_connections_per_address),
+        budget: connection::InboundBudget::new(cfg.inbound_frame_budget),
+    };
     for (addr, view) in listeners {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        glommio::spawn_local(accept_loop(shard.clone(), l, view)).detach();
+        glommio::spawn_local(accept_loop(shard.clone(), l, view, policy.clone())).detach();
     }
     if k == 0 {
         if cfg.embedded_namesrv {
-            crate::namesrv::server::start(SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port))?;
+            crate::namesrv::server::start(
+                SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port),
+                cfg.conn_limits.clone(),
+            )?;
         }
         glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
         if cfg.metrics_port != 0 {
@@ -436,7 +444,15 @@ fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
+/// What every connection of one shard shares: limits, admission, budget.
+#[derive(Clone)]
+struct ConnPolicy {
+    limits: connection::Limits,
+    admission: Rc<connection::ConnLimits>,
+    budget: Rc<connection::InboundBudget>,
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy: ConnPolicy) {
     let service = Rc::new(BrokerService {
         shard: shard.clone(),
         view,
@@ -451,6 +467,20 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
             }
         };
         let Ok(addr) = stream.peer_addr() else { continue };
+        let admitted = match policy.admission.admit(addr.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                // Logged sparsely: a flood must not become a log flood.
+                if policy.admission.refused().is_power_of_two() {
+                    log::warn!(
+                        "shard {}: refusing a connection from {addr}: {why} ({} refused so far)",
+                        shard.id,
+                        policy.admission.refused()
+                    );
+                }
+                continue; // dropping the stream closes it
+            }
+        };
         let conn = shard.new_conn_id();
         shard.metrics.connection(true);
         let client = ClientRef {
@@ -460,11 +490,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View) {
             view,
         };
         let (service, shard2) = (service.clone(), shard.clone());
+        let (limits, budget) = (policy.limits.clone(), policy.budget.clone());
         glommio::spawn_local(async move {
-            connection::serve(service, conn, stream, move |outbox| {
+            connection::serve(service, conn, stream, limits, budget, move |outbox| {
                 shard2.conns.borrow_mut().insert(conn, (outbox, client));
             })
             .await;
+            drop(admitted);
         })
         .detach();
     }
