@@ -53,7 +53,24 @@ pub fn ensure_memlock() -> Result<u64, String> {
 pub async fn prime_dma_probe(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!(".dma-probe-{}", std::process::id()));
-    std::fs::write(&path, [0u8; 4096])?;
+    if let Err(e) = std::fs::write(&path, [0u8; 4096]) {
+        let _ = std::fs::remove_file(&path);
+        // A full disk: any existing non-empty file of the store on the
+        // same device serves as the probe (a broker must restart there).
+        let existing = std::fs::read_dir(dir.join("commitlog"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() >= 4096));
+        let Some(existing) = existing else {
+            return Err(e);
+        };
+        let f = glommio::io::DmaFile::open(&existing)
+            .await
+            .map_err(|e| std::io::Error::other(format!("probe open {}: {e}", existing.display())))?;
+        return f.close().await.map_err(|e| std::io::Error::other(e.to_string()));
+    }
     let f = glommio::io::DmaFile::open(&path).await;
     let _ = std::fs::remove_file(&path);
     let f = f.map_err(|e| std::io::Error::other(format!("probe open {}: {e}", path.display())))?;
