@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{pull_all, req, Broker, Client};
-use shardmq::protocol::codes::{request, response};
+use common::{pull_all, Broker, Client};
+use shardmq::protocol::codes::response;
 
 /// A loop-mounted ext4 filesystem, unmounted on drop.
 struct LoopFs {
@@ -123,19 +123,7 @@ fn a_full_disk_refuses_sends_deletes_nothing_and_restarts() {
     ];
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
     let mut b = Broker::start(dir.path(), 1, &settings);
-    {
-        let mut c = Client::connect(&b.addr());
-        let r = c.call(req(
-            request::UPDATE_AND_CREATE_TOPIC,
-            &[
-                ("topic", "Full".into()),
-                ("readQueueNums", "1".into()),
-                ("writeQueueNums", "1".into()),
-                ("perm", "6".into()),
-            ],
-        ));
-        assert_eq!(r.code, response::SUCCESS);
-    }
+    b.create_topic("Full", 1);
     let mut c = Client::connect(&b.addr());
     let (mut acked, why) = fill(&mut c, "a");
     assert!(why.contains("diskMaxUsedSpaceRatio"), "refusal remark: {why}");

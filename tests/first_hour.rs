@@ -505,21 +505,19 @@ fn a_segment_that_cannot_be_prepared_refuses_sends_then_resumes() {
     );
     let topic = "Unpreparable";
     let addr = b.shard_addr(0);
-    {
-        let mut c = Client::connect(&b.addr());
-        let r = c.call(common::req(
-            request::UPDATE_AND_CREATE_TOPIC,
-            &[
-                ("topic", topic.into()),
-                ("readQueueNums", "2".into()),
-                ("writeQueueNums", "2".into()),
-                ("perm", "6".into()),
-            ],
-        ));
-        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    }
+    b.create_topic(topic, 2);
     let log_dir = dir.path().join("data/shard-0/commitlog");
     let away = dir.path().join("data/shard-0/commitlog.away");
+    // Rename only once the preparer is idle (segment 1 fully allocated):
+    // glommio 0.9's DmaFile::open statfs()s the path right after opening
+    // it and panics if the path vanished in between.
+    let next = log_dir.join("00000000000001048576");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::metadata(&next).is_ok_and(|m| m.len() == 1 << 20) {
+        assert!(Instant::now() < deadline, "segment 1 was never prepared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
     std::fs::rename(&log_dir, &away).expect("rename commitlog");
     let mut c = Client::connect(&addr);
     let body = "x".repeat(8000);

@@ -44,20 +44,6 @@ fn closed_by_server(s: &mut TcpStream, deadline: Instant) -> bool {
     false
 }
 
-fn create_topic(b: &Broker, topic: &str, queues: u32) {
-    let mut c = Client::connect(&b.addr());
-    let r = c.call(req(
-        request::UPDATE_AND_CREATE_TOPIC,
-        &[
-            ("topic", topic.into()),
-            ("readQueueNums", queues.to_string()),
-            ("writeQueueNums", queues.to_string()),
-            ("perm", "6".into()),
-        ],
-    ));
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-}
-
 fn max_offset_call(c: &mut Client, topic: &str) -> i32 {
     c.call(req(
         request::GET_MAX_OFFSET,
@@ -79,7 +65,7 @@ fn stalled_large_frames_are_bounded_by_the_budget_and_closed() {
         1,
         &["partialFrameTimeoutMillis=2000", "inboundFrameBudgetBytes=33554432"],
     );
-    create_topic(&b, "Calm", 1);
+    b.create_topic("Calm", 1);
     let before = rss_bytes(&b);
     let addr = b.addr();
     let writers: Vec<_> = (0..40)
@@ -139,7 +125,7 @@ fn stalled_large_frames_are_bounded_by_the_budget_and_closed() {
 fn idle_connections_are_closed_busy_ones_are_not() {
     let dir = common::test_dir();
     let b = Broker::start(dir.path(), 1, &["serverChannelMaxIdleTimeSeconds=2"]);
-    create_topic(&b, "Idle", 1);
+    b.create_topic("Idle", 1);
     let mut idle = TcpStream::connect(b.addr()).expect("connect");
     let mut active = Client::connect(&b.addr());
     let mut waiting = Client::connect(&b.addr());
@@ -183,7 +169,7 @@ fn idle_connections_are_closed_busy_ones_are_not() {
 fn connections_over_the_per_address_limit_are_refused() {
     let dir = common::test_dir();
     let b = Broker::start(dir.path(), 1, &["maxConnectionsPerAddress=4"]);
-    create_topic(&b, "Few", 1);
+    b.create_topic("Few", 1);
     // Connections closed just before (create_topic's) free their place
     // when the broker has seen them close: retry each of the four briefly.
     let mut open: Vec<shardmq::admin::client::Client> = (0..4).map(|_| admitted(&b, "Few")).collect();
@@ -227,7 +213,7 @@ fn a_client_that_never_reads_its_replies_is_bounded_and_closed() {
         1,
         &["outboxMaxBytes=4194304", "writeStallTimeoutMillis=2000"],
     );
-    create_topic(&b, "Unread", 1);
+    b.create_topic("Unread", 1);
     {
         let mut c = Client::connect(&b.addr());
         let body = "y".repeat(64 * 1024);

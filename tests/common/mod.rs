@@ -246,6 +246,28 @@ impl std::ops::DerefMut for Client {
     }
 }
 
+impl Broker {
+    /// UPDATE_AND_CREATE_TOPIC with `queues` read and write queues, RW.
+    pub fn create_topic(&self, topic: &str, queues: u32) {
+        let mut c = Client::connect(&self.addr());
+        let r = c.call(req(
+            shardmq::protocol::codes::request::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", topic.into()),
+                ("readQueueNums", queues.to_string()),
+                ("writeQueueNums", queues.to_string()),
+                ("perm", "6".into()),
+            ],
+        ));
+        assert_eq!(
+            r.code,
+            shardmq::protocol::codes::response::SUCCESS,
+            "create topic {topic}: {:?}",
+            r.remark
+        );
+    }
+}
+
 /// GET `path` from the broker's metrics endpoint: (status line, body).
 pub fn http_get(port: u16, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
