@@ -273,3 +273,53 @@ fn a_client_that_never_reads_its_replies_is_bounded_and_closed() {
     let mut c = Client::connect(&b.addr());
     assert_eq!(max_offset_call(&mut c, "Unread"), response::SUCCESS);
 }
+
+/// CPU seconds (user + system) the broker process has used.
+fn cpu_seconds(b: &Broker) -> f64 {
+    let pid = b.child.as_ref().expect("broker running").id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the `(comm)`: state is 3rd, utime 14th, stime 15th.
+    let rest = stat.rsplit_once(')').expect("comm").1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// 16 connections trickle one byte at a time into 16 MiB frames: each
+/// byte read must cost the broker a read, not a pass over the frame's
+/// buffer (the read path zero-fills a frame's buffer once).
+#[test]
+fn trickling_into_large_frames_costs_little_cpu() {
+    let dir = common::test_dir();
+    let b = Broker::start(dir.path(), 1, &[]);
+    let mut socks: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(b.addr()).expect("connect");
+            s.set_nodelay(true).expect("nodelay");
+            let total: u32 = 16 * 1024 * 1024;
+            s.write_all(&(total - 4).to_be_bytes()).expect("prefix");
+            s.write_all(&100u32.to_be_bytes()).expect("header word");
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_before = cpu_seconds(&b);
+    let started = Instant::now();
+    let mut bytes = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        for s in &mut socks {
+            s.write_all(b"x").expect("trickle");
+            bytes += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let cpu = cpu_seconds(&b) - cpu_before;
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!("{bytes} bytes trickled into 16 frames in {wall:.1} s: broker CPU {cpu:.2} s");
+    assert!(cpu < 0.5 * wall, "the broker used {cpu:.2} s of CPU in {wall:.1} s");
+    let mut c = Client::connect(&b.addr());
+    b.create_topic("Trickle", 1);
+    assert_eq!(max_offset_call(&mut c, "Trickle"), response::SUCCESS);
+}

@@ -61,14 +61,8 @@ pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String>
             match listener.accept().await {
                 Ok(stream) => {
                     let Ok(peer) = stream.peer_addr() else { continue };
-                    let admitted = match admission.admit(peer.ip()) {
-                        Ok(a) => a,
-                        Err(why) => {
-                            if admission.refused().is_power_of_two() {
-                                log::warn!("name server: refusing a connection from {peer}: {why}");
-                            }
-                            continue;
-                        }
+                    let Some(admitted) = admission.admit(peer.ip(), "name server") else {
+                        continue;
                     };
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);

@@ -82,10 +82,6 @@ impl InboundBudget {
         })
     }
 
-    pub fn available(&self) -> u64 {
-        self.sem.available()
-    }
-
     pub fn total(&self) -> u64 {
         self.total
     }
@@ -117,16 +113,30 @@ impl ConnLimits {
         })
     }
 
-    /// Admits a connection from `addr`, or says which limit it is over.
-    pub fn admit(self: &Rc<Self>, addr: IpAddr) -> Result<Admission, String> {
+    /// Admits a connection from `addr`, or refuses it (None) when it is
+    /// over a limit, logging the refusal sparsely (the 1st, 2nd, 4th, 8th…:
+    /// a flood must not become a log flood). `who` names the listener.
+    pub fn admit(self: &Rc<Self>, addr: IpAddr, who: &str) -> Option<Admission> {
+        match self.try_admit(addr) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                let refused = self.refused.get() + 1;
+                self.refused.set(refused);
+                if refused.is_power_of_two() {
+                    log::warn!("{who}: refusing a connection from {addr}: {why} ({refused} refused so far)");
+                }
+                None
+            }
+        }
+    }
+
+    fn try_admit(self: &Rc<Self>, addr: IpAddr) -> Result<Admission, String> {
         if self.open.get() >= self.per_shard {
-            self.refused.set(self.refused.get() + 1);
             return Err(format!("{} connections open on this shard (the limit)", self.per_shard));
         }
         let mut by = self.by_addr.borrow_mut();
         let n = by.entry(addr).or_insert(0);
         if *n >= self.per_addr {
-            self.refused.set(self.refused.get() + 1);
             return Err(format!("{} connections open from {addr} (the limit)", self.per_addr));
         }
         *n += 1;
@@ -135,15 +145,6 @@ impl ConnLimits {
             limits: self.clone(),
             addr,
         })
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.get()
-    }
-
-    /// Connections closed at accept for being over a limit.
-    pub fn refused(&self) -> u64 {
-        self.refused.get()
     }
 }
 
@@ -442,6 +443,10 @@ async fn read_loop<S: Service>(
         if outbox.closed.get() {
             return None;
         }
+        // Everything read was consumed: give back a large frame's buffer.
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            buf = BytesMut::new();
+        }
 
         let busy = in_flight.available() < MAX_IN_FLIGHT;
         let deadline = match frame_started {
@@ -467,15 +472,27 @@ async fn read_loop<S: Service>(
                         None => return Some(format!("no inbound budget for a {total}-byte frame in time")),
                     }
                 }
-                let have = buf.len();
-                buf.resize(total, 0); // zeroed once: each byte is then read into
-                let r = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut buf[have..])).await;
-                let n = match &r {
-                    Some(Ok(n)) => *n,
-                    _ => 0,
-                };
-                buf.truncate(have + n);
-                r
+                // Zeroed once, then read into until the frame is complete:
+                // a trickled frame costs one pass over its bytes, not one
+                // per read.
+                let mut filled = buf.len();
+                buf.resize(total, 0);
+                let mut last = None;
+                while filled < total {
+                    last = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut buf[filled..])).await;
+                    match &last {
+                        Some(Ok(n)) if *n > 0 => {
+                            filled += n;
+                            service.traffic(*n as u64, 0);
+                        }
+                        _ => break,
+                    }
+                }
+                buf.truncate(filled);
+                if filled == total {
+                    continue; // decode it
+                }
+                last
             }
             None => {
                 let r = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut chunk)).await;
@@ -504,10 +521,6 @@ async fn read_loop<S: Service>(
                 ))
             }
             None => return Some(format!("idle for {:?}", limits.idle_timeout)),
-        }
-        // A connection that went quiet gives back its read buffer.
-        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-            buf = BytesMut::new();
         }
     }
 }

@@ -232,24 +232,41 @@ fn stop_started(rx: &mpsc::Receiver<Report>, others: usize) {
     }
 }
 
-/// Every address the broker will listen on, for the up-front check.
-fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
+/// The broker listeners shard `k` binds, each with what it is for: the
+/// main port and the VIP port (shared by every shard, SO_REUSEPORT) and
+/// the shard's own port.
+fn shard_listeners(cfg: &BrokerConfig, k: u16) -> Vec<(SocketAddr, View, String)> {
     let ip = cfg.broker_ip1;
-    let mut v = vec![ports::Wanted {
-        addr: SocketAddr::new(ip, cfg.listen_port),
-        what: "broker port, listenPort".into(),
-    }];
+    let mut v = vec![(
+        SocketAddr::new(ip, cfg.listen_port),
+        View::Main,
+        "broker port, listenPort".to_string(),
+    )];
     if cfg.vip_channel_enable && cfg.listen_port > 2 {
-        v.push(ports::Wanted {
-            addr: SocketAddr::new(ip, cfg.listen_port - 2),
-            what: "VIP channel, listenPort - 2 (vipChannelEnable=false turns it off)".into(),
-        });
+        v.push((
+            SocketAddr::new(ip, cfg.listen_port - 2),
+            View::Main,
+            "VIP channel, listenPort - 2 (vipChannelEnable=false turns it off)".into(),
+        ));
     }
-    for k in 0..shards as usize {
-        v.push(ports::Wanted {
-            addr: SocketAddr::new(ip, cfg.shard_port(k)),
-            what: format!("shard {k} port, shardListenPortBase + {k}"),
-        });
+    v.push((
+        SocketAddr::new(ip, cfg.shard_port(k as usize)),
+        View::Shard(k),
+        format!("shard {k} port, shardListenPortBase + {k}"),
+    ));
+    v
+}
+
+/// Every address the broker will listen on, for the up-front check: the
+/// shards' listeners (the shared ones once), the name server, metrics.
+fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
+    let mut v: Vec<ports::Wanted> = Vec::new();
+    for k in 0..shards {
+        for (addr, _, what) in shard_listeners(cfg, k) {
+            if !v.iter().any(|w| w.addr == addr) {
+                v.push(ports::Wanted { addr, what });
+            }
+        }
     }
     if cfg.embedded_namesrv {
         v.push(ports::Wanted {
@@ -259,7 +276,7 @@ fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
     }
     if cfg.metrics_port != 0 {
         v.push(ports::Wanted {
-            addr: SocketAddr::new(ip, cfg.metrics_port),
+            addr: SocketAddr::new(cfg.broker_ip1, cfg.metrics_port),
             what: "Prometheus metrics, metricsPort (0 turns it off)".into(),
         });
     }
@@ -267,50 +284,47 @@ fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
 }
 
 /// What a start creates in the data directory, so that a failed start can
-/// remove it again: the whole root if it did not exist, else the shard
-/// and config directories that did not.
+/// remove it again: the whole root if it did not exist, else every entry
+/// of the root that was not there before (shard directories, config/).
 struct Created {
-    root: Option<std::path::PathBuf>,
-    inside: Vec<std::path::PathBuf>,
+    root: std::path::PathBuf,
+    /// Entries of the root before the start; None if it did not exist.
+    before: Option<std::collections::HashSet<std::ffi::OsString>>,
 }
 
 impl Created {
     fn before_start(root: &std::path::Path) -> Created {
-        if !root.exists() {
-            return Created {
-                root: Some(root.to_path_buf()),
-                inside: Vec::new(),
-            };
+        let before = std::fs::read_dir(root)
+            .ok()
+            .map(|entries| entries.flatten().map(|e| e.file_name()).collect());
+        Created {
+            root: root.to_path_buf(),
+            before,
         }
-        let mut inside = Vec::new();
-        let max_shards = 256;
-        for k in 0..max_shards {
-            let d = root.join(format!("shard-{k}"));
-            if !d.exists() {
-                inside.push(d);
-            }
-        }
-        let config = root.join("config");
-        if !config.exists() {
-            inside.push(config);
-        }
-        Created { root: None, inside }
     }
 
     fn remove_after_failed_start(&self) {
         let remove = |p: &std::path::Path| {
-            if p.exists() {
-                match std::fs::remove_dir_all(p) {
-                    Ok(()) => log::info!("removed {} (created by the failed start)", p.display()),
-                    Err(e) => log::warn!("cannot remove {} after the failed start: {e}", p.display()),
-                }
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else {
+                std::fs::remove_file(p)
+            };
+            match r {
+                Ok(()) => log::info!("removed {} (created by the failed start)", p.display()),
+                Err(e) => log::warn!("cannot remove {} after the failed start: {e}", p.display()),
             }
         };
-        if let Some(r) = &self.root {
-            remove(r);
-        }
-        for p in &self.inside {
-            remove(p);
+        let Some(before) = &self.before else {
+            if self.root.exists() {
+                remove(&self.root);
+            }
+            return;
+        };
+        for entry in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            if !before.contains(&entry.file_name()) {
+                remove(&entry.path());
+            }
         }
     }
 }
@@ -364,17 +378,13 @@ async fn run_shard(
         .detach();
     }
     let ip = cfg.broker_ip1;
-    let mut listeners = vec![(SocketAddr::new(ip, cfg.listen_port), View::Main)];
-    if cfg.vip_channel_enable && cfg.listen_port > 2 {
-        listeners.push((SocketAddr::new(ip, cfg.listen_port - 2), View::Main));
-    }
-    listeners.push((SocketAddr::new(ip, cfg.shard_port(k as usize)), View::Shard(k)));
+    let listeners = shard_listeners(&cfg, k);
     let policy = ConnPolicy {
         limits: cfg.conn_limits.clone(),
         admission: connection::ConnLimits::new(cfg.max_connections_per_shard, cfg.max_connections_per_address),
         budget: connection::InboundBudget::new(cfg.inbound_frame_budget),
     };
-    for (addr, view) in listeners {
+    for (addr, view, _) in listeners {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         glommio::spawn_local(accept_loop(shard.clone(), l, view, policy.clone())).detach();
     }
@@ -467,19 +477,8 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy
             }
         };
         let Ok(addr) = stream.peer_addr() else { continue };
-        let admitted = match policy.admission.admit(addr.ip()) {
-            Ok(a) => a,
-            Err(why) => {
-                // Logged sparsely: a flood must not become a log flood.
-                if policy.admission.refused().is_power_of_two() {
-                    log::warn!(
-                        "shard {}: refusing a connection from {addr}: {why} ({} refused so far)",
-                        shard.id,
-                        policy.admission.refused()
-                    );
-                }
-                continue; // dropping the stream closes it
-            }
+        let Some(admitted) = policy.admission.admit(addr.ip(), &format!("shard {}", shard.id)) else {
+            continue; // dropping the stream closes it
         };
         let conn = shard.new_conn_id();
         shard.metrics.connection(true);
