@@ -448,8 +448,10 @@ impl CommitLog {
                 continue;
             };
             let prepared = match self.space_refusal() {
-                Some(why) => Err(StoreError::Glommio(why)),
-                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await,
+                Some(why) => Err(why),
+                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero)
+                    .await
+                    .map_err(|e| e.to_string()),
             };
             match prepared {
                 Ok(seg) => {
@@ -460,7 +462,7 @@ impl CommitLog {
                 }
                 Err(e) => {
                     log::error!("cannot prepare CommitLog segment {base}: {e}; retrying in {backoff:?}");
-                    *self.prepare_error.borrow_mut() = Some(e.to_string());
+                    *self.prepare_error.borrow_mut() = Some(e);
                     glommio::timer::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
