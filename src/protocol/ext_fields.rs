@@ -8,6 +8,7 @@
 //! booleans are `true`/`false`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// A header field that is missing or cannot be parsed.
 ///
@@ -27,37 +28,136 @@ pub enum HeaderError {
     },
 }
 
-/// Ordered `extFields` map.
+/// Where one field's key and value sit in [`ExtFields::text`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The `extFields` map, sorted by key.
 ///
-/// Sorted by key so that encoding is deterministic (fastjson sorts bean
+/// Sorted so that encoding is deterministic (fastjson sorts bean
 /// properties; for the map itself any order is accepted by every client).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExtFields(BTreeMap<String, String>);
+///
+/// # Representation
+/// A request header has 5–25 fields. They live in one `String` holding
+/// every key and value back to back, and a `Vec` of spans into it, kept
+/// sorted by key: decoding a header costs two allocations, not two per
+/// field, and lookups are a binary search over a few spans. Replacing a
+/// value appends the new text and leaves the old bytes unreferenced; they
+/// are reclaimed when the garbage outgrows the live text (bounded: at most
+/// about twice the live text plus 4 KiB).
+#[derive(Clone, Default)]
+pub struct ExtFields {
+    text: String,
+    spans: Vec<Span>,
+}
+
+/// Garbage tolerated before [`ExtFields::compact`] runs.
+const SLACK: usize = 4096;
 
 impl ExtFields {
     pub fn new() -> Self {
-        Self(BTreeMap::new())
+        Self::default()
+    }
+
+    /// An empty map with room for `fields` fields of `text` bytes in all.
+    pub fn with_capacity(fields: usize, text: usize) -> Self {
+        Self {
+            text: String::with_capacity(text),
+            spans: Vec::with_capacity(fields),
+        }
+    }
+
+    fn slice(&self, (at, len): (u32, u32)) -> &str {
+        &self.text[at as usize..(at + len) as usize]
+    }
+
+    fn key_at(&self, i: usize) -> &str {
+        self.slice(self.spans[i].key)
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        // Decoded headers arrive sorted, so the common insert is a push.
+        self.spans.binary_search_by(|s| self.slice(s.key).cmp(key))
+    }
+
+    /// Appends `s` to the text; its span.
+    fn append(&mut self, s: &str) -> (u32, u32) {
+        let at = self.text.len();
+        self.text.push_str(s);
+        (at as u32, s.len() as u32)
+    }
+
+    /// Sets `key` to the text `write` appends (last write wins, like
+    /// Java's `HashMap`). The single place every insert goes through.
+    pub(crate) fn insert_with(&mut self, key: &str, write: impl FnOnce(&mut String)) {
+        let at = self.text.len();
+        write(&mut self.text);
+        let value = (at as u32, (self.text.len() - at) as u32);
+        match self.find(key) {
+            Ok(i) => {
+                self.spans[i].value = value;
+                self.compact_if_wasteful();
+            }
+            Err(i) => {
+                let key = self.append(key);
+                self.spans.insert(i, Span { key, value });
+            }
+        }
     }
 
     /// Insert or replace a field (last write wins, like Java's `HashMap`).
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(key.into(), value.into());
+    pub fn insert(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let value = value.as_ref();
+        self.insert_with(key.as_ref(), |t| t.push_str(value));
+    }
+
+    /// Insert or replace a field with `value`'s `Display` text, written in
+    /// place (no temporary string).
+    pub fn insert_display(&mut self, key: &str, value: impl fmt::Display) {
+        self.insert_with(key, |t| {
+            use fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(t, "{value}");
+        });
     }
 
     /// Insert a field only when `value` is `Some` (Java omits `null` fields).
-    pub fn insert_opt<V: ToString>(&mut self, key: &str, value: Option<V>) {
+    pub fn insert_opt<V: fmt::Display>(&mut self, key: &str, value: Option<V>) {
         if let Some(value) = value {
-            self.0.insert(key.to_owned(), value.to_string());
+            self.insert_display(key, value);
         }
     }
 
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.remove(key)
+        let i = self.find(key).ok()?;
+        let span = self.spans.remove(i);
+        let value = self.slice(span.value).to_owned();
+        self.compact_if_wasteful();
+        Some(value)
+    }
+
+    fn compact_if_wasteful(&mut self) {
+        let live: usize = self.spans.iter().map(|s| (s.key.1 + s.value.1) as usize).sum();
+        if self.text.len() > 2 * live + SLACK {
+            let mut text = String::with_capacity(live);
+            for s in &mut self.spans {
+                let key = &self.text[s.key.0 as usize..(s.key.0 + s.key.1) as usize];
+                let value = &self.text[s.value.0 as usize..(s.value.0 + s.value.1) as usize];
+                s.key.0 = text.len() as u32;
+                text.push_str(key);
+                s.value.0 = text.len() as u32;
+                text.push_str(value);
+            }
+            self.text = text;
+        }
     }
 
     /// The raw value, including `""`.
     pub fn get_raw(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.find(key).ok().map(|i| self.slice(self.spans[i].value))
     }
 
     /// True when `key` has a non-empty value.
@@ -66,16 +166,21 @@ impl ExtFields {
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.spans.is_empty()
     }
 
     /// Fields in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.spans.iter().map(|s| (self.slice(s.key), self.slice(s.value)))
+    }
+
+    /// The last key, if any (decoders check whether a push keeps order).
+    pub(crate) fn last_key(&self) -> Option<&str> {
+        self.spans.len().checked_sub(1).map(|i| self.key_at(i))
     }
 
     /// The value of `key`; `""` counts as absent.
@@ -149,21 +254,39 @@ fn missing(key: &str) -> HeaderError {
     HeaderError::Missing { field: key.to_owned() }
 }
 
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ExtFields {
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for ExtFields {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        let mut f = Self::new();
+        for (k, v) in iter {
+            f.insert(k, v);
+        }
+        f
     }
 }
 
 impl From<BTreeMap<String, String>> for ExtFields {
     fn from(map: BTreeMap<String, String>) -> Self {
-        Self(map)
+        map.into_iter().collect()
     }
 }
 
 impl From<ExtFields> for BTreeMap<String, String> {
     fn from(fields: ExtFields) -> Self {
-        fields.0
+        fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+}
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for ExtFields {}
+
+impl fmt::Debug for ExtFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 

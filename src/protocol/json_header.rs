@@ -30,7 +30,20 @@ use super::ext_fields::ExtFields;
 use super::ProtocolError;
 
 /// Decode a JSON header into a command with an empty body.
+///
+/// The hand-written scanner ([`super::json_scan`]) decodes the headers
+/// real clients send in one pass; anything it does not take is decoded by
+/// [`decode_value`], the definition of the lenient rules.
 pub fn decode(header: &[u8]) -> Result<RemotingCommand, ProtocolError> {
+    match super::json_scan::decode(header) {
+        Some(cmd) => Ok(cmd),
+        None => decode_value(header),
+    }
+}
+
+/// Decode a JSON header through `serde_json::Value`: the oracle of the
+/// fast path, and the decoder of every header it declines.
+pub fn decode_value(header: &[u8]) -> Result<RemotingCommand, ProtocolError> {
     let value: Value = serde_json::from_slice(header).map_err(|e| invalid(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(invalid("top level is not an object"));
@@ -344,6 +357,77 @@ mod tests {
             })
     }
 
+    fn check_against_oracle(bytes: &[u8]) -> Result<(), TestCaseError> {
+        if let Some(fast) = super::super::json_scan::decode(bytes) {
+            match decode_value(bytes) {
+                Ok(oracle) => prop_assert_eq!(fast, oracle, "{}", String::from_utf8_lossy(bytes)),
+                Err(e) => prop_assert!(
+                    false,
+                    "fast path took {:?}, oracle: {e}",
+                    String::from_utf8_lossy(bytes)
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// JSON scalars and values as clients (and attackers) write them.
+    fn json_value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => any::<i64>().prop_map(|n| n.to_string()),
+            2 => (-300i64..300).prop_map(|n| n.to_string()),
+            1 => Just("-0".to_string()),
+            1 => Just("007".to_string()),
+            1 => "-?[0-9]{1,3}\\.[0-9]{1,3}([eE][+-]?[0-9]{1,2})?",
+            1 => Just("18446744073709551615".to_string()),
+            1 => Just("99999999999999999999999".to_string()),
+            4 => "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            2 => r#""([a-z]|\\[nrtbf/"\\]|\\u[0-9a-fA-F]{4}|\\u[dD][89abAB][0-9a-f]{2}(\\u[dD][c-fC-F][0-9a-f]{2})?){0,6}""#,
+            1 => Just("\"tab\there\"".to_string()),
+            2 => Just("true".to_string()),
+            1 => Just("false".to_string()),
+            2 => Just("null".to_string()),
+            1 => Just("{}".to_string()),
+            1 => Just("[1,\"a\"]".to_string()),
+            1 => Just("{\"x\":[null]}".to_string()),
+        ]
+    }
+
+    fn header_like() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("code".to_string()),
+            Just("opaque".to_string()),
+            Just("flag".to_string()),
+            Just("version".to_string()),
+            Just("language".to_string()),
+            Just("remark".to_string()),
+            Just("serializeTypeCurrentRPC".to_string()),
+            Just("extFields".to_string()),
+            Just("lang\\u0075age".to_string()),
+            "[a-zA-Z]{1,8}",
+        ];
+        let ext_key =
+            prop_oneof![4 => "[a-zA-Z]{1,8}", 1 => Just("t\\u00f6pic".to_string()), 1 => Just("\u{e9}".to_string())];
+        let ext = proptest::collection::vec((ext_key, json_value()), 0..8).prop_map(|fields| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        });
+        let value = prop_oneof![3 => json_value(), 1 => ext, 1 => Just("\"JAVA\"".to_string()), 1 => Just("\"GO\"".to_string())];
+        let ws = prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("\n\t ")];
+        (
+            Just(("code".to_string(), "10".to_string())),
+            Just(("opaque".to_string(), "3".to_string())),
+            proptest::collection::vec((key, value), 0..9),
+            ws,
+        )
+            .prop_map(|(c, o, rest, ws)| {
+                let mut all = vec![c, o];
+                all.extend(rest);
+                let body: Vec<String> = all.iter().map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}")).collect();
+                format!("{ws}{{{}{ws}}}{ws}", body.join(","))
+            })
+    }
+
     proptest! {
         // Cheap cases: run more of them than the default 256.
         #![proptest_config(ProptestConfig::with_cases(2048))]
@@ -368,6 +452,44 @@ mod tests {
                 // Numbers may re-print longer ("9e15" -> "9000000000000000.0").
                 prop_assert!(text <= 8 * bytes.len());
             }
+        }
+
+        /// The fast path and the oracle agree on every header the fast
+        /// path takes, and it takes every header we encode ourselves.
+        #[test]
+        fn fast_path_matches_oracle_on_encoded(cmd in arb_command()) {
+            let mut out = BytesMut::new();
+            encode(&cmd, &mut out);
+            let fast = super::super::json_scan::decode(&out);
+            prop_assert!(fast.is_some(), "declined {}", String::from_utf8_lossy(&out));
+            prop_assert_eq!(fast.unwrap(), decode_value(&out).unwrap());
+        }
+
+        /// Header-shaped JSON with every scalar kind, duplicates, escapes,
+        /// whitespace, nesting and unknown keys: whenever the fast path
+        /// answers, the oracle answers the same.
+        #[test]
+        fn fast_path_matches_oracle_on_generated(text in header_like()) {
+            check_against_oracle(text.as_bytes())?;
+        }
+
+        /// The same after corrupting, inserting or deleting a few bytes.
+        #[test]
+        fn fast_path_matches_oracle_on_mutated(
+            text in header_like(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
+        ) {
+            let mut bytes = text.into_bytes();
+            for (at, kind, byte) in edits {
+                let i = at.index(bytes.len() + 1);
+                match kind {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 => bytes.insert(i, byte),
+                    _ if i < bytes.len() => { bytes.remove(i); }
+                    _ => {}
+                }
+            }
+            check_against_oracle(&bytes)?;
         }
 
         #[test]

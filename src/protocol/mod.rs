@@ -40,6 +40,7 @@ pub mod ext_fields;
 pub mod frame;
 pub mod header;
 pub mod json_header;
+pub mod json_scan;
 pub mod message_id;
 pub mod properties;
 pub mod sys_flag;
