@@ -55,7 +55,7 @@ fn is_controller_code(code: i32) -> bool {
 }
 
 /// Entry point for a request read from a connection of this shard.
-pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     if is_controller_code(cmd.code) {
         return shard.run_on(0, cmd, client).await;
     }
@@ -68,7 +68,6 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
     let Some((topic_key, qid_key)) = queue_keys(&cmd) else {
         return execute(shard, cmd, client).await;
     };
-    let topic = cmd.ext_str(topic_key).unwrap_or("").to_string();
     let qid = match cmd.ext_i32(qid_key) {
         Ok(Some(q)) => q,
         Ok(None) => {
@@ -84,7 +83,32 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
         cmd.code,
         request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
     );
-    let known = shard.meta().topic(&topic).cloned();
+    // The common case — a known topic and a named queue — reads what it
+    // needs from the snapshot in place: no snapshot or topic refcount is
+    // touched per request.
+    if qid >= 0 {
+        let routed = shard.with_topic(cmd.ext_str(topic_key).unwrap_or(""), |info| {
+            let global = match client.view {
+                View::Main => Some(qid as u32),
+                View::Shard(k) => info.local_to_global(k, qid as u32),
+            };
+            match global {
+                Some(g) => Ok((g, info.owner(g).unwrap_or(shard.id))),
+                None => Err(format!(
+                    "queueId {qid} is not a queue of topic {} on this broker entry",
+                    info.topic_name
+                )),
+            }
+        });
+        match routed {
+            Some(Ok((global, owner))) => {
+                return run_queue_request(shard, cmd, client, qid_key, qid, global, owner).await
+            }
+            Some(Err(why)) => return error(&cmd, response::INVALID_PARAMETER, why),
+            None => {}
+        }
+    }
+    let known = shard.topic(cmd.ext_str(topic_key).unwrap_or(""));
     let info = match known {
         Some(info) => info,
         // Unknown topic: a send may auto-create it (on the controller, which
@@ -115,21 +139,51 @@ pub async fn route(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientR
                 return error(
                     &cmd,
                     response::INVALID_PARAMETER,
-                    format!("queueId {qid} is not a queue of topic {topic} on this broker entry"),
+                    format!(
+                        "queueId {qid} is not a queue of topic {} on this broker entry",
+                        info.topic_name
+                    ),
                 )
             }
         },
     };
-    if global != qid as u32 {
-        cmd.ext_fields.insert(qid_key, global.to_string());
-    }
     let owner = info.owner(global).unwrap_or(shard.id);
-    let reply = shard.run_on(owner, cmd, client).await;
-    if is_send {
-        local_reply(reply, &info, client.view)
-    } else {
-        reply
+    run_queue_request(shard, cmd, client, qid_key, qid, global, owner).await
+}
+
+/// Runs a queue request for queue `global` (the client named `qid` in its
+/// numbering) on its owner, and gives a send's reply the client's number.
+async fn run_queue_request(
+    shard: &Rc<Shard>,
+    mut cmd: RemotingCommand,
+    client: &ClientRef,
+    qid_key: &str,
+    qid: i32,
+    global: u32,
+    owner: u16,
+) -> Option<RemotingCommand> {
+    let is_send = matches!(
+        cmd.code,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    );
+    if global != qid as u32 {
+        cmd.ext_fields.insert_display(qid_key, global);
     }
+    // The owner is usually this shard (shard-aware routes): run it here
+    // without the boxed hop of `run_on`.
+    let mut reply = if owner == shard.id {
+        execute(shard, cmd, client).await
+    } else {
+        shard.run_on(owner, cmd, client).await
+    };
+    // A send to a named queue is stored in that queue: its reply names
+    // `global`, which the client calls `qid`.
+    if let (true, Some(r)) = (is_send && global != qid as u32, reply.as_mut()) {
+        if r.ext_i32("queueId").ok().flatten() == Some(global as i32) {
+            r.ext_fields.insert_display("queueId", qid);
+        }
+    }
+    reply
 }
 
 /// A send reply names the queue in the client's numbering: on a shard port
@@ -139,7 +193,7 @@ fn local_reply(reply: Option<RemotingCommand>, info: &TopicInfo, view: View) -> 
         (Some(mut r), View::Shard(k)) => {
             if let Some(g) = r.ext_i32("queueId").ok().flatten() {
                 if let Some(l) = info.global_to_local(k, g as u32) {
-                    r.ext_fields.insert("queueId", l.to_string());
+                    r.ext_fields.insert_display("queueId", l);
                 }
             }
             Some(r)

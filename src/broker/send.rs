@@ -6,21 +6,29 @@
 //! shard, which picks one of its own queues — no hop on the hot path. A
 //! send to an unknown topic first auto-creates it ([`ensure_topic_of`],
 //! called by the dispatcher) and is then routed like any other send.
+//!
+//! # The hot path allocates little
+//! The header is read in place ([`SendHeaderView`]); the stored property
+//! string is the client's, with `UNIQ_KEY` (when absent) and `CLUSTER`
+//! appended in one buffer ([`stored_properties`]); the reply's header is
+//! written straight into its `extFields`. A single message is stored
+//! without a `Vec` around it.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::protocol::codes::{request, response};
-use crate::protocol::header::CommandHeader;
-use crate::protocol::properties::keys;
-use crate::protocol::{decode_batch, java_string_hash, OffsetMessageId, Properties, RemotingCommand};
-use crate::protocol::{SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::protocol::header::DEFAULT_REGION;
+use crate::protocol::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::protocol::SendHeaderView;
+use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId, Properties, RemotingCommand};
 use crate::runtime::router::ClientRef;
-use crate::store::{MessageInput, PutStatus};
+use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus};
 
 use super::metadata::{self, perm, TopicInfo};
 use super::shard::{error, Shard};
@@ -29,47 +37,55 @@ thread_local! {
     static NEXT_QUEUE: Cell<usize> = const { Cell::new(0) };
 }
 
-pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    let h = match SendMessageRequestHeader::from_ext(&cmd.ext_fields) {
+pub async fn handle(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    let h = match SendHeaderView::from_ext(&cmd.ext_fields) {
         Ok(h) => h,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
-    if let Some(reply) = check_topic(&cmd, &h) {
+    if let Some(reply) = check_topic(&cmd, h.topic) {
         return reply;
     }
-    let info = match ensure_topic(shard, &h, client).await {
-        Ok(t) => t,
-        Err(reply) => return reply.map(|(code, remark)| RemotingCommand::response_to(&cmd, code, Some(remark))),
+    let routed = match shard.with_topic(h.topic, |info| place(info, &h, shard.id)) {
+        Some(r) => r,
+        None => match ensure_topic(shard, h.topic, h.default_topic_queue_nums, client).await {
+            Ok(info) => place(&info, &h, shard.id),
+            Err(reply) => return reply.map(|(code, remark)| RemotingCommand::response_to(&cmd, code, Some(remark))),
+        },
     };
+    let (qid, owner) = match routed {
+        Ok(v) => v,
+        Err((code, remark)) => return error(&cmd, code, remark),
+    };
+    if owner == shard.id {
+        return store_messages(shard, &cmd, &h, qid, client.addr).await;
+    }
+    let key = h.queue_key();
+    cmd.ext_fields.insert_display(key, qid);
+    shard.run_on(owner, cmd, client).await
+}
+
+/// The queue a send goes to and its owner shard, or the error to answer.
+fn place(info: &TopicInfo, h: &SendHeaderView<'_>, me: u16) -> Result<(u32, u16), (i32, String)> {
     if info.perm & perm::WRITE == 0 {
-        return error(
-            &cmd,
+        return Err((
             response::NO_PERMISSION,
             format!("the topic[{}] sending message is forbidden", h.topic),
-        );
+        ));
     }
     let qid = if h.queue_id < 0 {
-        pick_queue(&info, shard.id)
+        pick_queue(info, me)
     } else if (h.queue_id as u32) < info.write_queue_nums {
         h.queue_id as u32
     } else {
-        return error(
-            &cmd,
+        return Err((
             response::INVALID_PARAMETER,
             format!(
                 "queueId[{}] is illegal, topic {} has {} write queues",
                 h.queue_id, h.topic, info.write_queue_nums
             ),
-        );
+        ));
     };
-    let owner = info.owner(qid).unwrap_or(shard.id);
-    if owner != shard.id {
-        let mut fwd = cmd;
-        let key = if fwd.ext_fields.contains("e") { "e" } else { "queueId" };
-        fwd.ext_fields.insert(key, qid.to_string());
-        return shard.run_on(owner, fwd, client).await;
-    }
-    store_messages(shard, &cmd, &h, qid, client.addr).await
+    Ok((qid, info.owner(qid).unwrap_or(me)))
 }
 
 /// The topic of a send request, auto-created first when it does not exist
@@ -81,29 +97,29 @@ pub async fn ensure_topic_of(
     cmd: &RemotingCommand,
     client: &ClientRef,
 ) -> Result<Arc<TopicInfo>, Option<RemotingCommand>> {
-    let h = match SendMessageRequestHeader::from_ext(&cmd.ext_fields) {
+    let h = match SendHeaderView::from_ext(&cmd.ext_fields) {
         Ok(h) => h,
         Err(e) => return Err(error(cmd, response::INVALID_PARAMETER, e.to_string())),
     };
-    if let Some(reply) = check_topic(cmd, &h) {
+    if let Some(reply) = check_topic(cmd, h.topic) {
         return Err(reply);
     }
-    ensure_topic(shard, &h, client)
+    ensure_topic(shard, h.topic, h.default_topic_queue_nums, client)
         .await
         .map_err(|e| e.map(|(code, remark)| RemotingCommand::response_to(cmd, code, Some(remark))))
 }
 
 /// Topic name checks of a send: valid name, not a system topic clients
 /// may not write.
-fn check_topic(cmd: &RemotingCommand, h: &SendMessageRequestHeader) -> Option<Option<RemotingCommand>> {
-    if let Err(e) = metadata::validate_topic(&h.topic) {
+fn check_topic(cmd: &RemotingCommand, topic: &str) -> Option<Option<RemotingCommand>> {
+    if let Err(e) = metadata::validate_topic(topic) {
         return Some(error(cmd, response::INVALID_PARAMETER, e));
     }
-    if metadata::is_not_allowed_send(&h.topic) {
+    if metadata::is_not_allowed_send(topic) {
         return Some(error(
             cmd,
             response::NO_PERMISSION,
-            format!("Sending message to topic[{}] is forbidden.", h.topic),
+            format!("Sending message to topic[{topic}] is forbidden."),
         ));
     }
     None
@@ -122,33 +138,29 @@ fn check_topic(cmd: &RemotingCommand, h: &SendMessageRequestHeader) -> Option<Op
 ///   send came through) with the forwarded request.
 async fn ensure_topic(
     shard: &Rc<Shard>,
-    h: &SendMessageRequestHeader,
+    topic: &str,
+    default_topic_queue_nums: i32,
     client: &ClientRef,
 ) -> Result<Arc<TopicInfo>, Option<(i32, String)>> {
-    if let Some(t) = shard.meta().topic(&h.topic) {
-        return Ok(t.clone());
+    if let Some(t) = shard.topic(topic) {
+        return Ok(t);
     }
-    let retry = h.topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX);
+    let retry = topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX);
     if !retry && !shard.cfg.auto_create_topic_enable {
         return Err(Some((
             response::TOPIC_NOT_EXIST,
-            format!(
-                "topic[{}] not exist, apply first please! autoCreateTopicEnable is false",
-                h.topic
-            ),
+            format!("topic[{topic}] not exist, apply first please! autoCreateTopicEnable is false"),
         )));
     }
     let mut req = RemotingCommand::new_request(request::UPDATE_AND_CREATE_TOPIC);
-    req.ext_fields.insert("topic", h.topic.as_str());
+    req.ext_fields.insert("topic", topic);
     if retry {
         req.ext_fields.insert("readQueueNums", "1");
         req.ext_fields.insert("writeQueueNums", "1");
-        req.ext_fields.insert("perm", (perm::READ | perm::WRITE).to_string());
+        req.ext_fields.insert_display("perm", perm::READ | perm::WRITE);
     } else {
-        req.ext_fields.insert(
-            super::controller::AUTO_CREATE_QUEUE_NUMS,
-            h.default_topic_queue_nums.to_string(),
-        );
+        req.ext_fields
+            .insert_display(super::controller::AUTO_CREATE_QUEUE_NUMS, default_topic_queue_nums);
     }
     req.ext_fields.insert("onlyIfAbsent", "true");
     let reply = shard.run_on(0, req, client).await;
@@ -157,11 +169,11 @@ async fn ensure_topic(
         Some(r) => return Err(Some((r.code, r.remark.unwrap_or_default()))),
         None => return Err(Some((response::SYSTEM_ERROR, "the controller did not answer".into()))),
     }
-    match shard.meta().topic(&h.topic) {
-        Some(t) => Ok(t.clone()),
+    match shard.topic(topic) {
+        Some(t) => Ok(t),
         None => Err(Some((
             response::SYSTEM_ERROR,
-            format!("topic {} was created but is not visible", h.topic),
+            format!("topic {topic} was created but is not visible"),
         ))),
     }
 }
@@ -185,16 +197,17 @@ fn pick_queue(info: &TopicInfo, me: u16) -> u32 {
 async fn store_messages(
     shard: &Rc<Shard>,
     cmd: &RemotingCommand,
-    h: &SendMessageRequestHeader,
+    h: &SendHeaderView<'_>,
     qid: u32,
     born: SocketAddr,
 ) -> Option<RemotingCommand> {
     let max = shard.cfg.max_message_size;
     let batch = h.is_batch() || cmd.code == request::SEND_BATCH_MESSAGE;
-    let header_props = Properties::parse(h.properties.as_deref().unwrap_or(""));
-    let wait = header_props.get(keys::WAIT) != Some("false");
-    let mut msgs = Vec::new();
-    let mut uniq_keys = Vec::new();
+    let header_props = h.properties.unwrap_or("");
+    let wait = properties::find(header_props, keys::WAIT) != Some("false");
+    let stored;
+    let mut uniq = String::new();
+    let mut single = None;
     if batch {
         if h.topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) {
             return error(
@@ -208,6 +221,7 @@ async fn store_messages(
             Ok(_) => return error(cmd, response::MESSAGE_ILLEGAL, "the batch body holds no message"),
             Err(e) => return error(cmd, response::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
         };
+        let mut msgs = Vec::with_capacity(entries.len());
         for e in entries {
             if e.body.len() > max {
                 return error(
@@ -216,15 +230,20 @@ async fn store_messages(
                     format!("message body size exceeds the max {max}"),
                 );
             }
-            let props = Properties::parse_bytes(&e.properties);
-            match build(shard, h, qid, born, e.flag, e.body, props) {
+            // Java reads the bytes as UTF-8, replacing invalid sequences.
+            let props = String::from_utf8_lossy(&e.properties);
+            match build(shard, h, qid, born, e.flag, e.body, &props) {
                 Ok((m, u)) => {
+                    if !uniq.is_empty() {
+                        uniq.push(',');
+                    }
+                    uniq.push_str(text_at(&m.properties, u));
                     msgs.push(m);
-                    uniq_keys.push(u);
                 }
                 Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
             }
         }
+        stored = shard.store.put_batch(&msgs, wait).await;
     } else {
         if cmd.body.len() > max {
             return error(
@@ -233,16 +252,18 @@ async fn store_messages(
                 format!("message body size exceeds the max {max}"),
             );
         }
-        match build(shard, h, qid, born, h.flag, cmd.body.clone(), header_props) {
-            Ok((m, u)) => {
-                msgs.push(m);
-                uniq_keys.push(u);
-            }
+        let (m, u) = match build(shard, h, qid, born, h.flag, cmd.body.clone(), header_props) {
+            Ok(v) => v,
             Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
-        }
+        };
+        stored = shard.store.put_batch(std::slice::from_ref(&m), wait).await;
+        single = Some((m, u));
     }
-    let r = shard.store.put_batch(&msgs, wait).await;
-    let code = match &r.status {
+    let uniq = match &single {
+        Some((m, u)) => text_at(&m.properties, u.clone()),
+        None => uniq.as_str(),
+    };
+    let code = match &stored.status {
         PutStatus::Ok => response::SUCCESS,
         PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
         PutStatus::MessageIllegal(m) => return error(cmd, response::MESSAGE_ILLEGAL, m.clone()),
@@ -262,55 +283,59 @@ async fn store_messages(
         }
         PutStatus::FlushFailed(m) => return error(cmd, response::SYSTEM_ERROR, format!("flush failed: {m}")),
     };
-    shard.pulls.wake(&h.topic, qid);
-    let port = shard.store.config().store_host.port();
-    let ids: Vec<String> = r
-        .positions
-        .iter()
-        .map(|p| {
-            OffsetMessageId {
-                ip: shard.cfg.broker_ip1,
-                port,
-                commit_log_offset: p.0 as i64,
-            }
-            .encode()
-        })
-        .collect();
-    let mut rh = SendMessageResponseHeader::new(ids.join(","), qid as i32, r.queue_offset as i64);
-    rh.transaction_id = Some(uniq_keys.join(","));
-    Some(RemotingCommand::response_to(cmd, code, None).with_ext_fields(rh.to_ext()))
+    shard.pulls.wake(h.topic, qid);
+    let reply = RemotingCommand::response_to(cmd, code, None);
+    Some(reply.with_ext_fields(reply_header(shard, &stored, qid, uniq)))
 }
 
-/// One message to store: broker-side properties added (UNIQ_KEY if the
-/// client set none, CLUSTER), tag hash computed.
+/// `SendMessageResponseHeader`, written in place: msgId (offset message
+/// ids, comma-joined for a batch), queueId, queueOffset, transactionId
+/// (the UNIQ_KEYs), and the MSG_REGION / TRACE_ON extras Java clients read.
+fn reply_header(shard: &Shard, stored: &PutResult, qid: u32, uniq: &str) -> ExtFields {
+    let port = shard.store.config().store_host.port();
+    let mut ext = ExtFields::with_capacity(6, 96 + 57 * stored.positions.len() + uniq.len());
+    ext.insert_with("msgId", |t| {
+        for (i, p) in stored.positions.iter().enumerate() {
+            if i > 0 {
+                t.push(',');
+            }
+            msg_id(shard, port, *p).encode_into(t);
+        }
+    });
+    ext.insert_display("queueId", qid);
+    ext.insert_display("queueOffset", stored.queue_offset);
+    ext.insert("transactionId", uniq);
+    ext.insert("MSG_REGION", DEFAULT_REGION);
+    ext.insert("TRACE_ON", "true");
+    ext
+}
+
+fn msg_id(shard: &Shard, port: u16, p: PhysicalOffset) -> OffsetMessageId {
+    OffsetMessageId {
+        ip: shard.cfg.broker_ip1,
+        port,
+        commit_log_offset: p.0 as i64,
+    }
+}
+
+/// One message to store, and where its UNIQ_KEY sits in its properties.
 fn build(
     shard: &Shard,
-    h: &SendMessageRequestHeader,
+    h: &SendHeaderView<'_>,
     qid: u32,
     born: SocketAddr,
     flag: i32,
     body: Bytes,
-    mut props: Properties,
-) -> Result<(MessageInput, String), String> {
-    let uniq = match props.get(keys::UNIQ_KEY) {
-        Some(u) => u.to_string(),
-        None => {
-            let id = shard.uniq.borrow_mut().next_id();
-            props.insert(keys::UNIQ_KEY, id.clone()).map_err(|e| e.to_string())?;
-            id
-        }
-    };
-    props
-        .insert(keys::CLUSTER, shard.cfg.broker_cluster_name.clone())
-        .map_err(|e| e.to_string())?;
-    let tags_code = props.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
-    let encoded = props.encode();
+    props: &str,
+) -> Result<(MessageInput, Range<usize>), String> {
+    let (encoded, uniq) = stored_properties(shard, props)?;
     if encoded.len() > i16::MAX as usize {
         return Err(format!("the message properties length {} exceeds 32767", encoded.len()));
     }
+    let tags_code = properties::find(&encoded, keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
     Ok((
         MessageInput {
-            topic: h.topic.clone(),
+            topic: h.topic.to_owned(),
             queue_id: qid,
             flag,
             body,
@@ -324,4 +349,90 @@ fn build(
         },
         uniq,
     ))
+}
+
+/// The property string to store for a message sent with `props`: the
+/// client's own, plus `UNIQ_KEY` when it set none and the broker's
+/// `CLUSTER`; and the range of the UNIQ_KEY value in it.
+///
+/// The client's string is kept as sent, with the two pairs appended: every
+/// reader parses property strings with the same lenient rules
+/// (properties.rs), under which appending a pair for a key that is absent
+/// means exactly what re-encoding the parsed map would. A string that
+/// already names `CLUSTER` (which must be replaced, not repeated) takes
+/// the parse-and-encode path.
+fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
+    let cluster = shard.cfg.broker_cluster_name.as_str();
+    let appendable = properties::find(props, keys::CLUSTER).is_none()
+        && !cluster.is_empty()
+        && !cluster.contains(PROPERTY_SEPARATOR);
+    if !appendable {
+        return rebuilt_properties(shard, props);
+    }
+    let client_uniq = properties::find(props, keys::UNIQ_KEY);
+    let terminate = !props.is_empty() && !props.ends_with(PROPERTY_SEPARATOR);
+    // Exactly the final length: `Bytes::from` a full `Vec` takes it over
+    // without allocating a shared header.
+    let mut uniq_gen = shard.uniq.borrow_mut();
+    let len = props.len()
+        + usize::from(terminate)
+        + client_uniq.map_or(keys::UNIQ_KEY.len() + 2 + uniq_gen.id_len(), |_| 0)
+        + keys::CLUSTER.len()
+        + 2
+        + cluster.len();
+    let mut out = String::with_capacity(len);
+    out.push_str(props);
+    if terminate {
+        out.push(PROPERTY_SEPARATOR);
+    }
+    let uniq = match client_uniq {
+        // A subslice of `props`, which `out` starts with.
+        Some(u) => {
+            let at = u.as_ptr() as usize - props.as_ptr() as usize;
+            at..at + u.len()
+        }
+        None => {
+            push_key(&mut out, keys::UNIQ_KEY);
+            let at = out.len();
+            uniq_gen.next_id_into(&mut out);
+            let end = out.len();
+            out.push(PROPERTY_SEPARATOR);
+            at..end
+        }
+    };
+    push_key(&mut out, keys::CLUSTER);
+    out.push_str(cluster);
+    out.push(PROPERTY_SEPARATOR);
+    debug_assert_eq!(out.len(), len);
+    Ok((out, uniq))
+}
+
+/// A range of a property string that was built from a `String`.
+fn text_at(bytes: &Bytes, range: Range<usize>) -> &str {
+    bytes.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+}
+
+fn push_key(out: &mut String, key: &str) {
+    out.push_str(key);
+    out.push(NAME_VALUE_SEPARATOR);
+}
+
+/// [`stored_properties`] by parsing and re-encoding.
+fn rebuilt_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
+    let mut p = Properties::parse(props);
+    if p.get(keys::UNIQ_KEY).is_none() {
+        let id = shard.uniq.borrow_mut().next_id();
+        p.insert(keys::UNIQ_KEY, id).map_err(|e| e.to_string())?;
+    }
+    p.insert(keys::CLUSTER, shard.cfg.broker_cluster_name.clone())
+        .map_err(|e| e.to_string())?;
+    let encoded = p.encode();
+    let range = match properties::find(&encoded, keys::UNIQ_KEY) {
+        Some(u) => {
+            let at = u.as_ptr() as usize - encoded.as_ptr() as usize;
+            at..at + u.len()
+        }
+        None => 0..0,
+    };
+    Ok((encoded, range))
 }

@@ -8,7 +8,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,6 +69,16 @@ impl Shard {
 
     pub fn meta(&self) -> Arc<Metadata> {
         self.meta.borrow().clone()
+    }
+
+    /// `f` of a topic of the current snapshot, read in place.
+    pub fn with_topic<T>(&self, name: &str, f: impl FnOnce(&super::metadata::TopicInfo) -> T) -> Option<T> {
+        self.meta.borrow().topic(name).map(|t| f(t))
+    }
+
+    /// A topic of the current snapshot (without cloning the snapshot).
+    pub fn topic(&self, name: &str) -> Option<Arc<super::metadata::TopicInfo>> {
+        self.meta.borrow().topic(name).cloned()
     }
 
     pub fn new_conn_id(&self) -> u64 {
@@ -151,8 +160,8 @@ impl Service for BrokerService {
         conn: u64,
         cmd: RemotingCommand,
         received: Instant,
-    ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>> {
-        Box::pin(async move {
+    ) -> impl Future<Output = Option<RemotingCommand>> + 'static {
+        async move {
             // Shard-to-shard requests travel on the mesh, never from a
             // socket: one that arrives on a connection is unknown to it.
             if is_internal_code(cmd.code) {
@@ -185,7 +194,7 @@ impl Service for BrokerService {
             } else {
                 reply
             }
-        })
+        }
     }
 
     fn traffic(&self, inbound: u64, outbound: u64) {

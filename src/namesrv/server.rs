@@ -6,7 +6,6 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -27,9 +26,9 @@ impl Service for NamesrvService {
         conn: u64,
         cmd: RemotingCommand,
         _received: Instant,
-    ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>> {
+    ) -> impl Future<Output = Option<RemotingCommand>> + 'static {
         let reply = self.ns.borrow_mut().handle(ConnId(conn), &cmd, Instant::now());
-        Box::pin(async move { reply })
+        std::future::ready(reply)
     }
 
     fn closed(&self, conn: u64) {

@@ -66,6 +66,7 @@ struct SendKeys {
     max_reconsume_times: &'static str,
     batch: &'static str,
     broker_name: &'static str,
+    v2: bool,
 }
 
 const V1: SendKeys = SendKeys {
@@ -83,6 +84,7 @@ const V1: SendKeys = SendKeys {
     max_reconsume_times: "maxReconsumeTimes",
     batch: "batch",
     broker_name: "bname",
+    v2: false,
 };
 
 const V2: SendKeys = SendKeys {
@@ -100,6 +102,7 @@ const V2: SendKeys = SendKeys {
     max_reconsume_times: "l",
     batch: "m",
     broker_name: "n",
+    v2: true,
 };
 
 /// Long name of a V2 key, for error messages.
@@ -138,21 +141,22 @@ impl SendMessageRequestHeader {
     }
 
     fn decode(ext: &ExtFields, k: &SendKeys) -> Result<Self, ProtocolError> {
+        let v = SendHeaderView::decode(ext, k)?;
         Ok(Self {
-            producer_group: ext.required_str(k.producer_group)?.to_owned(),
-            topic: ext.required_str(k.topic)?.to_owned(),
-            default_topic: ext.required_str(k.default_topic)?.to_owned(),
-            default_topic_queue_nums: ext.required_i32(k.default_topic_queue_nums)?,
-            queue_id: ext.required_i32(k.queue_id)?,
-            sys_flag: ext.required_i32(k.sys_flag)?,
-            born_timestamp: ext.required_i64(k.born_timestamp)?,
-            flag: ext.required_i32(k.flag)?,
-            properties: owned(ext.get_str(k.properties)),
-            reconsume_times: lenient(ext.get_i32(k.reconsume_times)),
-            unit_mode: lenient(ext.get_bool(k.unit_mode)),
-            batch: lenient(ext.get_bool(k.batch)),
-            max_reconsume_times: lenient(ext.get_i32(k.max_reconsume_times)),
-            broker_name: owned(ext.get_str(k.broker_name)),
+            producer_group: v.producer_group.to_owned(),
+            topic: v.topic.to_owned(),
+            default_topic: v.default_topic.to_owned(),
+            default_topic_queue_nums: v.default_topic_queue_nums,
+            queue_id: v.queue_id,
+            sys_flag: v.sys_flag,
+            born_timestamp: v.born_timestamp,
+            flag: v.flag,
+            properties: owned(v.properties),
+            reconsume_times: v.reconsume_times,
+            unit_mode: v.unit_mode,
+            batch: v.batch,
+            max_reconsume_times: v.max_reconsume_times,
+            broker_name: owned(v.broker_name),
         })
     }
 
@@ -192,6 +196,82 @@ fn with_long_name(error: HeaderError) -> HeaderError {
             value,
             expected,
         },
+    }
+}
+
+/// A send request's header read in place: the same fields and rules as
+/// [`SendMessageRequestHeader`], borrowing its strings from the request's
+/// `extFields` (the broker's hot path allocates nothing to read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendHeaderView<'a> {
+    pub producer_group: &'a str,
+    pub topic: &'a str,
+    pub default_topic: &'a str,
+    pub default_topic_queue_nums: i32,
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub flag: i32,
+    pub properties: Option<&'a str>,
+    pub reconsume_times: Option<i32>,
+    pub unit_mode: Option<bool>,
+    pub batch: Option<bool>,
+    pub max_reconsume_times: Option<i32>,
+    pub broker_name: Option<&'a str>,
+    /// The single-letter (V2) keys were used.
+    pub v2: bool,
+}
+
+impl<'a> SendHeaderView<'a> {
+    /// Either form, like [`SendMessageRequestHeader::from_ext`].
+    pub fn from_ext(ext: &'a ExtFields) -> Result<Self, ProtocolError> {
+        if Self::is_v2(ext) {
+            Self::decode(ext, &V2).map_err(|e| match e {
+                ProtocolError::Header(h) => ProtocolError::Header(with_long_name(h)),
+                other => other,
+            })
+        } else {
+            Self::decode(ext, &V1)
+        }
+    }
+
+    /// V2 when the single-letter topic key `b` is present and the long
+    /// `topic` is not.
+    pub fn is_v2(ext: &ExtFields) -> bool {
+        ext.get_raw(V2.topic).is_some() && ext.get_raw(V1.topic).is_none()
+    }
+
+    /// The key holding the queue id in this form.
+    pub fn queue_key(&self) -> &'static str {
+        if self.v2 {
+            V2.queue_id
+        } else {
+            V1.queue_id
+        }
+    }
+
+    pub fn is_batch(&self) -> bool {
+        self.batch == Some(true)
+    }
+
+    fn decode(ext: &'a ExtFields, k: &SendKeys) -> Result<Self, ProtocolError> {
+        Ok(Self {
+            producer_group: ext.required_str(k.producer_group)?,
+            topic: ext.required_str(k.topic)?,
+            default_topic: ext.required_str(k.default_topic)?,
+            default_topic_queue_nums: ext.required_i32(k.default_topic_queue_nums)?,
+            queue_id: ext.required_i32(k.queue_id)?,
+            sys_flag: ext.required_i32(k.sys_flag)?,
+            born_timestamp: ext.required_i64(k.born_timestamp)?,
+            flag: ext.required_i32(k.flag)?,
+            properties: ext.get_str(k.properties),
+            reconsume_times: lenient(ext.get_i32(k.reconsume_times)),
+            unit_mode: lenient(ext.get_bool(k.unit_mode)),
+            batch: lenient(ext.get_bool(k.batch)),
+            max_reconsume_times: lenient(ext.get_i32(k.max_reconsume_times)),
+            broker_name: ext.get_str(k.broker_name),
+            v2: k.v2,
+        })
     }
 }
 

@@ -185,6 +185,39 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Validates and skips a string, with the same rules as
+    /// [`Self::string_into`], writing nothing.
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            let rest = &self.b[self.i..];
+            let n = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            std::str::from_utf8(&rest[..n]).ok()?;
+            self.i += n + 1;
+            match rest[n] {
+                b'"' => return Some(()),
+                b'\\' => {}
+                _ => return None,
+            }
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let hi = self.hex4()?;
+                    if (0xD800..0xDC00).contains(&hi) {
+                        self.literal(b"\\u")?;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return None;
+                        }
+                    } else {
+                        char::from_u32(hi)?;
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
     fn hex4(&mut self) -> Option<u32> {
         let end = self.i.checked_add(4)?;
         let digits = self.b.get(self.i..end)?;
@@ -260,7 +293,7 @@ impl<'a> Scanner<'a> {
     /// Skips a string, integer or literal (an unknown key's value).
     fn skip_scalar(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string_into(&mut String::new()),
+            b'"' => self.skip_string(),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),

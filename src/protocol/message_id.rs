@@ -42,14 +42,19 @@ pub struct OffsetMessageId {
 impl OffsetMessageId {
     /// 32 (IPv4) or 56 (IPv6) uppercase hex chars.
     pub fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(28);
+        let mut out = String::with_capacity(56);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Self::encode`], appended to `out`.
+    pub fn encode_into(&self, out: &mut String) {
         match self.ip {
-            IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
-            IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
+            IpAddr::V4(ip) => push_hex(out, &ip.octets()),
+            IpAddr::V6(ip) => push_hex(out, &ip.octets()),
         }
-        bytes.extend_from_slice(&i32::from(self.port).to_be_bytes());
-        bytes.extend_from_slice(&self.commit_log_offset.to_be_bytes());
-        hex_upper(&bytes)
+        push_hex(out, &i32::from(self.port).to_be_bytes());
+        push_hex(out, &self.commit_log_offset.to_be_bytes());
     }
 
     /// Decode by length (32 ⇒ IPv4, 56 ⇒ IPv6, like
@@ -136,6 +141,26 @@ impl UniqIdGenerator {
 
     /// A new id for `now_ms` (ms since the Unix epoch).
     pub fn next_id_at(&mut self, now_ms: i64) -> String {
+        let mut id = String::with_capacity(self.prefix.len() + 12);
+        self.next_id_at_into(now_ms, &mut id);
+        id
+    }
+
+    /// Length of every id this generator makes.
+    pub fn id_len(&self) -> usize {
+        self.prefix.len() + 12
+    }
+
+    /// A new id for the current time, appended to `out` (no allocation
+    /// beyond `out`'s growth).
+    pub fn next_id_into(&mut self, out: &mut String) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.next_id_at_into(now_ms, out);
+    }
+
+    fn next_id_at_into(&mut self, now_ms: i64, out: &mut String) {
         // Keep the calendar arithmetic far from overflow: 1970..=9999.
         let now_ms = now_ms.clamp(0, MAX_TIME_MS);
         if now_ms >= self.next_month_start_ms || now_ms < self.month_start_ms {
@@ -144,11 +169,13 @@ impl UniqIdGenerator {
         // Less than 31 days of ms: fits in 32 bits.
         let since_month = (now_ms - self.month_start_ms) as u32;
         let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(self.prefix.len() + 12);
-        id.push_str(&self.prefix);
-        id.push_str(&hex_upper(&since_month.to_be_bytes()));
-        id.push_str(&hex_upper(&counter.to_be_bytes()));
-        id
+        self.push_id(out, since_month, counter);
+    }
+
+    fn push_id(&self, out: &mut String, since_month: u32, counter: u16) {
+        out.push_str(&self.prefix);
+        push_hex(out, &since_month.to_be_bytes());
+        push_hex(out, &counter.to_be_bytes());
     }
 }
 
@@ -211,13 +238,17 @@ pub fn crc32_masked(bytes: &[u8]) -> u32 {
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 0xF)]));
     }
-    out
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

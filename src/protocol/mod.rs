@@ -54,7 +54,7 @@ pub use command::{LanguageCode, RemotingCommand, SerializeType};
 pub use ext_fields::{ExtFields, HeaderError};
 pub use frame::{encode_frame, FrameDecoder, DEFAULT_MAX_FRAME_LEN};
 pub use header::{
-    CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendMessageRequestHeader,
+    CommandHeader, PullMessageRequestHeader, PullMessageResponseHeader, SendHeaderView, SendMessageRequestHeader,
     SendMessageResponseHeader,
 };
 pub use message_id::{crc32_masked, java_string_hash, OffsetMessageId, UniqIdGenerator};

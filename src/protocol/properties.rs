@@ -97,6 +97,23 @@ pub mod keys {
 /// An ordered property map, in wire order.
 ///
 /// Messages carry a handful of properties, so a `Vec` beats a map here.
+/// The value of `key` in a property string, by the parser's rules (the
+/// last valid occurrence wins), without parsing the rest.
+pub fn find<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    if key.is_empty() {
+        return None; // the parser drops pairs with an empty key
+    }
+    let mut found = None;
+    for segment in text.split(PROPERTY_SEPARATOR) {
+        if let Some((k, v)) = segment.split_once(NAME_VALUE_SEPARATOR) {
+            if k == key && !v.is_empty() {
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Properties {
     pairs: Vec<(String, String)>,
@@ -279,6 +296,13 @@ mod tests {
     proptest! {
         // Cheap cases: run more of them than the default 256.
         #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// `find` answers what a full parse would.
+        #[test]
+        fn find_agrees_with_parse(text in "[ab\x01\x02]{0,24}", key in "[ab]{0,2}") {
+            let parsed = Properties::parse(&text);
+            prop_assert_eq!(find(&text, &key), parsed.get(&key));
+        }
 
         #[test]
         fn parse_never_panics_and_stays_within_input(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

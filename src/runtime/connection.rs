@@ -194,7 +194,7 @@ pub trait Service: 'static {
         conn: u64,
         cmd: RemotingCommand,
         received: Instant,
-    ) -> Pin<Box<dyn Future<Output = Option<RemotingCommand>>>>;
+    ) -> impl Future<Output = Option<RemotingCommand>> + 'static;
     /// Called once when the connection ends.
     fn closed(&self, conn: u64);
     /// Bytes read from / written to the socket.
@@ -299,28 +299,31 @@ pub async fn serve<S: Service>(
     let sock = Shared(Rc::new(RefCell::new(stream)));
     let outbox = Rc::new(Outbox::new(limits.outbox_max_bytes));
     register(outbox.clone());
+    let watch = Rc::new(Watch::new(MAX_IN_FLIGHT));
     let writer = glommio::spawn_local(write_loop(
         service.clone(),
         conn,
         sock.clone(),
         outbox.clone(),
-        limits.write_stall_timeout,
+        watch.clone(),
     ))
     .detach();
-    let why = read_loop(&service, conn, sock, &outbox, &limits, &budget).await;
-    if let Some(why) = why {
+    let dog = glommio::spawn_local(watchdog(watch.clone(), outbox.clone(), limits.clone())).detach();
+    let why = read_loop(&service, conn, sock, &outbox, &watch, &budget).await;
+    if let Some(why) = why.or_else(|| watch.reason.take()) {
         log::warn!("connection {conn}: closing: {why}");
     }
     service.closed(conn);
     outbox.close();
     writer.cancel();
+    dog.cancel();
     // The socket closes when the last of its handles (reader's, writer's)
     // is dropped, which is now.
 }
 
 /// Writes whatever is queued, in batches; a write that makes no progress
 /// for `stall` closes the connection (the reader sees the outbox closed).
-async fn write_loop<S: Service>(service: Rc<S>, conn: u64, mut wsock: Shared, out: Rc<Outbox>, stall: Duration) {
+async fn write_loop<S: Service>(service: Rc<S>, conn: u64, mut wsock: Shared, out: Rc<Outbox>, watch: Rc<Watch>) {
     let mut buf = BytesMut::new();
     loop {
         let seen = out.ready.generation();
@@ -345,26 +348,19 @@ async fn write_loop<S: Service>(service: Rc<S>, conn: u64, mut wsock: Shared, ou
         service.traffic(0, buf.len() as u64);
         let mut at = 0;
         while at < buf.len() {
-            let write = wsock.write(&buf[at..]);
-            let n = match futures_lite::future::or(async { Some(write.await) }, async {
-                glommio::timer::sleep(stall).await;
-                None
-            })
-            .await
-            {
-                Some(Ok(n)) if n > 0 => n,
-                Some(_) => {
-                    out.close();
-                    return;
-                }
-                None => {
-                    log::warn!("connection {conn}: the client read nothing for {stall:?}; closing");
+            // The watchdog closes the connection (and so cancels this
+            // task) if one write makes no progress for the stall timeout.
+            watch.writing_since.set(Some(Instant::now()));
+            let n = match wsock.write(&buf[at..]).await {
+                Ok(n) if n > 0 => n,
+                _ => {
                     out.close();
                     return;
                 }
             };
             at += n;
         }
+        watch.writing_since.set(None);
         // Do not keep a large batch's buffer for an idle connection.
         if buf.capacity() > 256 * 1024 {
             buf = BytesMut::new();
@@ -385,26 +381,25 @@ async fn read_loop<S: Service>(
     conn: u64,
     mut rsock: Shared,
     outbox: &Rc<Outbox>,
-    limits: &Limits,
+    watch: &Rc<Watch>,
     budget: &Rc<InboundBudget>,
 ) -> Option<String> {
-    let in_flight = Rc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = &watch.in_flight;
     let decoder = FrameDecoder::new();
     let mut buf = BytesMut::new();
     let mut chunk = vec![0u8; READ_CHUNK];
     // Budget held by the large frame being read, handed to its request.
     let mut held: Option<glommio::sync::StaticPermit> = None;
-    let mut frame_started: Option<Instant> = None;
     loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
-                    frame_started = if buf.is_empty() { None } else { Some(Instant::now()) };
+                    let received = Instant::now();
+                    watch.frame_started.set((!buf.is_empty()).then_some(received));
                     let large = held.take();
                     if cmd.is_response() {
                         continue; // replies to our oneway pushes: nothing waits for them
                     }
-                    let received = Instant::now();
                     // A client that does not read its replies gets no new
                     // request started: its queued replies stay within
                     // `outboxMaxBytes` plus those of requests already
@@ -426,12 +421,14 @@ async fn read_loop<S: Service>(
                     };
                     let service = service.clone();
                     let out = outbox.clone();
+                    let watch = watch.clone();
                     glommio::spawn_local(async move {
                         if let Some(reply) = service.handle(conn, cmd, received).await {
                             out.push(reply).await;
                         }
                         drop(permit);
                         drop(large);
+                        watch.last_active.set(Instant::now());
                     })
                     .detach();
                 }
@@ -448,12 +445,6 @@ async fn read_loop<S: Service>(
             buf = BytesMut::new();
         }
 
-        let busy = in_flight.available() < MAX_IN_FLIGHT;
-        let deadline = match frame_started {
-            Some(t) => Some(t + limits.partial_frame_timeout),
-            None if busy => None, // waiting for our replies is not idleness
-            None => Some(Instant::now() + limits.idle_timeout),
-        };
         let total = frame_total(&buf).filter(|t| *t > buf.len() + READ_CHUNK);
         let read = match total {
             Some(total) => {
@@ -466,10 +457,15 @@ async fn read_loop<S: Service>(
                         ));
                     }
                     let acquire = budget.sem.acquire_static_permit(want);
-                    match with_deadline(deadline, &outbox.closing, closing, async { acquire.await.ok() }).await {
+                    match until_closed(&outbox.closing, closing, async { acquire.await.ok() }).await {
                         Some(Some(p)) => held = Some(p),
                         Some(None) => return None,
-                        None => return Some(format!("no inbound budget for a {total}-byte frame in time")),
+                        None => {
+                            return watch
+                                .reason
+                                .take()
+                                .map(|why| format!("no inbound budget for a {total}-byte frame in time ({why})"))
+                        }
                     }
                 }
                 // Zeroed once, then read into until the frame is complete:
@@ -479,7 +475,7 @@ async fn read_loop<S: Service>(
                 buf.resize(total, 0);
                 let mut last = None;
                 while filled < total {
-                    last = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut buf[filled..])).await;
+                    last = until_closed(&outbox.closing, closing, rsock.read(&mut buf[filled..])).await;
                     match &last {
                         Some(Ok(n)) if *n > 0 => {
                             filled += n;
@@ -495,7 +491,7 @@ async fn read_loop<S: Service>(
                 last
             }
             None => {
-                let r = with_deadline(deadline, &outbox.closing, closing, rsock.read(&mut chunk)).await;
+                let r = until_closed(&outbox.closing, closing, rsock.read(&mut chunk)).await;
                 if let Some(Ok(n)) = &r {
                     buf.extend_from_slice(&chunk[..*n]);
                 }
@@ -503,45 +499,127 @@ async fn read_loop<S: Service>(
             }
         };
         if outbox.closed.get() {
-            return None; // the writer gave up on this connection
+            // The writer or the watchdog gave up on this connection.
+            return watch.reason.take();
         }
         match read {
             Some(Ok(0)) | Some(Err(_)) => return None,
             Some(Ok(n)) => {
-                if frame_started.is_none() {
-                    frame_started = Some(Instant::now());
+                let now = Instant::now();
+                watch.last_active.set(now);
+                watch.buffered.set(buf.len());
+                if watch.frame_started.get().is_none() {
+                    watch.frame_started.set(Some(now));
                 }
                 service.traffic(n as u64, 0);
             }
-            None if frame_started.is_some() => {
-                return Some(format!(
-                    "a frame stayed incomplete for {:?} ({} bytes received)",
-                    limits.partial_frame_timeout,
-                    buf.len()
-                ))
-            }
-            None => return Some(format!("idle for {:?}", limits.idle_timeout)),
+            None => return watch.reason.take(),
         }
     }
 }
 
-/// `fut`, or None once `deadline` (if any) passes or `closing` fires
-/// (the caller checks which).
-async fn with_deadline<T>(
-    deadline: Option<Instant>,
-    closing: &Notify,
-    seen: u64,
-    fut: impl Future<Output = T>,
-) -> Option<T> {
-    let stop = async {
-        match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                futures_lite::future::or(glommio::timer::sleep(left), closing.changed_since(seen)).await
-            }
-            None => closing.changed_since(seen).await,
-        }
+/// `fut`, or None once `closing` fires.
+async fn until_closed<T>(closing: &Notify, seen: u64, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        closing.changed_since(seen).await;
         None
-    };
-    futures_lite::future::or(async { Some(fut.await) }, stop).await
+    })
+    .await
+}
+
+/// A connection's clocks, kept by its reader and writer and checked by its
+/// [`watchdog`]. Keeping them in cells costs a clock read per socket
+/// operation; racing every read and write against its own timer cost an
+/// io_uring timeout and its cancellation per request.
+struct Watch {
+    /// Requests running (the reader takes a permit per request).
+    in_flight: Rc<Semaphore>,
+    max_in_flight: u64,
+    /// The last read, or the end of the last request.
+    last_active: Cell<Instant>,
+    /// When the first byte of the frame being read arrived.
+    frame_started: Cell<Option<Instant>>,
+    /// Bytes of that frame read so far (for the log line).
+    buffered: Cell<usize>,
+    /// When the socket write in progress started.
+    writing_since: Cell<Option<Instant>>,
+    /// Why the watchdog closed the connection.
+    reason: Cell<Option<String>>,
+}
+
+impl Watch {
+    fn new(max_in_flight: u64) -> Watch {
+        Watch {
+            in_flight: Rc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+            last_active: Cell::new(Instant::now()),
+            frame_started: Cell::new(None),
+            buffered: Cell::new(0),
+            writing_since: Cell::new(None),
+            reason: Cell::new(None),
+        }
+    }
+
+    /// The earliest deadline, or the reason it has passed.
+    ///
+    /// A frame or a write that starts while the watchdog sleeps is seen at
+    /// its next wake-up, at most a quarter of the shortest timeout later:
+    /// deadlines are kept to within 25 %, with a few timer wake-ups per
+    /// timeout per connection and none per request.
+    fn check(&self, limits: &Limits, now: Instant) -> Result<Instant, String> {
+        let shortest = limits
+            .idle_timeout
+            .min(limits.partial_frame_timeout)
+            .min(limits.write_stall_timeout);
+        let mut next = now + (shortest / 4).max(Duration::from_millis(10));
+        if let Some(t) = self.frame_started.get() {
+            let d = t + limits.partial_frame_timeout;
+            if now >= d {
+                return Err(format!(
+                    "a frame stayed incomplete for {:?} ({} bytes received)",
+                    limits.partial_frame_timeout,
+                    self.buffered.get()
+                ));
+            }
+            next = next.min(d);
+        } else if self.in_flight.available() == self.max_in_flight {
+            // Waiting for our own replies is not idleness.
+            let d = self.last_active.get() + limits.idle_timeout;
+            if now >= d {
+                return Err(format!("idle for {:?}", limits.idle_timeout));
+            }
+            next = next.min(d);
+        }
+        if let Some(t) = self.writing_since.get() {
+            let d = t + limits.write_stall_timeout;
+            if now >= d {
+                return Err(format!("the client read nothing for {:?}", limits.write_stall_timeout));
+            }
+            next = next.min(d);
+        }
+        Ok(next)
+    }
+}
+
+/// Closes the connection when one of its deadlines passes. It sleeps until
+/// the earliest deadline and re-checks, so activity costs it nothing: a
+/// busy connection wakes it about once per timeout, not once per request.
+async fn watchdog(watch: Rc<Watch>, out: Rc<Outbox>, limits: Limits) {
+    loop {
+        if out.closed.get() {
+            return;
+        }
+        let now = Instant::now();
+        match watch.check(&limits, now) {
+            Ok(next) => {
+                let seen = out.closing.generation();
+                futures_lite::future::or(glommio::timer::sleep(next - now), out.closing.changed_since(seen)).await;
+            }
+            Err(why) => {
+                watch.reason.set(Some(why));
+                out.close();
+                return;
+            }
+        }
+    }
 }

@@ -23,9 +23,16 @@ impl Notify {
     /// Wakes every task waiting on this signal.
     pub fn notify_all(&self) {
         self.generation.set(self.generation.get() + 1);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
+        let mut waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters.drain(..) {
             w.wake();
+        }
+        // Keep the buffer: a notify that fires per request would otherwise
+        // allocate a new one for the next waiter every time. (Waking only
+        // schedules; no waiter registers again during the loop above.)
+        let mut slot = self.waiters.borrow_mut();
+        if slot.is_empty() {
+            *slot = waiters;
         }
     }
 
