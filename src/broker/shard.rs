@@ -155,6 +155,9 @@ pub struct BrokerService {
 }
 
 impl Service for BrokerService {
+    // Not `async fn`: the trait promises a `'static` future, which this
+    // block is (it owns everything it uses).
+    #[allow(clippy::manual_async_fn)]
     fn handle(
         self: Rc<Self>,
         conn: u64,
