@@ -41,6 +41,8 @@ const ENCODE_CHUNK: usize = 2048;
 pub const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
 type Key = (Arc<str>, Arc<str>, u32);
+/// group -> topic -> queue -> entry.
+type Groups = HashMap<Arc<str>, HashMap<Arc<str>, HashMap<u32, Entry>>>;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -50,7 +52,7 @@ struct Entry {
 }
 
 struct Table {
-    groups: HashMap<Arc<str>, HashMap<Arc<str>, HashMap<u32, Entry>>>,
+    groups: Groups,
     len: usize,
     /// One journal record per live entry, in bytes.
     live_bytes: u64,
@@ -170,12 +172,7 @@ impl Table {
 }
 
 /// The interned key of an entry known to exist.
-fn key(
-    group: &str,
-    topic: &str,
-    queue: u32,
-    groups: &HashMap<Arc<str>, HashMap<Arc<str>, HashMap<u32, Entry>>>,
-) -> Key {
+fn key(group: &str, topic: &str, queue: u32, groups: &Groups) -> Key {
     let (g, topics) = groups.get_key_value(group).expect("entry exists");
     let (t, _) = topics.get_key_value(topic).expect("entry exists");
     (g.clone(), t.clone(), queue)
