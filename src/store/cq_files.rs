@@ -89,8 +89,17 @@ impl CqFiles {
         }
         if create {
             if let Some(dir) = path.parent() {
-                if !dir.exists() {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+                // A new queue's first file: mkdir on the blocking thread.
+                let d = dir.to_path_buf();
+                let created = crate::runtime::blocking::run(move || -> std::io::Result<bool> {
+                    if d.exists() {
+                        return Ok(false);
+                    }
+                    std::fs::create_dir_all(&d).map(|()| true)
+                })
+                .await
+                .map_err(|e| StoreError::io(dir, e))?;
+                if created {
                     let mut nd = self.new_dirs.borrow_mut();
                     nd.push(dir.to_path_buf());
                     if let Some(p) = dir.parent() {
