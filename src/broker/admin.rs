@@ -346,7 +346,7 @@ async fn shard_reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<R
         shard.offsets.commit(group, topic, qid, offset);
         out.push((qid, offset));
     }
-    if let Err(e) = shard.offsets.persist() {
+    if let Err(e) = shard.offsets.persist().await {
         log::error!("shard {}: cannot persist consumer offsets: {e}", shard.id);
     }
     if !out.is_empty() {
@@ -497,13 +497,15 @@ async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
         "consumerLagTotal",
         stats.lag.iter().map(|l| l.lag()).sum::<u64>().to_string(),
     );
-    if let Some(r) = disk_ratio(&shard.cfg.store_path_root_dir) {
+    let root = shard.cfg.store_path_root_dir.clone();
+    if let Some(r) = crate::runtime::blocking::run(move || disk_ratio(&root)).await {
         put("commitLogDiskRatio", format!("{r:.4}"));
     }
     ok_body(&cmd, KvTable { table: t }.encode())
 }
 
-/// Used fraction of the file system holding `dir`.
+/// Used fraction of the file system holding `dir`. Blocking (statvfs):
+/// shards call it through [`crate::runtime::blocking::run`].
 fn disk_ratio(dir: &std::path::Path) -> Option<f64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -562,20 +564,24 @@ impl Controller {
         Ok(())
     }
 
-    fn store_subscription_groups(&self) -> Result<(), String> {
+    /// Writes `config/subscriptionGroup.json` as the groups are now, on
+    /// the blocking thread (encoded here: no borrow across the write).
+    async fn store_subscription_groups(&self) -> Result<(), String> {
         self.sub_groups_version.set(self.sub_groups_version.get() + 1);
-        let body = json!({
-            "dataVersion": {"counter": self.sub_groups_version.get(), "stateVersion": 0, "timestamp": now_ms()},
-            "forbiddenTable": {},
-            "subscriptionGroupTable": &*self.sub_groups.borrow(),
-        });
-        let bytes = serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?;
-        metadata::write_atomically(&self.root.join("config"), SUB_GROUP_FILE, &bytes)
+        let bytes = {
+            let body = json!({
+                "dataVersion": {"counter": self.sub_groups_version.get(), "stateVersion": 0, "timestamp": now_ms()},
+                "forbiddenTable": {},
+                "subscriptionGroupTable": &*self.sub_groups.borrow(),
+            });
+            serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?
+        };
+        metadata::save(self.root.join("config"), SUB_GROUP_FILE, bytes).await
     }
 
     /// Heartbeats of unknown groups create their config (Java's
     /// `autoCreateSubscriptionGroup`).
-    pub(super) fn auto_create_groups(&self, names: &[String]) {
+    pub(super) async fn auto_create_groups(&self, names: &[String]) {
         let mut added = false;
         {
             let mut groups = self.sub_groups.borrow_mut();
@@ -587,7 +593,7 @@ impl Controller {
             }
         }
         if added {
-            if let Err(e) = self.store_subscription_groups() {
+            if let Err(e) = self.store_subscription_groups().await {
                 log::error!("cannot persist subscription groups: {e}");
             }
         }
@@ -601,7 +607,7 @@ impl Controller {
     ) -> Option<RemotingCommand> {
         let _ = client;
         match cmd.code {
-            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(cmd),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(cmd).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 let body = json!({
                     "dataVersion": {"counter": self.sub_groups_version.get(), "stateVersion": 0, "timestamp": now_ms()},
@@ -641,7 +647,7 @@ impl Controller {
         }
     }
 
-    fn update_group(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    async fn update_group(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
         let body = match crate::protocol::bodies::fastjson_reader::parse_lenient(&cmd.body) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {
@@ -673,13 +679,16 @@ impl Controller {
         if let Some(obj) = cfg.as_object_mut() {
             obj.extend(body);
         }
-        let previous = self.sub_groups.borrow_mut().insert(name.clone(), cfg);
-        if let Err(e) = self.store_subscription_groups() {
+        let previous = self.sub_groups.borrow_mut().insert(name.clone(), cfg.clone());
+        if let Err(e) = self.store_subscription_groups().await {
+            // Undo ours unless another update replaced it during the write.
             let mut groups = self.sub_groups.borrow_mut();
-            match previous {
-                Some(p) => groups.insert(name, p),
-                None => groups.remove(&name),
-            };
+            if groups.get(&name) == Some(&cfg) {
+                match previous {
+                    Some(p) => groups.insert(name, p),
+                    None => groups.remove(&name),
+                };
+            }
             return error(
                 &cmd,
                 response::SYSTEM_ERROR,

@@ -264,10 +264,17 @@ impl Controller {
         self.topics_saved(shard, &cmd).await
     }
 
+    /// Writes `config/topics.json` as the topics are now, off the shard
+    /// thread (encoded here, so no borrow is held across the write).
+    async fn save_topics(&self) -> Result<(), String> {
+        let json = metadata::encode_topics(self.shard_count, &self.topics.borrow())?;
+        metadata::save(self.root.join("config"), metadata::TOPICS_FILE, json).await
+    }
+
     /// Persists the topics, publishes the snapshot to every shard and
     /// triggers a registration; then answers `cmd`.
     async fn topics_saved(&self, shard: &Rc<Shard>, cmd: &RemotingCommand) -> Option<RemotingCommand> {
-        if let Err(e) = metadata::store_topics(&self.root, self.shard_count, &self.topics.borrow()) {
+        if let Err(e) = self.save_topics().await {
             log::error!("cannot persist topics: {e}");
             return error(cmd, response::SYSTEM_ERROR, format!("cannot persist topic config: {e}"));
         }
@@ -363,7 +370,7 @@ impl Controller {
         if self.topics.borrow_mut().remove(&topic).is_none() {
             return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic {topic} does not exist"));
         }
-        if let Err(e) = metadata::store_topics(&self.root, self.shard_count, &self.topics.borrow()) {
+        if let Err(e) = self.save_topics().await {
             return error(
                 &cmd,
                 response::SYSTEM_ERROR,
@@ -499,7 +506,7 @@ impl Controller {
             }
         }
         if created {
-            if let Err(e) = metadata::store_topics(&self.root, self.shard_count, &self.topics.borrow()) {
+            if let Err(e) = self.save_topics().await {
                 log::error!("cannot persist topics: {e}");
             }
             self.topics_changed.notify_all();
@@ -508,7 +515,7 @@ impl Controller {
             self.republish(shard).await;
         }
         if shard.cfg.auto_create_subscription_group {
-            self.auto_create_groups(&seen_groups);
+            self.auto_create_groups(&seen_groups).await;
         }
         for g in notify {
             self.notify_group(shard, &g).await;

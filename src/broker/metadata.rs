@@ -216,14 +216,31 @@ pub fn load_topics(root: &Path) -> Result<Option<(u16, Vec<TopicInfo>)>, String>
 }
 
 /// Writes `config/topics.json` atomically (temp file, fsync, rename, fsync
-/// of the directory). Blocking: called off the hot path by the controller.
+/// of the directory). Blocking: start-up only (main thread); at runtime the
+/// controller uses [`encode_topics`] and [`save`].
 pub fn store_topics(root: &Path, shard_count: u16, topics: &HashMap<String, Arc<TopicInfo>>) -> Result<(), String> {
+    let json = encode_topics(shard_count, topics)?;
+    write_atomically(&root.join("config"), TOPICS_FILE, &json)
+}
+
+pub const TOPICS_FILE: &str = "topics.json";
+
+/// The bytes of `config/topics.json`.
+pub fn encode_topics(shard_count: u16, topics: &HashMap<String, Arc<TopicInfo>>) -> Result<Vec<u8>, String> {
     let f = TopicsFile {
         shard_count,
         topics: topics.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
     };
-    let json = serde_json::to_vec_pretty(&f).map_err(|e| e.to_string())?;
-    write_atomically(&root.join("config"), "topics.json", &json)
+    serde_json::to_vec_pretty(&f).map_err(|e| e.to_string())
+}
+
+/// [`write_atomically`] on the executor's blocking thread, for shard
+/// threads at runtime (see [`crate::runtime::blocking`]): the shard keeps
+/// serving while the file is written and synced. Saves are applied in the
+/// order they are called (one blocking thread, FIFO), so the last caller's
+/// bytes are what stays on disk.
+pub async fn save(dir: std::path::PathBuf, name: &'static str, bytes: Vec<u8>) -> Result<(), String> {
+    crate::runtime::blocking::run(move || write_atomically(&dir, name, &bytes)).await
 }
 
 /// Temp file + fsync + rename + directory fsync.

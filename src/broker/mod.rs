@@ -3,6 +3,8 @@
 //!
 //! * [`dispatch`] — which shard runs a request; the handler table.
 //! * [`send`], [`pull`], [`offsets`] — the data path, on the queue's owner.
+//! * [`consumer_offsets`], [`offset_journal`] — the offsets table and its
+//!   snapshot + journal on disk.
 //! * [`admin`] — mqadmin requests: stats, consume progress, groups, resets.
 //! * [`controller`] — topics, clients, groups, locks (shard 0).
 //! * [`metadata`] — the snapshot every shard reads.
@@ -10,9 +12,11 @@
 //! * [`shard`] — per-shard state and the connection service.
 
 pub mod admin;
+pub mod consumer_offsets;
 pub mod controller;
 pub mod dispatch;
 pub mod metadata;
+pub mod offset_journal;
 pub mod offsets;
 pub mod pull;
 pub mod query;
@@ -20,3 +24,6 @@ pub mod registration;
 pub mod send;
 pub mod shard;
 pub mod stats;
+
+#[cfg(test)]
+mod tests;

@@ -3,14 +3,11 @@
 //! (30), GET_MIN_OFFSET (31), SEARCH_OFFSET_BY_TIMESTAMP (29),
 //! GET_EARLIEST_MSG_STORETIME (32).
 //!
-//! Offsets live with the queue's owner shard, keyed by the global queue id,
-//! and are persisted to `<shard dir>/consumerOffset.json` (RocketMQ's
-//! `{"offsetTable":{"topic@group":{"qid":offset}}}` shape) every few
-//! seconds and at shutdown, atomically.
+//! Offsets live with the queue's owner shard, keyed by the global queue id
+//! ([`ConsumerOffsets`]), and are persisted every few seconds and at
+//! shutdown as a journal of changes on top of a RocketMQ-shaped
+//! `consumerOffset.json` snapshot (see [`super::offset_journal`]).
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::protocol::codes::{request, response};
@@ -19,90 +16,7 @@ use crate::store::Boundary;
 
 use super::shard::{error, Shard};
 
-const FILE: &str = "consumerOffset.json";
-
-pub struct ConsumerOffsets {
-    dir: PathBuf,
-    table: RefCell<HashMap<(String, String, u32), u64>>,
-    dirty: Cell<bool>,
-}
-
-impl ConsumerOffsets {
-    pub fn load(dir: &Path) -> ConsumerOffsets {
-        let mut table = HashMap::new();
-        let path = dir.join(FILE);
-        match std::fs::read(&path) {
-            Ok(b) => match serde_json::from_slice::<serde_json::Value>(&b) {
-                Ok(v) => {
-                    if let Some(t) = v.get("offsetTable").and_then(|t| t.as_object()) {
-                        for (key, queues) in t {
-                            let Some((topic, group)) = key.split_once('@') else {
-                                continue;
-                            };
-                            let Some(queues) = queues.as_object() else { continue };
-                            for (q, off) in queues {
-                                if let (Ok(q), Some(off)) = (q.parse::<u32>(), off.as_u64()) {
-                                    table.insert((group.to_string(), topic.to_string(), q), off);
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => log::error!(
-                    "{}: unreadable consumer offsets ({e}); starting without them",
-                    path.display()
-                ),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => log::error!("{}: {e}", path.display()),
-        }
-        ConsumerOffsets {
-            dir: dir.to_path_buf(),
-            table: RefCell::new(table),
-            dirty: Cell::new(false),
-        }
-    }
-
-    pub fn get(&self, group: &str, topic: &str, qid: u32) -> Option<u64> {
-        self.table
-            .borrow()
-            .get(&(group.to_string(), topic.to_string(), qid))
-            .copied()
-    }
-
-    pub fn commit(&self, group: &str, topic: &str, qid: u32, offset: u64) {
-        self.table
-            .borrow_mut()
-            .insert((group.to_string(), topic.to_string(), qid), offset);
-        self.dirty.set(true);
-    }
-
-    /// Every (group, topic, queue, offset), for admin and lag metrics.
-    pub fn snapshot(&self) -> Vec<(String, String, u32, u64)> {
-        self.table
-            .borrow()
-            .iter()
-            .map(|((g, t, q), o)| (g.clone(), t.clone(), *q, *o))
-            .collect()
-    }
-
-    /// Writes the table if it changed since the last persist.
-    pub fn persist(&self) -> Result<(), String> {
-        if !self.dirty.replace(false) {
-            return Ok(());
-        }
-        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for ((g, t, q), o) in self.table.borrow().iter() {
-            out.entry(format!("{t}@{g}")).or_default().insert(q.to_string(), *o);
-        }
-        let json = serde_json::json!({ "offsetTable": out });
-        let r = super::metadata::write_atomically(&self.dir, FILE, json.to_string().as_bytes());
-        if r.is_err() {
-            self.dirty.set(true);
-        }
-        r
-    }
-}
+pub use super::consumer_offsets::ConsumerOffsets;
 
 pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let topic = match cmd.required_str("topic") {
@@ -159,7 +73,16 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if shard.meta().topic(&topic).is_none() {
                 return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist"));
             }
-            shard.offsets.commit(&group, &topic, qid, offset);
+            if !shard.offsets.commit(&group, &topic, qid, offset) {
+                return error(
+                    &cmd,
+                    response::SYSTEM_ERROR,
+                    format!(
+                        "the consumer offset table of this shard is full ({} entries); offset not kept",
+                        super::consumer_offsets::MAX_ENTRIES
+                    ),
+                );
+            }
             Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
         }
         request::GET_MAX_OFFSET => ok("offset", store.max_offset(&topic, qid) as i64),

@@ -97,6 +97,7 @@ where
         .unwrap_or_else(|e| panic!("executor {name} failed: {e}"))
 }
 
+pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod doctor;

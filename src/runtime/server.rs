@@ -414,7 +414,7 @@ async fn run_shard(
     glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(Duration::from_secs(5)).await;
-            if let Err(e) = s.offsets.persist() {
+            if let Err(e) = s.offsets.persist().await {
                 log::error!("shard {}: cannot persist consumer offsets: {e}", s.id);
             }
         }
@@ -425,7 +425,7 @@ async fn run_shard(
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }
     log::info!("shard {k}: shutting down");
-    if let Err(e) = shard.offsets.persist() {
+    if let Err(e) = shard.offsets.persist().await {
         log::error!("shard {k}: cannot persist consumer offsets: {e}");
     }
     shard.store.shutdown().await.map_err(|e| e.to_string())

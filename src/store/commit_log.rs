@@ -400,7 +400,9 @@ impl CommitLog {
                 log::warn!("closing {} before deleting it: {e}", path.display());
             }
         }
-        std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        crate::runtime::blocking::remove_file(&path)
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
         segment::sync_dir(&self.dir).await?;
         Ok(Some(base))
     }

@@ -89,8 +89,17 @@ impl CqFiles {
         }
         if create {
             if let Some(dir) = path.parent() {
-                if !dir.exists() {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+                // A new queue's first file: mkdir on the blocking thread.
+                let d = dir.to_path_buf();
+                let created = crate::runtime::blocking::run(move || -> std::io::Result<bool> {
+                    if d.exists() {
+                        return Ok(false);
+                    }
+                    std::fs::create_dir_all(&d).map(|()| true)
+                })
+                .await
+                .map_err(|e| StoreError::io(dir, e))?;
+                if created {
                     let mut nd = self.new_dirs.borrow_mut();
                     nd.push(dir.to_path_buf());
                     if let Some(p) = dir.parent() {
@@ -222,25 +231,45 @@ impl CqFiles {
         self.new_dirs.borrow_mut().retain(|x| !d.dirs.contains(x));
     }
 
-    /// Deletes the queue's files that hold only offsets below `min`.
-    pub fn delete_below(&self, topic: &str, queue_id: u32, min: u64) -> Result<usize, StoreError> {
+    /// Deletes the queue's files that hold only offsets below `min`. The
+    /// directory listing and the unlinks run on the blocking thread (one
+    /// round trip each, see [`crate::runtime::blocking`]); the open and
+    /// dirty maps are updated here, before the unlinks.
+    pub async fn delete_below(&self, topic: &str, queue_id: u32, min: u64) -> Result<usize, StoreError> {
         let dir = self.queue_dir(topic, queue_id);
-        let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(0) };
-        let mut n = 0;
-        for ent in rd.flatten() {
-            let name = ent.file_name();
-            let Some(start) = name.to_str().and_then(parse_segment_file_name) else {
-                continue;
-            };
-            let first = start / CQ_ENTRY_SIZE as u64;
-            if first + self.entries_per_file <= min {
-                let p = ent.path();
-                self.open.borrow_mut().remove(&p);
-                self.dirty_files.borrow_mut().remove(&p);
-                std::fs::remove_file(&p).map_err(|e| StoreError::io(&p, e))?;
-                n += 1;
-            }
+        let listed = {
+            let dir = dir.clone();
+            crate::runtime::blocking::run(move || -> Vec<(std::path::PathBuf, u64)> {
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    return Vec::new();
+                };
+                rd.flatten()
+                    .filter_map(|ent| {
+                        let start = ent.file_name().to_str().and_then(parse_segment_file_name)?;
+                        Some((ent.path(), start))
+                    })
+                    .collect()
+            })
+            .await
+        };
+        let doomed: Vec<std::path::PathBuf> = listed
+            .into_iter()
+            .filter(|(_, start)| start / CQ_ENTRY_SIZE as u64 + self.entries_per_file <= min)
+            .map(|(p, _)| p)
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
         }
-        Ok(n)
+        for p in &doomed {
+            self.open.borrow_mut().remove(p);
+            self.dirty_files.borrow_mut().remove(p);
+        }
+        crate::runtime::blocking::run(move || {
+            for p in &doomed {
+                std::fs::remove_file(p).map_err(|e| StoreError::io(p, e))?;
+            }
+            Ok(doomed.len())
+        })
+        .await
     }
 }

@@ -26,6 +26,13 @@
 //!   deleted after the stored checkpoint (its minimums are stale then). A
 //!   queue whose files cannot be read is skipped (and logged), not the
 //!   whole pass.
+//!
+//! Nothing here blocks the shard: `statvfs`, the `stat` for a segment's
+//! mtime and the consume-queue directory listing and unlinks run on the
+//! executor's blocking thread, the segment unlink through
+//! `glommio::io::remove` ([`crate::runtime::blocking`]). The segment
+//! preparer's own `statvfs` before each allocation
+//! (`CommitLog::space_refusal`) is still synchronous.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -41,6 +48,22 @@ pub trait DiskUsage {
     }
     /// Use in percent once `extra` more bytes are allocated.
     fn used_percent_after(&self, extra: u64) -> Result<u8, StoreError>;
+    /// A copy that may run on another thread, when measuring makes a
+    /// system call (the shard then measures on its blocking thread, see
+    /// [`used_percent`]). In-memory probes (tests) return None.
+    fn detached(&self) -> Option<Box<dyn DiskUsage + Send>> {
+        None
+    }
+}
+
+/// Disk use now, without blocking the shard: `statvfs` runs on the
+/// executor's blocking thread.
+pub(super) async fn used_percent(store: &MessageStore) -> Result<u8, StoreError> {
+    let detached = store.inner.disk.borrow().detached();
+    match detached {
+        Some(probe) => crate::runtime::blocking::run(move || probe.used_percent()).await,
+        None => store.inner.disk.borrow().used_percent(),
+    }
 }
 
 pub struct StatVfs {
@@ -54,6 +77,10 @@ impl StatVfs {
 }
 
 impl DiskUsage for StatVfs {
+    fn detached(&self) -> Option<Box<dyn DiskUsage + Send>> {
+        Some(Box::new(StatVfs { dir: self.dir.clone() }))
+    }
+
     fn used_percent_after(&self, extra: u64) -> Result<u8, StoreError> {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
@@ -90,7 +117,7 @@ pub(super) async fn run(store: MessageStore) {
 pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
     let cfg = store.config();
     let mut deleted = 0;
-    let used = store.inner.disk.borrow().used_percent()?;
+    let used = used_percent(store).await?;
     let full = used > cfg.disk_max_used_ratio;
     if full && !store.inner.disk_full.get() {
         log::error!(
@@ -102,7 +129,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
     }
     store.inner.disk_full.set(full);
     if full && cfg.disk_full_policy == DiskFullPolicy::DeleteOldest {
-        while store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio {
+        while used_percent(store).await? > cfg.disk_max_used_ratio {
             let Some(base) = delete_oldest(store).await? else {
                 break;
             };
@@ -119,7 +146,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
     loop {
         let bases = store.log().segment_bases();
         let Some(&oldest) = bases.first() else { break };
-        if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time) {
+        if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time).await {
             break;
         }
         if delete_oldest(store).await?.is_none() {
@@ -128,7 +155,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
         deleted += 1;
     }
     if full {
-        let still = store.inner.disk.borrow().used_percent()? > cfg.disk_max_used_ratio;
+        let still = used_percent(store).await? > cfg.disk_max_used_ratio;
         store.inner.disk_full.set(still);
         if !still {
             log::warn!(
@@ -157,14 +184,14 @@ async fn delete_oldest(store: &MessageStore) -> Result<Option<u64>, StoreError> 
     store.log().delete_oldest().await
 }
 
-fn expired(store: &MessageStore, base: u64, keep: Duration) -> bool {
-    let Some(seg) = store.log().segment_at(base) else {
+/// Whether segment `base` was last modified more than `keep` ago; the
+/// `stat` runs on the blocking thread (glommio's statx gives no mtime).
+async fn expired(store: &MessageStore, base: u64, keep: Duration) -> bool {
+    let Some(path) = store.log().segment_at(base).map(|seg| seg.path.clone()) else {
         return false;
     };
-    let Ok(meta) = std::fs::metadata(&seg.path) else {
-        return false;
-    };
-    let Ok(mtime) = meta.modified() else { return false };
+    let mtime = crate::runtime::blocking::run(move || std::fs::metadata(&path).and_then(|m| m.modified())).await;
+    let Ok(mtime) = mtime else { return false };
     SystemTime::now()
         .duration_since(mtime)
         .map(|age| age > keep)
@@ -218,7 +245,7 @@ pub(super) async fn advance_queue_minimum(store: &MessageStore, i: usize) -> Res
         q.min_offset = q.min_offset.max(lo);
         q.min_offset
     };
-    store.inner.cq_files.delete_below(&topic, qid, new_min)?;
+    store.inner.cq_files.delete_below(&topic, qid, new_min).await?;
     Ok(new_min)
 }
 

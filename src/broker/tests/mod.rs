@@ -1,0 +1,4 @@
+//! Broker unit tests that need files or an executor.
+
+mod consumer_offsets;
+mod offsets_timing;
