@@ -148,10 +148,10 @@ if adir.exists():
         for kind in ("single", "batch"):
             js = adir / kv[f"{kind}_json"]
             n = int(kv[f"{kind}_allocations"])
-            if js.exists():
-                send = json.loads(js.read_text())["ops"]["send"]
+            send = json.loads(js.read_text())["ops"].get("send") if js.exists() else None
+            if send and send["requests"] and send["messages"]:
                 out.append((n / send["requests"], n / send["messages"]))
-            else:
+            else:  # the bench failed: no successful request to divide by
                 out.append((None, None))
         print(f"| {peer} | {run} | {f1(out[0][0])} | {f1(out[1][0])} | {f2(out[1][1])} (batched) |")
     print()

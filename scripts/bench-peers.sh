@@ -40,6 +40,11 @@
 #   RMQ_SEND_THREADS (8, SYNC_FLUSH only)  RMQ_TRANSIENT_POOL (1)  RMQ_EXTRA_CONF (file)
 #   ROCKETMQ_RUST_VERSION (1.0.0)  ROCKETMQ_RUST_BUILD (1: try to build it when not
 #     cached; 0: skip)  ROCKETMQ_RUST_BUILD_TIMEOUT (2400 s)
+#   SHARDMQ_SET: more broker settings for both shardmq builds, space-separated
+#     KEY=VALUE, e.g. "diskMaxUsedSpaceRatio=95" on a disk fuller than 90 %
+#   Ports (none shared with bench-net.sh): shardmq 33876 (name server), 33911,
+#     33921-33922, 33957 (metrics, alloc runs); Apache 33877, 33709/33711/33712;
+#     rocketmq-rust 33878, 33611.
 #   DATA (/tmp/shardmq-peers-data): run directories, deleted after each run
 #   BUILD_NICE (0): nice level for the cargo builds
 # Builds are cached under target/peers/ (jars, before's target dir and binaries,
@@ -70,6 +75,8 @@ BUILD_NICE=${BUILD_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE=$ROOT/target/peers
 CLK_TCK=$(getconf CLK_TCK)
+SHARDMQ_SETS=()
+for kv in ${SHARDMQ_SET:-}; do SHARDMQ_SETS+=(--set "$kv"); done
 mkdir -p "$OUT" "$CACHE" "$DATA"
 OUT=$(cd "$OUT" && pwd)
 : >"$OUT/skipped.txt"
@@ -247,12 +254,12 @@ start_failed() { # what logfile
 start_shardmq() { # binary flush [metricsPort]
   local bin=$1 flush=$2 mport=${3:-0}
   RUN_DIR=$DATA/run && rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR/store"
-  "$bin" serve --set storePathRootDir="$RUN_DIR/store" --set listenPort=31911 --set namesrvListenPort=39876 \
-    --set shardListenPortBase=31921 --set shardCount=2 --set metricsPort="$mport" --set brokerIP1=127.0.0.1 \
-    --set flushDiskType="$flush" >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" &
+  "$bin" serve --set storePathRootDir="$RUN_DIR/store" --set listenPort=33911 --set namesrvListenPort=33876 \
+    --set shardListenPortBase=33921 --set shardCount=2 --set metricsPort="$mport" --set brokerIP1=127.0.0.1 \
+    --set flushDiskType="$flush" "${SHARDMQ_SETS[@]}" >"$RUN_DIR/broker.out" 2>"$RUN_DIR/broker.err" &
   PIDS+=($!)
-  NS=127.0.0.1:39876
-  wait_for 30 "$RUN_DIR/broker.out" "shardmq ready" 39876 || { start_failed shardmq "$RUN_DIR/broker.err"; return 1; }
+  NS=127.0.0.1:33876
+  wait_for 30 "$RUN_DIR/broker.out" "shardmq ready" 33876 || { start_failed shardmq "$RUN_DIR/broker.err"; return 1; }
 }
 
 RMQ_JVM_COMMON=(-server -XX:+UseG1GC -XX:G1HeapRegionSize=16m -XX:G1ReservePercent=25
@@ -264,8 +271,8 @@ start_apache() { # flush
   conf=$RUN_DIR/broker.conf
   {
     cat bench/peers/apache/broker.conf "bench/peers/apache/broker-$flush.conf"
-    echo "namesrvAddr=127.0.0.1:39877"
-    echo "listenPort=30911"
+    echo "namesrvAddr=127.0.0.1:33877"
+    echo "listenPort=33711"
     echo "storePathRootDir=$RUN_DIR/store"
     echo "storePathCommitLog=$RUN_DIR/store/commitlog"
     if [ "$flush" = SYNC_FLUSH ]; then
@@ -275,7 +282,7 @@ start_apache() { # flush
     fi
     [ -n "${RMQ_EXTRA_CONF:-}" ] && cat "$RMQ_EXTRA_CONF"
   } >"$conf"
-  { cat bench/peers/apache/namesrv.conf; echo "listenPort=39877"; } >"$RUN_DIR/namesrv.conf"
+  { cat bench/peers/apache/namesrv.conf; echo "listenPort=33877"; } >"$RUN_DIR/namesrv.conf"
   # user.home: the jars' logback configs log to ${user.home}/logs/rocketmqlogs,
   # and the name server keeps ${user.home}/namesrv/kvConfig.json.
   # Name server: runserver.sh's options for Java 9+.
@@ -285,8 +292,8 @@ start_apache() { # flush
     -cp "$RMQ_LIB/*" org.apache.rocketmq.namesrv.NamesrvStartup -c "$RUN_DIR/namesrv.conf" \
     >"$RUN_DIR/namesrv.out" 2>&1 &
   PIDS+=($!)
-  NS=127.0.0.1:39877
-  wait_for 60 "$RUN_DIR/namesrv.out" "boot success" 39877 || { start_failed "apache name server" "$RUN_DIR/namesrv.out"; return 1; }
+  NS=127.0.0.1:33877
+  wait_for 60 "$RUN_DIR/namesrv.out" "boot success" 33877 || { start_failed "apache name server" "$RUN_DIR/namesrv.out"; return 1; }
   # Broker: runbroker.sh's options for Java 9+ (-Xms8g -Xmx8g, G1, AlwaysPreTouch,
   # MaxDirectMemorySize=15g, -UseBiasedLocking), numactl left out (one node).
   ROCKETMQ_HOME=$RUN_DIR/home taskset -c 0,1 java "${RMQ_JVM_COMMON[@]}" -Xms"$RMQ_HEAP" -Xmx"$RMQ_HEAP" \
@@ -295,7 +302,7 @@ start_apache() { # flush
     -cp "$RMQ_LIB/*" org.apache.rocketmq.broker.BrokerStartup -c "$conf" \
     >"$RUN_DIR/broker.out" 2>&1 &
   PIDS+=($!)
-  wait_for 120 "$RUN_DIR/broker.out" "boot success" 30911 || { start_failed "apache broker" "$RUN_DIR/broker.out"; return 1; }
+  wait_for 120 "$RUN_DIR/broker.out" "boot success" 33711 || { start_failed "apache broker" "$RUN_DIR/broker.out"; return 1; }
   sleep 1 # the broker's first registration with the name server
 }
 
@@ -305,21 +312,21 @@ start_rust() { # flush
   {
     cat bench/peers/rust/broker.conf
     echo "flushDiskType=$flush"
-    echo "namesrvAddr=127.0.0.1:39878"
-    echo "listenPort=30811"
+    echo "namesrvAddr=127.0.0.1:33878"
+    echo "listenPort=33611"
     echo "storePathRootDir=$RUN_DIR/store"
     echo "storePathCommitLog=$RUN_DIR/store/commitlog"
   } >"$RUN_DIR/broker.properties"
   HOME=$RUN_DIR/home ROCKETMQ_HOME=$RUN_DIR/home taskset -c 0,1 "$RR/bin/rocketmq-namesrv-rust" \
-    --listenPort 39878 --bindAddress 127.0.0.1 --rocketmqHome "$RUN_DIR/home" \
+    --listenPort 33878 --bindAddress 127.0.0.1 --rocketmqHome "$RUN_DIR/home" \
     --kvConfigPath "$RUN_DIR/home/kvConfig.json" >"$RUN_DIR/namesrv.out" 2>&1 &
   PIDS+=($!)
-  NS=127.0.0.1:39878
-  wait_for 30 "$RUN_DIR/namesrv.out" "" 39878 || { start_failed "rocketmq-rust name server" "$RUN_DIR/namesrv.out"; return 1; }
+  NS=127.0.0.1:33878
+  wait_for 30 "$RUN_DIR/namesrv.out" "" 33878 || { start_failed "rocketmq-rust name server" "$RUN_DIR/namesrv.out"; return 1; }
   HOME=$RUN_DIR/home ROCKETMQ_HOME=$RUN_DIR/home taskset -c 0,1 "$RR/bin/rocketmq-broker-rust" \
     -c "$RUN_DIR/broker.properties" >"$RUN_DIR/broker.out" 2>&1 &
   PIDS+=($!)
-  wait_for 60 "$RUN_DIR/broker.out" "" 30811 || { start_failed "rocketmq-rust broker" "$RUN_DIR/broker.out"; return 1; }
+  wait_for 60 "$RUN_DIR/broker.out" "" 33611 || { start_failed "rocketmq-rust broker" "$RUN_DIR/broker.out"; return 1; }
   sleep 2 # first registration with the name server
 }
 
@@ -399,14 +406,17 @@ run_scenario() { # scenario peer
       # 16 queues per broker so that each peer can have 16 consumer connections.
       echo "== $sc $peer r$REP backlog: produce --topic C --topic-queues 16 --batch 64 --connections 16 --messages $BACKLOG" >>"$OUT/commands.txt"
       timeout 1800 "$BENCH" produce --namesrv "$NS" --topic C --topic-queues 16 --cores 0,1 --size 1024 --batch 64 \
-        --connections 16 --mode sync --messages "$BACKLOG" --warmup 0 >"$base.backlog.out" 2>&1 ||
-        { log "FAILED: backlog for $peer"; tail -3 "$base.backlog.out" >&2; return 0; }
+        --connections 16 --mode sync --messages "$BACKLOG" --warmup 0 --json "$base.backlog.json" \
+        >"$base.backlog.out" 2>&1 || { log "FAILED: backlog for $peer"; tail -3 "$base.backlog.out" >&2; return 0; }
+      # Consume exactly what was stored (a refused request, e.g. flow control, stores nothing).
+      local n
+      n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["produced_total"])' "$base.backlog.json")
       sleep 2 # let the broker dispatch its consume queues
-      echo "== $sc $peer r$REP: consume --topic C --from-start --connections 16 --messages $BACKLOG --json $base.json" >>"$OUT/commands.txt"
+      echo "== $sc $peer r$REP: consume --topic C --from-start --connections 16 --messages $n --json $base.json" >>"$OUT/commands.txt"
       local c0 c1 rc=0
       c0=$(cpu_ticks)
       timeout 900 "$BENCH" consume --namesrv "$NS" --topic C --cores 0,1 --from-start --connections 16 \
-        --messages "$BACKLOG" --duration 600 --warmup 0 --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 || rc=$?
+        --messages "$n" --duration 600 --warmup 0 --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 || rc=$?
       c1=$(cpu_ticks)
       echo "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK window_secs=whole" >"$base.cpu"
       [ "$rc" = 0 ] || { log "FAILED ($rc): $sc $peer r$REP"; tail -3 "$base.out" >&2; }
@@ -425,20 +435,20 @@ run_scenario() { # scenario peer
       fi
       mkdir -p "$OUT/raw/$sc"
       stop_servers
-      start_shardmq "$bin" SYNC_FLUSH 31957 || return 0
+      start_shardmq "$bin" SYNC_FLUSH 33957 || return 0
       local f=$OUT/raw/$sc/$peer-r$REP.txt a0 a1 a2
       : >"$f"
       # Warm up (topic creation, connections, first segment), then count.
       "$BENCH" produce --namesrv "$NS" --topic A --cores 0,1 --connections 64 --messages 20000 --warmup 0 \
         >"$OUT/raw/$sc/$peer-r$REP.warm.out" 2>&1 || true
-      a0=$(curl -s http://127.0.0.1:31957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
+      a0=$(curl -s http://127.0.0.1:33957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
       "$BENCH" produce --namesrv "$NS" --topic A --cores 0,1 --connections 64 --messages "$ALLOC_MESSAGES" \
         --warmup 0 --json "$OUT/raw/$sc/$peer-r$REP.single.json" >"$OUT/raw/$sc/$peer-r$REP.single.out" 2>&1 || true
-      a1=$(curl -s http://127.0.0.1:31957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
+      a1=$(curl -s http://127.0.0.1:33957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
       "$BENCH" produce --namesrv "$NS" --topic A --cores 0,1 --connections 8 --batch 64 \
         --messages "$((ALLOC_MESSAGES * 4))" --warmup 0 --json "$OUT/raw/$sc/$peer-r$REP.batch.json" \
         >"$OUT/raw/$sc/$peer-r$REP.batch.out" 2>&1 || true
-      a2=$(curl -s http://127.0.0.1:31957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
+      a2=$(curl -s http://127.0.0.1:33957/metrics | awk '/^shardmq_allocations_total/ {print $2}')
       echo "single_allocations=$((a1 - a0)) single_json=$peer-r$REP.single.json" >>"$f"
       echo "batch_allocations=$((a2 - a1)) batch_json=$peer-r$REP.batch.json" >>"$f"
       stop_servers
