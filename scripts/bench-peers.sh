@@ -33,6 +33,9 @@
 #   DURATION (10) WARMUP (2) REPEAT (2): measured seconds, warm-up seconds,
 #     runs of each scenario; every repeat runs the peers in turn, in reverse
 #     order on even repeats.
+#   JAVA_WARMUP (= WARMUP): warm-up seconds for the Apache (JVM) runs only; each
+#     run starts a fresh JVM, whose JIT compiles the hot paths during the
+#     first seconds of load (on CPUs 0,1, shared with the bench)
 #   BEFORE_REV (HEAD~1)   git revision for "before"
 #   PEERS ("before after apache rust")   SCENARIOS ("send-sync send-async batch64 consume e2e alloc")
 #   BACKLOG (1000000)  E2E_RATE (5000)  ALLOC_MESSAGES (200000)
@@ -55,6 +58,7 @@ ROOT=$PWD
 OUT=${1:-bench/results/peers-$(date +%Y%m%d-%H%M%S)}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+JAVA_WARMUP=${JAVA_WARMUP:-$WARMUP}
 REPEAT=${REPEAT:-2}
 BEFORE_REV=${BEFORE_REV:-HEAD~1}
 PEERS=${PEERS:-"before after apache rust"}
@@ -217,7 +221,7 @@ peer_ok() { # peer: wanted and not skipped
   echo "before: ${BEFORE_COMMIT:--} (BEFORE_REV=$BEFORE_REV)"
   echo "apache rocketmq: $ROCKETMQ_VERSION (heap $RMQ_HEAP, name server heap $RMQ_NS_HEAP)"
   echo "rocketmq-rust: $ROCKETMQ_RUST_VERSION"
-  echo "settings: DURATION=$DURATION WARMUP=$WARMUP REPEAT=$REPEAT BACKLOG=$BACKLOG E2E_RATE=$E2E_RATE ALLOC_MESSAGES=$ALLOC_MESSAGES"
+  echo "settings: DURATION=$DURATION WARMUP=$WARMUP JAVA_WARMUP=$JAVA_WARMUP REPEAT=$REPEAT BACKLOG=$BACKLOG E2E_RATE=$E2E_RATE ALLOC_MESSAGES=$ALLOC_MESSAGES"
   echo "peers: $PEERS"
   echo "kernel: $(uname -r)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -356,11 +360,12 @@ cpu_ticks() { # utime+stime of all server processes, in clock ticks
 bench_timed() { # name peer args... : a bench run with a DURATION window sampled for CPU
   local name=$1 peer=$2
   shift 2
-  local base=$OUT/raw/$name/$peer-r$REP
+  local base=$OUT/raw/$name/$peer-r$REP warm=$WARMUP
+  [ "$peer" = apache ] && warm=$JAVA_WARMUP
   mkdir -p "$OUT/raw/$name"
-  echo "== $name $peer r$REP: $BENCH $* --namesrv $NS --json $base.json" >>"$OUT/commands.txt"
-  timeout $((WARMUP + DURATION + 180)) "$BENCH" "$@" --namesrv "$NS" --cores 0,1 --size 1024 \
-    --duration "$DURATION" --warmup "$WARMUP" --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 &
+  echo "== $name $peer r$REP: $BENCH $* --namesrv $NS --warmup $warm --json $base.json" >>"$OUT/commands.txt"
+  timeout $((warm + DURATION + 180)) "$BENCH" "$@" --namesrv "$NS" --cores 0,1 --size 1024 \
+    --duration "$DURATION" --warmup "$warm" --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 &
   local bpid=$! c0= c1=
   # The load starts right after the bench prints its resolved parameters.
   for _ in $(seq 600); do
@@ -369,7 +374,7 @@ bench_timed() { # name peer args... : a bench run with a DURATION window sampled
     sleep 0.02
   done
   if kill -0 "$bpid" 2>/dev/null; then
-    sleep "$WARMUP"
+    sleep "$warm"
     c0=$(cpu_ticks)
     sleep "$DURATION"
     c1=$(cpu_ticks)
