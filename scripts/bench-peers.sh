@@ -121,7 +121,9 @@ stop_servers() {
     RUN_DIR=
   fi
 }
+BENCH_PID=     # a bench running in the background (bench_timed)
 cleanup() {
+  if [ -n "$BENCH_PID" ]; then kill -TERM "$BENCH_PID" 2>/dev/null || true; fi
   stop_servers
   if [ -n "$WORKTREE" ]; then
     git worktree remove --force "$WORKTREE" 2>/dev/null || rm -rf "$WORKTREE"
@@ -130,6 +132,18 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Waits that a signal interrupts at once (bash runs a trap only after the
+# foreground command has finished, but interrupts `wait`).
+nap() { sleep "$1" & wait $! || true; }
+run_fg() { # command...: run it in the background, wait for it
+  "$@" &
+  BENCH_PID=$!
+  local rc=0
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=
+  return "$rc"
+}
 
 cargo_build() { # cargo args...
   nice -n "$BUILD_NICE" cargo build --release "$@"
@@ -367,6 +381,7 @@ bench_timed() { # name peer args... : a bench run with a DURATION window sampled
   timeout $((warm + DURATION + 180)) "$BENCH" "$@" --namesrv "$NS" --cores 0,1 --size 1024 \
     --duration "$DURATION" --warmup "$warm" --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 &
   local bpid=$! c0= c1=
+  BENCH_PID=$bpid
   # The load starts right after the bench prints its resolved parameters.
   for _ in $(seq 600); do
     grep -q '^parameters:' "$base.out" 2>/dev/null && break
@@ -374,13 +389,14 @@ bench_timed() { # name peer args... : a bench run with a DURATION window sampled
     sleep 0.02
   done
   if kill -0 "$bpid" 2>/dev/null; then
-    sleep "$warm"
+    nap "$warm"
     c0=$(cpu_ticks)
-    sleep "$DURATION"
+    nap "$DURATION"
     c1=$(cpu_ticks)
   fi
   local rc=0
   wait "$bpid" || rc=$?
+  BENCH_PID=
   [ -n "$c0" ] && echo "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK window_secs=$DURATION" >"$base.cpu"
   [ "$rc" = 0 ] || { log "FAILED ($rc): $name $peer r$REP"; tail -3 "$base.out" >&2; }
   grep -A5 '^summary' "$base.out" | sed "s/^/  $peer: /" >&2 || true
@@ -410,7 +426,7 @@ run_scenario() { # scenario peer
       mkdir -p "$OUT/raw/$sc"
       # 16 queues per broker so that each peer can have 16 consumer connections.
       echo "== $sc $peer r$REP backlog: produce --topic C --topic-queues 16 --batch 64 --connections 16 --messages $BACKLOG" >>"$OUT/commands.txt"
-      timeout 1800 "$BENCH" produce --namesrv "$NS" --topic C --topic-queues 16 --cores 0,1 --size 1024 --batch 64 \
+      run_fg timeout 1800 "$BENCH" produce --namesrv "$NS" --topic C --topic-queues 16 --cores 0,1 --size 1024 --batch 64 \
         --connections 16 --mode sync --messages "$BACKLOG" --warmup 0 --json "$base.backlog.json" \
         >"$base.backlog.out" 2>&1 || { log "FAILED: backlog for $peer"; tail -3 "$base.backlog.out" >&2; return 0; }
       # Consume exactly what was stored (a refused request, e.g. flow control, stores nothing).
@@ -420,7 +436,7 @@ run_scenario() { # scenario peer
       echo "== $sc $peer r$REP: consume --topic C --from-start --connections 16 --messages $n --json $base.json" >>"$OUT/commands.txt"
       local c0 c1 rc=0
       c0=$(cpu_ticks)
-      timeout 900 "$BENCH" consume --namesrv "$NS" --topic C --cores 0,1 --from-start --connections 16 \
+      run_fg timeout 900 "$BENCH" consume --namesrv "$NS" --topic C --cores 0,1 --from-start --connections 16 \
         --messages "$n" --duration 600 --warmup 0 --tag peer="$peer" --json "$base.json" >"$base.out" 2>&1 || rc=$?
       c1=$(cpu_ticks)
       echo "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK window_secs=whole" >"$base.cpu"
