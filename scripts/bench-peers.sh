@@ -42,7 +42,7 @@
 #   ROCKETMQ_VERSION (5.5.0)  RMQ_HEAP (8g, runbroker.sh)  RMQ_NS_HEAP (4g, runserver.sh)
 #   RMQ_SEND_THREADS (8, SYNC_FLUSH only)  RMQ_TRANSIENT_POOL (1)  RMQ_EXTRA_CONF (file)
 #   ROCKETMQ_RUST_VERSION (1.0.0)  ROCKETMQ_RUST_BUILD (1: try to build it when not
-#     cached; 0: skip)  ROCKETMQ_RUST_BUILD_TIMEOUT (2400 s)
+#     cached; 0: skip)  ROCKETMQ_RUST_BUILD_TIMEOUT (3600 s; the first build took ~50 min on a busy 2-core machine)
 #   SHARDMQ_SET: more broker settings for both shardmq builds, space-separated
 #     KEY=VALUE, e.g. "diskMaxUsedSpaceRatio=95" on a disk fuller than 90 %
 #   Ports (none shared with bench-net.sh): shardmq 33876 (name server), 33911,
@@ -73,7 +73,7 @@ RMQ_SEND_THREADS=${RMQ_SEND_THREADS:-8}
 RMQ_TRANSIENT_POOL=${RMQ_TRANSIENT_POOL:-1}
 ROCKETMQ_RUST_VERSION=${ROCKETMQ_RUST_VERSION:-1.0.0}
 ROCKETMQ_RUST_BUILD=${ROCKETMQ_RUST_BUILD:-1}
-ROCKETMQ_RUST_BUILD_TIMEOUT=${ROCKETMQ_RUST_BUILD_TIMEOUT:-2400}
+ROCKETMQ_RUST_BUILD_TIMEOUT=${ROCKETMQ_RUST_BUILD_TIMEOUT:-3600}
 DATA=${DATA:-/tmp/shardmq-peers-data}
 BUILD_NICE=${BUILD_NICE:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
