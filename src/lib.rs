@@ -21,6 +21,8 @@
 //!   small module so that it can be swapped.
 
 pub mod admin;
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 pub mod broker;
 pub mod config;
 pub mod metrics;

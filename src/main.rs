@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "alloc-count")]
+#[global_allocator]
+static ALLOC: shardmq::alloc_count::Counting = shardmq::alloc_count::Counting;
+
 #[derive(Parser)]
 #[command(
     name = "shardmq",
@@ -59,6 +63,12 @@ fn main() {
         Command::Serve { config, set } => serve(config, set),
         Command::Namesrv { port } => shardmq::namesrv::server::run_standalone(port),
     };
+    #[cfg(feature = "alloc-count")]
+    eprintln!(
+        "allocations: {} ({} bytes)",
+        shardmq::alloc_count::allocations(),
+        shardmq::alloc_count::allocated_bytes()
+    );
     if let Err(e) = result {
         eprintln!("shardmq: {e}");
         std::process::exit(1);

@@ -145,6 +145,13 @@ pub fn render(stats: &BrokerStats) -> String {
         "shardmq_inconsistent_subscription_groups {}",
         stats.inconsistent_groups.len()
     );
+    #[cfg(feature = "alloc-count")]
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_allocations_total Heap allocations since start (feature alloc-count).\n\
+         # TYPE shardmq_allocations_total counter\nshardmq_allocations_total {}",
+        crate::alloc_count::allocations()
+    );
     out
 }
 
