@@ -623,3 +623,53 @@ async fn watchdog(watch: Rc<Watch>, out: Rc<Outbox>, limits: Limits) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            idle_timeout: Duration::from_secs(120),
+            partial_frame_timeout: Duration::from_secs(30),
+            outbox_max_bytes: 1 << 20,
+            write_stall_timeout: Duration::from_secs(20),
+        }
+    }
+
+    #[test]
+    fn an_idle_connection_expires_and_a_busy_one_does_not() {
+        let w = Watch::new(4);
+        let l = limits();
+        let t0 = w.last_active.get();
+        // Nothing running: the next wake-up is a quarter of the shortest
+        // timeout away, and idleness expires after the idle timeout.
+        assert_eq!(w.check(&l, t0), Ok(t0 + Duration::from_secs(5)));
+        let late = t0 + Duration::from_secs(121);
+        assert!(w.check(&l, late).unwrap_err().starts_with("idle for"));
+        // A request running is not idleness.
+        let _permit = w.in_flight.try_acquire_permit(1).expect("a free slot");
+        assert!(w.check(&l, late).is_ok());
+    }
+
+    #[test]
+    fn a_stalled_frame_or_write_expires_after_its_timeout() {
+        let w = Watch::new(4);
+        let l = limits();
+        let t0 = w.last_active.get();
+        w.frame_started.set(Some(t0));
+        w.buffered.set(100);
+        assert_eq!(
+            w.check(&l, t0 + Duration::from_secs(29)),
+            Ok(t0 + Duration::from_secs(30))
+        );
+        let why = w.check(&l, t0 + Duration::from_secs(30)).unwrap_err();
+        assert!(why.contains("incomplete") && why.contains("100 bytes"), "{why}");
+        w.frame_started.set(None);
+        w.last_active.set(t0 + Duration::from_secs(30));
+        w.writing_since.set(Some(t0 + Duration::from_secs(30)));
+        assert!(w.check(&l, t0 + Duration::from_secs(49)).is_ok());
+        let why = w.check(&l, t0 + Duration::from_secs(50)).unwrap_err();
+        assert!(why.contains("read nothing"), "{why}");
+    }
+}
