@@ -146,76 +146,63 @@ impl<'a> Scanner<'a> {
 
     /// A string, unescaped and appended to `out`.
     fn string_into(&mut self, out: &mut String) -> Option<()> {
+        self.string(Some(out))
+    }
+
+    /// Validates and skips a string, with the same rules, writing nothing.
+    fn skip_string(&mut self) -> Option<()> {
+        self.string(None)
+    }
+
+    fn string(&mut self, mut out: Option<&mut String>) -> Option<()> {
         self.eat(b'"')?;
         loop {
             let rest = &self.b[self.i..];
             let n = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            out.push_str(std::str::from_utf8(&rest[..n]).ok()?);
+            let text = std::str::from_utf8(&rest[..n]).ok()?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push_str(text);
+            }
             self.i += n + 1;
             match rest[n] {
                 b'"' => return Some(()),
                 b'\\' => {}
                 _ => return None, // a raw control character
             }
-            let c = match self.next()? {
-                b'"' => '"',
-                b'\\' => '\\',
-                b'/' => '/',
-                b'b' => '\u{8}',
-                b'f' => '\u{c}',
-                b'n' => '\n',
-                b'r' => '\r',
-                b't' => '\t',
-                b'u' => {
-                    let hi = self.hex4()?;
-                    if (0xD800..0xDC00).contains(&hi) {
-                        self.literal(b"\\u")?;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return None;
-                        }
-                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
-                    } else {
-                        char::from_u32(hi)? // a lone low surrogate is None
-                    }
-                }
-                _ => return None,
-            };
-            out.push(c);
+            let c = self.escape()?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push(c);
+            }
         }
     }
 
-    /// Validates and skips a string, with the same rules as
-    /// [`Self::string_into`], writing nothing.
-    fn skip_string(&mut self) -> Option<()> {
-        self.eat(b'"')?;
-        loop {
-            let rest = &self.b[self.i..];
-            let n = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            std::str::from_utf8(&rest[..n]).ok()?;
-            self.i += n + 1;
-            match rest[n] {
-                b'"' => return Some(()),
-                b'\\' => {}
-                _ => return None,
-            }
-            match self.next()? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                b'u' => {
-                    let hi = self.hex4()?;
-                    if (0xD800..0xDC00).contains(&hi) {
-                        self.literal(b"\\u")?;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return None;
-                        }
-                    } else {
-                        char::from_u32(hi)?;
+    /// The character of the escape sequence after a backslash; `None` for
+    /// an unknown escape or a lone surrogate.
+    fn escape(&mut self) -> Option<char> {
+        Some(match self.next()? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                if (0xD800..0xDC00).contains(&hi) {
+                    self.literal(b"\\u")?;
+                    let lo = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
                     }
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                } else {
+                    char::from_u32(hi)? // a lone low surrogate is None
                 }
-                _ => return None,
             }
-        }
+            _ => return None,
+        })
     }
 
     fn hex4(&mut self) -> Option<u32> {
