@@ -105,7 +105,12 @@ fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
         // ahead). Take the directory away: no further segment can be made.
         // Only once the preparer is idle: glommio 0.9's DmaFile::open
         // statfs()s the path after opening it and panics if it vanished.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while store.log().segment_bases().len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the segment after the first was not prepared within 10 s"
+            );
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
         let log_dir = d.join("commitlog");

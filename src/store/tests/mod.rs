@@ -102,8 +102,23 @@ async fn put_until_accepted(store: &MessageStore, i: usize) {
     }
 }
 
+/// A fresh directory for a store under test. A filesystem already fuller
+/// than the store's default `diskMaxUsedSpaceRatio` makes the store refuse
+/// segments, which these tests would report as wrong answers or waits:
+/// say so plainly instead.
 fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
+    use super::retention::{DiskUsage, StatVfs};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limit =
+        super::StoreConfig::new(dir.path(), 0, "127.0.0.1:10911".parse().expect("an address")).disk_max_used_ratio;
+    if let Ok(used) = StatVfs::new(dir.path().to_path_buf()).used_percent() {
+        assert!(
+            used < limit,
+            "the test filesystem of {} is {used}% used, above the store's {limit}% limit: free space or point TMPDIR elsewhere",
+            dir.path().display()
+        );
+    }
+    dir
 }
 
 /// Appends, then abandons the store without shutdown (no final flush of
