@@ -27,140 +27,30 @@
 //! * A frame larger than the decoder's maximum closes the connection.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use glommio::sync::Semaphore;
 
 use crate::protocol::{encode_frame, FrameDecoder, RemotingCommand};
 use crate::store::notify::Notify;
+
+mod limits;
+mod watch;
+
+pub use limits::{Admission, ConnLimits, InboundBudget, Limits};
+use watch::{watchdog, Watch};
 
 pub const MAX_IN_FLIGHT: u64 = 1024;
 const REPLY_QUEUE: usize = 1024;
 /// Frames up to this size are read through a per-connection chunk.
 pub const READ_CHUNK: usize = 16 * 1024;
-
-/// Per-connection limits (from the broker's settings).
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub idle_timeout: Duration,
-    pub partial_frame_timeout: Duration,
-    pub outbox_max_bytes: usize,
-    pub write_stall_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            idle_timeout: Duration::from_secs(120),
-            partial_frame_timeout: Duration::from_secs(30),
-            outbox_max_bytes: 16 << 20,
-            write_stall_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Bytes of large frames being read or running, per shard.
-pub struct InboundBudget {
-    sem: Rc<Semaphore>,
-    total: u64,
-}
-
-impl InboundBudget {
-    pub fn new(bytes: u64) -> Rc<InboundBudget> {
-        Rc::new(InboundBudget {
-            sem: Rc::new(Semaphore::new(bytes)),
-            total: bytes,
-        })
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-}
-
-/// Open connections per shard and per client address.
-pub struct ConnLimits {
-    per_shard: usize,
-    per_addr: usize,
-    open: Cell<usize>,
-    by_addr: RefCell<HashMap<IpAddr, usize>>,
-    refused: Cell<u64>,
-}
-
-/// An admitted connection; dropping it gives its place back.
-pub struct Admission {
-    limits: Rc<ConnLimits>,
-    addr: IpAddr,
-}
-
-impl ConnLimits {
-    pub fn new(per_shard: usize, per_addr: usize) -> Rc<ConnLimits> {
-        Rc::new(ConnLimits {
-            per_shard,
-            per_addr,
-            open: Cell::new(0),
-            by_addr: RefCell::new(HashMap::new()),
-            refused: Cell::new(0),
-        })
-    }
-
-    /// Admits a connection from `addr`, or refuses it (None) when it is
-    /// over a limit, logging the refusal sparsely (the 1st, 2nd, 4th, 8th…:
-    /// a flood must not become a log flood). `who` names the listener.
-    pub fn admit(self: &Rc<Self>, addr: IpAddr, who: &str) -> Option<Admission> {
-        match self.try_admit(addr) {
-            Ok(a) => Some(a),
-            Err(why) => {
-                let refused = self.refused.get() + 1;
-                self.refused.set(refused);
-                if refused.is_power_of_two() {
-                    log::warn!("{who}: refusing a connection from {addr}: {why} ({refused} refused so far)");
-                }
-                None
-            }
-        }
-    }
-
-    fn try_admit(self: &Rc<Self>, addr: IpAddr) -> Result<Admission, String> {
-        if self.open.get() >= self.per_shard {
-            return Err(format!("{} connections open on this shard (the limit)", self.per_shard));
-        }
-        let mut by = self.by_addr.borrow_mut();
-        let n = by.entry(addr).or_insert(0);
-        if *n >= self.per_addr {
-            return Err(format!("{} connections open from {addr} (the limit)", self.per_addr));
-        }
-        *n += 1;
-        self.open.set(self.open.get() + 1);
-        Ok(Admission {
-            limits: self.clone(),
-            addr,
-        })
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let l = &self.limits;
-        l.open.set(l.open.get().saturating_sub(1));
-        let mut by = l.by_addr.borrow_mut();
-        if let Some(n) = by.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                by.remove(&self.addr);
-            }
-        }
-    }
-}
 
 /// The socket shared by the reader and the writer task. Each poll borrows
 /// it only for the duration of that poll (never across an await), and
@@ -525,151 +415,4 @@ async fn until_closed<T>(closing: &Notify, seen: u64, fut: impl Future<Output = 
         None
     })
     .await
-}
-
-/// A connection's clocks, kept by its reader and writer and checked by its
-/// [`watchdog`]. Keeping them in cells costs a clock read per socket
-/// operation; racing every read and write against its own timer cost an
-/// io_uring timeout and its cancellation per request.
-struct Watch {
-    /// Requests running (the reader takes a permit per request).
-    in_flight: Rc<Semaphore>,
-    max_in_flight: u64,
-    /// The last read, or the end of the last request.
-    last_active: Cell<Instant>,
-    /// When the first byte of the frame being read arrived.
-    frame_started: Cell<Option<Instant>>,
-    /// Bytes of that frame read so far (for the log line).
-    buffered: Cell<usize>,
-    /// When the socket write in progress started.
-    writing_since: Cell<Option<Instant>>,
-    /// Why the watchdog closed the connection.
-    reason: Cell<Option<String>>,
-}
-
-impl Watch {
-    fn new(max_in_flight: u64) -> Watch {
-        Watch {
-            in_flight: Rc::new(Semaphore::new(max_in_flight)),
-            max_in_flight,
-            last_active: Cell::new(Instant::now()),
-            frame_started: Cell::new(None),
-            buffered: Cell::new(0),
-            writing_since: Cell::new(None),
-            reason: Cell::new(None),
-        }
-    }
-
-    /// The earliest deadline, or the reason it has passed.
-    ///
-    /// A frame or a write that starts while the watchdog sleeps is seen at
-    /// its next wake-up, at most a quarter of the shortest timeout later:
-    /// deadlines are kept to within 25 %, with a few timer wake-ups per
-    /// timeout per connection and none per request.
-    fn check(&self, limits: &Limits, now: Instant) -> Result<Instant, String> {
-        let shortest = limits
-            .idle_timeout
-            .min(limits.partial_frame_timeout)
-            .min(limits.write_stall_timeout);
-        let mut next = now + (shortest / 4).max(Duration::from_millis(10));
-        if let Some(t) = self.frame_started.get() {
-            let d = t + limits.partial_frame_timeout;
-            if now >= d {
-                return Err(format!(
-                    "a frame stayed incomplete for {:?} ({} bytes received)",
-                    limits.partial_frame_timeout,
-                    self.buffered.get()
-                ));
-            }
-            next = next.min(d);
-        } else if self.in_flight.available() == self.max_in_flight {
-            // Waiting for our own replies is not idleness.
-            let d = self.last_active.get() + limits.idle_timeout;
-            if now >= d {
-                return Err(format!("idle for {:?}", limits.idle_timeout));
-            }
-            next = next.min(d);
-        }
-        if let Some(t) = self.writing_since.get() {
-            let d = t + limits.write_stall_timeout;
-            if now >= d {
-                return Err(format!("the client read nothing for {:?}", limits.write_stall_timeout));
-            }
-            next = next.min(d);
-        }
-        Ok(next)
-    }
-}
-
-/// Closes the connection when one of its deadlines passes. It sleeps until
-/// the earliest deadline and re-checks, so activity costs it nothing: a
-/// busy connection wakes it about once per timeout, not once per request.
-async fn watchdog(watch: Rc<Watch>, out: Rc<Outbox>, limits: Limits) {
-    loop {
-        if out.closed.get() {
-            return;
-        }
-        let now = Instant::now();
-        match watch.check(&limits, now) {
-            Ok(next) => {
-                let seen = out.closing.generation();
-                futures_lite::future::or(glommio::timer::sleep(next - now), out.closing.changed_since(seen)).await;
-            }
-            Err(why) => {
-                watch.reason.set(Some(why));
-                out.close();
-                return;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits {
-            idle_timeout: Duration::from_secs(120),
-            partial_frame_timeout: Duration::from_secs(30),
-            outbox_max_bytes: 1 << 20,
-            write_stall_timeout: Duration::from_secs(20),
-        }
-    }
-
-    #[test]
-    fn an_idle_connection_expires_and_a_busy_one_does_not() {
-        let w = Watch::new(4);
-        let l = limits();
-        let t0 = w.last_active.get();
-        // Nothing running: the next wake-up is a quarter of the shortest
-        // timeout away, and idleness expires after the idle timeout.
-        assert_eq!(w.check(&l, t0), Ok(t0 + Duration::from_secs(5)));
-        let late = t0 + Duration::from_secs(121);
-        assert!(w.check(&l, late).unwrap_err().starts_with("idle for"));
-        // A request running is not idleness.
-        let _permit = w.in_flight.try_acquire_permit(1).expect("a free slot");
-        assert!(w.check(&l, late).is_ok());
-    }
-
-    #[test]
-    fn a_stalled_frame_or_write_expires_after_its_timeout() {
-        let w = Watch::new(4);
-        let l = limits();
-        let t0 = w.last_active.get();
-        w.frame_started.set(Some(t0));
-        w.buffered.set(100);
-        assert_eq!(
-            w.check(&l, t0 + Duration::from_secs(29)),
-            Ok(t0 + Duration::from_secs(30))
-        );
-        let why = w.check(&l, t0 + Duration::from_secs(30)).unwrap_err();
-        assert!(why.contains("incomplete") && why.contains("100 bytes"), "{why}");
-        w.frame_started.set(None);
-        w.last_active.set(t0 + Duration::from_secs(30));
-        w.writing_since.set(Some(t0 + Duration::from_secs(30)));
-        assert!(w.check(&l, t0 + Duration::from_secs(49)).is_ok());
-        let why = w.check(&l, t0 + Duration::from_secs(50)).unwrap_err();
-        assert!(why.contains("read nothing"), "{why}");
-    }
 }
