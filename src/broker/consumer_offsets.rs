@@ -155,19 +155,26 @@ impl Table {
 
     fn records(&self) -> Vec<Record> {
         let mut v = Vec::with_capacity(self.len);
-        for (g, topics) in &self.groups {
-            for (t, queues) in topics {
-                for (q, e) in queues {
-                    v.push(Record {
-                        group: g.clone(),
-                        topic: t.clone(),
-                        queue: *q,
-                        offset: e.offset,
-                    });
-                }
-            }
+        for g in self.groups.keys() {
+            self.group_records(g, &mut v);
         }
         v
+    }
+
+    /// Appends the records of group `g`; how many.
+    fn group_records(&self, g: &Arc<str>, out: &mut Vec<Record>) -> usize {
+        let before = out.len();
+        for (topic, queues) in self.groups.get(g).into_iter().flatten() {
+            for (q, e) in queues {
+                out.push(Record {
+                    group: g.clone(),
+                    topic: topic.clone(),
+                    queue: *q,
+                    offset: e.offset,
+                });
+            }
+        }
+        out.len() - before
     }
 }
 
@@ -384,21 +391,7 @@ impl ConsumerOffsets {
         let mut out = Vec::with_capacity(self.table.borrow().len);
         let mut since_yield = 0;
         for g in groups {
-            {
-                let t = self.table.borrow();
-                let Some(topics) = t.groups.get(&g) else { continue };
-                for (topic, queues) in topics {
-                    for (q, e) in queues {
-                        out.push(Record {
-                            group: g.clone(),
-                            topic: topic.clone(),
-                            queue: *q,
-                            offset: e.offset,
-                        });
-                    }
-                    since_yield += queues.len();
-                }
-            }
+            since_yield += self.table.borrow().group_records(&g, &mut out);
             if since_yield >= ENCODE_CHUNK {
                 since_yield = 0;
                 futures_lite::future::yield_now().await;

@@ -54,6 +54,13 @@ fn is_controller_code(code: i32) -> bool {
     ) || super::admin::is_controller_code(code)
 }
 
+fn is_send_code(code: i32) -> bool {
+    matches!(
+        code,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
+    )
+}
+
 /// Entry point for a request read from a connection of this shard.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     if is_controller_code(cmd.code) {
@@ -79,26 +86,13 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
         }
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
-    let is_send = matches!(
-        cmd.code,
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
-    );
+    let is_send = is_send_code(cmd.code);
     // The common case — a known topic and a named queue — reads what it
     // needs from the snapshot in place: no snapshot or topic refcount is
     // touched per request.
     if qid >= 0 {
         let routed = shard.with_topic(cmd.ext_str(topic_key).unwrap_or(""), |info| {
-            let global = match client.view {
-                View::Main => Some(qid as u32),
-                View::Shard(k) => info.local_to_global(k, qid as u32),
-            };
-            match global {
-                Some(g) => Ok((g, info.owner(g).unwrap_or(shard.id))),
-                None => Err(format!(
-                    "queueId {qid} is not a queue of topic {} on this broker entry",
-                    info.topic_name
-                )),
-            }
+            locate(info, client.view, qid as u32, shard.id)
         });
         match routed {
             Some(Ok((global, owner))) => {
@@ -131,24 +125,26 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
             reply
         };
     }
-    let global = match client.view {
-        View::Main => qid as u32,
-        View::Shard(k) => match info.local_to_global(k, qid as u32) {
-            Some(g) => g,
-            None => {
-                return error(
-                    &cmd,
-                    response::INVALID_PARAMETER,
-                    format!(
-                        "queueId {qid} is not a queue of topic {} on this broker entry",
-                        info.topic_name
-                    ),
-                )
-            }
-        },
+    match locate(&info, client.view, qid as u32, shard.id) {
+        Ok((global, owner)) => run_queue_request(shard, cmd, client, qid_key, qid, global, owner).await,
+        Err(why) => error(&cmd, response::INVALID_PARAMETER, why),
+    }
+}
+
+/// The global id and owner shard of the queue a client numbers `qid` in
+/// its view of `info`, or why there is none.
+fn locate(info: &TopicInfo, view: View, qid: u32, me: u16) -> Result<(u32, u16), String> {
+    let global = match view {
+        View::Main => Some(qid),
+        View::Shard(k) => info.local_to_global(k, qid),
     };
-    let owner = info.owner(global).unwrap_or(shard.id);
-    run_queue_request(shard, cmd, client, qid_key, qid, global, owner).await
+    match global {
+        Some(g) => Ok((g, info.owner(g).unwrap_or(me))),
+        None => Err(format!(
+            "queueId {qid} is not a queue of topic {} on this broker entry",
+            info.topic_name
+        )),
+    }
 }
 
 /// Runs a queue request for queue `global` (the client named `qid` in its
@@ -162,10 +158,7 @@ async fn run_queue_request(
     global: u32,
     owner: u16,
 ) -> Option<RemotingCommand> {
-    let is_send = matches!(
-        cmd.code,
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE
-    );
+    let is_send = is_send_code(cmd.code);
     if global != qid as u32 {
         cmd.ext_fields.insert_display(qid_key, global);
     }

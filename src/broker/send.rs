@@ -387,10 +387,7 @@ fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>
     }
     let uniq = match client_uniq {
         // A subslice of `props`, which `out` starts with.
-        Some(u) => {
-            let at = u.as_ptr() as usize - props.as_ptr() as usize;
-            at..at + u.len()
-        }
+        Some(u) => range_in(props, u),
         None => {
             push_key(&mut out, keys::UNIQ_KEY);
             let at = out.len();
@@ -405,6 +402,13 @@ fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>
     out.push(PROPERTY_SEPARATOR);
     debug_assert_eq!(out.len(), len);
     Ok((out, uniq))
+}
+
+/// Where `part`, a subslice of `whole` (as `properties::find` returns),
+/// sits in it.
+fn range_in(whole: &str, part: &str) -> Range<usize> {
+    let at = part.as_ptr() as usize - whole.as_ptr() as usize;
+    at..at + part.len()
 }
 
 /// A range of a property string that was built from a `String`.
@@ -427,12 +431,6 @@ fn rebuilt_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize
     p.insert(keys::CLUSTER, shard.cfg.broker_cluster_name.clone())
         .map_err(|e| e.to_string())?;
     let encoded = p.encode();
-    let range = match properties::find(&encoded, keys::UNIQ_KEY) {
-        Some(u) => {
-            let at = u.as_ptr() as usize - encoded.as_ptr() as usize;
-            at..at + u.len()
-        }
-        None => 0..0,
-    };
+    let range = properties::find(&encoded, keys::UNIQ_KEY).map_or(0..0, |u| range_in(&encoded, u));
     Ok((encoded, range))
 }

@@ -129,10 +129,7 @@ impl SendMessageRequestHeader {
     /// Decode the V2 (single-letter) form. Errors name both keys, e.g.
     /// `the custom field <b (topic)> is null`.
     pub fn from_ext_v2(ext: &ExtFields) -> Result<Self, ProtocolError> {
-        Self::decode(ext, &V2).map_err(|e| match e {
-            ProtocolError::Header(h) => ProtocolError::Header(with_long_name(h)),
-            other => other,
-        })
+        Self::decode(ext, &V2)
     }
 
     /// The V2 (single-letter) form, as Java and ali-ons send it.
@@ -141,8 +138,11 @@ impl SendMessageRequestHeader {
     }
 
     fn decode(ext: &ExtFields, k: &SendKeys) -> Result<Self, ProtocolError> {
-        let v = SendHeaderView::decode(ext, k)?;
-        Ok(Self {
+        SendHeaderView::decode(ext, k).map(Self::from_view)
+    }
+
+    fn from_view(v: SendHeaderView<'_>) -> Self {
+        Self {
             producer_group: v.producer_group.to_owned(),
             topic: v.topic.to_owned(),
             default_topic: v.default_topic.to_owned(),
@@ -157,7 +157,7 @@ impl SendMessageRequestHeader {
             batch: v.batch,
             max_reconsume_times: v.max_reconsume_times,
             broker_name: owned(v.broker_name),
-        })
+        }
     }
 
     fn encode(&self, k: &SendKeys) -> ExtFields {
@@ -225,14 +225,7 @@ pub struct SendHeaderView<'a> {
 impl<'a> SendHeaderView<'a> {
     /// Either form, like [`SendMessageRequestHeader::from_ext`].
     pub fn from_ext(ext: &'a ExtFields) -> Result<Self, ProtocolError> {
-        if Self::is_v2(ext) {
-            Self::decode(ext, &V2).map_err(|e| match e {
-                ProtocolError::Header(h) => ProtocolError::Header(with_long_name(h)),
-                other => other,
-            })
-        } else {
-            Self::decode(ext, &V1)
-        }
+        Self::decode(ext, if Self::is_v2(ext) { &V2 } else { &V1 })
     }
 
     /// V2 when the single-letter topic key `b` is present and the long
@@ -254,7 +247,13 @@ impl<'a> SendHeaderView<'a> {
         self.batch == Some(true)
     }
 
+    /// The fields under key set `k`. V2 errors name both keys, e.g.
+    /// `the custom field <b (topic)> is null`.
     fn decode(ext: &'a ExtFields, k: &SendKeys) -> Result<Self, ProtocolError> {
+        Self::decode_keys(ext, k).map_err(|e| if k.v2 { with_long_name(e) } else { e }.into())
+    }
+
+    fn decode_keys(ext: &'a ExtFields, k: &SendKeys) -> Result<Self, HeaderError> {
         Ok(Self {
             producer_group: ext.required_str(k.producer_group)?,
             topic: ext.required_str(k.topic)?,
@@ -279,11 +278,7 @@ impl CommandHeader for SendMessageRequestHeader {
     /// Either form: V2 when the single-letter topic key `b` is present and
     /// the long `topic` is not.
     fn from_ext(ext: &ExtFields) -> Result<Self, ProtocolError> {
-        if ext.get_raw(V2.topic).is_some() && ext.get_raw(V1.topic).is_none() {
-            Self::from_ext_v2(ext)
-        } else {
-            Self::from_ext_v1(ext)
-        }
+        SendHeaderView::from_ext(ext).map(Self::from_view)
     }
 
     /// The V1 (long-name) form.

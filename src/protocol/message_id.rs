@@ -133,15 +133,12 @@ impl UniqIdGenerator {
 
     /// A new id for the current wall-clock time.
     pub fn next_id(&mut self) -> String {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.next_id_at(now_ms)
+        self.next_id_at(now_ms())
     }
 
     /// A new id for `now_ms` (ms since the Unix epoch).
     pub fn next_id_at(&mut self, now_ms: i64) -> String {
-        let mut id = String::with_capacity(self.prefix.len() + 12);
+        let mut id = String::with_capacity(self.id_len());
         self.next_id_at_into(now_ms, &mut id);
         id
     }
@@ -154,10 +151,7 @@ impl UniqIdGenerator {
     /// A new id for the current time, appended to `out` (no allocation
     /// beyond `out`'s growth).
     pub fn next_id_into(&mut self, out: &mut String) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        self.next_id_at_into(now_ms, out);
+        self.next_id_at_into(now_ms(), out);
     }
 
     fn next_id_at_into(&mut self, now_ms: i64, out: &mut String) {
@@ -177,6 +171,13 @@ impl UniqIdGenerator {
         push_hex(out, &since_month.to_be_bytes());
         push_hex(out, &counter.to_be_bytes());
     }
+}
+
+/// Wall-clock ms since the Unix epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The per-process stand-in for Java's classloader `hashCode()`.
