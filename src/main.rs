@@ -80,6 +80,6 @@ fn serve(config: Option<PathBuf>, set: Vec<String>) -> Result<(), String> {
     for k in unknown {
         log::warn!("ignoring unknown setting {k}");
     }
-    shardmq::runtime::server::install_signal_handler()?;
-    shardmq::runtime::server::serve(cfg)
+    shardmq::runtime::shutdown::install_signal_handler()?;
+    shardmq::broker::server::serve(cfg)
 }

@@ -19,41 +19,26 @@
 //! whatever its shard count.
 //!
 //! Queue-wide data (offsets, store times, committed offsets) lives on the
-//! queue's owner shard; the shard that receives the request asks every
-//! shard with the internal codes below ([`Shard::run_on`], as
-//! [`super::stats`] does) and merges. Group data lives on the controller.
+//! queue's owner shard; the shard that receives the request computes its
+//! own part and asks every other shard for theirs with typed mesh requests
+//! ([`Request::QueueRows`], [`Request::ResetOffsets`]), as [`super::stats`]
+//! does, and merges. Group data lives on the controller.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-
 use crate::protocol::bodies::{
-    ConsumeStats, ConsumerConnection, JsonBody, KvTable, MessageQueue, OffsetWrapper, ResetOffsetBody,
-    SubscriptionData, TopicOffset, TopicStatsTable,
+    ConsumeStats, JsonBody, KvTable, MessageQueue, OffsetWrapper, ResetOffsetBody, TopicOffset, TopicStatsTable,
 };
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
-use crate::runtime::router::{ClientRef, View};
+use crate::runtime::mesh::{ClientRef, View};
 use crate::store::Boundary;
 
-use super::controller::Controller;
-use super::metadata;
+use super::mesh::{unexpected, GroupInfo, QueueRow, Reply, Request};
 use super::shard::{error, not_supported, Shard};
-
-/// Internal: one shard's rows for some topics ([`QueueRow`] list).
-pub const SHARD_QUEUE_STATS: i32 = 19004;
-/// Internal: one shard rewrites a group's offsets of a topic by time.
-pub const SHARD_RESET_OFFSET: i32 = 19005;
-/// Internal, controller: what it knows of a group ([`GroupInfo`]).
-pub const GROUP_INFO: i32 = 19006;
-/// Internal, controller: push RESET_CONSUMER_CLIENT_OFFSET to a group.
-pub const PUSH_RESET: i32 = 19007;
-
-const SUB_GROUP_FILE: &str = "subscriptionGroup.json";
 
 static BOOT: OnceLock<SystemTime> = OnceLock::new();
 
@@ -69,8 +54,6 @@ pub fn is_controller_code(code: i32) -> bool {
         request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
             | request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG
             | request::GET_CONSUMER_CONNECTION_LIST
-            | GROUP_INFO
-            | PUSH_RESET
     )
 }
 
@@ -82,40 +65,14 @@ pub fn is_local_code(code: i32) -> bool {
             | request::GET_CONSUME_STATS
             | request::GET_BROKER_RUNTIME_INFO
             | request::INVOKE_BROKER_TO_RESET_OFFSET
-            | SHARD_QUEUE_STATS
-            | SHARD_RESET_OFFSET
     )
-}
-
-/// One queue as its owner shard sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct QueueRow {
-    topic: String,
-    queue_id: u32,
-    min: u64,
-    max: u64,
-    /// Store time of the newest message (0 if empty).
-    last_update: i64,
-    /// The group's committed offset, if any.
-    consumer_offset: Option<u64>,
-    /// Store time of the message at `consumer_offset - 1` (0 if unknown).
-    last_timestamp: i64,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct GroupInfo {
-    known: bool,
-    online: bool,
-    topics: Vec<String>,
 }
 
 pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     match cmd.code {
-        SHARD_QUEUE_STATS => shard_queue_stats(shard, cmd).await,
-        SHARD_RESET_OFFSET => shard_reset_offset(shard, cmd).await,
-        request::GET_TOPIC_STATS_INFO => topic_stats(shard, cmd, client).await,
-        request::GET_CONSUME_STATS => consume_stats(shard, cmd, client).await,
-        request::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset(shard, cmd, client).await,
+        request::GET_TOPIC_STATS_INFO => topic_stats(shard, cmd).await,
+        request::GET_CONSUME_STATS => consume_stats(shard, cmd).await,
+        request::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset(shard, cmd).await,
         request::GET_BROKER_RUNTIME_INFO => runtime_info(shard, cmd, client).await,
         _ => not_supported(&cmd),
     }
@@ -133,16 +90,11 @@ fn topic_not_exist(cmd: &RemotingCommand, topic: &str) -> Option<RemotingCommand
     )
 }
 
-async fn shard_queue_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    let group = cmd.ext_str("consumerGroup").filter(|g| !g.is_empty()).map(String::from);
-    let mut topics: BTreeSet<String> = cmd
-        .ext_str("topics")
-        .unwrap_or("")
-        .split(';')
-        .filter(|t| !t.is_empty())
-        .map(String::from)
-        .collect();
-    if let (Some(g), Some("true")) = (&group, cmd.ext_str("groupTopics")) {
+/// This shard's rows for its queues of `topics` and, with `group_topics`,
+/// of every topic `group` committed offsets for here.
+pub async fn queue_rows(shard: &Shard, topics: Vec<String>, group: Option<&str>, group_topics: bool) -> Vec<QueueRow> {
+    let mut topics: BTreeSet<String> = topics.into_iter().collect();
+    if let (Some(g), true) = (group, group_topics) {
         topics.extend(
             shard
                 .offsets
@@ -165,7 +117,7 @@ async fn shard_queue_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Re
             } else {
                 0
             };
-            let consumer_offset = group.as_deref().and_then(|g| shard.offsets.get(g, &topic, qid));
+            let consumer_offset = group.and_then(|g| shard.offsets.get(g, &topic, qid));
             let last_timestamp = match consumer_offset {
                 Some(c) if c > min && c <= max => time_at(c - 1).await.ok().flatten().unwrap_or(0),
                 _ => 0,
@@ -181,41 +133,39 @@ async fn shard_queue_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Re
             });
         }
     }
-    ok_body(&cmd, serde_json::to_vec(&rows).unwrap_or_default())
+    rows
 }
 
 /// Asks every shard for its rows of `topics` (and, with `group_topics`,
 /// of every topic the group committed offsets for).
 async fn fan_out(
     shard: &Rc<Shard>,
-    client: &ClientRef,
     topics: &[String],
     group: Option<&str>,
     group_topics: bool,
 ) -> Result<Vec<QueueRow>, String> {
     let mut rows = Vec::new();
     for k in 0..shard.shard_count() {
-        let mut req = RemotingCommand::new_request(SHARD_QUEUE_STATS);
-        req.ext_fields.insert("topics", topics.join(";"));
-        if let Some(g) = group {
-            req.ext_fields.insert("consumerGroup", g);
+        if k == shard.id {
+            rows.extend(queue_rows(shard, topics.to_vec(), group, group_topics).await);
+            continue;
         }
-        if group_topics {
-            req.ext_fields.insert("groupTopics", "true");
+        let req = Request::QueueRows {
+            topics: topics.to_vec(),
+            group: group.map(String::from),
+            group_topics,
+        };
+        match shard.ask(k, req).await {
+            Some(Reply::QueueRows(part)) => rows.extend(part),
+            Some(_) => return Err(unexpected("QueueRows")),
+            None => return Err(format!("shard {k} did not answer")),
         }
-        let r = shard
-            .run_on(k, req, client)
-            .await
-            .ok_or_else(|| format!("shard {k} did not answer"))?;
-        let part: Vec<QueueRow> =
-            serde_json::from_slice(&r.body).map_err(|e| format!("shard {k} answered an invalid body: {e}"))?;
-        rows.extend(part);
     }
     rows.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
     Ok(rows)
 }
 
-async fn topic_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+async fn topic_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let topic = match cmd.required_str("topic") {
         Ok(t) => t.to_string(),
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -223,7 +173,7 @@ async fn topic_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
     if shard.meta().topic(&topic).is_none() {
         return topic_not_exist(&cmd, &topic);
     }
-    let rows = match fan_out(shard, client, std::slice::from_ref(&topic), None, false).await {
+    let rows = match fan_out(shard, std::slice::from_ref(&topic), None, false).await {
         Ok(r) => r,
         Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
     };
@@ -247,12 +197,21 @@ async fn topic_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
     ok_body(&cmd, table.encode())
 }
 
-async fn group_info(shard: &Rc<Shard>, client: &ClientRef, group: &str) -> GroupInfo {
-    let mut req = RemotingCommand::new_request(GROUP_INFO);
-    req.ext_fields.insert("consumerGroup", group);
-    match shard.run_on(0, req, client).await {
-        Some(r) => serde_json::from_slice(&r.body).unwrap_or_default(),
-        None => GroupInfo::default(),
+async fn group_info(shard: &Rc<Shard>, group: &str) -> GroupInfo {
+    if let Some(c) = &shard.controller {
+        return c.group_info(group);
+    }
+    match shard
+        .ask(
+            0,
+            Request::GroupInfo {
+                group: group.to_string(),
+            },
+        )
+        .await
+    {
+        Some(Reply::GroupInfo(info)) => info,
+        _ => GroupInfo::default(),
     }
 }
 
@@ -264,7 +223,7 @@ fn group_not_exist(cmd: &RemotingCommand, group: &str) -> Option<RemotingCommand
     )
 }
 
-async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let group = match cmd.required_str("consumerGroup") {
         Ok(g) => g.to_string(),
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -281,13 +240,13 @@ async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientR
     if let Some(t) = explicit.iter().find(|t| meta.topic(t).is_none()) {
         return topic_not_exist(&cmd, t);
     }
-    let info = group_info(shard, client, &group).await;
+    let info = group_info(shard, &group).await;
     let (topics, group_topics) = if explicit.is_empty() {
         (info.topics.clone(), true)
     } else {
         (explicit, false)
     };
-    let rows = match fan_out(shard, client, &topics, Some(&group), group_topics).await {
+    let rows = match fan_out(shard, &topics, Some(&group), group_topics).await {
         Ok(r) => r,
         Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
     };
@@ -316,19 +275,26 @@ async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientR
     ok_body(&cmd, stats.encode())
 }
 
-async fn shard_reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    let (Some(group), Some(topic)) = (cmd.ext_str("group"), cmd.ext_str("topic")) else {
-        return error(&cmd, response::INVALID_PARAMETER, "group and topic are required");
-    };
-    let ts = cmd.ext_i64("timestamp").ok().flatten().unwrap_or(-1);
-    let only = cmd.ext_i32("queueId").ok().flatten().unwrap_or(-1);
-    let force = cmd.ext_bool("isForce").ok().flatten().unwrap_or(true);
-    let Some(info) = shard.meta().topic(topic).cloned() else {
-        return topic_not_exist(&cmd, topic);
+/// Moves `group`'s offsets of this shard's queues of `topic` (all, or
+/// `only`) to the first message stored at or after `ts` (`-1`: the end);
+/// without `force` an offset only moves back. Answers the new offsets.
+pub async fn reset_here(
+    shard: &Shard,
+    group: &str,
+    topic: &str,
+    ts: i64,
+    only: Option<u32>,
+    force: bool,
+) -> Result<Vec<(u32, u64)>, (i32, String)> {
+    let Some(info) = shard.topic(topic) else {
+        return Err((
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{topic}] not exist, apply first please!"),
+        ));
     };
     let mut out: Vec<(u32, u64)> = Vec::new();
     for qid in info.owned_by(shard.id) {
-        if only >= 0 && qid != only as u32 {
+        if only.is_some_and(|q| q != qid) {
             continue;
         }
         let target = if ts < 0 {
@@ -336,7 +302,7 @@ async fn shard_reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<R
         } else {
             match shard.store.search_offset_by_time(topic, qid, ts, Boundary::Lower).await {
                 Ok(o) => o,
-                Err(e) => return error(&cmd, response::SYSTEM_ERROR, format!("queue {qid}: {e}")),
+                Err(e) => return Err((response::SYSTEM_ERROR, format!("queue {qid}: {e}"))),
             }
         };
         let offset = match shard.offsets.get(group, topic, qid) {
@@ -355,10 +321,10 @@ async fn shard_reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<R
             shard.id
         );
     }
-    ok_body(&cmd, serde_json::to_vec(&out).unwrap_or_default())
+    Ok(out)
 }
 
-async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let (group, topic, ts) = match (
         cmd.required_str("group"),
         cmd.required_str("topic"),
@@ -370,9 +336,9 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
     if shard.meta().topic(&topic).is_none() {
         return topic_not_exist(&cmd, &topic);
     }
-    let info = group_info(shard, client, &group).await;
+    let info = group_info(shard, &group).await;
     if !info.known {
-        let rows = match fan_out(shard, client, std::slice::from_ref(&topic), Some(&group), false).await {
+        let rows = match fan_out(shard, std::slice::from_ref(&topic), Some(&group), false).await {
             Ok(r) => r,
             Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
         };
@@ -380,29 +346,49 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
             return group_not_exist(&cmd, &group);
         }
     }
+    let only = cmd
+        .ext_i32("queueId")
+        .ok()
+        .flatten()
+        .and_then(|q| u32::try_from(q).ok());
+    let force = cmd.ext_bool("isForce").ok().flatten().unwrap_or(true);
     let mut offsets: Vec<(u32, u64)> = Vec::new();
     for k in 0..shard.shard_count() {
-        let mut req = RemotingCommand::new_request(SHARD_RESET_OFFSET);
-        req.ext_fields = cmd.ext_fields.clone();
-        let Some(r) = shard.run_on(k, req, client).await else {
-            return error(&cmd, response::SYSTEM_ERROR, format!("shard {k} did not answer"));
+        let part = if k == shard.id {
+            reset_here(shard, &group, &topic, ts, only, force).await
+        } else {
+            let req = Request::ResetOffsets {
+                group: group.clone(),
+                topic: topic.clone(),
+                timestamp: ts,
+                queue: only,
+                force,
+            };
+            match shard.ask(k, req).await {
+                Some(Reply::Reset(r)) => r,
+                Some(_) => Err((response::SYSTEM_ERROR, unexpected("ResetOffsets"))),
+                None => Err((response::SYSTEM_ERROR, format!("shard {k} did not answer"))),
+            }
         };
-        if r.code != response::SUCCESS {
-            return Some(RemotingCommand::response_to(&cmd, r.code, r.remark));
-        }
-        match serde_json::from_slice::<Vec<(u32, u64)>>(&r.body) {
-            Ok(part) => offsets.extend(part),
-            Err(e) => return error(&cmd, response::SYSTEM_ERROR, format!("shard {k}: {e}")),
+        match part {
+            Ok(p) => offsets.extend(p),
+            Err((code, remark)) => return error(&cmd, code, remark),
         }
     }
     offsets.sort();
     if info.online {
-        let mut push = RemotingCommand::new_request(PUSH_RESET);
-        push.ext_fields.insert("group", group.as_str());
-        push.ext_fields.insert("topic", topic.as_str());
-        push.ext_fields.insert("timestamp", ts.to_string());
-        push = push.with_body(serde_json::to_vec(&offsets).unwrap_or_default());
-        let _ = shard.run_on(0, push, client).await;
+        match &shard.controller {
+            Some(c) => c.push_reset(shard, &group, &topic, ts, &offsets).await,
+            None => {
+                let req = Request::PushReset {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    timestamp: ts,
+                    offsets: offsets.clone(),
+                };
+                let _ = shard.ask(0, req).await;
+            }
+        }
     }
     let broker = &shard.cfg.broker_name;
     let body = ResetOffsetBody {
@@ -419,7 +405,7 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
 /// shard's alone, so that the entries of one broker add up to its total; on
 /// the main port they are the whole broker's.
 async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    let mut stats = super::stats::collect(shard, client).await;
+    let mut stats = super::stats::collect(shard).await;
     let scope = match client.view {
         View::Shard(k) => {
             stats.shards.retain(|s| s.shard == k);
@@ -466,7 +452,7 @@ async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
             up % 60
         ),
     );
-    put("shardCount", shard.router.shard_count().to_string());
+    put("shardCount", shard.shard_count().to_string());
     put("shardScope", scope);
     // Since start-up, one per send request (a batch counts once).
     put("msgPutTotalTodayNow", puts.to_string());
@@ -515,282 +501,4 @@ fn disk_ratio(dir: &std::path::Path) -> Option<f64> {
         return None;
     }
     Some(1.0 - s.f_bavail as f64 / s.f_blocks as f64)
-}
-
-/// SubscriptionGroupConfig defaults (json.md §9).
-fn default_group_config(name: &str) -> Value {
-    json!({
-        "attributes": {}, "brokerId": 0, "consumeBroadcastEnable": true, "consumeEnable": true,
-        "consumeFromMinEnable": true, "consumeMessageOrderly": false, "consumeTimeoutMinute": 15,
-        "groupName": name, "groupRetryPolicy": {"type": "CUSTOMIZED"}, "groupSysFlag": 0,
-        "notifyConsumerIdsChangedEnable": true, "retryMaxTimes": 16, "retryQueueNums": 1,
-        "whichBrokerWhenConsumeSlowly": 1
-    })
-}
-
-/// A Java enum from its name (`None` for an empty or unknown name).
-fn enum_of<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
-    serde_json::from_value(Value::String(name.to_string())).ok()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-impl Controller {
-    /// Loads `config/subscriptionGroup.json` (absent = no groups).
-    pub fn load_subscription_groups(&self) -> Result<(), String> {
-        let path = self.root.join("config").join(SUB_GROUP_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let v = crate::protocol::bodies::fastjson_reader::parse_lenient(&bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut groups = self.sub_groups.borrow_mut();
-        if let Some(t) = v.get("subscriptionGroupTable").and_then(Value::as_object) {
-            for (name, cfg) in t {
-                if cfg.is_object() {
-                    groups.insert(name.clone(), cfg.clone());
-                }
-            }
-        }
-        let counter = v.pointer("/dataVersion/counter").and_then(Value::as_u64).unwrap_or(0);
-        self.sub_groups_version.set(counter);
-        Ok(())
-    }
-
-    /// Writes `config/subscriptionGroup.json` as the groups are now, on
-    /// the blocking thread (encoded here: no borrow across the write).
-    async fn store_subscription_groups(&self) -> Result<(), String> {
-        self.sub_groups_version.set(self.sub_groups_version.get() + 1);
-        let bytes = {
-            let body = json!({
-                "dataVersion": {"counter": self.sub_groups_version.get(), "stateVersion": 0, "timestamp": now_ms()},
-                "forbiddenTable": {},
-                "subscriptionGroupTable": &*self.sub_groups.borrow(),
-            });
-            serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?
-        };
-        metadata::save(self.root.join("config"), SUB_GROUP_FILE, bytes).await
-    }
-
-    /// Heartbeats of unknown groups create their config (Java's
-    /// `autoCreateSubscriptionGroup`).
-    pub(super) async fn auto_create_groups(&self, names: &[String]) {
-        let mut added = false;
-        {
-            let mut groups = self.sub_groups.borrow_mut();
-            for n in names {
-                if !groups.contains_key(n) && groups.len() < 100_000 {
-                    groups.insert(n.clone(), default_group_config(n));
-                    added = true;
-                }
-            }
-        }
-        if added {
-            if let Err(e) = self.store_subscription_groups().await {
-                log::error!("cannot persist subscription groups: {e}");
-            }
-        }
-    }
-
-    pub(super) async fn handle_admin(
-        &self,
-        shard: &Rc<Shard>,
-        cmd: RemotingCommand,
-        client: &ClientRef,
-    ) -> Option<RemotingCommand> {
-        let _ = client;
-        match cmd.code {
-            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(cmd).await,
-            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
-                let body = json!({
-                    "dataVersion": {"counter": self.sub_groups_version.get(), "stateVersion": 0, "timestamp": now_ms()},
-                    "forbiddenTable": {},
-                    "subscriptionGroupTable": &*self.sub_groups.borrow(),
-                });
-                ok_body(&cmd, body.to_string().into_bytes())
-            }
-            request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(cmd),
-            GROUP_INFO => {
-                let group = cmd.ext_str("consumerGroup").unwrap_or("");
-                let groups = self.groups.borrow();
-                let live = groups.get(group);
-                let mut topics: BTreeSet<String> = live
-                    .map(|g| g.subs.values().flat_map(|s| s.keys().cloned()).collect())
-                    .unwrap_or_default();
-                topics.extend(
-                    self.subscriptions
-                        .borrow()
-                        .keys()
-                        .filter(|(g, _)| g == group)
-                        .map(|(_, t)| t.clone()),
-                );
-                let online = live.is_some_and(|g| !g.channels.is_empty());
-                let info = GroupInfo {
-                    known: online || self.sub_groups.borrow().contains_key(group),
-                    online,
-                    topics: topics.into_iter().collect(),
-                };
-                ok_body(&cmd, serde_json::to_vec(&info).unwrap_or_default())
-            }
-            PUSH_RESET => {
-                self.push_reset(shard, &cmd).await;
-                Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
-            }
-            _ => not_supported(&cmd),
-        }
-    }
-
-    async fn update_group(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
-        let body = match crate::protocol::bodies::fastjson_reader::parse_lenient(&cmd.body) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return error(
-                    &cmd,
-                    response::INVALID_PARAMETER,
-                    "SubscriptionGroupConfig must be an object",
-                )
-            }
-            Err(e) => {
-                return error(
-                    &cmd,
-                    response::INVALID_PARAMETER,
-                    format!("invalid SubscriptionGroupConfig: {e}"),
-                )
-            }
-        };
-        let Some(name) = body.get("groupName").and_then(Value::as_str).map(String::from) else {
-            return error(
-                &cmd,
-                response::INVALID_PARAMETER,
-                "SubscriptionGroupConfig without groupName",
-            );
-        };
-        if let Err(e) = metadata::validate_group(&name) {
-            return error(&cmd, response::INVALID_PARAMETER, e);
-        }
-        let mut cfg = default_group_config(&name);
-        if let Some(obj) = cfg.as_object_mut() {
-            obj.extend(body);
-        }
-        let previous = self.sub_groups.borrow_mut().insert(name.clone(), cfg.clone());
-        if let Err(e) = self.store_subscription_groups().await {
-            // Undo ours unless another update replaced it during the write.
-            let mut groups = self.sub_groups.borrow_mut();
-            if groups.get(&name) == Some(&cfg) {
-                match previous {
-                    Some(p) => groups.insert(name, p),
-                    None => groups.remove(&name),
-                };
-            }
-            return error(
-                &cmd,
-                response::SYSTEM_ERROR,
-                format!("cannot persist subscription group config: {e}"),
-            );
-        }
-        log::info!("subscription group {name} created/updated");
-        Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
-    }
-
-    fn consumer_connections(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
-        let group = match cmd.required_str("consumerGroup") {
-            Ok(g) => g.to_string(),
-            Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
-        };
-        let groups = self.groups.borrow();
-        let Some(g) = groups.get(&group).filter(|g| !g.channels.is_empty()) else {
-            return error(
-                &cmd,
-                response::CONSUMER_NOT_ONLINE,
-                format!("the consumer group[{group}] not online"),
-            );
-        };
-        let mut conns: Vec<_> = g
-            .channels
-            .values()
-            .map(|c| crate::protocol::bodies::Connection {
-                client_addr: c.addr.to_string(),
-                client_id: c.client_id.clone(),
-                language: c.language.to_string(),
-                version: c.version,
-            })
-            .collect();
-        conns.sort_by(|a, b| (&a.client_id, &a.client_addr).cmp(&(&b.client_id, &b.client_addr)));
-        let subs = self.subscriptions.borrow();
-        let mut table = std::collections::BTreeMap::new();
-        for s in g.subs.values() {
-            for (topic, expr) in s {
-                let registered = subs.get(&(group.clone(), topic.clone()));
-                let tags: Vec<String> = if expr.trim() == "*" || expr.is_empty() {
-                    Vec::new()
-                } else {
-                    expr.split("||")
-                        .map(|t| t.trim().to_string())
-                        .filter(|t| !t.is_empty())
-                        .collect()
-                };
-                table.entry(topic.clone()).or_insert_with(|| SubscriptionData {
-                    code_set: registered.map(|r| r.codes.clone()).unwrap_or_default(),
-                    sub_string: expr.clone(),
-                    sub_version: registered.map_or(0, |r| r.sub_version),
-                    tags_set: tags,
-                    topic: topic.clone(),
-                    ..SubscriptionData::default()
-                });
-            }
-        }
-        let body = ConsumerConnection {
-            connection_set: conns,
-            consume_from_where: enum_of(&g.consume_from_where),
-            consume_type: enum_of(&g.consume_type),
-            message_model: enum_of(&g.message_model),
-            subscription_table: table,
-        };
-        ok_body(&cmd, body.encode())
-    }
-
-    /// RESET_CONSUMER_CLIENT_OFFSET to every channel of the group, naming
-    /// each queue both ways (main view and the owner shard's entry) since a
-    /// client may know the broker by either; clients ignore queues they do
-    /// not consume.
-    async fn push_reset(&self, shard: &Rc<Shard>, cmd: &RemotingCommand) {
-        let (Some(group), Some(topic)) = (cmd.ext_str("group"), cmd.ext_str("topic")) else {
-            return;
-        };
-        let Ok(offsets) = serde_json::from_slice::<Vec<(u32, u64)>>(&cmd.body) else {
-            return;
-        };
-        let meta = shard.meta();
-        let broker = &shard.cfg.broker_name;
-        let mut body = ResetOffsetBody::default();
-        for (q, o) in offsets {
-            body.offset_table
-                .0
-                .insert(MessageQueue::new(topic, broker.as_str(), q as i32), o as i64);
-            if let Some((k, local)) = meta
-                .topic(topic)
-                .and_then(|t| t.owner(q).and_then(|k| t.global_to_local(k, q).map(|l| (k, l))))
-            {
-                body.offset_table.0.insert(
-                    MessageQueue::new(topic, format!("{broker}-s{k}"), local as i32),
-                    o as i64,
-                );
-            }
-        }
-        let mut push = RemotingCommand::new_request(request::RESET_CONSUMER_CLIENT_OFFSET).with_oneway();
-        push.ext_fields.insert("topic", topic);
-        push.ext_fields.insert("group", group);
-        push.ext_fields
-            .insert("timestamp", cmd.ext_str("timestamp").unwrap_or("-1"));
-        push.ext_fields.insert("isForce", "true");
-        let push = push.with_body(body.encode());
-        self.push_to_group(shard, group, &push).await;
-    }
 }

@@ -9,13 +9,17 @@
 //! * Admin statistics and offset resets ([`super::admin`]) run where they
 //!   arrive and ask every shard for its part.
 //! * Everything else runs where it arrived.
+//!
+//! Shards reach each other only through typed mesh messages
+//! ([`super::mesh`]); [`on_envelope`] is the receiving end.
 
 use std::rc::Rc;
 
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
-use crate::runtime::router::{ClientRef, View};
+use crate::runtime::mesh::{ClientRef, Envelope, View};
 
+use super::mesh::{Event, Reply, Request};
 use super::metadata::TopicInfo;
 use super::shard::{error, not_supported, Shard};
 use super::{offsets, pull, send};
@@ -50,7 +54,6 @@ fn is_controller_code(code: i32) -> bool {
             | request::UPDATE_AND_CREATE_TOPIC
             | request::DELETE_TOPIC_IN_BROKER
             | request::GET_ALL_TOPIC_CONFIG
-            | super::stats::GET_INCONSISTENT
     ) || super::admin::is_controller_code(code)
 }
 
@@ -64,13 +67,13 @@ fn is_send_code(code: i32) -> bool {
 /// Entry point for a request read from a connection of this shard.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     if is_controller_code(cmd.code) {
-        return shard.run_on(0, cmd, client).await;
+        return run_on(shard, 0, cmd, client).await;
     }
     if cmd.code == request::VIEW_MESSAGE_BY_ID {
         let owner = super::query::owner_of(&cmd)
             .filter(|s| *s < shard.shard_count())
             .unwrap_or(shard.id);
-        return shard.run_on(owner, cmd, client).await;
+        return run_on(shard, owner, cmd, client).await;
     }
     let Some((topic_key, qid_key)) = queue_keys(&cmd) else {
         return execute(shard, cmd, client).await;
@@ -167,7 +170,7 @@ async fn run_queue_request(
     let mut reply = if owner == shard.id {
         execute(shard, cmd, client).await
     } else {
-        shard.run_on(owner, cmd, client).await
+        run_on(shard, owner, cmd, client).await
     };
     // A send to a named queue is stored in that queue: its reply names
     // `global`, which the client calls `qid`.
@@ -211,13 +214,114 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         | request::SEARCH_OFFSET_BY_TIMESTAMP
         | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
         code if super::admin::is_local_code(code) => super::admin::handle(shard, cmd, client).await,
-        super::stats::GET_BROKER_STATS | super::stats::GET_SHARD_STATS => {
-            super::stats::handle(shard, cmd, client).await
-        }
+        super::stats::GET_BROKER_STATS => super::stats::handle(shard, cmd).await,
         code if is_controller_code(code) => match &shard.controller {
             Some(c) => c.handle(shard, cmd, client).await,
-            None => Box::pin(shard.run_on(0, cmd, client)).await,
+            None => Box::pin(run_on(shard, 0, cmd, client)).await,
         },
         _ => not_supported(&cmd),
+    }
+}
+
+/// Runs a client's request on shard `to` (here when it is this shard).
+pub async fn run_on(shard: &Rc<Shard>, to: u16, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    if to == shard.id {
+        return Box::pin(execute(shard, cmd, client)).await;
+    }
+    match shard
+        .ask(
+            to,
+            Request::Client {
+                cmd,
+                client: client.clone(),
+            },
+        )
+        .await
+    {
+        Some(Reply::Client(reply)) => reply,
+        Some(_) => {
+            log::error!("{}", super::mesh::unexpected("a client request"));
+            None
+        }
+        None => None,
+    }
+}
+
+/// A message from another shard.
+pub fn on_envelope(shard: &Rc<Shard>, env: Envelope<Request, Reply, Event>) {
+    match env {
+        Envelope::Call { id, from, req } => {
+            let me = shard.clone();
+            glommio::spawn_local(async move {
+                let rep = answer(&me, req).await;
+                me.mesh.reply(from, id, rep).await;
+            })
+            .detach();
+        }
+        Envelope::Reply { id, rep } => shard.mesh.complete(id, rep),
+        Envelope::Event(Event::Metadata(m)) => shard.install(m),
+        Envelope::Event(Event::Push { conn, cmd }) => shard.push(conn, cmd),
+        Envelope::Event(Event::ConnClosed(client)) => {
+            if let Some(c) = &shard.controller {
+                c.connection_closed(shard, &client);
+            }
+        }
+    }
+}
+
+/// Runs another shard's request here.
+async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
+    let controller = || {
+        shard.controller.as_ref().ok_or((
+            response::SYSTEM_ERROR,
+            format!("shard {} is not the controller", shard.id),
+        ))
+    };
+    match req {
+        Request::Client { cmd, client } => Reply::Client(execute(shard, cmd, &client).await),
+        Request::Stats => {
+            let (snap, lag) = super::stats::shard_snapshot(shard);
+            Reply::Stats(Box::new(snap), lag)
+        }
+        Request::QueueRows {
+            topics,
+            group,
+            group_topics,
+        } => Reply::QueueRows(super::admin::queue_rows(shard, topics, group.as_deref(), group_topics).await),
+        Request::ResetOffsets {
+            group,
+            topic,
+            timestamp,
+            queue,
+            force,
+        } => Reply::Reset(super::admin::reset_here(shard, &group, &topic, timestamp, queue, force).await),
+        Request::InconsistentGroups => Reply::Groups(match controller() {
+            Ok(c) => c.inconsistent_groups(),
+            Err(_) => Vec::new(),
+        }),
+        Request::GroupInfo { group } => Reply::GroupInfo(match controller() {
+            Ok(c) => c.group_info(&group),
+            Err(_) => Default::default(),
+        }),
+        Request::PushReset {
+            group,
+            topic,
+            timestamp,
+            offsets,
+        } => Reply::Done(match controller() {
+            Ok(c) => {
+                c.push_reset(shard, &group, &topic, timestamp, &offsets).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }),
+        Request::AutoCreateTopic {
+            topic,
+            default_queue_nums,
+            view,
+        } => Reply::Done(match controller() {
+            Ok(c) => c.auto_create_topic(shard, &topic, default_queue_nums, view).await,
+            Err(e) => Err(e),
+        }),
     }
 }

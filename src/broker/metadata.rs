@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::router::View;
+use crate::runtime::mesh::View;
 
 /// RocketMQ `PermName`.
 pub mod perm {
@@ -306,6 +306,26 @@ pub fn is_not_allowed_send(topic: &str) -> bool {
             | "SELF_TEST_TOPIC"
             | "OFFSET_MOVED_EVENT"
     )
+}
+
+/// Builds the broker-side filter from a tag expression.
+pub fn tag_filter(expression: &str) -> crate::store::TagFilter {
+    use crate::store::TagFilter;
+    let e = expression.trim();
+    if e.is_empty() || e == "*" {
+        return TagFilter::All;
+    }
+    let codes: Vec<i32> = e
+        .split("||")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(crate::protocol::java_string_hash)
+        .collect();
+    if codes.is_empty() {
+        TagFilter::All
+    } else {
+        TagFilter::Codes(codes)
+    }
 }
 
 #[cfg(test)]

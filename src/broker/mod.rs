@@ -15,6 +15,7 @@ pub mod admin;
 pub mod consumer_offsets;
 pub mod controller;
 pub mod dispatch;
+pub mod mesh;
 pub mod metadata;
 pub mod offset_journal;
 pub mod offsets;
@@ -22,6 +23,8 @@ pub mod pull;
 pub mod query;
 pub mod registration;
 pub mod send;
+pub mod server;
+pub mod service;
 pub mod shard;
 pub mod stats;
 

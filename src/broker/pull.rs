@@ -17,9 +17,9 @@ use futures_lite::future;
 
 use crate::protocol::codes::response;
 use crate::protocol::header::{pull_sys_flag, CommandHeader};
-use crate::protocol::{java_string_hash, PullMessageRequestHeader, PullMessageResponseHeader, RemotingCommand};
+use crate::protocol::{PullMessageRequestHeader, PullMessageResponseHeader, RemotingCommand};
 use crate::store::notify::Notify;
-use crate::store::{GetResult, GetStatus, TagFilter};
+use crate::store::{GetResult, GetStatus};
 
 use super::metadata::{self, perm};
 use super::shard::{error, Shard};
@@ -93,25 +93,6 @@ impl PullWaiters {
     }
 }
 
-/// Builds the broker-side filter from a tag expression.
-pub fn tag_filter(expression: &str) -> TagFilter {
-    let e = expression.trim();
-    if e.is_empty() || e == "*" {
-        return TagFilter::All;
-    }
-    let codes: Vec<i32> = e
-        .split("||")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(java_string_hash)
-        .collect();
-    if codes.is_empty() {
-        TagFilter::All
-    } else {
-        TagFilter::Codes(codes)
-    }
-}
-
 pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let h = match PullMessageRequestHeader::from_ext(&cmd.ext_fields) {
         Ok(h) => h,
@@ -155,7 +136,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
                 "The broker does not support consumer to filter message by SQL92",
             );
         }
-        tag_filter(h.subscription.as_deref().unwrap_or("*"))
+        metadata::tag_filter(h.subscription.as_deref().unwrap_or("*"))
     } else {
         match meta.subscriptions.get(&(h.consumer_group.clone(), h.topic.clone())) {
             Some(s) if s.sub_version < h.sub_version => {
@@ -165,7 +146,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
                     "the consumer's subscription not latest",
                 )
             }
-            Some(s) => tag_filter(&s.expression),
+            Some(s) => metadata::tag_filter(&s.expression),
             None => {
                 return error(
                     &cmd,
@@ -255,10 +236,13 @@ mod tests {
 
     #[test]
     fn tag_expressions() {
-        assert_eq!(tag_filter("*"), TagFilter::All);
-        assert_eq!(tag_filter(""), TagFilter::All);
-        assert_eq!(tag_filter("TagA || TagB"), TagFilter::Codes(vec![2598919, 2598920]));
-        assert_eq!(tag_filter(" || "), TagFilter::All);
+        assert_eq!(metadata::tag_filter("*"), crate::store::TagFilter::All);
+        assert_eq!(metadata::tag_filter(""), crate::store::TagFilter::All);
+        assert_eq!(
+            metadata::tag_filter("TagA || TagB"),
+            crate::store::TagFilter::Codes(vec![2598919, 2598920])
+        );
+        assert_eq!(metadata::tag_filter(" || "), crate::store::TagFilter::All);
     }
 
     #[test]

@@ -27,9 +27,10 @@ use crate::protocol::header::DEFAULT_REGION;
 use crate::protocol::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
 use crate::protocol::SendHeaderView;
 use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId, Properties, RemotingCommand};
-use crate::runtime::router::ClientRef;
+use crate::runtime::mesh::ClientRef;
 use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus};
 
+use super::mesh::{unexpected, Reply, Request};
 use super::metadata::{self, perm, TopicInfo};
 use super::shard::{error, Shard};
 
@@ -61,7 +62,7 @@ pub async fn handle(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &Client
     }
     let key = h.queue_key();
     cmd.ext_fields.insert_display(key, qid);
-    shard.run_on(owner, cmd, client).await
+    super::dispatch::run_on(shard, owner, cmd, client).await
 }
 
 /// The queue a send goes to and its owner shard, or the error to answer.
@@ -152,23 +153,25 @@ async fn ensure_topic(
             format!("topic[{topic}] not exist, apply first please! autoCreateTopicEnable is false"),
         )));
     }
-    let mut req = RemotingCommand::new_request(request::UPDATE_AND_CREATE_TOPIC);
-    req.ext_fields.insert("topic", topic);
-    if retry {
-        req.ext_fields.insert("readQueueNums", "1");
-        req.ext_fields.insert("writeQueueNums", "1");
-        req.ext_fields.insert_display("perm", perm::READ | perm::WRITE);
-    } else {
-        req.ext_fields
-            .insert_display(super::controller::AUTO_CREATE_QUEUE_NUMS, default_topic_queue_nums);
-    }
-    req.ext_fields.insert("onlyIfAbsent", "true");
-    let reply = shard.run_on(0, req, client).await;
-    match reply {
-        Some(r) if r.code == response::SUCCESS => {}
-        Some(r) => return Err(Some((r.code, r.remark.unwrap_or_default()))),
-        None => return Err(Some((response::SYSTEM_ERROR, "the controller did not answer".into()))),
-    }
+    let done = match &shard.controller {
+        Some(c) => {
+            c.auto_create_topic(shard, topic, default_topic_queue_nums, client.view)
+                .await
+        }
+        None => {
+            let req = Request::AutoCreateTopic {
+                topic: topic.to_string(),
+                default_queue_nums: default_topic_queue_nums,
+                view: client.view,
+            };
+            match shard.ask(0, req).await {
+                Some(Reply::Done(r)) => r,
+                Some(_) => Err((response::SYSTEM_ERROR, unexpected("AutoCreateTopic"))),
+                None => Err((response::SYSTEM_ERROR, "the controller did not answer".into())),
+            }
+        }
+    };
+    done.map_err(Some)?;
     match shard.topic(topic) {
         Some(t) => Ok(t),
         None => Err(Some((

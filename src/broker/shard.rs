@@ -1,13 +1,10 @@
-//! The state one shard owns, and the glue from connections to handlers.
-//!
-//! A request is handled where its queue lives: the connection's shard
-//! decodes it, translates shard-local queue ids to global ones, and either
-//! runs the handler itself or forwards the request to the owner shard (or
-//! to the controller, shard 0, for client/group/topic metadata).
+//! The state one shard owns: its store, consumer offsets, long-poll
+//! waiters, connections, metadata snapshot and its end of the mesh (the
+//! controller's state too, on shard 0). Handlers receive it; which shard
+//! runs what is [`super::dispatch`]'s business.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,11 +13,12 @@ use crate::config::BrokerConfig;
 use crate::metrics::Op;
 use crate::protocol::codes::{request, response};
 use crate::protocol::{RemotingCommand, UniqIdGenerator};
-use crate::runtime::connection::{Outbox, Service};
-use crate::runtime::router::{ClientRef, Router, ShardMsg, View};
+use crate::runtime::connection::Outbox;
+use crate::runtime::mesh::ClientRef;
 use crate::store::MessageStore;
 
 use super::controller::Controller;
+use super::mesh::{Event, Reply, Request, ShardMesh};
 use super::metadata::Metadata;
 use super::offsets::ConsumerOffsets;
 use super::pull::PullWaiters;
@@ -30,7 +28,7 @@ pub struct Shard {
     pub cfg: Arc<BrokerConfig>,
     pub store: MessageStore,
     pub meta: RefCell<Arc<Metadata>>,
-    pub router: Router,
+    pub mesh: ShardMesh,
     pub conns: RefCell<HashMap<u64, (Rc<Outbox>, ClientRef)>>,
     next_conn: Cell<u64>,
     pub offsets: ConsumerOffsets,
@@ -46,7 +44,7 @@ impl Shard {
         id: u16,
         cfg: Arc<BrokerConfig>,
         store: MessageStore,
-        router: Router,
+        mesh: ShardMesh,
         meta: Arc<Metadata>,
         controller: Option<Controller>,
     ) -> Shard {
@@ -57,7 +55,7 @@ impl Shard {
             cfg,
             store,
             meta: RefCell::new(meta),
-            router,
+            mesh,
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
             offsets,
@@ -91,30 +89,12 @@ impl Shard {
         self.meta.borrow().shard_count
     }
 
-    /// Messages from other shards.
-    pub async fn on_message(self: &Rc<Self>, msg: ShardMsg) {
-        match msg {
-            ShardMsg::Call { id, from, cmd, client } => {
-                let me = self.clone();
-                glommio::spawn_local(async move {
-                    let reply = super::dispatch::execute(&me, cmd, &client).await;
-                    me.router.reply(from, id, reply).await;
-                })
-                .detach();
-            }
-            ShardMsg::Reply { id, reply } => self.router.complete(id, reply),
-            ShardMsg::Metadata(m) => {
-                if m.version >= self.meta.borrow().version {
-                    *self.meta.borrow_mut() = m;
-                }
-            }
-            ShardMsg::Push { conn, cmd } => self.push(conn, cmd),
-            ShardMsg::ConnClosed(client) => {
-                if let Some(c) = &self.controller {
-                    c.connection_closed(self, &client);
-                }
-            }
-        }
+    /// Asks shard `to` (another shard) to run `req`; `None` when it is gone.
+    pub async fn ask(&self, to: u16, req: Request) -> Option<Reply> {
+        let t = Instant::now();
+        let r = self.mesh.call(to, req).await;
+        self.metrics.record(Op::CrossShardHop, t.elapsed());
+        r
     }
 
     /// Queues a command on one of this shard's connections.
@@ -124,133 +104,40 @@ impl Shard {
         }
     }
 
+    /// Queues a command on a client connection of any shard.
+    pub async fn push_to(&self, client: &ClientRef, cmd: RemotingCommand) {
+        if client.shard == self.id {
+            self.push(client.conn, cmd);
+        } else {
+            self.mesh
+                .send(client.shard, Event::Push { conn: client.conn, cmd })
+                .await;
+        }
+    }
+
+    /// Takes a metadata snapshot from the controller unless it is older
+    /// than the one this shard has.
+    pub fn install(&self, m: Arc<Metadata>) {
+        if m.version >= self.meta.borrow().version {
+            *self.meta.borrow_mut() = m;
+        }
+    }
+
     /// Publishes a metadata snapshot to every shard (this one included).
-    pub async fn publish(self: &Rc<Self>, m: Arc<Metadata>) {
+    pub async fn publish(&self, m: Arc<Metadata>) {
         for s in 0..self.shard_count() {
             if s == self.id {
-                *self.meta.borrow_mut() = m.clone();
+                self.install(m.clone());
             } else {
-                self.router.send(s, ShardMsg::Metadata(m.clone())).await;
+                self.mesh.send(s, Event::Metadata(m.clone())).await;
             }
         }
-    }
-
-    /// Runs `cmd` on shard `to` (locally when it is this shard).
-    pub async fn run_on(self: &Rc<Self>, to: u16, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-        if to == self.id {
-            Box::pin(super::dispatch::execute(self, cmd, client)).await
-        } else {
-            let t = std::time::Instant::now();
-            let r = self.router.call(to, cmd, client.clone()).await;
-            self.metrics.record(crate::metrics::Op::CrossShardHop, t.elapsed());
-            r
-        }
-    }
-}
-
-/// A listener's service: the broker on the main port or a shard port.
-pub struct BrokerService {
-    pub shard: Rc<Shard>,
-    pub view: View,
-}
-
-impl Service for BrokerService {
-    // Not `async fn`: the trait promises a `'static` future, which this
-    // block is (it owns everything it uses).
-    #[allow(clippy::manual_async_fn)]
-    fn handle(
-        self: Rc<Self>,
-        conn: u64,
-        cmd: RemotingCommand,
-        received: Instant,
-    ) -> impl Future<Output = Option<RemotingCommand>> + 'static {
-        async move {
-            // Shard-to-shard requests travel on the mesh, never from a
-            // socket: one that arrives on a connection is unknown to it.
-            if is_internal_code(cmd.code) {
-                self.shard.metrics.request(cmd.code);
-                self.shard.metrics.error(response::REQUEST_CODE_NOT_SUPPORTED);
-                return if cmd.is_oneway() { None } else { not_supported(&cmd) };
-            }
-            let client = self.shard.conns.borrow().get(&conn).map(|(_, c)| c.clone())?;
-            let m = &self.shard.metrics;
-            let start = Instant::now();
-            m.record(Op::Queueing, start - received);
-            m.request(cmd.code);
-            let oneway = cmd.is_oneway();
-            let op = op_of(cmd.code);
-            let reply = super::dispatch::route(&self.shard, cmd, &client).await;
-            m.record(op, start.elapsed());
-            if let Some(r) = &reply {
-                if !matches!(
-                    r.code,
-                    response::SUCCESS
-                        | response::PULL_NOT_FOUND
-                        | response::PULL_RETRY_IMMEDIATELY
-                        | response::QUERY_NOT_FOUND
-                ) {
-                    m.error(r.code);
-                }
-            }
-            if oneway {
-                None
-            } else {
-                reply
-            }
-        }
-    }
-
-    fn traffic(&self, inbound: u64, outbound: u64) {
-        self.shard.metrics.bytes(inbound, outbound);
-    }
-
-    fn closed(&self, conn: u64) {
-        let Some((_, client)) = self.shard.conns.borrow_mut().remove(&conn) else {
-            return;
-        };
-        let shard = self.shard.clone();
-        glommio::spawn_local(async move {
-            if shard.id == 0 {
-                if let Some(c) = &shard.controller {
-                    c.connection_closed(&shard, &client);
-                }
-            } else {
-                shard.router.send(0, ShardMsg::ConnClosed(client)).await;
-            }
-        })
-        .detach();
-    }
-}
-
-fn op_of(code: i32) -> Op {
-    match code {
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => Op::Send,
-        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => Op::Pull,
-        request::UPDATE_CONSUMER_OFFSET => Op::OffsetUpdate,
-        _ => Op::Other,
     }
 }
 
 /// An error reply with a remark (never for oneway requests).
 pub fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Option<RemotingCommand> {
     Some(RemotingCommand::response_to(req, code, Some(remark.into())))
-}
-
-/// Request codes only shards send each other (over the mesh): a socket
-/// that sends one gets REQUEST_CODE_NOT_SUPPORTED. GET_BROKER_STATS
-/// (19001, `shardmq admin stats`) is public.
-pub fn is_internal_code(code: i32) -> bool {
-    use super::admin::{GROUP_INFO, PUSH_RESET, SHARD_QUEUE_STATS, SHARD_RESET_OFFSET};
-    use super::stats::{GET_INCONSISTENT, GET_SHARD_STATS};
-    [
-        GET_SHARD_STATS,
-        GET_INCONSISTENT,
-        SHARD_QUEUE_STATS,
-        SHARD_RESET_OFFSET,
-        GROUP_INFO,
-        PUSH_RESET,
-    ]
-    .contains(&code)
 }
 
 pub fn not_supported(req: &RemotingCommand) -> Option<RemotingCommand> {

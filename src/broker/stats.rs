@@ -3,8 +3,8 @@
 //! backlog of the queues it owns.
 //!
 //! `GET_BROKER_STATS` (a shardmq-specific request code) can arrive on any
-//! shard; it fans out `GET_SHARD_STATS` to every shard and merges the
-//! answers into one [`BrokerStats`] JSON body.
+//! shard; it asks every shard for its part ([`super::mesh::Request::Stats`])
+//! and merges the answers into one [`BrokerStats`] JSON body.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,13 +12,12 @@ use std::time::Duration;
 use crate::metrics::{BrokerStats, Gauges, Op, QueueLag, ShardSnapshot};
 use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
-use crate::runtime::router::ClientRef;
 
+use super::mesh::{unexpected, Reply, Request};
 use super::shard::{error, Shard};
 
 /// shardmq's own request codes, outside RocketMQ's ranges.
 pub const GET_BROKER_STATS: i32 = 19001;
-pub const GET_SHARD_STATS: i32 = 19002;
 
 /// This shard's snapshot (flush samples folded in first).
 pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
@@ -49,60 +48,44 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
     (shard.metrics.snapshot(shard.id, gauges), lag)
 }
 
-pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    match cmd.code {
-        GET_SHARD_STATS => {
-            let (snap, lag) = shard_snapshot(shard);
-            let body = serde_json::json!({ "shard": snap, "lag": lag });
-            Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body.to_string().into_bytes()))
-        }
-        GET_BROKER_STATS => {
-            let stats = collect(shard, client).await;
-            match serde_json::to_vec(&stats) {
-                Ok(b) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(b)),
-                Err(e) => error(&cmd, response::SYSTEM_ERROR, e.to_string()),
-            }
-        }
-        _ => super::shard::not_supported(&cmd),
+/// GET_BROKER_STATS: every shard's snapshot and backlog, merged.
+pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let stats = collect(shard).await;
+    match serde_json::to_vec(&stats) {
+        Ok(b) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(b)),
+        Err(e) => error(&cmd, response::SYSTEM_ERROR, e.to_string()),
     }
 }
 
-/// Gathers every shard's snapshot and backlog.
-pub async fn collect(shard: &Rc<Shard>, client: &ClientRef) -> BrokerStats {
+/// Gathers every shard's snapshot and backlog (this shard's directly,
+/// the others' over the mesh), and the controller's inconsistent groups.
+pub async fn collect(shard: &Rc<Shard>) -> BrokerStats {
     let mut stats = BrokerStats::default();
     for k in 0..shard.shard_count() {
-        let req = RemotingCommand::new_request(GET_SHARD_STATS);
-        let Some(r) = shard.run_on(k, req, client).await else {
-            continue;
+        let (snap, lag) = if k == shard.id {
+            shard_snapshot(shard)
+        } else {
+            match shard.ask(k, Request::Stats).await {
+                Some(Reply::Stats(snap, lag)) => (*snap, lag),
+                Some(_) => {
+                    log::error!("{}", unexpected("Stats"));
+                    continue;
+                }
+                None => continue,
+            }
         };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
-            continue;
-        };
-        if let Some(s) = v
-            .get("shard")
-            .and_then(|s| serde_json::from_value::<ShardSnapshot>(s.clone()).ok())
-        {
-            stats.shards.push(s);
-        }
-        if let Some(l) = v
-            .get("lag")
-            .and_then(|l| serde_json::from_value::<Vec<QueueLag>>(l.clone()).ok())
-        {
-            stats.lag.extend(l);
-        }
+        stats.shards.push(snap);
+        stats.lag.extend(lag);
     }
-    let mut cmd = RemotingCommand::new_request(super::stats::GET_INCONSISTENT);
-    cmd.opaque = 0;
-    if let Some(r) = shard.run_on(0, cmd, client).await {
-        if let Ok(groups) = serde_json::from_slice::<Vec<String>>(&r.body) {
-            stats.inconsistent_groups = groups;
-        }
-    }
+    stats.inconsistent_groups = match &shard.controller {
+        Some(c) => c.inconsistent_groups(),
+        None => match shard.ask(0, Request::InconsistentGroups).await {
+            Some(Reply::Groups(g)) => g,
+            _ => Vec::new(),
+        },
+    };
     stats
         .lag
         .sort_by(|a, b| (&a.group, &a.topic, a.queue_id).cmp(&(&b.group, &b.topic, b.queue_id)));
     stats
 }
-
-/// Controller: groups with inconsistent subscriptions (JSON list).
-pub const GET_INCONSISTENT: i32 = 19003;

@@ -87,7 +87,7 @@ pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String>
 /// `shardmq namesrv`: a standalone name server until SIGINT/SIGTERM.
 pub fn run_standalone(port: u16) -> Result<(), String> {
     crate::runtime::ensure_memlock()?;
-    crate::runtime::server::install_signal_handler()?;
+    crate::runtime::shutdown::install_signal_handler()?;
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
     let (tx, rx) = std::sync::mpsc::channel();
     let h = glommio::LocalExecutorBuilder::default()
@@ -99,7 +99,7 @@ pub fn run_standalone(port: u16) -> Result<(), String> {
             if failed {
                 return;
             }
-            while !crate::runtime::server::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
+            while !crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
                 glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
             }
         })

@@ -101,6 +101,6 @@ pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod doctor;
+pub mod mesh;
 pub mod ports;
-pub mod router;
-pub mod server;
+pub mod shutdown;

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -20,16 +20,20 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::broker::controller::Controller;
-use crate::broker::metadata::{self, Metadata};
-use crate::broker::shard::{BrokerService, Shard};
 use crate::config::BrokerConfig;
-use crate::runtime::router::{ClientRef, Router, ShardMsg, View};
+use crate::runtime::mesh::{ClientRef, Envelope, Mesh, View};
+use crate::runtime::shutdown::{SHUTDOWN, SHUTDOWN_GRACE};
 use crate::runtime::{connection, ports};
 use crate::store::{MessageStore, StoreConfig};
 
-/// Set by the signal handler; every shard polls it.
-pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+use super::controller::Controller;
+use super::mesh::{Event, Reply, Request};
+use super::metadata::{self, Metadata};
+use super::service::BrokerService;
+use super::shard::Shard;
+
+/// What the shard mesh carries.
+type ShardEnvelope = Envelope<Request, Reply, Event>;
 
 /// What a shard reports to the main thread.
 enum Report {
@@ -37,10 +41,6 @@ enum Report {
     Failed(u16, String),
     Stopped,
 }
-
-/// How long a graceful shutdown may take before the process gives up on
-/// the shards still flushing and exits non-zero saying so.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Runs the broker until SIGINT/SIGTERM. Returns an error message for a
 /// failed start, or for a shutdown that could not flush everything.
@@ -96,7 +96,7 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
     crate::broker::admin::mark_boot();
     let meta = ctl.snapshot();
     let cfg = Arc::new(cfg);
-    let mesh = MeshBuilder::<ShardMsg, _>::full(shards as usize, 1024);
+    let mesh = MeshBuilder::<ShardEnvelope, _>::full(shards as usize, 1024);
     let (tx, rx) = mpsc::channel::<Report>();
     let mut ctl = Some(ctl);
     let mut handles = Vec::new();
@@ -332,7 +332,7 @@ impl Created {
 async fn run_shard(
     k: u16,
     cfg: Arc<BrokerConfig>,
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    mesh: MeshBuilder<ShardEnvelope, glommio::channels::channel_mesh::Full>,
     meta: Arc<Metadata>,
     controller: Option<Controller>,
     report: mpsc::Sender<Report>,
@@ -366,13 +366,19 @@ async fn run_shard(
         .join()
         .await
         .map_err(|_| "cannot join the shard mesh".to_string())?;
-    let router = Router::new(k, senders);
-    let shard = Rc::new(Shard::new(k, cfg.clone(), store, router, meta, controller));
+    let shard = Rc::new(Shard::new(
+        k,
+        cfg.clone(),
+        store,
+        Mesh::new(k, senders),
+        meta,
+        controller,
+    ));
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(msg) = stream.recv().await {
-                shard.on_message(msg).await;
+            while let Some(env) = stream.recv().await {
+                super::dispatch::on_envelope(&shard, env);
             }
         })
         .detach();
@@ -395,7 +401,7 @@ async fn run_shard(
                 cfg.conn_limits.clone(),
             )?;
         }
-        glommio::spawn_local(crate::broker::registration::run(shard.clone())).detach();
+        glommio::spawn_local(super::registration::run(shard.clone())).detach();
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
         }
@@ -439,13 +445,7 @@ fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
     let render: crate::metrics::http::Render = Rc::new(move || {
         let s = s.clone();
         Box::pin(async move {
-            let client = ClientRef {
-                shard: s.id,
-                conn: 0,
-                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                view: View::Main,
-            };
-            let stats = crate::broker::stats::collect(&s, &client).await;
+            let stats = super::stats::collect(&s).await;
             crate::metrics::prometheus::render(&stats)
         })
     });
@@ -521,28 +521,4 @@ fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, String> {
         ));
     }
     Ok(f)
-}
-
-/// Installs SIGINT/SIGTERM handling: the first signal starts a graceful
-/// shutdown (flush, checkpoint, offsets; bounded by [`SHUTDOWN_GRACE`]),
-/// a second one exits at once.
-pub fn install_signal_handler() -> Result<(), String> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    std::thread::spawn(move || {
-        let mut seen = 0;
-        for sig in signals.forever() {
-            seen += 1;
-            if seen == 1 {
-                log::info!(
-                    "signal {sig}: shutting down (flushing; at most {SHUTDOWN_GRACE:?}; a second signal exits at once)"
-                );
-                SHUTDOWN.store(true, Ordering::SeqCst);
-            } else {
-                eprintln!("shardmq: second signal: exiting now, without waiting for the final flush");
-                std::process::exit(130);
-            }
-        }
-    });
-    Ok(())
 }

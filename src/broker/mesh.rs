@@ -1,0 +1,131 @@
+//! What the shards of one broker send each other over the
+//! [`crate::runtime::mesh`]: typed Rust values, never wire frames. A
+//! request code a socket sends can only ever reach the public handler
+//! table; none of these operations has one.
+//!
+//! A shard that needs something from every shard computes its own part
+//! directly and asks the others ([`super::shard::Shard::ask`]); the owner
+//! of a queue or of metadata answers with [`Reply`].
+
+use std::sync::Arc;
+
+use crate::metrics::{QueueLag, ShardSnapshot};
+use crate::protocol::RemotingCommand;
+use crate::runtime::mesh::{ClientRef, Mesh, View};
+
+use super::metadata::Metadata;
+
+pub type ShardMesh = Mesh<Request, Reply, Event>;
+
+/// A call from one shard to another.
+// The large variants (a client's request or reply, a push: a whole
+// `RemotingCommand`) are the ones sent all the time; boxing them would cost
+// an allocation per hop, and the rare small variants gain nothing from it.
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    /// A client's request, run where what it touches lives: the owner of
+    /// its queue, or the controller (shard 0) for client, group, lock and
+    /// topic metadata. Its reply goes back to the client unchanged.
+    Client { cmd: RemotingCommand, client: ClientRef },
+    /// The shard's statistics snapshot and the backlog of its queues.
+    Stats,
+    /// Controller: groups whose consumers subscribe differently.
+    InconsistentGroups,
+    /// The shard's rows ([`QueueRow`]) for its queues of `topics` and, with
+    /// `group_topics`, of every topic `group` committed offsets for.
+    QueueRows {
+        topics: Vec<String>,
+        group: Option<String>,
+        group_topics: bool,
+    },
+    /// The shard moves `group`'s committed offsets of its queues of `topic`
+    /// to the first message stored at or after `timestamp` (`-1`: the end);
+    /// without `force` an offset only moves back.
+    ResetOffsets {
+        group: String,
+        topic: String,
+        timestamp: i64,
+        queue: Option<u32>,
+        force: bool,
+    },
+    /// Controller: what it knows of a group ([`GroupInfo`]).
+    GroupInfo { group: String },
+    /// Controller: tell the group's online consumers their new offsets
+    /// (RESET_CONSUMER_CLIENT_OFFSET).
+    PushReset {
+        group: String,
+        topic: String,
+        timestamp: i64,
+        offsets: Vec<(u32, u64)>,
+    },
+    /// Controller: create the unknown topic a send names — a retry topic
+    /// with one queue, or any other from the TBW102 template with the
+    /// queue count the client derived (`default_queue_nums`) for the entry
+    /// it sent through (`view`).
+    AutoCreateTopic {
+        topic: String,
+        default_queue_nums: i32,
+        view: View,
+    },
+}
+
+/// The answer to a [`Request`] (the variant of the same name).
+// The large variants (a client's request or reply, a push: a whole
+// `RemotingCommand`) are the ones sent all the time; boxing them would cost
+// an allocation per hop, and the rare small variants gain nothing from it.
+#[allow(clippy::large_enum_variant)]
+pub enum Reply {
+    Client(Option<RemotingCommand>),
+    Stats(Box<ShardSnapshot>, Vec<QueueLag>),
+    Groups(Vec<String>),
+    QueueRows(Vec<QueueRow>),
+    /// `(queue, new offset)` per queue, or the code and remark to answer.
+    Reset(Result<Vec<(u32, u64)>, (i32, String)>),
+    GroupInfo(GroupInfo),
+    /// Done, or the code and remark to answer.
+    Done(Result<(), (i32, String)>),
+}
+
+/// One-way messages.
+// The large variants (a client's request or reply, a push: a whole
+// `RemotingCommand`) are the ones sent all the time; boxing them would cost
+// an allocation per hop, and the rare small variants gain nothing from it.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// A new metadata snapshot from the controller.
+    Metadata(Arc<Metadata>),
+    /// A command for one of the receiving shard's connections.
+    Push { conn: u64, cmd: RemotingCommand },
+    /// For the controller: a client connection closed.
+    ConnClosed(ClientRef),
+}
+
+/// One queue as its owner shard sees it (for admin statistics).
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub topic: String,
+    pub queue_id: u32,
+    pub min: u64,
+    pub max: u64,
+    /// Store time of the newest message (0 if empty).
+    pub last_update: i64,
+    /// The group's committed offset, if any.
+    pub consumer_offset: Option<u64>,
+    /// Store time of the message at `consumer_offset - 1` (0 if unknown).
+    pub last_timestamp: i64,
+}
+
+/// What the controller knows of a consumer group.
+#[derive(Debug, Default, Clone)]
+pub struct GroupInfo {
+    /// It has a subscription group config or an online consumer.
+    pub known: bool,
+    pub online: bool,
+    /// Topics its consumers subscribe to.
+    pub topics: Vec<String>,
+}
+
+/// A reply of the wrong kind: a bug between shards, reported, never a panic.
+pub fn unexpected(what: &str) -> String {
+    format!("internal error: a shard answered {what} with an unexpected reply")
+}
