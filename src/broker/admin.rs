@@ -38,7 +38,8 @@ use crate::runtime::mesh::{ClientRef, View};
 use crate::store::Boundary;
 
 use super::mesh::{unexpected, GroupInfo, QueueRow, Reply, Request};
-use super::shard::{error, not_supported, Shard};
+use super::reply::{error, not_supported};
+use super::shard::Shard;
 
 static BOOT: OnceLock<SystemTime> = OnceLock::new();
 
@@ -378,7 +379,7 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Remotin
     offsets.sort();
     if info.online {
         match &shard.controller {
-            Some(c) => c.push_reset(shard, &group, &topic, ts, &offsets).await,
+            Some(c) => c.push_reset(&**shard, &group, &topic, ts, &offsets).await,
             None => {
                 let req = Request::PushReset {
                     group: group.clone(),

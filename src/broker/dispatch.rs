@@ -21,7 +21,8 @@ use crate::runtime::mesh::{ClientRef, Envelope, View};
 
 use super::mesh::{Event, Reply, Request};
 use super::metadata::TopicInfo;
-use super::shard::{error, not_supported, Shard};
+use super::reply::{error, not_supported};
+use super::shard::Shard;
 use super::{offsets, pull, send};
 
 /// Header keys holding (topic, queue id) for a queue request.
@@ -205,7 +206,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
             send::handle(shard, cmd, client).await
         }
-        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd).await,
+        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd, client).await,
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
@@ -216,7 +217,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         code if super::admin::is_local_code(code) => super::admin::handle(shard, cmd, client).await,
         super::stats::GET_BROKER_STATS => super::stats::handle(shard, cmd).await,
         code if is_controller_code(code) => match &shard.controller {
-            Some(c) => c.handle(shard, cmd, client).await,
+            Some(c) => c.handle(&**shard, cmd, client).await,
             None => Box::pin(run_on(shard, 0, cmd, client)).await,
         },
         _ => not_supported(&cmd),
@@ -261,10 +262,20 @@ pub fn on_envelope(shard: &Rc<Shard>, env: Envelope<Request, Reply, Event>) {
         Envelope::Reply { id, rep } => shard.mesh.complete(id, rep),
         Envelope::Event(Event::Metadata(m)) => shard.install(m),
         Envelope::Event(Event::Push { conn, cmd }) => shard.push(conn, cmd),
-        Envelope::Event(Event::ConnClosed(client)) => {
-            if let Some(c) = &shard.controller {
-                c.connection_closed(shard, &client);
+        Envelope::Event(Event::Defer { conn }) => {
+            if let Some((out, _)) = shard.conns.borrow().get(&conn) {
+                out.defer();
             }
+        }
+        Envelope::Event(Event::Deliver { conn, cmd }) => shard.deliver_here(conn, cmd),
+        Envelope::Event(Event::ConnClosed(client)) => {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                if let Some(c) = &shard.controller {
+                    c.connection_closed(&*shard, &client).await;
+                }
+            })
+            .detach();
         }
     }
 }
@@ -310,7 +321,7 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
             offsets,
         } => Reply::Done(match controller() {
             Ok(c) => {
-                c.push_reset(shard, &group, &topic, timestamp, &offsets).await;
+                c.push_reset(&**shard, &group, &topic, timestamp, &offsets).await;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -320,7 +331,7 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
             default_queue_nums,
             view,
         } => Reply::Done(match controller() {
-            Ok(c) => c.auto_create_topic(shard, &topic, default_queue_nums, view).await,
+            Ok(c) => c.auto_create_topic(&**shard, &topic, default_queue_nums, view).await,
             Err(e) => Err(e),
         }),
     }

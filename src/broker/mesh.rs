@@ -96,6 +96,11 @@ pub enum Event {
     Metadata(Arc<Metadata>),
     /// A command for one of the receiving shard's connections.
     Push { conn: u64, cmd: RemotingCommand },
+    /// A reply to a request of one of the receiving shard's connections
+    /// will come later (a parked long-poll pull).
+    Defer { conn: u64 },
+    /// That reply.
+    Deliver { conn: u64, cmd: RemotingCommand },
     /// For the controller: a client connection closed.
     ConnClosed(ClientRef),
 }

@@ -14,7 +14,8 @@ use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 use crate::store::Boundary;
 
-use super::shard::{error, Shard};
+use super::reply::error;
+use super::shard::Shard;
 
 pub use super::consumer_offsets::ConsumerOffsets;
 
@@ -105,6 +106,6 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             Ok(t) => ok("timestamp", t.unwrap_or(-1)),
             Err(e) => error(&cmd, response::SYSTEM_ERROR, e.to_string()),
         },
-        _ => super::shard::not_supported(&cmd),
+        _ => super::reply::not_supported(&cmd),
     }
 }

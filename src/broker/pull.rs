@@ -1,99 +1,63 @@
 //! PULL_MESSAGE (11) / LITE_PULL_MESSAGE (361) with long polling
 //! (codes.md §2.3). Runs on the shard that owns the queue.
 //!
-//! A pull that finds nothing new, has the SUSPEND bit and is the original
-//! request is held: it waits for a message on its queue (woken by the send
-//! path after the message is visible) or for its suspend timeout, then runs
-//! once more without suspension and answers. Held pulls are tasks of their
-//! own, so they never block other requests on the connection; their number
-//! per shard is bounded.
+//! A pull that finds nothing new and has the SUSPEND bit is parked
+//! ([`super::long_poll`]): a registration, not a task, holding none of the
+//! connection's request slots. When a message arrives on its queue or its
+//! suspend timeout passes, it runs once more without suspension and its
+//! reply is delivered to the connection.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
-
-use futures_lite::future;
 
 use crate::protocol::codes::response;
 use crate::protocol::header::{pull_sys_flag, CommandHeader};
 use crate::protocol::{PullMessageRequestHeader, PullMessageResponseHeader, RemotingCommand};
-use crate::store::notify::Notify;
+use crate::runtime::mesh::ClientRef;
 use crate::store::{GetResult, GetStatus};
 
+use super::long_poll::Parked;
 use super::metadata::{self, perm};
-use super::shard::{error, Shard};
+use super::reply::error;
+use super::shard::Shard;
 
-/// Held pulls per shard at most; beyond it pulls answer at once.
-pub const MAX_HELD_PULLS: usize = 100_000;
 /// Most messages per pull (RocketMQ's in-memory cap).
 const MAX_MSGS: usize = 32;
 const DEFAULT_MAX_BYTES: usize = 256 * 1024;
 const MAX_BYTES: usize = 4 << 20;
 
-/// Per-queue wake-ups for held pulls.
-/// (topic, queue id) → (wake-up signal, number of held pulls).
-type WaiterTable = HashMap<(String, u32), (Rc<Notify>, usize)>;
-
-#[derive(Default)]
-pub struct PullWaiters {
-    queues: RefCell<WaiterTable>,
-    held: Cell<usize>,
+/// Which run of a pull this is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// As it arrived: commits the offset it carries, may be parked.
+    First,
+    /// A parked pull that is due: answers whatever it finds.
+    Parked,
 }
 
-impl PullWaiters {
-    pub fn wake(&self, topic: &str, qid: u32) {
-        let q = self.queues.borrow();
-        if q.is_empty() {
-            return;
-        }
-        if let Some((n, _)) = q.get(&(topic.to_string(), qid)) {
-            n.notify_all();
-        }
-    }
+pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    run(shard, cmd, client, Pass::First).await
+}
 
-    pub fn held(&self) -> usize {
-        self.held.get()
-    }
-
-    /// Waits for a wake-up on the queue or the timeout; false if the shard
-    /// already holds too many pulls.
-    async fn wait(
-        &self,
-        topic: &str,
-        qid: u32,
-        seen_max: u64,
-        timeout: Duration,
-        visible_max: impl Fn() -> u64,
-    ) -> bool {
-        if self.held.get() >= MAX_HELD_PULLS {
-            return false;
+/// The shard's task that answers parked pulls when they are due
+/// ([`LongPolls::next_due`]), each in a short task of its own (a pull may
+/// read from disk), delivering the reply to the client's connection.
+pub async fn answer_parked(shard: Rc<Shard>) {
+    loop {
+        for p in shard.pulls.next_due().await {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let client = p.client.clone();
+                if let Some(reply) = run(&shard, p.cmd, &client, Pass::Parked).await {
+                    shard.deliver(&client, reply).await;
+                }
+            })
+            .detach();
         }
-        let key = (topic.to_string(), qid);
-        let notify = {
-            let mut q = self.queues.borrow_mut();
-            let e = q.entry(key.clone()).or_insert_with(|| (Rc::new(Notify::default()), 0));
-            e.1 += 1;
-            e.0.clone()
-        };
-        self.held.set(self.held.get() + 1);
-        let seen = notify.generation();
-        if visible_max() == seen_max {
-            future::or(notify.changed_since(seen), glommio::timer::sleep(timeout)).await;
-        }
-        self.held.set(self.held.get() - 1);
-        let mut q = self.queues.borrow_mut();
-        if let Some(e) = q.get_mut(&key) {
-            e.1 -= 1;
-            if e.1 == 0 {
-                q.remove(&key);
-            }
-        }
-        true
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: Pass) -> Option<RemotingCommand> {
     let h = match PullMessageRequestHeader::from_ext(&cmd.ext_fields) {
         Ok(h) => h,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -159,7 +123,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             }
         }
     };
-    if h.has_sys_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
+    if pass == Pass::First && h.has_sys_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
         shard
             .offsets
             .commit(&h.consumer_group, &h.topic, qid, h.commit_offset as u64);
@@ -169,7 +133,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
         .max_msg_bytes
         .map_or(DEFAULT_MAX_BYTES, |b| (b.max(100) as usize).min(MAX_BYTES));
     let offset = h.queue_offset.max(0) as u64;
-    let mut suspend = h.has_sys_flag(pull_sys_flag::SUSPEND);
+    let mut suspend = pass == Pass::First && h.has_sys_flag(pull_sys_flag::SUSPEND);
     loop {
         let r = match shard
             .store
@@ -182,17 +146,19 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
         let (code, next) = classify(&r, offset);
         if code == response::PULL_NOT_FOUND && suspend {
             suspend = false;
+            // A message that became visible while we read: read again.
+            if shard.store.max_offset(&h.topic, qid) != r.max_offset {
+                continue;
+            }
             // Answer well before the client's own timeout (30 s).
             let hold = Duration::from_millis(h.suspend_timeout_millis.clamp(0, 25_000) as u64);
-            let seen = r.max_offset;
-            let store = shard.store.clone();
-            let (topic, q) = (h.topic.clone(), qid);
-            if shard
-                .pulls
-                .wait(&h.topic, qid, seen, hold, move || store.max_offset(&topic, q))
-                .await
-            {
-                continue;
+            // Over a bound: answer now.
+            if shard.pulls.has_room(client) {
+                shard
+                    .pulls
+                    .park(Parked::new(cmd, client.clone(), h.topic.clone(), qid), hold);
+                shard.defer(client).await;
+                return None;
             }
         }
         return Some(reply(&cmd, code, next, r));

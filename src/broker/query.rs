@@ -9,7 +9,8 @@ use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 use crate::store::PhysicalOffset;
 
-use super::shard::{error, Shard};
+use super::reply::error;
+use super::shard::Shard;
 
 /// The shard that stores `offset`, if the value is a valid position.
 pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {

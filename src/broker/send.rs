@@ -32,7 +32,8 @@ use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus};
 
 use super::mesh::{unexpected, Reply, Request};
 use super::metadata::{self, perm, TopicInfo};
-use super::shard::{error, Shard};
+use super::reply::error;
+use super::shard::Shard;
 
 thread_local! {
     static NEXT_QUEUE: Cell<usize> = const { Cell::new(0) };
@@ -155,7 +156,7 @@ async fn ensure_topic(
     }
     let done = match &shard.controller {
         Some(c) => {
-            c.auto_create_topic(shard, topic, default_topic_queue_nums, client.view)
+            c.auto_create_topic(&**shard, topic, default_topic_queue_nums, client.view)
                 .await
         }
         None => {

@@ -374,6 +374,7 @@ async fn run_shard(
         meta,
         controller,
     ));
+    glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -383,6 +384,7 @@ async fn run_shard(
         })
         .detach();
     }
+    glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     let ip = cfg.broker_ip1;
     let listeners = shard_listeners(&cfg, k);
     let policy = ConnPolicy {
@@ -410,7 +412,7 @@ async fn run_shard(
             loop {
                 glommio::timer::sleep(Duration::from_secs(10)).await;
                 if let Some(c) = &s.controller {
-                    c.expire(&s).await;
+                    c.expire(&*s).await;
                 }
             }
         })

@@ -70,7 +70,7 @@ impl Service for BrokerService {
         let shard = self.shard.clone();
         glommio::spawn_local(async move {
             match &shard.controller {
-                Some(c) => c.connection_closed(&shard, &client),
+                Some(c) => c.connection_closed(&*shard, &client).await,
                 None => shard.mesh.send(0, Event::ConnClosed(client)).await,
             }
         })

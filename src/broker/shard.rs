@@ -11,17 +11,16 @@ use std::time::Instant;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Op;
-use crate::protocol::codes::{request, response};
 use crate::protocol::{RemotingCommand, UniqIdGenerator};
 use crate::runtime::connection::Outbox;
 use crate::runtime::mesh::ClientRef;
 use crate::store::MessageStore;
 
-use super::controller::Controller;
+use super::consumer_offsets::ConsumerOffsets;
+use super::controller::{Controller, Host};
+use super::long_poll::LongPolls;
 use super::mesh::{Event, Reply, Request, ShardMesh};
 use super::metadata::Metadata;
-use super::offsets::ConsumerOffsets;
-use super::pull::PullWaiters;
 
 pub struct Shard {
     pub id: u16,
@@ -32,7 +31,7 @@ pub struct Shard {
     pub conns: RefCell<HashMap<u64, (Rc<Outbox>, ClientRef)>>,
     next_conn: Cell<u64>,
     pub offsets: ConsumerOffsets,
-    pub pulls: PullWaiters,
+    pub pulls: LongPolls,
     pub uniq: RefCell<UniqIdGenerator>,
     pub metrics: crate::metrics::ShardMetrics,
     /// Shard 0 only.
@@ -59,7 +58,7 @@ impl Shard {
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(1),
             offsets,
-            pulls: PullWaiters::default(),
+            pulls: LongPolls::default(),
             metrics: crate::metrics::ShardMetrics::default(),
             controller,
         }
@@ -115,6 +114,37 @@ impl Shard {
         }
     }
 
+    /// Tells a client's connection (on any shard) that the reply to one of
+    /// its requests will come later, by [`Shard::deliver`].
+    pub async fn defer(&self, client: &ClientRef) {
+        if client.shard == self.id {
+            if let Some((out, _)) = self.conns.borrow().get(&client.conn) {
+                out.defer();
+            }
+        } else {
+            self.mesh.send(client.shard, Event::Defer { conn: client.conn }).await;
+        }
+    }
+
+    /// Delivers a deferred reply to a client's connection (on any shard).
+    pub async fn deliver(&self, client: &ClientRef, cmd: RemotingCommand) {
+        if client.shard == self.id {
+            self.deliver_here(client.conn, cmd);
+        } else {
+            self.mesh
+                .send(client.shard, Event::Deliver { conn: client.conn, cmd })
+                .await;
+        }
+    }
+
+    /// Delivers a deferred reply to one of this shard's connections.
+    pub fn deliver_here(&self, conn: u64, cmd: RemotingCommand) {
+        let out = self.conns.borrow().get(&conn).map(|(o, _)| o.clone());
+        if let Some(out) = out {
+            out.deliver(cmd);
+        }
+    }
+
     /// Takes a metadata snapshot from the controller unless it is older
     /// than the one this shard has.
     pub fn install(&self, m: Arc<Metadata>) {
@@ -135,15 +165,24 @@ impl Shard {
     }
 }
 
-/// An error reply with a remark (never for oneway requests).
-pub fn error(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Option<RemotingCommand> {
-    Some(RemotingCommand::response_to(req, code, Some(remark.into())))
-}
+impl Host for Shard {
+    fn config(&self) -> &BrokerConfig {
+        &self.cfg
+    }
 
-pub fn not_supported(req: &RemotingCommand) -> Option<RemotingCommand> {
-    error(
-        req,
-        response::REQUEST_CODE_NOT_SUPPORTED,
-        request::not_supported_remark(req.code),
-    )
+    fn meta(&self) -> Arc<Metadata> {
+        Shard::meta(self)
+    }
+
+    async fn publish(&self, m: Arc<Metadata>) {
+        Shard::publish(self, m).await
+    }
+
+    async fn push(&self, shard: u16, conn: u64, cmd: RemotingCommand) {
+        if shard == self.id {
+            Shard::push(self, conn, cmd);
+        } else {
+            self.mesh.send(shard, Event::Push { conn, cmd }).await;
+        }
+    }
 }

@@ -14,7 +14,8 @@ use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 
 use super::mesh::{unexpected, Reply, Request};
-use super::shard::{error, Shard};
+use super::reply::error;
+use super::shard::Shard;
 
 /// shardmq's own request codes, outside RocketMQ's ranges.
 pub const GET_BROKER_STATS: i32 = 19001;

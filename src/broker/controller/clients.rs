@@ -3,7 +3,6 @@
 //! and connections, pushes to a group's consumers, expiry.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,18 +13,17 @@ use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::ClientRef;
 
-use super::super::mesh::Event;
 use super::super::metadata::{self, perm, Subscription};
-use super::super::shard::{error, Shard};
+use super::super::reply::error;
 use super::{
-    Channel, ChannelKey, ConsumerGroup, Controller, Inconsistency, CHANNEL_EXPIRY, LOCK_EXPIRY, MAX_GROUPS,
+    Channel, ChannelKey, ConsumerGroup, Controller, Host, Inconsistency, CHANNEL_EXPIRY, LOCK_EXPIRY, MAX_GROUPS,
     MAX_SUBSCRIPTIONS_PER_CLIENT,
 };
 
 impl Controller {
     pub(super) async fn heartbeat(
         &self,
-        shard: &Rc<Shard>,
+        host: &impl Host,
         cmd: RemotingCommand,
         client: &ClientRef,
     ) -> Option<RemotingCommand> {
@@ -143,13 +141,13 @@ impl Controller {
             self.topics_changed.notify_all();
         }
         if created || subs_changed {
-            self.republish(shard).await;
+            self.republish(host).await;
         }
-        if shard.cfg.auto_create_subscription_group {
+        if host.config().auto_create_subscription_group {
             self.auto_create_groups(&seen_groups).await;
         }
         for g in notify {
-            self.notify_group(shard, &g).await;
+            self.notify_group(host, &g).await;
         }
         let mut r = RemotingCommand::response_to(&cmd, response::SUCCESS, None);
         r.ext_fields.insert("IS_SUPPORT_HEART_BEAT_V2", "true");
@@ -193,7 +191,7 @@ impl Controller {
 
     pub(super) async fn unregister(
         &self,
-        shard: &Rc<Shard>,
+        host: &impl Host,
         cmd: RemotingCommand,
         client: &ClientRef,
     ) -> Option<RemotingCommand> {
@@ -215,7 +213,7 @@ impl Controller {
             }
         }
         for g in notify {
-            self.notify_group(shard, &g).await;
+            self.notify_group(host, &g).await;
         }
         Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
     }
@@ -243,15 +241,15 @@ impl Controller {
     }
 
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every channel of the group.
-    pub(super) async fn notify_group(&self, shard: &Rc<Shard>, group: &str) {
+    pub(super) async fn notify_group(&self, host: &impl Host, group: &str) {
         let mut cmd = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_oneway();
         cmd.ext_fields.insert("consumerGroup", group);
-        self.push_to_group(shard, group, &cmd).await;
+        self.push_to_group(host, group, &cmd).await;
     }
 
     /// Queues a broker → client request on every channel of a consumer
     /// group, on whichever shard holds the connection.
-    pub(super) async fn push_to_group(&self, shard: &Rc<Shard>, group: &str, cmd: &RemotingCommand) {
+    pub(super) async fn push_to_group(&self, host: &impl Host, group: &str, cmd: &RemotingCommand) {
         let channels: Vec<ChannelKey> = self
             .groups
             .borrow()
@@ -259,16 +257,12 @@ impl Controller {
             .map(|g| g.channels.keys().copied().collect())
             .unwrap_or_default();
         for (s, conn) in channels {
-            if s == shard.id {
-                shard.push(conn, cmd.clone());
-            } else {
-                shard.mesh.send(s, Event::Push { conn, cmd: cmd.clone() }).await;
-            }
+            host.push(s, conn, cmd.clone()).await;
         }
     }
 
     /// A client connection closed: forget its channels at once.
-    pub fn connection_closed(&self, shard: &Rc<Shard>, client: &ClientRef) {
+    pub async fn connection_closed(&self, host: &impl Host, client: &ClientRef) {
         let key = (client.shard, client.conn);
         let mut changed = Vec::new();
         for (name, g) in self.groups.borrow_mut().iter_mut() {
@@ -282,19 +276,13 @@ impl Controller {
         for p in self.producers.borrow_mut().values_mut() {
             p.remove(&key);
         }
-        let shard = shard.clone();
-        glommio::spawn_local(async move {
-            if let Some(c) = &shard.controller {
-                for g in changed {
-                    c.notify_group(&shard, &g).await;
-                }
-            }
-        })
-        .detach();
+        for g in changed {
+            self.notify_group(host, &g).await;
+        }
     }
 
     /// Drops channels silent for [`CHANNEL_EXPIRY`] and expired locks.
-    pub async fn expire(&self, shard: &Rc<Shard>) {
+    pub async fn expire(&self, host: &impl Host) {
         let now = Instant::now();
         let mut changed = Vec::new();
         for (name, g) in self.groups.borrow_mut().iter_mut() {
@@ -316,7 +304,7 @@ impl Controller {
             .borrow_mut()
             .retain(|_, (_, at)| now.duration_since(*at) <= LOCK_EXPIRY);
         for g in changed {
-            self.notify_group(shard, &g).await;
+            self.notify_group(host, &g).await;
         }
     }
 
@@ -381,9 +369,9 @@ impl Controller {
     /// each queue both ways (main view and the owner shard's entry) since a
     /// client may know the broker by either; clients ignore queues they do
     /// not consume.
-    pub async fn push_reset(&self, shard: &Rc<Shard>, group: &str, topic: &str, ts: i64, offsets: &[(u32, u64)]) {
-        let meta = shard.meta();
-        let broker = &shard.cfg.broker_name;
+    pub async fn push_reset(&self, host: &impl Host, group: &str, topic: &str, ts: i64, offsets: &[(u32, u64)]) {
+        let meta = host.meta();
+        let broker = &host.config().broker_name;
         let mut body = ResetOffsetBody::default();
         for &(q, o) in offsets {
             body.offset_table
@@ -405,7 +393,7 @@ impl Controller {
         push.ext_fields.insert_display("timestamp", ts);
         push.ext_fields.insert("isForce", "true");
         let push = push.with_body(body.encode());
-        self.push_to_group(shard, group, &push).await;
+        self.push_to_group(host, group, &push).await;
     }
 }
 

@@ -12,7 +12,7 @@ use crate::protocol::RemotingCommand;
 
 use super::super::mesh::GroupInfo;
 use super::super::metadata;
-use super::super::shard::error;
+use super::super::reply::error;
 use super::Controller;
 
 const SUB_GROUP_FILE: &str = "subscriptionGroup.json";

@@ -2,7 +2,6 @@
 //! lock belongs to one client id and expires [`LOCK_EXPIRY`] after its
 //! last renewal.
 
-use std::rc::Rc;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -11,15 +10,15 @@ use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 
 use super::super::metadata::Metadata;
-use super::super::shard::{error, Shard};
+use super::super::reply::error;
 use super::clients::json_i64;
-use super::{Controller, LOCK_EXPIRY};
+use super::{Controller, Host, LOCK_EXPIRY};
 
 impl Controller {
     /// LOCK_BATCH_MQ / UNLOCK_BATCH_MQ. Queues are named as the client
     /// knows them (broker entry + entry-local id); locks are kept per
     /// global queue so both views share them.
-    pub(super) fn lock(&self, shard: &Rc<Shard>, cmd: RemotingCommand, lock: bool) -> Option<RemotingCommand> {
+    pub(super) fn lock(&self, host: &impl Host, cmd: RemotingCommand, lock: bool) -> Option<RemotingCommand> {
         let body: Value = match serde_json::from_slice(&cmd.body) {
             Ok(v) => v,
             Err(e) => return error(&cmd, response::SYSTEM_ERROR, format!("invalid lock body: {e}")),
@@ -34,7 +33,7 @@ impl Controller {
                 "lock body without consumerGroup or clientId",
             );
         };
-        let meta = shard.meta();
+        let meta = host.meta();
         let now = Instant::now();
         let mut locked = Vec::new();
         let mut locks = self.locks.borrow_mut();
@@ -52,7 +51,7 @@ impl Controller {
             ) else {
                 continue;
             };
-            let Some(global) = global_queue(&shard.cfg.broker_name, &meta, topic, broker, qid) else {
+            let Some(global) = global_queue(&host.config().broker_name, &meta, topic, broker, qid) else {
                 continue;
             };
             let k = (group.to_string(), topic.to_string(), global);

@@ -17,7 +17,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use crate::runtime::mesh::ClientRef;
 use crate::store::notify::Notify;
 
 use super::metadata::{self, perm, Metadata, Subscription, TopicInfo};
-use super::shard::Shard;
+use crate::config::BrokerConfig;
 
 mod clients;
 mod groups;
@@ -37,6 +36,21 @@ mod locks;
 mod topics;
 
 pub use locks::global_queue;
+
+/// What the controller needs from the shard it runs on: the broker's
+/// settings, the current snapshot, and ways to reach every shard and every
+/// client connection. The shard implements it; the controller never names
+/// the shard type, so the two do not depend on each other.
+pub trait Host {
+    fn config(&self) -> &BrokerConfig;
+    /// The snapshot the shards read now.
+    fn meta(&self) -> Arc<Metadata>;
+    /// Installs a snapshot on every shard.
+    fn publish(&self, m: Arc<Metadata>) -> impl std::future::Future<Output = ()>;
+    /// Queues a broker → client command on connection `conn` of shard
+    /// `shard` (dropped if that connection's queue is full).
+    fn push(&self, shard: u16, conn: u64, cmd: RemotingCommand) -> impl std::future::Future<Output = ()>;
+}
 
 /// A channel is forgotten after this long without a heartbeat.
 pub const CHANNEL_EXPIRY: Duration = Duration::from_secs(120);
@@ -197,25 +211,25 @@ impl Controller {
         self.inconsistent.borrow().clone()
     }
 
-    async fn republish(&self, shard: &Rc<Shard>) {
+    async fn republish(&self, host: &impl Host) {
         self.version.set(self.version.get() + 1);
-        shard.publish(self.snapshot()).await;
+        host.publish(self.snapshot()).await;
     }
 
-    pub async fn handle(&self, shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    pub async fn handle(&self, host: &impl Host, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
         match cmd.code {
-            request::HEART_BEAT => self.heartbeat(shard, cmd, client).await,
-            request::UNREGISTER_CLIENT => self.unregister(shard, cmd, client).await,
+            request::HEART_BEAT => self.heartbeat(host, cmd, client).await,
+            request::UNREGISTER_CLIENT => self.unregister(host, cmd, client).await,
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(cmd),
-            request::LOCK_BATCH_MQ => self.lock(shard, cmd, true),
-            request::UNLOCK_BATCH_MQ => self.lock(shard, cmd, false),
-            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(shard, cmd).await,
-            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(shard, cmd).await,
+            request::LOCK_BATCH_MQ => self.lock(host, cmd, true),
+            request::UNLOCK_BATCH_MQ => self.lock(host, cmd, false),
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(host, cmd).await,
+            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(host, cmd).await,
             request::GET_ALL_TOPIC_CONFIG => self.all_topics(cmd),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(cmd).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_groups(cmd),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(cmd),
-            _ => super::shard::not_supported(&cmd),
+            _ => super::reply::not_supported(&cmd),
         }
     }
 }

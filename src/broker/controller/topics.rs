@@ -2,7 +2,6 @@
 //! topic table, `config/topics.json`. Every change is persisted, then
 //! published to every shard before it is answered.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::protocol::codes::response;
@@ -10,11 +9,11 @@ use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::View;
 
 use super::super::metadata::{self, perm, TopicInfo};
-use super::super::shard::{error, Shard};
-use super::Controller;
+use super::super::reply::error;
+use super::{Controller, Host};
 
 impl Controller {
-    pub(super) async fn create_topic(&self, shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    pub(super) async fn create_topic(&self, host: &impl Host, cmd: RemotingCommand) -> Option<RemotingCommand> {
         let topic = match cmd.required_str("topic") {
             Ok(t) => t.to_string(),
             Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -57,7 +56,7 @@ impl Controller {
             }
         }
         log::info!("topic {topic} created/updated: read {read} write {write} perm {p}");
-        self.topics_saved(shard, &cmd).await
+        self.topics_saved(host, &cmd).await
     }
 
     /// Writes `config/topics.json` as the topics are now, off the shard
@@ -69,8 +68,8 @@ impl Controller {
 
     /// Persists the topics, publishes the snapshot to every shard and
     /// triggers a registration; then answers `cmd`.
-    pub(super) async fn topics_saved(&self, shard: &Rc<Shard>, cmd: &RemotingCommand) -> Option<RemotingCommand> {
-        match self.publish_topics(shard).await {
+    pub(super) async fn topics_saved(&self, host: &impl Host, cmd: &RemotingCommand) -> Option<RemotingCommand> {
+        match self.publish_topics(host).await {
             Ok(()) => Some(RemotingCommand::response_to(cmd, response::SUCCESS, None)),
             Err((code, remark)) => error(cmd, code, remark),
         }
@@ -78,12 +77,12 @@ impl Controller {
 
     /// Persists the topics, publishes the snapshot to every shard and
     /// triggers a registration.
-    pub(super) async fn publish_topics(&self, shard: &Rc<Shard>) -> Result<(), (i32, String)> {
+    pub(super) async fn publish_topics(&self, host: &impl Host) -> Result<(), (i32, String)> {
         if let Err(e) = self.save_topics().await {
             log::error!("cannot persist topics: {e}");
             return Err((response::SYSTEM_ERROR, format!("cannot persist topic config: {e}")));
         }
-        self.republish(shard).await;
+        self.republish(host).await;
         self.topics_changed.notify_all();
         Ok(())
     }
@@ -97,14 +96,14 @@ impl Controller {
     /// (another shard created it first) is left as it is.
     pub async fn auto_create_topic(
         &self,
-        shard: &Rc<Shard>,
+        host: &impl Host,
         topic: &str,
         d: i32,
         view: View,
     ) -> Result<(), (i32, String)> {
         metadata::validate_topic(topic).map_err(|e| (response::INVALID_PARAMETER, e))?;
         if topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) {
-            return self.create_retry_topic(shard, topic).await;
+            return self.create_retry_topic(host, topic).await;
         }
         let info = {
             let topics = self.topics.borrow();
@@ -151,21 +150,21 @@ impl Controller {
             info.queue_shards
         );
         self.topics.borrow_mut().insert(topic.to_string(), Arc::new(info));
-        self.publish_topics(shard).await
+        self.publish_topics(host).await
     }
 
     /// A retry topic (`%RETRY%<group>`), one queue, created on first use.
-    pub(super) async fn create_retry_topic(&self, shard: &Rc<Shard>, topic: &str) -> Result<(), (i32, String)> {
+    pub(super) async fn create_retry_topic(&self, host: &impl Host, topic: &str) -> Result<(), (i32, String)> {
         if self.topics.borrow().contains_key(topic) {
             return Ok(());
         }
         let t = metadata::new_topic(topic, 1, 1, perm::READ | perm::WRITE, self.shard_count);
         self.topics.borrow_mut().insert(topic.to_string(), Arc::new(t));
         log::info!("retry topic {topic} created");
-        self.publish_topics(shard).await
+        self.publish_topics(host).await
     }
 
-    pub(super) async fn delete_topic(&self, shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    pub(super) async fn delete_topic(&self, host: &impl Host, cmd: RemotingCommand) -> Option<RemotingCommand> {
         let topic = match cmd.required_str("topic") {
             Ok(t) => t.to_string(),
             Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -180,7 +179,7 @@ impl Controller {
                 format!("cannot persist topic config: {e}"),
             );
         }
-        self.republish(shard).await;
+        self.republish(host).await;
         self.topics_changed.notify_all();
         Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
     }

@@ -103,6 +103,8 @@ pub struct Outbox {
     closed: Cell<bool>,
     /// Signalled once, on close (the reader waits on it beside the socket).
     closing: Notify,
+    /// The connection's clocks: deferred replies count as activity.
+    watch: Rc<Watch>,
 }
 
 /// What a queued command counts for: its body and a header allowance.
@@ -111,8 +113,9 @@ fn queued_size(cmd: &RemotingCommand) -> usize {
 }
 
 impl Outbox {
-    fn new(max_bytes: usize) -> Outbox {
+    fn new(max_bytes: usize, watch: Rc<Watch>) -> Outbox {
         Outbox {
+            watch,
             queue: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
             max_bytes,
@@ -162,6 +165,32 @@ impl Outbox {
         true
     }
 
+    /// A reply to one of this connection's requests will come later,
+    /// through [`Outbox::deliver`] (a parked long-poll pull: a registration
+    /// on the queue's shard, holding none of the connection's request
+    /// slots). The connection is not idle while one is outstanding.
+    pub fn defer(&self) {
+        self.watch.deferred.set(self.watch.deferred.get() + 1);
+    }
+
+    /// Queues a deferred reply (see [`Outbox::defer`]). It is never
+    /// dropped: when the queue is full it waits for space (the writer's
+    /// stall timeout bounds the wait).
+    pub fn deliver(self: &Rc<Self>, cmd: RemotingCommand) {
+        let w = &self.watch;
+        w.deferred.set(w.deferred.get() - 1);
+        w.last_active.set(Instant::now());
+        if self.closed.get() {
+            return;
+        }
+        if self.fits(queued_size(&cmd)) {
+            self.enqueue(cmd);
+        } else {
+            let me = self.clone();
+            glommio::spawn_local(async move { me.push(cmd).await }).detach();
+        }
+    }
+
     /// Bytes queued (approximate).
     pub fn queued_bytes(&self) -> usize {
         self.bytes.get()
@@ -187,9 +216,9 @@ pub async fn serve<S: Service>(
 ) {
     let _ = stream.set_nodelay(true);
     let sock = Shared(Rc::new(RefCell::new(stream)));
-    let outbox = Rc::new(Outbox::new(limits.outbox_max_bytes));
-    register(outbox.clone());
     let watch = Rc::new(Watch::new(MAX_IN_FLIGHT));
+    let outbox = Rc::new(Outbox::new(limits.outbox_max_bytes, watch.clone()));
+    register(outbox.clone());
     let writer = glommio::spawn_local(write_loop(
         service.clone(),
         conn,

@@ -25,6 +25,11 @@ pub(super) struct Watch {
     pub(super) buffered: Cell<usize>,
     /// When the socket write in progress started.
     pub(super) writing_since: Cell<Option<Instant>>,
+    /// Replies still to come for parked requests ([`Outbox::defer`] adds
+    /// one, [`Outbox::deliver`] takes one). Signed: the two may arrive in
+    /// either order from another shard, and only a positive count means
+    /// "waiting".
+    pub(super) deferred: Cell<i64>,
     /// Why the watchdog closed the connection.
     pub(super) reason: Cell<Option<String>>,
 }
@@ -38,6 +43,7 @@ impl Watch {
             frame_started: Cell::new(None),
             buffered: Cell::new(0),
             writing_since: Cell::new(None),
+            deferred: Cell::new(0),
             reason: Cell::new(None),
         }
     }
@@ -64,7 +70,7 @@ impl Watch {
                 ));
             }
             next = next.min(d);
-        } else if self.in_flight.available() == self.max_in_flight {
+        } else if self.in_flight.available() == self.max_in_flight && self.deferred.get() <= 0 {
             // Waiting for our own replies is not idleness.
             let d = self.last_active.get() + limits.idle_timeout;
             if now >= d {
@@ -129,6 +135,10 @@ mod tests {
         assert_eq!(w.check(&l, t0), Ok(t0 + Duration::from_secs(5)));
         let late = t0 + Duration::from_secs(121);
         assert!(w.check(&l, late).unwrap_err().starts_with("idle for"));
+        // A reply still to come for a parked request is not idleness.
+        w.deferred.set(1);
+        assert!(w.check(&l, late).is_ok());
+        w.deferred.set(0);
         // A request running is not idleness.
         let _permit = w.in_flight.try_acquire_permit(1).expect("a free slot");
         assert!(w.check(&l, late).is_ok());
