@@ -15,10 +15,12 @@
 //! over `checkpoint`, directory synced.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::error::StoreError;
+use super::faults::{self, DiskFaults, DiskOp, Fault};
 
 const MAGIC: &[u8; 8] = b"SMQCKPT1";
 pub const FILE: &str = "checkpoint";
@@ -107,10 +109,10 @@ impl Checkpoint {
         }
     }
 
-    pub async fn store(&self, dir: &Path) -> Result<(), StoreError> {
+    pub async fn store(&self, dir: &Path, faults: &Option<Rc<DiskFaults>>) -> Result<(), StoreError> {
         let tmp = dir.join("checkpoint.tmp");
         let err =
-            |what: &str, e: glommio::GlommioError<()>| StoreError::Glommio(format!("{what} {}: {e}", tmp.display()));
+            |what: &str, e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{what} {}", tmp.display()), e);
         let mut f: BufferedFile = OpenOptions::new()
             .write(true)
             .create(true)
@@ -118,16 +120,38 @@ impl Checkpoint {
             .buffered_open(&tmp)
             .await
             .map_err(|e| err("create", e))?;
-        let bytes = self.encode();
-        let len = bytes.len();
-        let n = f.write_at(bytes, 0).await.map_err(|e| err("write", e))?;
-        if n != len {
-            return Err(StoreError::Glommio(format!("short write on {}", tmp.display())));
-        }
-        f.fdatasync().await.map_err(|e| err("fdatasync", e))?;
+        self.write_tmp(&f, &tmp, faults).await?;
         f.rename(dir.join(FILE)).await.map_err(|e| err("rename", e))?;
         f.close().await.map_err(|e| err("close", e))?;
         super::segment::sync_dir(dir).await
+    }
+
+    /// Writes and fdatasyncs the encoded checkpoint into `f` (at `tmp`).
+    async fn write_tmp(&self, f: &BufferedFile, tmp: &Path, faults: &Option<Rc<DiskFaults>>) -> Result<(), StoreError> {
+        let err =
+            |what: &str, e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{what} {}", tmp.display()), e);
+        let mut bytes = self.encode();
+        let len = bytes.len();
+        let written = match faults::consult(faults, DiskOp::CheckpointWrite) {
+            None => f.write_at(bytes, 0).await,
+            Some(Fault::ShortWrite) => {
+                bytes.truncate(faults::short_len(len, 1));
+                f.write_at(bytes, 0).await
+            }
+            Some(fault) => Err(faults::os_error(fault, "Writing", tmp)),
+        };
+        let n = written.map_err(|e| err("write", e))?;
+        if n != len {
+            return Err(StoreError::NoSpace(format!(
+                "short write on {}: {n} of {len} bytes",
+                tmp.display()
+            )));
+        }
+        let synced = match faults::consult(faults, DiskOp::CheckpointSync) {
+            None => f.fdatasync().await,
+            Some(fault) => Err(faults::os_error(fault, "Syncing", tmp)),
+        };
+        synced.map_err(|e| err("fdatasync", e))
     }
 }
 

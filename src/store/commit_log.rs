@@ -34,6 +34,7 @@ use futures_lite::future;
 
 use super::config::{FlushMode, StoreConfig};
 use super::error::StoreError;
+use super::faults::DiskFaults;
 use super::notify::Notify;
 use super::record::{encode_blank, BLANK_SIZE};
 use super::retention::DiskUsage;
@@ -101,6 +102,8 @@ pub struct CommitLog {
     /// Disk-use probe and `diskMaxUsedSpaceRatio`: the preparer refuses a
     /// segment that would take use above the ratio.
     space: RefCell<Option<(SharedDiskUsage, u8)>>,
+    /// Handed to every segment (tests only).
+    faults: Option<Rc<DiskFaults>>,
 }
 
 /// The store's disk-use probe, shared with the CommitLog's preparer.
@@ -147,6 +150,7 @@ impl CommitLog {
             prepared: Notify::default(),
             probe: RefCell::new(FlushProbe::default()),
             space: RefCell::new(None),
+            faults: cfg.faults.clone(),
         }
     }
 
@@ -428,7 +432,7 @@ impl CommitLog {
         if self.segments.borrow().contains_key(&base) {
             return Ok(());
         }
-        let seg = segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await?;
+        let seg = segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone()).await?;
         self.segments.borrow_mut().insert(base, Rc::new(seg));
         Ok(())
     }
@@ -451,7 +455,7 @@ impl CommitLog {
             };
             let prepared = match self.space_refusal() {
                 Some(why) => Err(why),
-                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero)
+                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone())
                     .await
                     .map_err(|e| e.to_string()),
             };

@@ -193,6 +193,7 @@ impl MessageStore {
                 segment_size: cfg.segment_size,
                 max_record_size: cfg.max_record_size,
                 checkpoint: ckpt.as_ref().map(|c| c.log_pos),
+                faults: cfg.faults.clone(),
             };
             let mut skipped = Vec::new();
             let outcome = recovery::recover(&log_dir, params, |v, pos| {
@@ -235,7 +236,7 @@ impl MessageStore {
         // past it; without one, recovery would scan from the oldest segment.
         log.set_checkpointed(used_ckpt.as_ref().map_or(0, |c| c.log_pos));
         let stale_minimums = used_ckpt.as_ref().is_some_and(|c| log.min_offset() > c.log_min);
-        let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard);
+        let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard, cfg.faults.clone());
         let disk: SharedDiskUsage = Rc::new(RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))));
         log.set_space_check(disk.clone(), cfg.disk_max_used_ratio);
         let inner = Rc::new(Inner {
@@ -687,7 +688,7 @@ impl MessageStore {
                     .collect(),
             }
         };
-        ckpt.store(&self.inner.cfg.dir).await?;
+        ckpt.store(&self.inner.cfg.dir, &self.inner.cfg.faults).await?;
         self.inner.cq_files.clear_dirty(&dirty);
         self.inner.log.set_checkpointed(durable);
         *self.inner.last_checkpoint.borrow_mut() = Some(sig);
