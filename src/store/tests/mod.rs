@@ -174,5 +174,6 @@ impl retention::DiskUsage for FixedUsage {
 
 mod api;
 mod cleaning;
+mod disk_faults;
 mod faults;
 mod review;
