@@ -12,7 +12,8 @@
 //! end-4  4   CRC32 of everything before
 //! ```
 //! Replaced atomically: written to `checkpoint.tmp`, fdatasynced, renamed
-//! over `checkpoint`, directory synced.
+//! over `checkpoint`, directory synced. A store that fails (short write,
+//! ENOSPC, EIO) leaves the previous `checkpoint` as it was.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -109,6 +110,11 @@ impl Checkpoint {
         }
     }
 
+    /// Stores the checkpoint: `checkpoint.tmp` written, fdatasynced and
+    /// renamed over `checkpoint`, then the directory synced. On a failure
+    /// before the rename the old checkpoint stays as it was and the
+    /// temporary file is removed (best effort): nothing half written is
+    /// left under either name.
     pub async fn store(&self, dir: &Path, faults: &Option<Rc<DiskFaults>>) -> Result<(), StoreError> {
         let tmp = dir.join("checkpoint.tmp");
         let err =
@@ -120,10 +126,20 @@ impl Checkpoint {
             .buffered_open(&tmp)
             .await
             .map_err(|e| err("create", e))?;
-        self.write_tmp(&f, &tmp, faults).await?;
-        f.rename(dir.join(FILE)).await.map_err(|e| err("rename", e))?;
-        f.close().await.map_err(|e| err("close", e))?;
-        super::segment::sync_dir(dir).await
+        match self.write_tmp(&f, &tmp, faults).await {
+            Ok(()) => {
+                f.rename(dir.join(FILE)).await.map_err(|e| err("rename", e))?;
+                f.close().await.map_err(|e| err("close", e))?;
+                super::segment::sync_dir(dir).await
+            }
+            Err(e) => {
+                let _ = f.close().await;
+                if let Err(rm) = glommio::io::remove(&tmp).await {
+                    log::warn!("cannot remove {} after a failed checkpoint: {rm}", tmp.display());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Writes and fdatasyncs the encoded checkpoint into `f` (at `tmp`).
