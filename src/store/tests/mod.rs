@@ -175,5 +175,6 @@ impl retention::DiskUsage for FixedUsage {
 mod api;
 mod cleaning;
 mod disk_faults;
+mod disk_faults_cq;
 mod faults;
 mod review;
