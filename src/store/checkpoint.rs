@@ -12,13 +12,16 @@
 //! end-4  4   CRC32 of everything before
 //! ```
 //! Replaced atomically: written to `checkpoint.tmp`, fdatasynced, renamed
-//! over `checkpoint`, directory synced.
+//! over `checkpoint`, directory synced. A store that fails (short write,
+//! ENOSPC, EIO) leaves the previous `checkpoint` as it was.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use glommio::io::{BufferedFile, OpenOptions};
 
 use super::error::StoreError;
+use super::faults::{self, DiskFaults, DiskOp, Fault};
 
 const MAGIC: &[u8; 8] = b"SMQCKPT1";
 pub const FILE: &str = "checkpoint";
@@ -107,10 +110,15 @@ impl Checkpoint {
         }
     }
 
-    pub async fn store(&self, dir: &Path) -> Result<(), StoreError> {
+    /// Stores the checkpoint: `checkpoint.tmp` written, fdatasynced and
+    /// renamed over `checkpoint`, then the directory synced. On a failure
+    /// before the rename the old checkpoint stays as it was and the
+    /// temporary file is removed (best effort): nothing half written is
+    /// left under either name.
+    pub async fn store(&self, dir: &Path, faults: &Option<Rc<DiskFaults>>) -> Result<(), StoreError> {
         let tmp = dir.join("checkpoint.tmp");
         let err =
-            |what: &str, e: glommio::GlommioError<()>| StoreError::Glommio(format!("{what} {}: {e}", tmp.display()));
+            |what: &str, e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{what} {}", tmp.display()), e);
         let mut f: BufferedFile = OpenOptions::new()
             .write(true)
             .create(true)
@@ -118,16 +126,48 @@ impl Checkpoint {
             .buffered_open(&tmp)
             .await
             .map_err(|e| err("create", e))?;
-        let bytes = self.encode();
-        let len = bytes.len();
-        let n = f.write_at(bytes, 0).await.map_err(|e| err("write", e))?;
-        if n != len {
-            return Err(StoreError::Glommio(format!("short write on {}", tmp.display())));
+        match self.write_tmp(&f, &tmp, faults).await {
+            Ok(()) => {
+                f.rename(dir.join(FILE)).await.map_err(|e| err("rename", e))?;
+                f.close().await.map_err(|e| err("close", e))?;
+                super::segment::sync_dir(dir).await
+            }
+            Err(e) => {
+                let _ = f.close().await;
+                if let Err(rm) = glommio::io::remove(&tmp).await {
+                    log::warn!("cannot remove {} after a failed checkpoint: {rm}", tmp.display());
+                }
+                Err(e)
+            }
         }
-        f.fdatasync().await.map_err(|e| err("fdatasync", e))?;
-        f.rename(dir.join(FILE)).await.map_err(|e| err("rename", e))?;
-        f.close().await.map_err(|e| err("close", e))?;
-        super::segment::sync_dir(dir).await
+    }
+
+    /// Writes and fdatasyncs the encoded checkpoint into `f` (at `tmp`).
+    async fn write_tmp(&self, f: &BufferedFile, tmp: &Path, faults: &Option<Rc<DiskFaults>>) -> Result<(), StoreError> {
+        let err =
+            |what: &str, e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{what} {}", tmp.display()), e);
+        let mut bytes = self.encode();
+        let len = bytes.len();
+        let written = match faults::consult(faults, DiskOp::CheckpointWrite) {
+            None => f.write_at(bytes, 0).await,
+            Some(Fault::ShortWrite) => {
+                bytes.truncate(faults::short_len(len, 1));
+                f.write_at(bytes, 0).await
+            }
+            Some(fault) => Err(faults::os_error(fault, "Writing", tmp)),
+        };
+        let n = written.map_err(|e| err("write", e))?;
+        if n != len {
+            return Err(StoreError::NoSpace(format!(
+                "short write on {}: {n} of {len} bytes",
+                tmp.display()
+            )));
+        }
+        let synced = match faults::consult(faults, DiskOp::CheckpointSync) {
+            None => f.fdatasync().await,
+            Some(fault) => Err(faults::os_error(fault, "Syncing", tmp)),
+        };
+        synced.map_err(|e| err("fdatasync", e))
     }
 }
 

@@ -34,6 +34,7 @@ use futures_lite::future;
 
 use super::config::{FlushMode, StoreConfig};
 use super::error::StoreError;
+use super::faults::DiskFaults;
 use super::notify::Notify;
 use super::record::{encode_blank, BLANK_SIZE};
 use super::retention::DiskUsage;
@@ -58,8 +59,9 @@ pub enum ReserveError {
     /// The flusher failed; nothing more can be made durable.
     Failed(String),
     /// The segment the record would go to cannot be prepared (the data
-    /// directory is unwritable or full): refused rather than held in memory
-    /// with no file to go to. Clears when the preparer succeeds.
+    /// directory is unwritable or full), or the flusher's writes fail for
+    /// lack of space: refused rather than held in memory with nowhere to
+    /// go. Clears when the preparer (or the flusher's retry) succeeds.
     Unavailable(String),
 }
 
@@ -86,6 +88,9 @@ pub struct CommitLog {
     /// crash scans from there, so no segment ending above it may go.
     checkpointed: Cell<u64>,
     failed: RefCell<Option<String>>,
+    /// Why the last flush could not write (the disk is full): appends are
+    /// refused while it is set; the flusher retries and clears it.
+    write_stall: RefCell<Option<String>>,
     prepare_error: RefCell<Option<String>>,
     shutting_down: Cell<bool>,
     stop_preparer: Cell<bool>,
@@ -101,6 +106,8 @@ pub struct CommitLog {
     /// Disk-use probe and `diskMaxUsedSpaceRatio`: the preparer refuses a
     /// segment that would take use above the ratio.
     space: RefCell<Option<(SharedDiskUsage, u8)>>,
+    /// Handed to every segment (tests only).
+    faults: Option<Rc<DiskFaults>>,
 }
 
 /// The store's disk-use probe, shared with the CommitLog's preparer.
@@ -138,6 +145,7 @@ impl CommitLog {
             min_offset: Cell::new(min),
             checkpointed: Cell::new(0),
             failed: RefCell::new(None),
+            write_stall: RefCell::new(None),
             prepare_error: RefCell::new(None),
             shutting_down: Cell::new(false),
             stop_preparer: Cell::new(false),
@@ -147,6 +155,7 @@ impl CommitLog {
             prepared: Notify::default(),
             probe: RefCell::new(FlushProbe::default()),
             space: RefCell::new(None),
+            faults: cfg.faults.clone(),
         }
     }
 
@@ -225,6 +234,11 @@ impl CommitLog {
         self.failed.borrow().clone()
     }
 
+    /// Why the flusher cannot write (a full disk), while it keeps failing.
+    pub fn write_stall(&self) -> Option<String> {
+        self.write_stall.borrow().clone()
+    }
+
     /// Why the last segment preparation failed, while it keeps failing.
     pub fn prepare_error(&self) -> Option<String> {
         self.prepare_error.borrow().clone()
@@ -240,6 +254,11 @@ impl CommitLog {
     pub fn reserve(&self, len: usize) -> Result<u64, ReserveError> {
         if let Some(f) = self.failed.borrow().as_ref() {
             return Err(ReserveError::Failed(f.clone()));
+        }
+        if let Some(why) = self.write_stall.borrow().as_ref() {
+            return Err(ReserveError::Unavailable(format!(
+                "CommitLog writes fail, retrying until space returns: {why}"
+            )));
         }
         let len64 = len as u64;
         if len64 + BLANK_SIZE as u64 > self.segment_size {
@@ -428,7 +447,7 @@ impl CommitLog {
         if self.segments.borrow().contains_key(&base) {
             return Ok(());
         }
-        let seg = segment::prepare(&self.dir, base, self.segment_size, self.pre_zero).await?;
+        let seg = segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone()).await?;
         self.segments.borrow_mut().insert(base, Rc::new(seg));
         Ok(())
     }
@@ -451,7 +470,7 @@ impl CommitLog {
             };
             let prepared = match self.space_refusal() {
                 Some(why) => Err(why),
-                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero)
+                None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone())
                     .await
                     .map_err(|e| e.to_string()),
             };
@@ -483,8 +502,18 @@ impl CommitLog {
     }
 
     /// The group-commit loop. Runs until shutdown, then flushes what is left.
+    ///
+    /// A write that fails for lack of space (ENOSPC, a short write) stalls
+    /// the log: appends are refused, and the flush is retried with backoff
+    /// (rewriting from the durable point, so whatever part landed is
+    /// overwritten) until it succeeds. Any other failure — every failed
+    /// fdatasync above all — is final: after a failed fdatasync nobody
+    /// knows what reached the disk, and a retry that succeeds would prove
+    /// nothing (fsyncgate), so nothing is acknowledged any more until a
+    /// restart recovers from what the disk really holds.
     pub async fn run_flusher(self: Rc<Self>) {
         let mut last_flush = Instant::now();
+        let mut backoff = STALL_BACKOFF_MIN;
         loop {
             let seen = self.dirty.generation();
             let target = self.write_pos();
@@ -497,13 +526,28 @@ impl CommitLog {
                 }
             };
             if due || (stopping && dirty > 0) {
-                if let Err(e) = self.flush_to(target).await {
-                    log::error!("CommitLog flush failed, refusing further appends: {e}");
-                    *self.failed.borrow_mut() = Some(e.to_string());
-                    self.durable.notify_all();
-                    return;
+                match self.flush_to(target).await {
+                    Ok(()) => {
+                        if let Some(why) = self.write_stall.borrow_mut().take() {
+                            log::warn!("CommitLog writes resumed after: {why}");
+                        }
+                        backoff = STALL_BACKOFF_MIN;
+                        last_flush = Instant::now();
+                    }
+                    Err(FlushError::Write(e)) if e.is_no_space() => {
+                        log::error!("CommitLog write failed, refusing appends and retrying in {backoff:?}: {e}");
+                        *self.write_stall.borrow_mut() = Some(e.to_string());
+                        self.durable.notify_all();
+                        glommio::timer::sleep(backoff).await;
+                        backoff = (backoff * 2).min(STALL_BACKOFF_MAX);
+                    }
+                    Err(FlushError::Write(e) | FlushError::Sync(e)) => {
+                        log::error!("CommitLog flush failed, refusing further appends until a restart: {e}");
+                        *self.failed.borrow_mut() = Some(e.to_string());
+                        self.durable.notify_all();
+                        return;
+                    }
                 }
-                last_flush = Instant::now();
                 continue;
             }
             if stopping {
@@ -525,7 +569,7 @@ impl CommitLog {
     /// `flushed` moves to their end before the flusher waits for the next
     /// segment to be prepared — a sealed segment's records never wait for
     /// the preparer.
-    async fn flush_to(&self, target: u64) -> Result<(), StoreError> {
+    async fn flush_to(&self, target: u64) -> Result<(), FlushError> {
         while self.flushed.get() < target {
             let from = self.flushed.get();
             let mut pos = align_down(from);
@@ -536,7 +580,7 @@ impl CommitLog {
             while pos < target {
                 let seg = match self.segment_at(pos) {
                     Some(s) => s,
-                    None if touched.is_empty() => self.wait_segment(pos).await?,
+                    None if touched.is_empty() => self.wait_segment(pos).await.map_err(FlushError::Write)?,
                     None => break, // flush what is ready first
                 };
                 let data_end = if target <= seg.end() {
@@ -567,10 +611,25 @@ impl CommitLog {
             }
             let results =
                 futures::future::join_all(writes.into_iter().map(|(s, p, b)| async move { s.write(p, b).await })).await;
-            results.into_iter().collect::<Result<Vec<()>, _>>()?;
+            // A retry can fix a full disk only: any other failed write
+            // makes the failure final.
+            let mut failure: Option<StoreError> = None;
+            for r in results {
+                if let Err(e) = r {
+                    if failure.as_ref().is_none_or(|f| f.is_no_space()) {
+                        failure = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(FlushError::Write(e));
+            }
             let t = Instant::now();
             let syncs = futures::future::join_all(touched.iter().map(|s| s.sync())).await;
-            syncs.into_iter().collect::<Result<Vec<()>, _>>()?;
+            syncs
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()
+                .map_err(FlushError::Sync)?;
             {
                 let mut probe = self.probe.borrow_mut();
                 probe.flushes += 1;
@@ -606,6 +665,16 @@ impl CommitLog {
             self.prepared.changed_since(seen).await;
         }
     }
+}
+
+/// Backoff of a flusher stalled on a full disk.
+const STALL_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const STALL_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How a flush failed: writing (a full disk is retried) or syncing (final).
+enum FlushError {
+    Write(StoreError),
+    Sync(StoreError),
 }
 
 fn align_down_to(v: u64, size: u64) -> u64 {

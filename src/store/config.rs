@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::error::StoreError;
+use super::faults::DiskFaults;
 
 /// RocketMQ's `flushDiskType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,9 @@ pub struct StoreConfig {
     pub disk_full_policy: DiskFullPolicy,
     /// How often retention and disk use are checked.
     pub clean_interval: Duration,
+    /// A fault plan consulted at every store I/O point (tests only; see
+    /// [`super::faults`]). `None`, the default, costs one branch per call.
+    pub faults: Option<Rc<DiskFaults>>,
 }
 
 impl StoreConfig {
@@ -95,6 +100,7 @@ impl StoreConfig {
             disk_max_used_ratio: 90,
             disk_full_policy: DiskFullPolicy::Reject,
             clean_interval: Duration::from_secs(10),
+            faults: None,
         }
     }
 

@@ -24,6 +24,7 @@ use glommio::io::{BufferedFile, OpenOptions};
 
 use super::consume_queue::{CqEntry, CQ_ENTRY_SIZE};
 use super::error::StoreError;
+use super::faults::{self, DiskFaults, DiskOp, Fault};
 use super::position::{parse_segment_file_name, segment_file_name};
 
 const MAX_OPEN: usize = 256;
@@ -38,6 +39,8 @@ pub struct CqFiles {
     new_dirs: RefCell<Vec<PathBuf>>,
     /// Files written since the last stored checkpoint (must be synced).
     dirty_files: RefCell<HashMap<PathBuf, Rc<BufferedFile>>>,
+    /// Consulted at each write and fdatasync (tests only).
+    faults: Option<Rc<DiskFaults>>,
 }
 
 /// What a checkpoint must sync before it is stored.
@@ -54,7 +57,7 @@ impl Dirty {
 }
 
 impl CqFiles {
-    pub fn new(root: PathBuf, entries_per_file: u64, shard: u16) -> CqFiles {
+    pub fn new(root: PathBuf, entries_per_file: u64, shard: u16, faults: Option<Rc<DiskFaults>>) -> CqFiles {
         CqFiles {
             root,
             entries_per_file,
@@ -63,6 +66,7 @@ impl CqFiles {
             tick: Cell::new(0),
             new_dirs: RefCell::new(Vec::new()),
             dirty_files: RefCell::new(HashMap::new()),
+            faults,
         }
     }
 
@@ -115,7 +119,7 @@ impl CqFiles {
             .create(create)
             .buffered_open(path)
             .await
-            .map_err(|e| StoreError::Glommio(format!("open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::glommio(format_args!("open {}", path.display()), e))?;
         let f = Rc::new(f);
         let mut open = self.open.borrow_mut();
         if open.len() >= MAX_OPEN {
@@ -148,12 +152,22 @@ impl CqFiles {
             };
             let pos = (off - first) * CQ_ENTRY_SIZE as u64;
             let len = buf.len();
-            let w = f
-                .write_at(buf, pos)
-                .await
-                .map_err(|e| StoreError::Glommio(format!("write {}: {e}", path.display())))?;
+            let written = match faults::consult(&self.faults, DiskOp::CqWrite) {
+                None => f.write_at(buf, pos).await,
+                Some(Fault::ShortWrite) => {
+                    buf.truncate(faults::short_len(len, 1));
+                    f.write_at(buf, pos).await
+                }
+                Some(fault) => Err(faults::os_error(fault, "Writing", &path)),
+            };
+            // On failure the entries stay unwritten: the next write-behind
+            // writes them again from `from`, over whatever part landed.
+            let w = written.map_err(|e| StoreError::glommio(format_args!("write {}", path.display()), e))?;
             if w != len {
-                return Err(StoreError::Glommio(format!("short write on {}", path.display())));
+                return Err(StoreError::NoSpace(format!(
+                    "short write on {}: {w} of {len} bytes",
+                    path.display()
+                )));
             }
             self.dirty_files.borrow_mut().insert(path, f);
             rest = &rest[n..];
@@ -183,7 +197,7 @@ impl CqFiles {
         let r = f
             .read_at(pos, n * CQ_ENTRY_SIZE)
             .await
-            .map_err(|e| StoreError::Glommio(format!("read {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::glommio(format_args!("read {}", path.display()), e))?;
         let mut out = Vec::with_capacity(n);
         for chunk in r.chunks_exact(CQ_ENTRY_SIZE) {
             match CqEntry::decode(chunk) {
@@ -210,9 +224,15 @@ impl CqFiles {
 
     /// fdatasyncs the files and syncs the directories of `d`.
     pub async fn sync_dirty(&self, d: &Dirty) -> Result<(), StoreError> {
-        let syncs = futures::future::join_all(d.files.iter().map(|(_, f)| f.fdatasync())).await;
+        let syncs = futures::future::join_all(d.files.iter().map(|(p, f)| async move {
+            match faults::consult(&self.faults, DiskOp::CqSync) {
+                None => f.fdatasync().await,
+                Some(fault) => Err(faults::os_error(fault, "Syncing", p)),
+            }
+        }))
+        .await;
         for (r, (p, _)) in syncs.into_iter().zip(&d.files) {
-            r.map_err(|e| StoreError::Glommio(format!("fdatasync {}: {e}", p.display())))?;
+            r.map_err(|e| StoreError::glommio(format_args!("fdatasync {}", p.display()), e))?;
         }
         for dir in &d.dirs {
             super::segment::sync_dir(dir).await?;

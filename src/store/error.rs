@@ -14,6 +14,11 @@ pub enum StoreError {
     },
     #[error("glommio I/O error: {0}")]
     Glommio(String),
+    /// The device is full (ENOSPC, EDQUOT, or a short write, which is how
+    /// a write that runs out of space ends): a refusal, not a device fault.
+    /// Nothing failed that a retry with space cannot redo.
+    #[error("disk full: {0}")]
+    NoSpace(String),
     #[error("corrupt store file {path}: {what}")]
     Corrupt { path: PathBuf, what: String },
 }
@@ -25,10 +30,44 @@ impl StoreError {
             source,
         }
     }
+
+    /// A failed glommio call, classified like the kernel's answer: ENOSPC
+    /// and EDQUOT become [`StoreError::NoSpace`], anything else
+    /// [`StoreError::Glommio`]. `what` names the call and the file.
+    pub fn glommio(what: impl std::fmt::Display, e: glommio::GlommioError<()>) -> StoreError {
+        let source = match &e {
+            glommio::GlommioError::IoError(s) | glommio::GlommioError::EnhancedIoError { source: s, .. } => Some(s),
+            _ => None,
+        };
+        let full = source.is_some_and(|s| {
+            matches!(s.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) || s.kind() == std::io::ErrorKind::StorageFull
+        });
+        if full {
+            StoreError::NoSpace(format!("{what}: {e}"))
+        } else {
+            StoreError::Glommio(format!("{what}: {e}"))
+        }
+    }
+
+    /// Whether this is a full disk (see [`StoreError::NoSpace`]).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StoreError::NoSpace(_) => true,
+            StoreError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                    || source.kind() == std::io::ErrorKind::StorageFull
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<glommio::GlommioError<()>> for StoreError {
     fn from(e: glommio::GlommioError<()>) -> StoreError {
-        StoreError::Glommio(e.to_string())
+        let what = e.to_string();
+        match StoreError::glommio("", e) {
+            StoreError::NoSpace(_) => StoreError::NoSpace(what),
+            _ => StoreError::Glommio(what),
+        }
     }
 }

@@ -121,6 +121,9 @@ pub(super) struct Inner {
     /// Checkpoints run one at a time (see [`MessageStore::checkpoint`]).
     checkpoint_busy: Cell<bool>,
     checkpoint_done: Notify,
+    /// Set when syncing consume-queue files failed: checkpoints stop until
+    /// a restart (see [`MessageStore::checkpoint`]).
+    checkpoints_stopped: RefCell<Option<String>>,
 }
 
 #[derive(Clone)]
@@ -193,6 +196,7 @@ impl MessageStore {
                 segment_size: cfg.segment_size,
                 max_record_size: cfg.max_record_size,
                 checkpoint: ckpt.as_ref().map(|c| c.log_pos),
+                faults: cfg.faults.clone(),
             };
             let mut skipped = Vec::new();
             let outcome = recovery::recover(&log_dir, params, |v, pos| {
@@ -235,7 +239,7 @@ impl MessageStore {
         // past it; without one, recovery would scan from the oldest segment.
         log.set_checkpointed(used_ckpt.as_ref().map_or(0, |c| c.log_pos));
         let stale_minimums = used_ckpt.as_ref().is_some_and(|c| log.min_offset() > c.log_min);
-        let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard);
+        let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard, cfg.faults.clone());
         let disk: SharedDiskUsage = Rc::new(RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))));
         log.set_space_check(disk.clone(), cfg.disk_max_used_ratio);
         let inner = Rc::new(Inner {
@@ -253,6 +257,7 @@ impl MessageStore {
             last_checkpoint: RefCell::new(None),
             checkpoint_busy: Cell::new(false),
             checkpoint_done: Notify::default(),
+            checkpoints_stopped: RefCell::new(None),
             cfg,
         });
         let store = MessageStore { inner };
@@ -641,8 +646,21 @@ impl MessageStore {
     /// same moment and `written` only moves forward. Files and directories
     /// written stay on the dirty list until a checkpoint that synced them
     /// has been stored, so a checkpoint that fails midway loses nothing.
+    ///
+    /// A failed write (a full disk) is retried by the next checkpoint; a
+    /// failed fdatasync of consume-queue files stops checkpoints until a
+    /// restart: the kernel may have dropped the entries it could not write
+    /// back and would let the next fdatasync succeed without them
+    /// (fsyncgate), so no later checkpoint could vouch for those files.
+    /// The stored checkpoint stays the last good one; a restart rebuilds
+    /// the queues from it, and retention waits for it.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         let _turn = self.checkpoint_turn().await;
+        if let Some(why) = self.inner.checkpoints_stopped.borrow().as_ref() {
+            return Err(StoreError::Glommio(format!(
+                "checkpoints stopped until a restart: syncing consume-queue files failed: {why}"
+            )));
+        }
         let durable = self.inner.log.flushed();
         let keep = self.inner.cfg.cq_mem_entries;
         let n = self.inner.queues.borrow().queues.len();
@@ -669,7 +687,15 @@ impl MessageStore {
         if dirty.is_empty() && *self.inner.last_checkpoint.borrow() == Some(sig) {
             return Ok(());
         }
-        self.inner.cq_files.sync_dirty(&dirty).await?;
+        if let Err(e) = self.inner.cq_files.sync_dirty(&dirty).await {
+            log::error!(
+                "shard {}: consume-queue fdatasync failed, no further checkpoint until a restart \
+                 (the last stored one stays; restart the broker to rebuild the queues from it): {e}",
+                self.shard()
+            );
+            *self.inner.checkpoints_stopped.borrow_mut() = Some(e.to_string());
+            return Err(e);
+        }
         let ckpt = {
             let queues = self.inner.queues.borrow();
             Checkpoint {
@@ -687,7 +713,7 @@ impl MessageStore {
                     .collect(),
             }
         };
-        ckpt.store(&self.inner.cfg.dir).await?;
+        ckpt.store(&self.inner.cfg.dir, &self.inner.cfg.faults).await?;
         self.inner.cq_files.clear_dirty(&dirty);
         self.inner.log.set_checkpointed(durable);
         *self.inner.last_checkpoint.borrow_mut() = Some(sig);

@@ -13,6 +13,8 @@
 //! * [`recovery`], [`checkpoint`] — crash safety.
 //! * [`retention`] — expiry and disk-space protection.
 //! * [`message_store`] — the facade a shard uses ([`MessageStore`]).
+//! * [`faults`] — an injectable faulty disk under every store I/O point
+//!   (`StoreConfig::faults`, tests only).
 //!
 //! # Durability invariants
 //!
@@ -40,6 +42,7 @@ pub mod config;
 pub mod consume_queue;
 pub mod cq_files;
 pub mod error;
+pub mod faults;
 pub mod message_store;
 pub mod notify;
 pub mod position;

@@ -138,7 +138,7 @@ pub enum Recovery {
 }
 
 /// Where the scan starts and what bounds it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScanParams {
     pub shard: u16,
     pub segment_size: u64,
@@ -148,6 +148,8 @@ pub struct ScanParams {
     /// `Some(log_pos)` of a checkpoint, or `None` to rebuild from the
     /// oldest segment.
     pub checkpoint: Option<u64>,
+    /// Handed to every segment opened (tests only).
+    pub faults: Option<std::rc::Rc<super::faults::DiskFaults>>,
 }
 
 /// Scans from the checkpoint (or the oldest segment), calling `dispatch`
@@ -164,6 +166,7 @@ where
         segment_size,
         max_record_size,
         checkpoint,
+        faults,
     } = p;
     let start = checkpoint.unwrap_or(0);
     let mut report = RecoveryReport {
@@ -179,7 +182,7 @@ where
             ));
             continue;
         }
-        segments.insert(b, Rc::new(Segment::open(dir, b, segment_size).await?));
+        segments.insert(b, Rc::new(Segment::open(dir, b, segment_size, faults.clone()).await?));
     }
     let Some(&first) = segments.keys().next() else {
         let end = start - start % segment_size;
@@ -419,7 +422,7 @@ async fn clean_tail(
             why
         ),
     }
-    let glommio_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
+    let glommio_err = |e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{}", seg.path.display()), e);
     if garbage {
         // Rewrite the partial block with its valid prefix, then punch out
         // the rest of the segment and allocate it again.
@@ -459,7 +462,7 @@ async fn quarantine_later_segments(
         let Some(seg) = segments.get(&b).cloned() else { continue };
         if first_nonzero(&seg, b).await?.is_none() {
             let glommio_err =
-                |e: glommio::GlommioError<()>| StoreError::Glommio(format!("{}: {e}", seg.path.display()));
+                |e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{}", seg.path.display()), e);
             seg.file.pre_allocate(segment_size, false).await.map_err(glommio_err)?;
             continue;
         }

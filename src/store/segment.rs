@@ -12,6 +12,7 @@ use std::rc::Rc;
 use glommio::io::{DmaFile, OpenOptions};
 
 use super::error::StoreError;
+use super::faults::{self, DiskFaults, DiskOp, Fault};
 use super::position::segment_file_name;
 
 /// Largest single O_DIRECT request (virtio max_sectors_kb here is 4 MiB).
@@ -32,6 +33,9 @@ pub struct Segment {
     pub size: u64,
     pub path: PathBuf,
     pub file: Rc<DmaFile>,
+    /// The fault plan consulted by [`write`](Self::write) and
+    /// [`sync`](Self::sync) (tests only; `None` costs one branch).
+    pub faults: Option<Rc<DiskFaults>>,
 }
 
 impl Segment {
@@ -39,19 +43,20 @@ impl Segment {
         self.base + self.size
     }
 
-    pub async fn open(dir: &Path, base: u64, size: u64) -> Result<Segment, StoreError> {
+    pub async fn open(dir: &Path, base: u64, size: u64, faults: Option<Rc<DiskFaults>>) -> Result<Segment, StoreError> {
         let path = dir.join(segment_file_name(base));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .dma_open(&path)
             .await
-            .map_err(|e| StoreError::Glommio(format!("open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::glommio(format_args!("open {}", path.display()), e))?;
         Ok(Segment {
             base,
             size,
             path,
             file: Rc::new(file),
+            faults,
         })
     }
 
@@ -60,13 +65,27 @@ impl Segment {
         debug_assert!(pos >= self.base && pos % ALIGN == 0);
         let len = buf.len();
         debug_assert!(len as u64 % ALIGN == 0 && pos + len as u64 <= self.end());
-        let n = self
-            .file
-            .write_at(buf, pos - self.base)
-            .await
-            .map_err(|e| StoreError::Glommio(format!("write {}: {e}", self.path.display())))?;
+        let off = pos - self.base;
+        let written = match faults::consult(&self.faults, DiskOp::SegmentWrite) {
+            None => self.file.write_at(buf, off).await,
+            Some(Fault::ShortWrite) => {
+                // The first whole sectors reach the file, as in a real
+                // short write; the count says how many.
+                let keep = faults::short_len(len, 512);
+                if keep == 0 {
+                    Ok(0)
+                } else {
+                    let mut part = self.file.alloc_dma_buffer(keep);
+                    part.as_bytes_mut().copy_from_slice(&buf.as_bytes()[..keep]);
+                    self.file.write_at(part, off).await
+                }
+            }
+            Some(f) => Err(faults::os_error(f, "Writing", &self.path)),
+        };
+        let n = written.map_err(|e| StoreError::glommio(format_args!("write {}", self.path.display()), e))?;
         if n != len {
-            return Err(StoreError::Glommio(format!(
+            // A regular file writes short when the device fills up.
+            return Err(StoreError::NoSpace(format!(
                 "short write on {}: {n} of {len} bytes",
                 self.path.display()
             )));
@@ -75,10 +94,11 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
-        self.file
-            .fdatasync()
-            .await
-            .map_err(|e| StoreError::Glommio(format!("fdatasync {}: {e}", self.path.display())))
+        let res = match faults::consult(&self.faults, DiskOp::SegmentSync) {
+            None => self.file.fdatasync().await,
+            Some(f) => Err(faults::os_error(f, "Syncing", &self.path)),
+        };
+        res.map_err(|e| StoreError::glommio(format_args!("fdatasync {}", self.path.display()), e))
     }
 
     /// Reads `len` bytes at log offset `pos` (any alignment), clipped to the
@@ -89,16 +109,22 @@ impl Segment {
         self.file
             .read_at(pos - self.base, len)
             .await
-            .map_err(|e| StoreError::Glommio(format!("read {}: {e}", self.path.display())))
+            .map_err(|e| StoreError::glommio(format_args!("read {}", self.path.display()), e))
     }
 }
 
 /// Creates and preallocates the segment starting at `base`. Idempotent: a
 /// file left by an interrupted preparation is completed, not trusted.
-pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result<Segment, StoreError> {
+pub async fn prepare(
+    dir: &Path,
+    base: u64,
+    size: u64,
+    pre_zero: bool,
+    faults: Option<Rc<DiskFaults>>,
+) -> Result<Segment, StoreError> {
     let path = dir.join(segment_file_name(base));
     let mut created = false;
-    match prepare_file(&path, size, pre_zero, &mut created).await {
+    match prepare_file(&path, size, pre_zero, &faults, &mut created).await {
         Ok(file) => {
             sync_dir(dir).await?;
             Ok(Segment {
@@ -106,6 +132,7 @@ pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result
                 size,
                 path,
                 file: Rc::new(file),
+                faults,
             })
         }
         Err(e) => {
@@ -126,8 +153,14 @@ pub async fn prepare(dir: &Path, base: u64, size: u64, pre_zero: bool) -> Result
     }
 }
 
-async fn prepare_file(path: &Path, size: u64, pre_zero: bool, created: &mut bool) -> Result<DmaFile, StoreError> {
-    let create_err = |e: glommio::GlommioError<()>| StoreError::Glommio(format!("create {}: {e}", path.display()));
+async fn prepare_file(
+    path: &Path,
+    size: u64,
+    pre_zero: bool,
+    faults: &Option<Rc<DiskFaults>>,
+    created: &mut bool,
+) -> Result<DmaFile, StoreError> {
+    let create_err = |e: glommio::GlommioError<()>| StoreError::glommio(format_args!("create {}", path.display()), e);
     let file = match OpenOptions::new()
         .read(true)
         .write(true)
@@ -155,10 +188,12 @@ async fn prepare_file(path: &Path, size: u64, pre_zero: bool, created: &mut bool
         }
     };
     let glommio_err =
-        |what: &str, e: glommio::GlommioError<()>| StoreError::Glommio(format!("{what} {}: {e}", path.display()));
-    file.pre_allocate(size, false)
-        .await
-        .map_err(|e| glommio_err("fallocate", e))?;
+        |what: &str, e: glommio::GlommioError<()>| StoreError::glommio(format_args!("{what} {}", path.display()), e);
+    let allocated = match faults::consult(faults, DiskOp::SegmentPrepare) {
+        None => file.pre_allocate(size, false).await,
+        Some(f) => Err(faults::os_error(f, "Fallocate", path)),
+    };
+    allocated.map_err(|e| glommio_err("fallocate", e))?;
     if pre_zero {
         let mut pos = 0;
         while pos < size {
@@ -177,10 +212,10 @@ async fn prepare_file(path: &Path, size: u64, pre_zero: bool, created: &mut bool
 pub async fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     let d = glommio::io::Directory::open(dir)
         .await
-        .map_err(|e| StoreError::Glommio(format!("open dir {}: {e}", dir.display())))?;
+        .map_err(|e| StoreError::glommio(format_args!("open dir {}", dir.display()), e))?;
     d.sync()
         .await
-        .map_err(|e| StoreError::Glommio(format!("fsync dir {}: {e}", dir.display())))?;
+        .map_err(|e| StoreError::glommio(format_args!("fsync dir {}", dir.display()), e))?;
     let _ = d.close().await;
     Ok(())
 }

@@ -174,5 +174,7 @@ impl retention::DiskUsage for FixedUsage {
 
 mod api;
 mod cleaning;
+mod disk_faults;
+mod disk_faults_cq;
 mod faults;
 mod review;
