@@ -243,16 +243,24 @@ pub async fn save(dir: std::path::PathBuf, name: &'static str, bytes: Vec<u8>) -
     crate::runtime::blocking::run(move || write_atomically(&dir, name, &bytes)).await
 }
 
-/// Temp file + fsync + rename + directory fsync.
+/// Temp file + fsync + rename + directory fsync. A failure before the
+/// rename (a full disk, most likely) removes the temp file: the previous
+/// file stays as it was and nothing half-written is left behind.
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.sync_data().map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_data()
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: {e}", tmp.display()));
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| format!("{}: {e}", dir.display()))

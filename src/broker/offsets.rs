@@ -71,7 +71,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if let Err(e) = super::metadata::validate_group(&group) {
                 return error(&cmd, response::INVALID_PARAMETER, e);
             }
-            if shard.meta().topic(&topic).is_none() {
+            if shard.with_topic(&topic, |_| ()).is_none() {
                 return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic[{topic}] not exist"));
             }
             if !shard.offsets.commit(&group, &topic, qid, offset) {

@@ -14,10 +14,10 @@ use crate::protocol::codes::response;
 use crate::protocol::header::{pull_sys_flag, CommandHeader};
 use crate::protocol::{PullMessageRequestHeader, PullMessageResponseHeader, RemotingCommand};
 use crate::runtime::mesh::ClientRef;
-use crate::store::{GetResult, GetStatus};
+use crate::store::{GetResult, GetStatus, TagFilter};
 
 use super::long_poll::Parked;
-use super::metadata::{self, perm};
+use super::metadata::{self, perm, Metadata};
 use super::reply::error;
 use super::shard::Shard;
 
@@ -65,63 +65,11 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
     if let Err(e) = metadata::validate_group(&h.consumer_group) {
         return error(&cmd, response::INVALID_PARAMETER, e);
     }
-    let meta = shard.meta();
-    let Some(info) = meta.topic(&h.topic).cloned() else {
-        return error(
-            &cmd,
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", h.topic),
-        );
-    };
-    if info.perm & perm::READ == 0 {
-        return error(
-            &cmd,
-            response::NO_PERMISSION,
-            format!("the topic[{}] pulling message is forbidden", h.topic),
-        );
-    }
-    if h.queue_id < 0 || h.queue_id as u32 >= info.read_queue_nums {
-        return error(
-            &cmd,
-            response::INVALID_PARAMETER,
-            format!(
-                "queueId[{}] is illegal, topic:[{}] readQueueNums:[{}]",
-                h.queue_id, h.topic, info.read_queue_nums
-            ),
-        );
-    }
-    let qid = h.queue_id as u32;
-    let filter = if h.has_sys_flag(pull_sys_flag::SUBSCRIPTION) {
-        let ty = h.expression_type.as_deref().unwrap_or("TAG");
-        if !ty.eq_ignore_ascii_case("TAG") {
-            return error(
-                &cmd,
-                response::SYSTEM_ERROR,
-                "The broker does not support consumer to filter message by SQL92",
-            );
-        }
-        metadata::tag_filter(h.subscription.as_deref().unwrap_or("*"))
-    } else {
-        match meta.subscriptions.get(&(h.consumer_group.clone(), h.topic.clone())) {
-            Some(s) if s.sub_version < h.sub_version => {
-                return error(
-                    &cmd,
-                    response::SUBSCRIPTION_NOT_LATEST,
-                    "the consumer's subscription not latest",
-                )
-            }
-            Some(s) => metadata::tag_filter(&s.expression),
-            None => {
-                return error(
-                    &cmd,
-                    response::SUBSCRIPTION_NOT_EXIST,
-                    format!(
-                        "the consumer's subscription not exist, group: {} topic: {}",
-                        h.consumer_group, h.topic
-                    ),
-                )
-            }
-        }
+    // Read from the snapshot in place: no reference count shared with
+    // the other shards is touched per pull.
+    let (qid, filter) = match shard.with_meta(|meta| admit(meta, &h)) {
+        Ok(v) => v,
+        Err((code, remark)) => return error(&cmd, code, remark),
     };
     if pass == Pass::First && h.has_sys_flag(pull_sys_flag::COMMIT_OFFSET) && h.commit_offset >= 0 {
         shard
@@ -165,6 +113,57 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
     }
 }
 
+/// The queue and the filter of a pull the snapshot allows, or the code and
+/// remark to answer.
+fn admit(meta: &Metadata, h: &PullMessageRequestHeader) -> Result<(u32, TagFilter), (i32, String)> {
+    let Some(info) = meta.topic(&h.topic) else {
+        return Err((
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please!", h.topic),
+        ));
+    };
+    if info.perm & perm::READ == 0 {
+        return Err((
+            response::NO_PERMISSION,
+            format!("the topic[{}] pulling message is forbidden", h.topic),
+        ));
+    }
+    if h.queue_id < 0 || h.queue_id as u32 >= info.read_queue_nums {
+        return Err((
+            response::INVALID_PARAMETER,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] readQueueNums:[{}]",
+                h.queue_id, h.topic, info.read_queue_nums
+            ),
+        ));
+    }
+    let qid = h.queue_id as u32;
+    if h.has_sys_flag(pull_sys_flag::SUBSCRIPTION) {
+        let ty = h.expression_type.as_deref().unwrap_or("TAG");
+        if !ty.eq_ignore_ascii_case("TAG") {
+            return Err((
+                response::SYSTEM_ERROR,
+                "The broker does not support consumer to filter message by SQL92".into(),
+            ));
+        }
+        return Ok((qid, metadata::tag_filter(h.subscription.as_deref().unwrap_or("*"))));
+    }
+    match meta.subscriptions.get(&(h.consumer_group.clone(), h.topic.clone())) {
+        Some(s) if s.sub_version < h.sub_version => Err((
+            response::SUBSCRIPTION_NOT_LATEST,
+            "the consumer's subscription not latest".into(),
+        )),
+        Some(s) => Ok((qid, metadata::tag_filter(&s.expression))),
+        None => Err((
+            response::SUBSCRIPTION_NOT_EXIST,
+            format!(
+                "the consumer's subscription not exist, group: {} topic: {}",
+                h.consumer_group, h.topic
+            ),
+        )),
+    }
+}
+
 /// Store status → pull response code and next offset (codes.md §2.3).
 fn classify(r: &GetResult, offset: u64) -> (i32, u64) {
     match r.status {
@@ -202,13 +201,13 @@ mod tests {
 
     #[test]
     fn tag_expressions() {
-        assert_eq!(metadata::tag_filter("*"), crate::store::TagFilter::All);
-        assert_eq!(metadata::tag_filter(""), crate::store::TagFilter::All);
+        assert_eq!(metadata::tag_filter("*"), TagFilter::All);
+        assert_eq!(metadata::tag_filter(""), TagFilter::All);
         assert_eq!(
             metadata::tag_filter("TagA || TagB"),
-            crate::store::TagFilter::Codes(vec![2598919, 2598920])
+            TagFilter::Codes(vec![2598919, 2598920])
         );
-        assert_eq!(metadata::tag_filter(" || "), crate::store::TagFilter::All);
+        assert_eq!(metadata::tag_filter(" || "), TagFilter::All);
     }
 
     #[test]

@@ -68,6 +68,13 @@ impl Shard {
         self.meta.borrow().clone()
     }
 
+    /// `f` of the current snapshot, read in place (no reference count of
+    /// the snapshot, shared with the other shards, is touched). `f` cannot
+    /// await, so no borrow is held across a suspension.
+    pub fn with_meta<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self.meta.borrow())
+    }
+
     /// `f` of a topic of the current snapshot, read in place.
     pub fn with_topic<T>(&self, name: &str, f: impl FnOnce(&super::metadata::TopicInfo) -> T) -> Option<T> {
         self.meta.borrow().topic(name).map(|t| f(t))

@@ -32,31 +32,28 @@ impl Controller {
             );
         }
         let only_if_absent = cmd.ext_bool("onlyIfAbsent").ok().flatten().unwrap_or(false);
-        {
-            let mut topics = self.topics.borrow_mut();
-            match topics.get(&topic) {
-                Some(_) if only_if_absent => return Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
-                Some(old) => {
-                    // Growing keeps existing queues where they are.
-                    let mut t = (**old).clone();
-                    let n = read.max(write) as u32;
-                    let extra = metadata::assign_queues(&topic, n, self.shard_count);
-                    while (t.queue_shards.len() as u32) < n {
-                        t.queue_shards.push(extra[t.queue_shards.len()]);
-                    }
-                    t.read_queue_nums = read as u32;
-                    t.write_queue_nums = write as u32;
-                    t.perm = p;
-                    topics.insert(topic.clone(), Arc::new(t));
+        let new = match self.topics.borrow().get(&topic) {
+            Some(_) if only_if_absent => return Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
+            Some(old) => {
+                // Growing keeps existing queues where they are.
+                let mut t = (**old).clone();
+                let n = read.max(write) as u32;
+                let extra = metadata::assign_queues(&topic, n, self.shard_count);
+                while (t.queue_shards.len() as u32) < n {
+                    t.queue_shards.push(extra[t.queue_shards.len()]);
                 }
-                None => {
-                    let t = metadata::new_topic(&topic, read as u32, write as u32, p, self.shard_count);
-                    topics.insert(topic.clone(), Arc::new(t));
-                }
+                t.read_queue_nums = read as u32;
+                t.write_queue_nums = write as u32;
+                t.perm = p;
+                t
             }
+            None => metadata::new_topic(&topic, read as u32, write as u32, p, self.shard_count),
+        };
+        if let Err((code, remark)) = self.change_topic(host, &topic, Some(Arc::new(new))).await {
+            return error(&cmd, code, remark);
         }
         log::info!("topic {topic} created/updated: read {read} write {write} perm {p}");
-        self.topics_saved(host, &cmd).await
+        Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
     }
 
     /// Writes `config/topics.json` as the topics are now, off the shard
@@ -66,20 +63,35 @@ impl Controller {
         metadata::save(self.root.join("config"), metadata::TOPICS_FILE, json).await
     }
 
-    /// Persists the topics, publishes the snapshot to every shard and
-    /// triggers a registration; then answers `cmd`.
-    pub(super) async fn topics_saved(&self, host: &impl Host, cmd: &RemotingCommand) -> Option<RemotingCommand> {
-        match self.publish_topics(host).await {
-            Ok(()) => Some(RemotingCommand::response_to(cmd, response::SUCCESS, None)),
-            Err((code, remark)) => error(cmd, code, remark),
-        }
-    }
-
-    /// Persists the topics, publishes the snapshot to every shard and
-    /// triggers a registration.
-    pub(super) async fn publish_topics(&self, host: &impl Host) -> Result<(), (i32, String)> {
+    /// Sets (or with `None` removes) one topic, persists the table,
+    /// publishes the snapshot to every shard and triggers a registration.
+    /// A table that cannot be persisted is put back as it was (unless
+    /// another change replaced this one meanwhile): nothing is published
+    /// that is not on disk, and a refused change leaves no trace.
+    pub(super) async fn change_topic(
+        &self,
+        host: &impl Host,
+        name: &str,
+        new: Option<Arc<TopicInfo>>,
+    ) -> Result<(), (i32, String)> {
+        let previous = match &new {
+            Some(t) => self.topics.borrow_mut().insert(name.to_string(), t.clone()),
+            None => self.topics.borrow_mut().remove(name),
+        };
         if let Err(e) = self.save_topics().await {
-            log::error!("cannot persist topics: {e}");
+            log::error!("cannot persist topics ({name} not changed): {e}");
+            let mut topics = self.topics.borrow_mut();
+            let still_ours = match (&new, topics.get(name)) {
+                (Some(n), Some(now)) => Arc::ptr_eq(n, now),
+                (None, None) => true,
+                _ => false,
+            };
+            if still_ours {
+                match previous {
+                    Some(p) => topics.insert(name.to_string(), p),
+                    None => topics.remove(name),
+                };
+            }
             return Err((response::SYSTEM_ERROR, format!("cannot persist topic config: {e}")));
         }
         self.republish(host).await;
@@ -142,15 +154,14 @@ impl Controller {
                 ..metadata::new_topic(topic, n, n, tbw.perm & !perm::INHERIT, self.shard_count)
             }
         };
+        let (queues, shards) = (info.queue_shards.len(), info.queue_shards.clone());
+        self.change_topic(host, topic, Some(Arc::new(info))).await?;
         log::info!(
-            "topic {topic} auto-created from {} by a send via {:?} (defaultTopicQueueNums {d}): {} queues, shards {:?}",
+            "topic {topic} auto-created from {} by a send via {:?} (defaultTopicQueueNums {d}): {queues} queues, shards {shards:?}",
             metadata::AUTO_CREATE_TOPIC_KEY,
             view,
-            info.queue_shards.len(),
-            info.queue_shards
         );
-        self.topics.borrow_mut().insert(topic.to_string(), Arc::new(info));
-        self.publish_topics(host).await
+        Ok(())
     }
 
     /// A retry topic (`%RETRY%<group>`), one queue, created on first use.
@@ -159,9 +170,9 @@ impl Controller {
             return Ok(());
         }
         let t = metadata::new_topic(topic, 1, 1, perm::READ | perm::WRITE, self.shard_count);
-        self.topics.borrow_mut().insert(topic.to_string(), Arc::new(t));
+        self.change_topic(host, topic, Some(Arc::new(t))).await?;
         log::info!("retry topic {topic} created");
-        self.publish_topics(host).await
+        Ok(())
     }
 
     pub(super) async fn delete_topic(&self, host: &impl Host, cmd: RemotingCommand) -> Option<RemotingCommand> {
@@ -169,19 +180,13 @@ impl Controller {
             Ok(t) => t.to_string(),
             Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
         };
-        if self.topics.borrow_mut().remove(&topic).is_none() {
+        if !self.topics.borrow().contains_key(&topic) {
             return error(&cmd, response::TOPIC_NOT_EXIST, format!("topic {topic} does not exist"));
         }
-        if let Err(e) = self.save_topics().await {
-            return error(
-                &cmd,
-                response::SYSTEM_ERROR,
-                format!("cannot persist topic config: {e}"),
-            );
+        match self.change_topic(host, &topic, None).await {
+            Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
+            Err((code, remark)) => error(&cmd, code, remark),
         }
-        self.republish(host).await;
-        self.topics_changed.notify_all();
-        Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None))
     }
 
     pub(super) fn all_topics(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
