@@ -39,6 +39,10 @@ pub struct BrokerConfig {
     /// `diskFullPolicy`: `reject` (default) or `deleteOldest`.
     pub disk_full_policy: crate::store::DiskFullPolicy,
     pub sync_flush_timeout: Duration,
+    /// `shardSpinBeforeParkMicros`: how long an idle shard polls for work
+    /// before it parks its thread (glommio's spin-before-park; 0 = park at
+    /// once). bench/RESULTS.md has the measurement behind the default.
+    pub spin_before_park: Duration,
     pub max_message_size: usize,
     /// Data shards (0 = one per CPU core).
     pub shard_count: usize,
@@ -103,6 +107,7 @@ impl Default for BrokerConfig {
             disk_max_used_space_ratio: 90,
             disk_full_policy: crate::store::DiskFullPolicy::Reject,
             sync_flush_timeout: Duration::from_secs(5),
+            spin_before_park: Duration::from_micros(50),
             max_message_size: 4 << 20,
             shard_count: 0,
             shard_aware_routes: true,
@@ -223,6 +228,7 @@ impl BrokerConfig {
                     }
                 }
                 "syncFlushTimeout" => c.sync_flush_timeout = Duration::from_millis(number(k, v)?),
+                "shardSpinBeforeParkMicros" => c.spin_before_park = Duration::from_micros(number(k, v)?),
                 "maxMessageSize" => c.max_message_size = number(k, v)?,
                 "shardCount" => c.shard_count = number(k, v)?,
                 "shardAwareRoutes" => c.shard_aware_routes = boolean(k, v)?,

@@ -106,7 +106,7 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
         let placement = Placement::Fixed(k as usize % cores);
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{k}"))
-            .spin_before_park(Duration::from_micros(50))
+            .spin_before_park(cfg.spin_before_park)
             .spawn(move || async move {
                 match run_shard(k, cfg, mesh, meta, controller, tx.clone()).await {
                     Ok(()) => {
