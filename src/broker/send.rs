@@ -1,7 +1,7 @@
 //! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and
 //! batches flagged on 10/310 (codes.md §2.2).
 //!
-//! Runs on the shard that owns the target queue (the router forwards it
+//! Runs on the shard that owns the target queue ([`super::dispatch`] forwards it
 //! there); a send with no queue (`queueId < 0`) runs on the connection's
 //! shard, which picks one of its own queues — no hop on the hot path. A
 //! send to an unknown topic first auto-creates it ([`ensure_topic_of`],
