@@ -69,6 +69,10 @@ pub struct BrokerConfig {
     /// `inboundFrameBudgetBytes`: bytes of large frames being read or
     /// running per shard.
     pub inbound_frame_budget: u64,
+    /// `requestBudgetBytes`: bytes of small frames (up to 16 KiB) whose
+    /// requests a shard runs at once, over all its connections; a
+    /// connection waits (stops reading) while it is spent.
+    pub request_budget: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,7 @@ impl Default for BrokerConfig {
             max_connections_per_shard: 10_000,
             max_connections_per_address: 1_000,
             inbound_frame_budget: 256 << 20,
+            request_budget: 64 << 20,
         }
     }
 }
@@ -252,6 +257,7 @@ impl BrokerConfig {
                 "maxConnectionsPerShard" => c.max_connections_per_shard = positive(k, v)?,
                 "maxConnectionsPerAddress" => c.max_connections_per_address = positive(k, v)?,
                 "inboundFrameBudgetBytes" => c.inbound_frame_budget = positive(k, v)?,
+                "requestBudgetBytes" => c.request_budget = positive(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

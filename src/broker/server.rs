@@ -390,7 +390,7 @@ async fn run_shard(
     let policy = ConnPolicy {
         limits: cfg.conn_limits.clone(),
         admission: connection::ConnLimits::new(cfg.max_connections_per_shard, cfg.max_connections_per_address),
-        budget: connection::InboundBudget::new(cfg.inbound_frame_budget),
+        budget: connection::InboundBudget::new(cfg.inbound_frame_budget, cfg.request_budget),
     };
     for (addr, view, _) in listeners {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -46,7 +46,7 @@ pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String>
     // Name server connections: brokers and clients, far fewer than a
     // data shard's; register requests are small (a broker's topic table).
     let admission = connection::ConnLimits::new(10_000, 1_000);
-    let budget = connection::InboundBudget::new(64 << 20);
+    let budget = connection::InboundBudget::new(64 << 20, 16 << 20);
     let scan = svc.clone();
     glommio::spawn_local(async move {
         loop {

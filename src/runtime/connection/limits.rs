@@ -31,20 +31,35 @@ impl Default for Limits {
 
 /// Bytes of large frames being read or running, per shard.
 pub struct InboundBudget {
+    /// Large frames (over [`super::READ_CHUNK`]): their whole size is taken
+    /// before their body is buffered.
     pub(super) sem: Rc<Semaphore>,
     total: u64,
+    /// Small frames: their size is taken once decoded, before their
+    /// request starts. Both are held until the request ends, so the bytes
+    /// of the requests a shard is reading or running are bounded by the
+    /// two totals, whatever the number of connections.
+    pub(super) small: Rc<Semaphore>,
+    small_total: u64,
 }
 
 impl InboundBudget {
-    pub fn new(bytes: u64) -> Rc<InboundBudget> {
+    pub fn new(bytes: u64, small_bytes: u64) -> Rc<InboundBudget> {
         Rc::new(InboundBudget {
             sem: Rc::new(Semaphore::new(bytes)),
             total: bytes,
+            small: Rc::new(Semaphore::new(small_bytes)),
+            small_total: small_bytes,
         })
     }
 
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// What a small frame of `bytes` takes (never more than there is).
+    pub(super) fn small_share(&self, bytes: u64) -> u64 {
+        bytes.min(self.small_total)
     }
 }
 

@@ -311,6 +311,7 @@ async fn read_loop<S: Service>(
     let mut held: Option<glommio::sync::StaticPermit> = None;
     loop {
         loop {
+            let before = buf.len();
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
                     let received = Instant::now();
@@ -319,6 +320,27 @@ async fn read_loop<S: Service>(
                     if cmd.is_response() {
                         continue; // replies to our oneway pushes: nothing waits for them
                     }
+                    // The frame's bytes, from the shard's budget, held until
+                    // its request ends: a large frame took them before it
+                    // was buffered, a small one takes them now (waiting, and
+                    // so not reading, while the shard's requests hold it all).
+                    let frame = match large {
+                        Some(p) => p,
+                        None => {
+                            let want = budget.small_share((before - buf.len()) as u64);
+                            match budget.small.try_acquire_static_permit(want) {
+                                Ok(p) => p,
+                                Err(_) => {
+                                    let gen = outbox.closing.generation();
+                                    let acquire = budget.small.acquire_static_permit(want);
+                                    match until_closed(&outbox.closing, gen, async { acquire.await.ok() }).await {
+                                        Some(Some(p)) => p,
+                                        _ => return None,
+                                    }
+                                }
+                            }
+                        }
+                    };
                     // A client that does not read its replies gets no new
                     // request started: its queued replies stay within
                     // `outboxMaxBytes` plus those of requests already
@@ -346,7 +368,7 @@ async fn read_loop<S: Service>(
                             out.push(reply).await;
                         }
                         drop(permit);
-                        drop(large);
+                        drop(frame);
                         watch.last_active.set(Instant::now());
                     })
                     .detach();
