@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod consumer_offsets;
 pub mod controller;
+mod data_dir;
 pub mod dispatch;
 pub mod mesh;
 pub mod metadata;
