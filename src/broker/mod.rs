@@ -16,6 +16,7 @@ pub mod consumer_offsets;
 pub mod controller;
 mod data_dir;
 pub mod dispatch;
+pub mod group_names;
 pub mod mesh;
 pub mod metadata;
 pub mod offset_journal;
