@@ -4,7 +4,9 @@
 //! is ever deleted (default `diskFullPolicy=reject`), not even when another
 //! process fills the disk; the broker restarts on the full disk and serves
 //! every acknowledged message; writes resume by themselves when space
-//! returns.
+//! returns. Throughout, shard 0's write state is read from `/metrics`
+//! (`shardmq_shard_writable`, `shardmq_shard_read_only_reason`) and
+//! `shardmq admin stats`, and each change is logged once.
 //!
 //! Needs root (mount, losetup): CI runs as root.
 
@@ -95,6 +97,34 @@ fn fill(c: &mut Client, prefix: &str) -> (Vec<(u64, String)>, String) {
     panic!("the broker never refused although the disk is 256 MiB");
 }
 
+/// Shard 0's `shardmq_shard_writable` and the reasons reported as 1.
+fn write_state(b: &Broker) -> (String, Vec<String>) {
+    let (status, body) = common::http_get(b.metrics_port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let writable = body
+        .lines()
+        .find_map(|l| l.strip_prefix("shardmq_shard_writable{shard=\"0\"} "))
+        .unwrap_or_else(|| panic!("no shardmq_shard_writable in /metrics:\n{body}"))
+        .to_string();
+    let reasons = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("shardmq_shard_read_only_reason{shard=\"0\",reason=\""))
+        .filter_map(|l| l.strip_suffix("\"} 1"))
+        .map(String::from)
+        .collect();
+    (writable, reasons)
+}
+
+/// The shard table of `shardmq admin stats`.
+fn admin_stats(b: &Broker) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["admin", "--timeout", "15", "--broker", &b.addr(), "stats"])
+        .output()
+        .expect("run shardmq admin stats");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn assert_all_there(addr: &str, acked: &[(u64, String)]) {
     let mut c = Client::connect(addr);
     let stored: std::collections::HashMap<u64, String> = pull_all(&mut c, "Full", 0, "*")
@@ -130,6 +160,8 @@ fn a_full_disk_refuses_sends_deletes_nothing_and_restarts() {
     let free = fs.free_bytes();
     assert!(free > 8 << 20, "refused only once the disk was full: {free} bytes free");
     assert!(acked.len() > 1000, "only {} acknowledged before refusing", acked.len());
+    let refused_state = (String::from("0"), vec![String::from("disk_full")]);
+    assert_eq!(write_state(&b), refused_state, "while refusing for space");
     eprintln!(
         "{} messages of 32 KiB acknowledged, then refused ({why}); {} MiB free",
         acked.len(),
@@ -158,6 +190,9 @@ fn a_full_disk_refuses_sends_deletes_nothing_and_restarts() {
     std::thread::sleep(Duration::from_secs(12));
     let r = c.call(common::send_v2("Full", 0, "while full", String::new()));
     assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    assert_eq!(write_state(&b), refused_state, "with the disk full");
+    let stats = admin_stats(&b);
+    assert!(stats.contains("READ-ONLY: disk_full"), "admin stats:\n{stats}");
     assert_all_there(&b.addr(), &acked);
     let log = std::fs::read_to_string(&b.log).unwrap_or_default();
     assert!(!log.contains("DELETED UNEXPIRED"), "segments were deleted");
@@ -183,6 +218,28 @@ fn a_full_disk_refuses_sends_deletes_nothing_and_restarts() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_all_there(&b.addr(), &acked);
+    assert_eq!(write_state(&b), ("1".to_string(), vec![]), "after space returned");
+    let stats = admin_stats(&b);
+    assert!(
+        stats.contains("writable") && !stats.contains("READ-ONLY"),
+        "admin stats:\n{stats}"
+    );
+    // Logged once per change (the restart's process logs its own); the
+    // log watch looks every 500 ms.
+    let logged = |what: &str| {
+        let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+        log.matches(what).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while logged("shard 0 is writable again") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read_only = logged("shard 0 is read-only (disk_full)");
+    let writable = logged("shard 0 is writable again (was read-only: disk_full)");
+    assert!(
+        (1..=2).contains(&read_only) && writable == 1,
+        "read-only logged {read_only} times, writable again {writable} times"
+    );
     drop(c);
     b.stop();
 }

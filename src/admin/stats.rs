@@ -47,6 +47,7 @@ fn print_stats(s: &BrokerStats) {
     let mut shards = table(
         &[
             "shard",
+            "state",
             "requests",
             "errors",
             "bytes in",
@@ -57,13 +58,17 @@ fn print_stats(s: &BrokerStats) {
             "cache",
             "unflushed",
         ],
-        1,
+        2,
     );
     for sh in &s.shards {
         let c = &sh.counters;
         let g = &sh.gauges;
         shards.add_row(vec![
             sh.shard.to_string(),
+            match &g.read_only_reason {
+                None => "writable".to_string(),
+                Some(why) => format!("READ-ONLY: {why}"),
+            },
             c.requests_by_code.values().sum::<u64>().to_string(),
             c.errors_by_code.values().sum::<u64>().to_string(),
             bytes(c.bytes_in),

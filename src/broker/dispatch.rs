@@ -67,6 +67,10 @@ fn is_send_code(code: i32) -> bool {
 
 /// Entry point for a request read from a connection of this shard.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    // Refused where it arrived, before any hop.
+    if let Some(refusal) = super::group_names::check_header(&cmd) {
+        return refusal;
+    }
     if is_controller_code(cmd.code) {
         return run_on(shard, 0, cmd, client).await;
     }

@@ -293,11 +293,18 @@ pub fn validate_topic(name: &str) -> Result<(), String> {
 /// Longest topic name, for every kind of topic.
 pub const MAX_TOPIC_LEN: usize = 127;
 
-/// Group names: same charset, at most 120 bytes.
+/// Longest group name: `%RETRY%<group>` must fit [`MAX_TOPIC_LEN`].
+pub const MAX_GROUP_LEN: usize = MAX_TOPIC_LEN - RETRY_GROUP_TOPIC_PREFIX.len();
+
+/// Group names (consumer and producer): the topic charset, at most
+/// [`MAX_GROUP_LEN`] bytes. The error names the group and the rule.
 pub fn validate_group(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 120 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b)) {
+    if name.is_empty()
+        || name.len() > MAX_GROUP_LEN
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"%|_-".contains(&b))
+    {
         return Err(format!(
-            "the consumer group {name:?} is not valid: 1..=120 characters of ^[%|a-zA-Z0-9_-]+$"
+            "the group {name:?} is not valid: 1..={MAX_GROUP_LEN} characters of ^[%|a-zA-Z0-9_-]+$"
         ));
     }
     Ok(())

@@ -14,7 +14,9 @@
 pub mod admin;
 pub mod consumer_offsets;
 pub mod controller;
+mod data_dir;
 pub mod dispatch;
+pub mod group_names;
 pub mod long_poll;
 pub mod mesh;
 pub mod metadata;

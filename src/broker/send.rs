@@ -111,11 +111,16 @@ pub async fn ensure_topic_of(
         .map_err(|e| e.map(|(code, remark)| RemotingCommand::response_to(cmd, code, Some(remark))))
 }
 
-/// Topic name checks of a send: valid name, not a system topic clients
-/// may not write.
+/// Topic name checks of a send: valid name, a valid group in a retry or
+/// DLQ topic, not a system topic clients may not write.
 fn check_topic(cmd: &RemotingCommand, topic: &str) -> Option<Option<RemotingCommand>> {
     if let Err(e) = metadata::validate_topic(topic) {
         return Some(error(cmd, response::INVALID_PARAMETER, e));
+    }
+    if let Some(group) = super::group_names::group_of_topic(topic) {
+        if let Err(why) = metadata::validate_group(group) {
+            return Some(super::group_names::refuse(cmd, &format!("topic {topic}"), why));
+        }
     }
     if metadata::is_not_allowed_send(topic) {
         return Some(error(

@@ -3,8 +3,9 @@
 //! One pinned glommio executor per shard. Each opens its store, joins the
 //! channel mesh, and listens on the main broker port (SO_REUSEPORT spreads
 //! connections over the shards), on its own shard port, and on the VIP port
-//! (main − 2) for old Java clients. Shard 0 also runs the controller, the
-//! name-server registration and — when embedded — the name server.
+//! (main − 2) for old Java clients. Shard 0 also runs the controller and
+//! the name-server registration. An embedded name server runs on its own
+//! (unpinned) executor thread, started by the main thread before the shards.
 //!
 //! Start-up never blocks on a barrier (PLATFORM.md trap 4): each shard
 //! reports success or failure over a std channel and the main thread
@@ -27,6 +28,7 @@ use crate::runtime::{connection, ports};
 use crate::store::{MessageStore, StoreConfig};
 
 use super::controller::Controller;
+use super::data_dir::{lock_data_dir, Created};
 use super::mesh::{Event, Reply, Request};
 use super::metadata::{self, Metadata};
 use super::service::BrokerService;
@@ -89,6 +91,37 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
         None => wanted as u16,
     };
     crate::runtime::ports::check_free(&listen_plan(&cfg, shards)).map_err(start)?;
+    // The embedded name server runs on its own thread, never on a shard
+    // (heavy registrations must not stall sends); it stops on SHUTDOWN.
+    let namesrv = if cfg.embedded_namesrv {
+        let addr = SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port);
+        Some(crate::namesrv::server::spawn(addr, cfg.conn_limits.clone()).map_err(start)?)
+    } else {
+        None
+    };
+    let outcome = run_shards(cfg, cores, root, shards, topics);
+    // Every exit from run_shards has set SHUTDOWN (the signal, or a failed
+    // start stopping the shards); make sure, and wait for the name server
+    // (it polls SHUTDOWN every 100 ms).
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    if let Some(ns) = namesrv {
+        if let Err(e) = ns.join() {
+            log::warn!("{e}");
+        }
+    }
+    drop(lock);
+    outcome
+}
+
+/// Starts the shards, says ready, and runs until they have stopped.
+fn run_shards(
+    cfg: BrokerConfig,
+    cores: usize,
+    root: &std::path::Path,
+    shards: u16,
+    topics: Vec<metadata::TopicInfo>,
+) -> Result<(), Failure> {
+    let start = Failure::Start;
     let ctl = Controller::new(root.to_path_buf(), shards, topics);
     ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)
         .map_err(start)?;
@@ -171,7 +204,6 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
         root.display()
     );
     let outcome = wait_for_shutdown(&rx, shards as usize);
-    drop(lock);
     if outcome.is_ok() {
         for h in handles {
             let _ = h.join();
@@ -283,52 +315,6 @@ fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
     v
 }
 
-/// What a start creates in the data directory, so that a failed start can
-/// remove it again: the whole root if it did not exist, else every entry
-/// of the root that was not there before (shard directories, config/).
-struct Created {
-    root: std::path::PathBuf,
-    /// Entries of the root before the start; None if it did not exist.
-    before: Option<std::collections::HashSet<std::ffi::OsString>>,
-}
-
-impl Created {
-    fn before_start(root: &std::path::Path) -> Created {
-        let before = std::fs::read_dir(root)
-            .ok()
-            .map(|entries| entries.flatten().map(|e| e.file_name()).collect());
-        Created {
-            root: root.to_path_buf(),
-            before,
-        }
-    }
-
-    fn remove_after_failed_start(&self) {
-        let remove = |p: &std::path::Path| {
-            let r = if p.is_dir() {
-                std::fs::remove_dir_all(p)
-            } else {
-                std::fs::remove_file(p)
-            };
-            match r {
-                Ok(()) => log::info!("removed {} (created by the failed start)", p.display()),
-                Err(e) => log::warn!("cannot remove {} after the failed start: {e}", p.display()),
-            }
-        };
-        let Some(before) = &self.before else {
-            if self.root.exists() {
-                remove(&self.root);
-            }
-            return;
-        };
-        for entry in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
-            if !before.contains(&entry.file_name()) {
-                remove(&entry.path());
-            }
-        }
-    }
-}
-
 async fn run_shard(
     k: u16,
     cfg: Arc<BrokerConfig>,
@@ -384,7 +370,6 @@ async fn run_shard(
         })
         .detach();
     }
-    glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     let ip = cfg.broker_ip1;
     let listeners = shard_listeners(&cfg, k);
     let policy = ConnPolicy {
@@ -397,12 +382,6 @@ async fn run_shard(
         glommio::spawn_local(accept_loop(shard.clone(), l, view, policy.clone())).detach();
     }
     if k == 0 {
-        if cfg.embedded_namesrv {
-            crate::namesrv::server::start(
-                SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port),
-                cfg.conn_limits.clone(),
-            )?;
-        }
         glommio::spawn_local(super::registration::run(shard.clone())).detach();
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
@@ -501,26 +480,4 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy
         })
         .detach();
     }
-}
-
-/// One broker process per data directory: an exclusive `flock` on
-/// `<root>/lock`, held for the life of the process.
-fn lock_data_dir(root: &std::path::Path) -> Result<std::fs::File, String> {
-    use std::os::unix::io::AsRawFd;
-    let path = root.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(format!(
-            "{} is locked: another shardmq uses this data directory",
-            path.display()
-        ));
-    }
-    Ok(f)
 }

@@ -33,6 +33,7 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         log_flushed_offset: shard.store.flushed_log_offset(),
         disk_full: shard.store.is_disk_full() as u64,
         forced_segment_deletions: shard.store.forced_deletions(),
+        read_only_reason: shard.store.read_only().map(|(r, _)| r.as_str().to_string()),
     };
     let lag = shard
         .offsets

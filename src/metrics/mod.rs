@@ -173,6 +173,10 @@ pub struct Gauges {
     /// Unexpired segments deleted under `diskFullPolicy=deleteOldest`.
     #[serde(default)]
     pub forced_segment_deletions: u64,
+    /// Why the shard refuses appends ([`crate::store::ReadOnlyReason`]
+    /// names); None while it is writable.
+    #[serde(default)]
+    pub read_only_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -120,6 +120,7 @@ pub fn render(stats: &BrokerStats) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {v}", s.shard);
         }
     }
+    write_state(&mut out, stats);
     let _ = writeln!(
         out,
         "# HELP shardmq_consumer_lag_messages Backlog of a consumer group on one queue."
@@ -171,6 +172,39 @@ fn counter(
     }
 }
 
+/// `shardmq_shard_writable` and, as a state set, one
+/// `shardmq_shard_read_only_reason` series per reason (1 for the current one).
+fn write_state(out: &mut String, stats: &BrokerStats) {
+    use crate::store::ReadOnlyReason;
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_shard_writable 1 while the shard takes appends, 0 while it is read-only \
+         (shardmq_shard_read_only_reason says why).\n# TYPE shardmq_shard_writable gauge"
+    );
+    for s in &stats.shards {
+        let writable = s.gauges.read_only_reason.is_none() as u8;
+        let _ = writeln!(out, "shardmq_shard_writable{{shard=\"{}\"}} {writable}", s.shard);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_shard_read_only_reason 1 for the reason a read-only shard refuses appends: \
+         disk_full (use above diskMaxUsedSpaceRatio; clears when space returns), flush_failed \
+         (an fdatasync failed; needs a restart), segment_unavailable (a CommitLog segment cannot be \
+         created; clears when one can).\n# TYPE shardmq_shard_read_only_reason gauge"
+    );
+    for s in &stats.shards {
+        for r in ReadOnlyReason::ALL {
+            let on = (s.gauges.read_only_reason.as_deref() == Some(r.as_str())) as u8;
+            let _ = writeln!(
+                out,
+                "shardmq_shard_read_only_reason{{shard=\"{}\",reason=\"{}\"}} {on}",
+                s.shard,
+                r.as_str()
+            );
+        }
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -211,6 +245,34 @@ mod tests {
         assert!(text.contains("shardmq_latency_seconds_count{shard=\"1\",op=\"pull\"} 1"));
         assert!(text.contains("shardmq_requests_total{shard=\"1\",code=\"11\"} 1"));
         assert!(text.contains("shardmq_long_poll_waiters{shard=\"1\"} 4"));
+        assert!(text.contains("shardmq_shard_writable{shard=\"1\"} 1"), "{text}");
+        assert!(text.contains("shardmq_shard_read_only_reason{shard=\"1\",reason=\"disk_full\"} 0"));
         assert!(text.contains("shardmq_consumer_lag_messages{group=\"g\\\"1\",topic=\"T\",queue=\"2\"} 7"));
+    }
+
+    #[test]
+    fn a_read_only_shard_says_why_once() {
+        let stats = BrokerStats {
+            shards: vec![ShardMetrics::default().snapshot(
+                0,
+                Gauges {
+                    read_only_reason: Some("flush_failed".into()),
+                    ..Default::default()
+                },
+            )],
+            lag: vec![],
+            inconsistent_groups: vec![],
+        };
+        let text = render(&stats);
+        assert!(text.contains("shardmq_shard_writable{shard=\"0\"} 0"), "{text}");
+        let on: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("shardmq_shard_read_only_reason{") && l.ends_with(" 1"))
+            .collect();
+        assert_eq!(
+            on,
+            ["shardmq_shard_read_only_reason{shard=\"0\",reason=\"flush_failed\"} 1"]
+        );
+        assert_eq!(text.matches("shardmq_shard_read_only_reason{shard=\"0\"").count(), 3);
     }
 }

@@ -1,19 +1,28 @@
-//! The name server on the network: embedded on shard 0 of a broker, or
-//! standalone (`shardmq namesrv`) on its own executor. The route table is
-//! pure logic ([`super::NameServer`]); this file feeds it requests,
-//! connection closes and the expiry clock.
+//! The name server on the network, always on its own executor thread —
+//! embedded in a broker ([`spawn`], from the broker's main thread) or
+//! standalone (`shardmq namesrv`, [`run_standalone`]). Never on a data
+//! shard: a broker registering tens of thousands of topics keeps the name
+//! server busy for a second, which on shard 0 stalled its sends as long.
+//! The thread is not pinned (`Placement::Unbound`): the OS shares the
+//! cores between it and the pinned shards.
+//!
+//! The route table is pure logic ([`super::NameServer`]); this file feeds
+//! it requests, connection closes and the expiry clock.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
 
 use super::{ConnId, NameServer, NamesrvConfig, SCAN_INTERVAL};
 use crate::protocol::RemotingCommand;
 use crate::runtime::connection::{self, Service};
+use crate::runtime::shutdown::SHUTDOWN;
 
 struct NamesrvService {
     ns: RefCell<NameServer>,
@@ -37,7 +46,7 @@ impl Service for NamesrvService {
 }
 
 /// Starts the name server on the current executor, listening on `addr`.
-pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String> {
+fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("name server cannot listen on {addr}: {e}"))?;
     let svc = Rc::new(NamesrvService {
         ns: RefCell::new(NameServer::new(NamesrvConfig::default())),
@@ -75,7 +84,7 @@ pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String>
                 }
                 Err(e) => {
                     log::warn!("name server: accept failed: {e}");
-                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
                 }
             }
         }
@@ -84,30 +93,72 @@ pub fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String>
     Ok(())
 }
 
-/// `shardmq namesrv`: a standalone name server until SIGINT/SIGTERM.
-pub fn run_standalone(port: u16) -> Result<(), String> {
-    crate::runtime::ensure_memlock()?;
-    crate::runtime::shutdown::install_signal_handler()?;
-    let addr = SocketAddr::from(([0, 0, 0, 0], port));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = glommio::LocalExecutorBuilder::default()
+/// A name server running on its own executor thread until [`SHUTDOWN`].
+pub struct Running {
+    handle: glommio::ExecutorJoinHandle<()>,
+}
+
+impl Running {
+    /// Waits for the thread, which ends within ~100 ms of [`SHUTDOWN`].
+    pub fn join(self) -> Result<(), String> {
+        self.handle.join().map_err(|e| format!("name server: {e}"))
+    }
+}
+
+/// Starts the name server on a new, unpinned executor thread and returns
+/// once it listens on `addr`, or with why it cannot (the listener is bound
+/// before this returns, so a taken port fails the caller's start).
+pub fn spawn(addr: SocketAddr, limits: connection::Limits) -> Result<Running, String> {
+    let (tx, rx) = mpsc::channel();
+    let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("namesrv")
         .spawn(move || async move {
-            let r = start(addr, connection::Limits::default());
+            let r = start(addr, limits);
             let failed = r.is_err();
             let _ = tx.send(r);
             if failed {
                 return;
             }
-            while !crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::SeqCst) {
-                glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+            while !SHUTDOWN.load(Ordering::SeqCst) {
+                glommio::timer::sleep(Duration::from_millis(100)).await;
             }
         })
         .map_err(|e| format!("cannot start the name server executor: {e}"))?;
+    let running = Running { handle };
     match rx.recv() {
-        Ok(Ok(())) => println!("shardmq name server ready on {addr}"),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err("the name server executor stopped".into()),
+        Ok(Ok(())) => Ok(running),
+        Ok(Err(e)) => {
+            let _ = running.join();
+            Err(e)
+        }
+        Err(_) => Err(match running.join() {
+            Err(e) => e,
+            Ok(()) => "the name server executor stopped during start-up".into(),
+        }),
     }
-    h.join().map_err(|e| format!("name server: {e}"))
+}
+
+/// `shardmq namesrv`: a standalone name server until SIGINT/SIGTERM.
+pub fn run_standalone(port: u16) -> Result<(), String> {
+    crate::runtime::ensure_memlock()?;
+    crate::runtime::shutdown::install_signal_handler()?;
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let running = spawn(addr, connection::Limits::default())?;
+    println!("shardmq name server ready on {addr}");
+    running.join()
+}
+
+#[cfg(test)]
+mod tests {
+    /// A port that cannot be bound fails `spawn` itself, naming the
+    /// address: the broker's start fails before any shard says ready.
+    #[test]
+    fn a_taken_port_fails_the_spawn_naming_the_address() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = held.local_addr().expect("addr");
+        let e = super::spawn(addr, Default::default())
+            .err()
+            .expect("spawn on a taken port");
+        assert!(e.contains(&format!("name server cannot listen on {addr}")), "{e}");
+    }
 }

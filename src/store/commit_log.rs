@@ -92,6 +92,12 @@ pub struct CommitLog {
     /// refused while it is set; the flusher retries and clears it.
     write_stall: RefCell<Option<String>>,
     prepare_error: RefCell<Option<String>>,
+    /// The last preparation failed because the segment would take disk
+    /// use above `diskMaxUsedSpaceRatio` (not for an I/O error).
+    prepare_refused_for_space: Cell<bool>,
+    /// An append needing a new segment was refused since the last one was
+    /// prepared: the log takes nothing until one is.
+    refusing: Cell<bool>,
     shutting_down: Cell<bool>,
     stop_preparer: Cell<bool>,
     /// Appends wake the flusher.
@@ -147,6 +153,8 @@ impl CommitLog {
             failed: RefCell::new(None),
             write_stall: RefCell::new(None),
             prepare_error: RefCell::new(None),
+            prepare_refused_for_space: Cell::new(false),
+            refusing: Cell::new(false),
             shutting_down: Cell::new(false),
             stop_preparer: Cell::new(false),
             dirty: Notify::default(),
@@ -164,17 +172,21 @@ impl CommitLog {
         *self.space.borrow_mut() = Some((disk, max_used_percent));
     }
 
-    /// Why the next segment must not be allocated now, if it must not.
-    fn space_refusal(&self) -> Option<String> {
+    /// Why the next segment must not be allocated now, if it must not,
+    /// and whether that is for lack of space (true) or a failed measure.
+    fn space_refusal(&self) -> Option<(bool, String)> {
         let (disk, max) = self.space.borrow().clone()?;
         let after = disk.borrow().used_percent_after(self.segment_size);
         match after {
-            Ok(after) if after > max => Some(format!(
-                "the disk would be {after}% used with another {} MiB segment, above diskMaxUsedSpaceRatio {max}%",
-                self.segment_size >> 20
+            Ok(after) if after > max => Some((
+                true,
+                format!(
+                    "the disk would be {after}% used with another {} MiB segment, above diskMaxUsedSpaceRatio {max}%",
+                    self.segment_size >> 20
+                ),
             )),
             Ok(_) => None,
-            Err(e) => Some(format!("cannot measure disk use: {e}")),
+            Err(e) => Some((false, format!("cannot measure disk use: {e}"))),
         }
     }
 
@@ -244,6 +256,17 @@ impl CommitLog {
         self.prepare_error.borrow().clone()
     }
 
+    /// While appends are refused for want of a segment: whether for disk
+    /// space (true), and why. None while the log takes appends, even if
+    /// the next segment cannot be prepared yet (the active one has room).
+    pub fn segment_refusal(&self) -> Option<(bool, String)> {
+        if !self.refusing.get() {
+            return None;
+        }
+        let why = self.prepare_error.borrow().clone()?;
+        Some((self.prepare_refused_for_space.get(), why))
+    }
+
     pub fn cache_memory(&self) -> usize {
         self.state.borrow().cache.memory()
     }
@@ -279,6 +302,7 @@ impl CommitLog {
             self.rolled.notify_all();
             return Err(match self.prepare_error.borrow().as_ref() {
                 Some(why) => {
+                    self.refusing.set(true);
                     ReserveError::Unavailable(format!("CommitLog segment {lands_in} cannot be prepared: {why}"))
                 }
                 None => ReserveError::Busy,
@@ -469,20 +493,22 @@ impl CommitLog {
                 continue;
             };
             let prepared = match self.space_refusal() {
-                Some(why) => Err(why),
+                Some(refusal) => Err(refusal),
                 None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone())
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| (false, e.to_string())),
             };
             match prepared {
                 Ok(seg) => {
                     self.segments.borrow_mut().insert(base, Rc::new(seg));
                     *self.prepare_error.borrow_mut() = None;
+                    self.refusing.set(false);
                     backoff = Duration::from_millis(10);
                     self.prepared.notify_all();
                 }
-                Err(e) => {
+                Err((for_space, e)) => {
                     log::error!("cannot prepare CommitLog segment {base}: {e}; retrying in {backoff:?}");
+                    self.prepare_refused_for_space.set(for_space);
                     *self.prepare_error.borrow_mut() = Some(e);
                     glommio::timer::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));

@@ -307,6 +307,7 @@ impl MessageStore {
         periodic.push(spawn_bg(Box::pin(async move { me.run_checkpointer().await })));
         let me = self.clone();
         periodic.push(spawn_bg(Box::pin(async move { retention::run(me).await })));
+        periodic.push(spawn_bg(Box::pin(self.clone().watch_write_state())));
     }
 
     pub fn config(&self) -> &StoreConfig {

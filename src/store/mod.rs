@@ -12,6 +12,7 @@
 //! * [`consume_queue`], [`cq_files`] — per-queue index and its files.
 //! * [`recovery`], [`checkpoint`] — crash safety.
 //! * [`retention`] — expiry and disk-space protection.
+//! * [`write_state`] — whether the shard takes appends, and why not.
 //! * [`message_store`] — the facade a shard uses ([`MessageStore`]).
 //! * [`faults`] — an injectable faulty disk under every store I/O point
 //!   (`StoreConfig::faults`, tests only).
@@ -52,6 +53,7 @@ pub mod recovery;
 pub mod retention;
 pub mod segment;
 pub mod tail_cache;
+pub mod write_state;
 
 pub use commit_log::CommitLog;
 pub use config::{DiskFullPolicy, FlushMode, StoreConfig};
@@ -60,6 +62,7 @@ pub use message_store::{Boundary, MessageStore, PutResult, PutStatus};
 pub use position::{LogOffset, PhysicalOffset};
 pub use reader::{GetResult, GetStatus, TagFilter};
 pub use record::MessageInput;
+pub use write_state::ReadOnlyReason;
 
 #[cfg(test)]
 mod tests;

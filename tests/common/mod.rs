@@ -89,26 +89,45 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker with `shards` shards on fresh ports in `dir`.
     pub fn start(dir: &Path, shards: u16, extra: &[&str]) -> Broker {
-        let port = free_port_block(2);
-        let shard_base = free_port_block(shards + 1);
-        let namesrv_port = free_port_block(0);
-        let metrics_port = free_port_block(0);
-        let mut b = Broker {
-            child: None,
-            dir: dir.to_path_buf(),
-            port,
-            namesrv_port,
-            metrics_port,
-            shard_base,
-            shards,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log: dir.join("broker.log"),
-        };
-        b.spawn();
-        b
+        // Ports are chosen free, but another test's client socket can take
+        // one before the broker binds it: a start refused for a port is
+        // retried on fresh ports.
+        for attempt in 1.. {
+            let port = free_port_block(2);
+            let shard_base = free_port_block(shards + 1);
+            let namesrv_port = free_port_block(0);
+            let metrics_port = free_port_block(0);
+            let mut b = Broker {
+                child: None,
+                dir: dir.to_path_buf(),
+                port,
+                namesrv_port,
+                metrics_port,
+                shard_base,
+                shards,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                log: dir.join("broker.log"),
+            };
+            match b.try_spawn() {
+                Ok(()) => return b,
+                Err(log) if attempt < 5 && log.contains("cannot listen on") => {
+                    let _ = std::fs::remove_dir_all(dir.join("data"));
+                    let _ = std::fs::remove_file(&b.log);
+                }
+                Err(log) => panic!("broker did not become ready; log:\n{log}"),
+            }
+        }
+        unreachable!()
     }
 
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("broker did not become ready; log:\n{log}");
+        }
+    }
+
+    /// Starts the broker; the log if it does not become ready.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         let data = self.dir.join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardmq"));
         cmd.arg("serve")
@@ -144,13 +163,12 @@ impl Broker {
             Ok(_) => {}
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "broker did not become ready; log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                let _ = child.wait();
+                return Err(std::fs::read_to_string(&self.log).unwrap_or_default());
             }
         }
         self.child = Some(child);
+        Ok(())
     }
 
     pub fn kill9(&mut self) {

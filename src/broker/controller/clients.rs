@@ -13,6 +13,7 @@ use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::ClientRef;
 
+use super::super::group_names;
 use super::super::metadata::{self, perm, Subscription};
 use super::super::reply::error;
 use super::{
@@ -34,6 +35,10 @@ impl Controller {
         let Some(client_id) = body.get("clientID").and_then(Value::as_str).map(String::from) else {
             return error(&cmd, response::SYSTEM_ERROR, "heartbeat without clientID");
         };
+        // Refused whole, before anything is recorded.
+        if let Some(refusal) = group_names::check_heartbeat(&cmd, &body) {
+            return refusal;
+        }
         let key = (client.shard, client.conn);
         let now = Instant::now();
         for p in body
@@ -65,9 +70,6 @@ impl Controller {
             let Some(g) = c.get("groupName").and_then(Value::as_str) else {
                 continue;
             };
-            if metadata::validate_group(g).is_err() {
-                continue;
-            }
             let mut subs = BTreeMap::new();
             for s in c
                 .get("subscriptionDataSet")

@@ -9,7 +9,8 @@ use serde_json::Value;
 use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 
-use super::super::metadata::Metadata;
+use super::super::group_names;
+use super::super::metadata::{self, Metadata};
 use super::super::reply::error;
 use super::clients::json_i64;
 use super::{Controller, Host, LOCK_EXPIRY};
@@ -33,6 +34,9 @@ impl Controller {
                 "lock body without consumerGroup or clientId",
             );
         };
+        if let Err(why) = metadata::validate_group(group) {
+            return group_names::refuse(&cmd, "lock body consumerGroup", why);
+        }
         let meta = host.meta();
         let now = Instant::now();
         let mut locked = Vec::new();

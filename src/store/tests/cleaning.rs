@@ -1,6 +1,7 @@
 //! Retention by age and by disk use.
 
 use super::*;
+use crate::store::ReadOnlyReason;
 
 #[test]
 fn retention_deletes_expired_segments_and_moves_min_offsets() {
@@ -48,11 +49,13 @@ fn full_disk_refuses_appends_and_resumes_below_the_ratio() {
         }
         retention::clean_once(&store).await.unwrap();
         assert!(store.is_disk_full());
+        assert_eq!(store.read_only().map(|r| r.0), Some(ReadOnlyReason::DiskFull));
         let r = store.put(msg("T", 0, body_of(9, 100), None)).await;
         assert!(matches!(r.status, PutStatus::ServiceNotAvailable(ref m) if m.contains("diskMaxUsedSpaceRatio")));
         usage.set(50);
         retention::clean_once(&store).await.unwrap();
         assert!(!store.is_disk_full());
+        assert_eq!(store.read_only(), None);
         assert_eq!(
             store.put(msg("T", 0, body_of(9, 100), None)).await.status,
             PutStatus::Ok
@@ -131,11 +134,14 @@ fn a_segment_that_would_overfill_the_disk_is_not_allocated() {
         };
         assert!(why.contains("diskMaxUsedSpaceRatio"), "{why}");
         assert!(!store.is_disk_full(), "use itself is below the ratio");
+        // A segment refused for space is a full disk too.
+        assert_eq!(store.read_only().map(|r| r.0), Some(ReadOnlyReason::DiskFull));
         // At most the segments prepared before the probe was set are used.
         assert!((acked as u64) * 3000 <= 2 * 256 * 1024, "{acked}");
         after.set(85);
         put_until_accepted(&store, acked).await;
         acked += 1;
+        assert_eq!(store.read_only(), None);
         assert_eq!(read_all(&store, "T", 0).await.len(), acked);
         store.shutdown().await.unwrap();
     });

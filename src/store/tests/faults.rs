@@ -116,6 +116,8 @@ fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
         let log_dir = d.join("commitlog");
         let moved = d.join("commitlog.away");
         std::fs::rename(&log_dir, &moved).unwrap();
+        // Writable while the active segment has room.
+        assert_eq!(store.read_only(), None);
         let mut acked = 0usize;
         let mut refused = None;
         for i in 0..400 {
@@ -132,6 +134,8 @@ fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
         }
         let why = refused.expect("appends never refused although no segment can be prepared");
         assert!(why.contains("cannot be prepared"), "{why}");
+        let (reason, detail) = store.read_only().expect("read-only once appends are refused");
+        assert_eq!(reason, crate::store::ReadOnlyReason::SegmentUnavailable, "{detail}");
         // Everything acknowledged fits the two segments that exist: it was
         // acknowledged into a segment file, not only into memory.
         assert!((acked as u64) * 3000 < 2 * 256 * 1024, "{acked} acked");
@@ -141,6 +145,7 @@ fn a_segment_that_cannot_be_prepared_refuses_appends_until_it_can() {
         std::fs::rename(&moved, &log_dir).unwrap();
         put_until_accepted(&store, acked).await;
         acked += 1;
+        assert_eq!(store.read_only(), None, "writable again once a segment is prepared");
         store.shutdown().await.unwrap();
         let (store, _) = MessageStore::open(cfg(&d, FlushMode::Async)).await.unwrap();
         assert_eq!(read_all(&store, "T", 0).await.len(), acked);
