@@ -111,7 +111,7 @@ impl Default for BrokerConfig {
             disk_max_used_space_ratio: 90,
             disk_full_policy: crate::store::DiskFullPolicy::Reject,
             sync_flush_timeout: Duration::from_secs(5),
-            spin_before_park: Duration::from_micros(50),
+            spin_before_park: Duration::ZERO,
             max_message_size: 4 << 20,
             shard_count: 0,
             shard_aware_routes: true,
