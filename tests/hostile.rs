@@ -258,12 +258,14 @@ fn a_client_that_never_reads_its_replies_is_bounded_and_closed() {
         grew / MIB
     );
     assert!(grew < 128 * MIB, "RSS grew by {} MiB", grew / MIB);
-    // Stop reading is what the client does: the broker gives up on it.
+    // Stop reading is what the client does: the broker gives up on it
+    // once its queued and waiting replies pass 4 x outboxMaxBytes, long
+    // before the write-stall timeout.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut closed = false;
     while Instant::now() < deadline {
         let log = std::fs::read_to_string(&b.log).unwrap_or_default();
-        if log.contains("read nothing for") {
+        if log.contains("reads no replies") {
             closed = true;
             break;
         }

@@ -105,7 +105,13 @@ pub struct Outbox {
     closing: Notify,
     /// The connection's clocks: deferred replies count as activity.
     watch: Rc<Watch>,
+    /// Bytes of replies of running requests waiting for room in the queue.
+    waiting: Cell<usize>,
 }
+
+/// Replies queued plus replies waiting for room may reach this many times
+/// `outboxMaxBytes`; beyond it the client is not reading and is closed.
+const WAITING_FACTOR: usize = 4;
 
 /// What a queued command counts for: its body and a header allowance.
 fn queued_size(cmd: &RemotingCommand) -> usize {
@@ -116,6 +122,7 @@ impl Outbox {
     fn new(max_bytes: usize, watch: Rc<Watch>) -> Outbox {
         Outbox {
             watch,
+            waiting: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
             bytes: Cell::new(0),
             max_bytes,
@@ -139,20 +146,35 @@ impl Outbox {
         self.ready.notify_all();
     }
 
-    /// Queues a command, waiting while the queue is full (by count or bytes).
+    /// Queues a command, waiting while the queue is full (by count or
+    /// bytes). The replies waiting so are bounded too: when the queue and
+    /// the waiting replies together pass [`WAITING_FACTOR`] × the queue's
+    /// bytes, the client is not reading and the connection is closed (the
+    /// reply is dropped with it).
     pub async fn push(&self, cmd: RemotingCommand) {
         let size = queued_size(&cmd);
-        loop {
-            let seen = self.space.generation();
-            if self.closed.get() {
+        if !self.closed.get() && !self.fits(size) {
+            let pending = self.bytes.get() + self.waiting.get() + size;
+            if pending > self.max_bytes.saturating_mul(WAITING_FACTOR) {
+                self.watch.reason.set(Some(format!(
+                    "the client reads no replies: {pending} bytes of them queued or waiting, over {WAITING_FACTOR} x outboxMaxBytes"
+                )));
+                self.close();
                 return;
             }
-            if self.fits(size) {
+        }
+        self.waiting.set(self.waiting.get() + size);
+        loop {
+            let seen = self.space.generation();
+            if self.closed.get() || self.fits(size) {
                 break;
             }
             self.space.changed_since(seen).await;
         }
-        self.enqueue(cmd);
+        self.waiting.set(self.waiting.get() - size);
+        if !self.closed.get() {
+            self.enqueue(cmd);
+        }
     }
 
     /// Queues a command unless the queue is full (pushes that may be lost,
