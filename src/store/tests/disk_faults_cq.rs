@@ -3,9 +3,9 @@
 //! file is trusted, and every acknowledged message is read back — from
 //! memory, from the consume-queue files, and after a reopen.
 
-use super::disk_faults::{fault_cfg, nth, reopen_and_check};
+use super::disk_faults::{nth, on_faulty_store, reopen_and_check};
 use super::*;
-use crate::store::faults::{DiskFaults, DiskOp, Fault, FaultRule};
+use crate::store::faults::{DiskOp, Fault, FaultRule};
 
 fn stored_checkpoint(d: &Path) -> checkpoint::Checkpoint {
     checkpoint::Checkpoint::load(d)
@@ -32,13 +32,9 @@ fn failed_consume_queue_write_keeps_the_old_checkpoint_and_is_written_again() {
     for fault in [Fault::Enospc, Fault::ShortWrite, Fault::Eio] {
         let dir = tmp();
         let d = dir.path().to_path_buf();
-        run_on_executor("cq-write", {
+        on_faulty_store("cq-write", &d, FlushMode::Sync, {
             let d = d.clone();
-            move || async move {
-                let faults = DiskFaults::new();
-                let (store, _) = MessageStore::open(fault_cfg(&d, FlushMode::Sync, &faults))
-                    .await
-                    .unwrap();
+            move |store, faults| async move {
                 put_acked(&store, 0, 30).await;
                 store.checkpoint().await.unwrap();
                 let before = stored_checkpoint(&d);
@@ -75,21 +71,14 @@ fn failed_consume_queue_write_keeps_the_old_checkpoint_and_is_written_again() {
 fn crash_after_a_short_consume_queue_write_rebuilds_the_queue_from_the_log() {
     let dir = tmp();
     let d = dir.path().to_path_buf();
-    run_on_executor("cq-short", {
-        let d = d.clone();
-        move || async move {
-            let faults = DiskFaults::new();
-            let (store, _) = MessageStore::open(fault_cfg(&d, FlushMode::Sync, &faults))
-                .await
-                .unwrap();
-            put_acked(&store, 0, 20).await;
-            store.checkpoint().await.unwrap();
-            put_acked(&store, 20, 55).await; // 35 entries: the short write ends mid-entry
-            faults.add(FaultRule::new(DiskOp::CqWrite, Fault::ShortWrite));
-            assert!(store.checkpoint().await.is_err());
-            assert_eq!(faults.injected(DiskOp::CqWrite), 1);
-            // crash: the consume-queue file ends in half an entry
-        }
+    on_faulty_store("cq-short", &d, FlushMode::Sync, move |store, faults| async move {
+        put_acked(&store, 0, 20).await;
+        store.checkpoint().await.unwrap();
+        put_acked(&store, 20, 55).await; // 35 entries: the short write ends mid-entry
+        faults.add(FaultRule::new(DiskOp::CqWrite, Fault::ShortWrite));
+        assert!(store.checkpoint().await.is_err());
+        assert_eq!(faults.injected(DiskOp::CqWrite), 1);
+        // crash: the consume-queue file ends in half an entry
     });
     run_on_executor("cq-short-2", {
         let d = d.clone();
@@ -110,13 +99,9 @@ fn failed_consume_queue_fdatasync_stops_checkpoints_until_a_restart() {
     for fault in [Fault::Eio, Fault::Enospc] {
         let dir = tmp();
         let d = dir.path().to_path_buf();
-        run_on_executor("cq-sync", {
+        on_faulty_store("cq-sync", &d, FlushMode::Sync, {
             let d = d.clone();
-            move || async move {
-                let faults = DiskFaults::new();
-                let (store, _) = MessageStore::open(fault_cfg(&d, FlushMode::Sync, &faults))
-                    .await
-                    .unwrap();
+            move |store, faults| async move {
                 put_acked(&store, 0, 30).await;
                 store.checkpoint().await.unwrap();
                 let before = stored_checkpoint(&d);
@@ -172,13 +157,9 @@ fn failed_checkpoint_store_keeps_the_old_checkpoint_and_leaves_no_temporary_file
     for (op, fault) in cases {
         let dir = tmp();
         let d = dir.path().to_path_buf();
-        run_on_executor("ckpt", {
+        on_faulty_store("ckpt", &d, FlushMode::Sync, {
             let d = d.clone();
-            move || async move {
-                let faults = DiskFaults::new();
-                let (store, _) = MessageStore::open(fault_cfg(&d, FlushMode::Sync, &faults))
-                    .await
-                    .unwrap();
+            move |store, faults| async move {
                 put_acked(&store, 0, 20).await;
                 store.checkpoint().await.unwrap();
                 let before = stored_checkpoint(&d);
