@@ -131,14 +131,22 @@ pub async fn register_all(shard: &Shard, clients: &mut [RemotingClient], version
 }
 
 /// The registration loop of shard 0.
-pub async fn run(shard: Rc<Shard>) {
+///
+/// `first_round` is told when the first round of registrations has been
+/// tried (whatever its outcome), so that start-up can report ready only
+/// once clients can find the broker through the name servers that answer.
+pub async fn run(shard: Rc<Shard>, first_round: futures::channel::oneshot::Sender<()>) {
     let Some(ctl) = &shard.controller else { return };
     let mut clients: Vec<RemotingClient> = shard.cfg.namesrv_addrs.iter().map(RemotingClient::new).collect();
     let mut version = 1u64;
+    let mut first_round = Some(first_round);
     loop {
         let seen = ctl.topics_changed.generation();
         version += 1;
         register_all(&shard, &mut clients, version).await;
+        if let Some(tx) = first_round.take() {
+            let _ = tx.send(());
+        }
         let period = shard.cfg.register_namesrv_period;
         future::or(ctl.topics_changed.changed_since(seen), glommio::timer::sleep(period)).await;
     }

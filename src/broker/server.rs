@@ -34,6 +34,10 @@ use super::metadata::{self, Metadata};
 use super::service::BrokerService;
 use super::shard::Shard;
 
+/// How long start-up waits for the first round of name-server
+/// registrations before it reports ready anyway.
+const REGISTERED_WAIT: Duration = Duration::from_secs(5);
+
 /// What the shard mesh carries.
 type ShardEnvelope = Envelope<Request, Reply, Event>;
 
@@ -381,8 +385,14 @@ async fn run_shard(
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         glommio::spawn_local(accept_loop(shard.clone(), l, view, policy.clone())).detach();
     }
+    // Shard 0 registers with the name servers before it reports ready (at
+    // most REGISTERED_WAIT: a name server that does not answer is retried
+    // every registration period, not waited for).
+    let mut registered = None;
     if k == 0 {
-        glommio::spawn_local(super::registration::run(shard.clone())).detach();
+        let (tx, rx) = futures::channel::oneshot::channel();
+        glommio::spawn_local(super::registration::run(shard.clone(), tx)).detach();
+        registered = Some(rx);
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
         }
@@ -407,6 +417,19 @@ async fn run_shard(
         }
     })
     .detach();
+    if let Some(rx) = registered {
+        let first = async {
+            let _ = rx.await;
+            true
+        };
+        let waited = async {
+            glommio::timer::sleep(REGISTERED_WAIT).await;
+            false
+        };
+        if !futures_lite::future::or(first, waited).await {
+            log::warn!("shard {k}: the first registration with the name servers took over {REGISTERED_WAIT:?}; ready without it (retried in the background)");
+        }
+    }
     let _ = report.send(Report::Ready);
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
