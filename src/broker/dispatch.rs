@@ -265,13 +265,7 @@ pub fn on_envelope(shard: &Rc<Shard>, env: Envelope<Request, Reply, Event>) {
         }
         Envelope::Reply { id, rep } => shard.mesh.complete(id, rep),
         Envelope::Event(Event::Metadata(m)) => shard.install(m),
-        Envelope::Event(Event::Push { conn, cmd }) => shard.push(conn, cmd),
-        Envelope::Event(Event::Defer { conn }) => {
-            if let Some((out, _)) = shard.conns.borrow().get(&conn) {
-                out.defer();
-            }
-        }
-        Envelope::Event(Event::Deliver { conn, cmd }) => shard.deliver_here(conn, cmd),
+        Envelope::Event(Event::Conn { conn, op }) => shard.on_conn(conn, op),
         Envelope::Event(Event::ConnClosed(client)) => {
             let shard = shard.clone();
             glommio::spawn_local(async move {

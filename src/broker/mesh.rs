@@ -94,15 +94,22 @@ pub enum Reply {
 pub enum Event {
     /// A new metadata snapshot from the controller.
     Metadata(Arc<Metadata>),
-    /// A command for one of the receiving shard's connections.
-    Push { conn: u64, cmd: RemotingCommand },
-    /// A reply to a request of one of the receiving shard's connections
-    /// will come later (a parked long-poll pull).
-    Defer { conn: u64 },
-    /// That reply.
-    Deliver { conn: u64, cmd: RemotingCommand },
+    /// Something for one of the receiving shard's connections.
+    Conn { conn: u64, op: ConnOp },
     /// For the controller: a client connection closed.
     ConnClosed(ClientRef),
+}
+
+/// What a shard does to one of its client connections for another shard
+/// (or for itself: [`super::shard::Shard::to_conn`] takes both roads).
+pub enum ConnOp {
+    /// Queue a broker → client command (dropped if the queue is full).
+    Push(RemotingCommand),
+    /// A reply to one of the connection's requests will come later (a
+    /// parked long-poll pull): the connection is not idle meanwhile.
+    Defer,
+    /// That reply.
+    Deliver(RemotingCommand),
 }
 
 /// One queue as its owner shard sees it (for admin statistics).

@@ -17,6 +17,7 @@ use crate::runtime::mesh::ClientRef;
 use crate::store::{GetResult, GetStatus, TagFilter};
 
 use super::long_poll::Parked;
+use super::mesh::ConnOp;
 use super::metadata::{self, perm, Metadata};
 use super::reply::error;
 use super::shard::Shard;
@@ -49,7 +50,7 @@ pub async fn answer_parked(shard: Rc<Shard>) {
             glommio::spawn_local(async move {
                 let client = p.client.clone();
                 if let Some(reply) = run(&shard, p.cmd, &client, Pass::Parked).await {
-                    shard.deliver(&client, reply).await;
+                    shard.to_conn(client.shard, client.conn, ConnOp::Deliver(reply)).await;
                 }
             })
             .detach();
@@ -105,7 +106,7 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
                 shard
                     .pulls
                     .park(Parked::new(cmd, client.clone(), h.topic.clone(), qid), hold);
-                shard.defer(client).await;
+                shard.to_conn(client.shard, client.conn, ConnOp::Defer).await;
                 return None;
             }
         }

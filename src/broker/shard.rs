@@ -19,7 +19,7 @@ use crate::store::MessageStore;
 use super::consumer_offsets::ConsumerOffsets;
 use super::controller::{Controller, Host};
 use super::long_poll::LongPolls;
-use super::mesh::{Event, Reply, Request, ShardMesh};
+use super::mesh::{ConnOp, Event, Reply, Request, ShardMesh};
 use super::metadata::Metadata;
 
 pub struct Shard {
@@ -103,52 +103,27 @@ impl Shard {
         r
     }
 
-    /// Queues a command on one of this shard's connections.
-    pub fn push(&self, conn: u64, cmd: RemotingCommand) {
-        if let Some((out, _)) = self.conns.borrow().get(&conn) {
-            out.try_push(cmd);
-        }
-    }
-
-    /// Queues a command on a client connection of any shard.
-    pub async fn push_to(&self, client: &ClientRef, cmd: RemotingCommand) {
-        if client.shard == self.id {
-            self.push(client.conn, cmd);
+    /// Does `op` to connection `conn` of shard `to`: here when it is this
+    /// shard, through the mesh otherwise.
+    pub async fn to_conn(&self, to: u16, conn: u64, op: ConnOp) {
+        if to == self.id {
+            self.on_conn(conn, op);
         } else {
-            self.mesh
-                .send(client.shard, Event::Push { conn: client.conn, cmd })
-                .await;
+            self.mesh.send(to, Event::Conn { conn, op }).await;
         }
     }
 
-    /// Tells a client's connection (on any shard) that the reply to one of
-    /// its requests will come later, by [`Shard::deliver`].
-    pub async fn defer(&self, client: &ClientRef) {
-        if client.shard == self.id {
-            if let Some((out, _)) = self.conns.borrow().get(&client.conn) {
-                out.defer();
+    /// Does `op` to one of this shard's connections (gone: nothing to do).
+    pub fn on_conn(&self, conn: u64, op: ConnOp) {
+        let Some(out) = self.conns.borrow().get(&conn).map(|(o, _)| o.clone()) else {
+            return;
+        };
+        match op {
+            ConnOp::Push(cmd) => {
+                out.try_push(cmd);
             }
-        } else {
-            self.mesh.send(client.shard, Event::Defer { conn: client.conn }).await;
-        }
-    }
-
-    /// Delivers a deferred reply to a client's connection (on any shard).
-    pub async fn deliver(&self, client: &ClientRef, cmd: RemotingCommand) {
-        if client.shard == self.id {
-            self.deliver_here(client.conn, cmd);
-        } else {
-            self.mesh
-                .send(client.shard, Event::Deliver { conn: client.conn, cmd })
-                .await;
-        }
-    }
-
-    /// Delivers a deferred reply to one of this shard's connections.
-    pub fn deliver_here(&self, conn: u64, cmd: RemotingCommand) {
-        let out = self.conns.borrow().get(&conn).map(|(o, _)| o.clone());
-        if let Some(out) = out {
-            out.deliver(cmd);
+            ConnOp::Defer => out.defer(),
+            ConnOp::Deliver(cmd) => out.deliver(cmd),
         }
     }
 
@@ -186,10 +161,6 @@ impl Host for Shard {
     }
 
     async fn push(&self, shard: u16, conn: u64, cmd: RemotingCommand) {
-        if shard == self.id {
-            Shard::push(self, conn, cmd);
-        } else {
-            self.mesh.send(shard, Event::Push { conn, cmd }).await;
-        }
+        self.to_conn(shard, conn, ConnOp::Push(cmd)).await
     }
 }
