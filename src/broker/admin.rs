@@ -84,11 +84,8 @@ fn ok_body(cmd: &RemotingCommand, body: Vec<u8>) -> Option<RemotingCommand> {
 }
 
 fn topic_not_exist(cmd: &RemotingCommand, topic: &str) -> Option<RemotingCommand> {
-    error(
-        cmd,
-        response::TOPIC_NOT_EXIST,
-        format!("topic[{topic}] not exist, apply first please!"),
-    )
+    let (code, remark) = super::reply::topic_not_exist(topic);
+    error(cmd, code, remark)
 }
 
 /// This shard's rows for its queues of `topics` and, with `group_topics`,
@@ -288,10 +285,7 @@ pub async fn reset_here(
     force: bool,
 ) -> Result<Vec<(u32, u64)>, (i32, String)> {
     let Some(info) = shard.topic(topic) else {
-        return Err((
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{topic}] not exist, apply first please!"),
-        ));
+        return Err(super::reply::topic_not_exist(topic));
     };
     let mut out: Vec<(u32, u64)> = Vec::new();
     for qid in info.owned_by(shard.id) {

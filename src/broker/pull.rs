@@ -118,10 +118,7 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
 /// remark to answer.
 fn admit(meta: &Metadata, h: &PullMessageRequestHeader) -> Result<(u32, TagFilter), (i32, String)> {
     let Some(info) = meta.topic(&h.topic) else {
-        return Err((
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", h.topic),
-        ));
+        return Err(super::reply::topic_not_exist(&h.topic));
     };
     if info.perm & perm::READ == 0 {
         return Err((

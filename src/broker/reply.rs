@@ -15,3 +15,19 @@ pub fn not_supported(req: &RemotingCommand) -> Option<RemotingCommand> {
         request::not_supported_remark(req.code),
     )
 }
+
+/// TOPIC_NOT_EXIST with the Java broker's remark.
+pub fn topic_not_exist(topic: &str) -> (i32, String) {
+    topic_not_exist_because(topic, "")
+}
+
+/// TOPIC_NOT_EXIST with the Java broker's remark and why (e.g. auto-creation
+/// is off).
+pub fn topic_not_exist_because(topic: &str, why: &str) -> (i32, String) {
+    let mut remark = format!("topic[{topic}] not exist, apply first please!");
+    if !why.is_empty() {
+        remark.push(' ');
+        remark.push_str(why);
+    }
+    (response::TOPIC_NOT_EXIST, remark)
+}

@@ -154,9 +154,9 @@ async fn ensure_topic(
     }
     let retry = topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX);
     if !retry && !shard.cfg.auto_create_topic_enable {
-        return Err(Some((
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{topic}] not exist, apply first please! autoCreateTopicEnable is false"),
+        return Err(Some(super::reply::topic_not_exist_because(
+            topic,
+            "autoCreateTopicEnable is false",
         )));
     }
     let done = match &shard.controller {

@@ -9,7 +9,7 @@ use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::View;
 
 use super::super::metadata::{self, perm, TopicInfo};
-use super::super::reply::error;
+use super::super::reply::{error, topic_not_exist_because};
 use super::{Controller, Host};
 
 impl Controller {
@@ -122,12 +122,7 @@ impl Controller {
             if topics.contains_key(topic) {
                 return Ok(());
             }
-            let not_exist = |why: String| {
-                Err((
-                    response::TOPIC_NOT_EXIST,
-                    format!("topic[{topic}] not exist, apply first please! {why}"),
-                ))
-            };
+            let not_exist = |why: String| Err(topic_not_exist_because(topic, &why));
             let Some(tbw) = topics.get(metadata::AUTO_CREATE_TOPIC_KEY) else {
                 return not_exist(format!(
                     "the default topic {} does not exist",
