@@ -130,6 +130,7 @@ fn message(body: &Bytes, queue_id: u32) -> MessageInput {
         reconsume_times: 0,
         prepared_transaction_offset: 0,
         tags_code: 2598919, // javaStringHashCode("TagA")
+        mark: None,
     }
 }
 

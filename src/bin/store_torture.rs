@@ -131,6 +131,7 @@ fn main() {
                         reconsume_times: 0,
                         prepared_transaction_offset: 0,
                         tags_code: 0,
+                        mark: None,
                     };
                     let r = store.put(msg).await;
                     match r.status {

@@ -355,6 +355,7 @@ fn build(
             reconsume_times: h.reconsume_times.unwrap_or(0),
             prepared_transaction_offset: 0,
             tags_code,
+            mark: None,
         },
         uniq,
     ))

@@ -25,7 +25,9 @@ use super::error::StoreError;
 use super::notify::Notify;
 use super::position::{LogOffset, PhysicalOffset};
 use super::reader::{self, GetResult, TagFilter};
-use super::record::{encode_record, MessageInput, RecordView, StoreStamp};
+use super::record::{
+    encode_record, property_of, Mark, MessageInput, RecordView, StoreStamp, DUE_PROPERTY, MARK_TOPIC, SCHEDULE_TOPIC,
+};
 use super::recovery::{self, RecoveryReport, Refusal};
 use super::retention::{self, DiskUsage};
 
@@ -440,6 +442,14 @@ impl MessageStore {
             } else {
                 0
             };
+            if let Some(mark) = m.mark {
+                let qi = queues.get_or_create(MARK_TOPIC, mark.queue, 0);
+                queues.queues[qi].push(CqEntry {
+                    pos: rec_pos,
+                    size,
+                    tags_code: mark.value,
+                });
+            }
             first_offset.get_or_insert(queue_offset);
             let phys = PhysicalOffset::new(shard, LogOffset(rec_pos));
             let stamp = StoreStamp {
@@ -575,6 +585,18 @@ impl MessageStore {
             next += v.len() as u64;
             out.extend(v);
         }
+    }
+
+    /// Up to `count` consume-queue entries of a queue from `offset`, only
+    /// visible ones (durable, in SYNC_FLUSH mode); fewer at the end.
+    pub async fn queue_entries(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        count: usize,
+    ) -> Result<Vec<CqEntry>, StoreError> {
+        self.entries(topic, queue_id, offset, count).await
     }
 
     /// The whole record stored at a physical offset (view by message id).
@@ -843,6 +865,16 @@ fn dispatch_recovered(
     rebuilding: bool,
     problems: &mut Vec<String>,
 ) -> Result<(), Refusal> {
+    // The mark first: a record's mark is dispatched whatever its own queue
+    // does with it (a half message is not indexed, its mark still is).
+    if let Some(mark) = Mark::of_properties(v.properties) {
+        let qi = table.get_or_create(MARK_TOPIC, mark.queue, 0);
+        table.queues[qi].push(CqEntry {
+            pos,
+            size: v.total_size,
+            tags_code: mark.value,
+        });
+    }
     if is_prepared_or_rollback(v.sys_flag) {
         return Ok(());
     }
@@ -876,7 +908,11 @@ fn dispatch_recovered(
         problems.push(format!("{what}; queue restarted"));
         *q = ConsumeQueue::new(q.topic.clone(), v.queue_id, v.queue_offset, v.queue_offset);
     }
-    let tags_code = tags_code_of(v.properties);
+    let tags_code = if topic == SCHEDULE_TOPIC {
+        due_of(v.properties)
+    } else {
+        tags_code_of(v.properties)
+    };
     q.push(CqEntry {
         pos,
         size: v.total_size,
@@ -887,17 +923,17 @@ fn dispatch_recovered(
 
 /// `javaStringHashCode(TAGS)` read back from stored properties.
 fn tags_code_of(props: &[u8]) -> i64 {
-    for pair in props.split(|&b| b == 2) {
-        if let Some(sep) = pair.iter().position(|&b| b == 1) {
-            if &pair[..sep] == b"TAGS" {
-                let Ok(tag) = std::str::from_utf8(&pair[sep + 1..]) else {
-                    return 0;
-                };
-                return crate::protocol::java_string_hash(tag) as i64;
-            }
-        }
-    }
-    0
+    property_of(props, b"TAGS")
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .map_or(0, |tag| crate::protocol::java_string_hash(tag) as i64)
+}
+
+/// The due time of a scheduled record (its schedule-queue `tags_code`).
+fn due_of(props: &[u8]) -> i64 {
+    property_of(props, DUE_PROPERTY.as_bytes())
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

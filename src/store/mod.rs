@@ -57,11 +57,15 @@ pub mod write_state;
 
 pub use commit_log::CommitLog;
 pub use config::{DiskFullPolicy, FlushMode, StoreConfig};
+pub use consume_queue::CqEntry;
 pub use error::StoreError;
 pub use message_store::{Boundary, MessageStore, PutResult, PutStatus};
 pub use position::{LogOffset, PhysicalOffset};
 pub use reader::{GetResult, GetStatus, TagFilter};
-pub use record::MessageInput;
+pub use record::{
+    Mark, MessageInput, RecordView, DUE_PROPERTY, MARK_PROPERTY, MARK_QUEUE_TIMER, MARK_QUEUE_TRANSACTION, MARK_TOPIC,
+    SCHEDULE_TOPIC,
+};
 pub use write_state::ReadOnlyReason;
 
 #[cfg(test)]

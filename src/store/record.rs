@@ -80,6 +80,72 @@ pub struct MessageInput {
     /// `javaStringHashCode(TAGS)` or 0 (message.md §8); kept in the
     /// consume-queue entry for broker-side tag filtering.
     pub tags_code: i64,
+    /// A second consume-queue entry for this record, in an internal queue
+    /// ([`Mark`]). The properties must carry the same mark
+    /// ([`Mark::property`]) so that recovery re-dispatches it.
+    pub mark: Option<Mark>,
+}
+
+/// Internal topic whose queues hold the *marks*: a second consume-queue
+/// entry for a record, dispatched with it (at put and at recovery) and
+/// pointing at it, with `tags_code` = the mark's value.
+///
+/// A mark makes "this record exists" and "this event happened" one fact:
+/// the broker's timer writes a due message with a mark naming the
+/// scheduled entry it delivers, so after a crash the delivered set is
+/// exactly the mark queue (no record without its mark, no mark without its
+/// record). Mark queue ids name the subsystem ([`MARK_QUEUE_TIMER`]).
+pub const MARK_TOPIC: &str = "rmq_sys_SHARDMQ_MARK";
+/// Property carrying a record's mark: `"<queue>:<value>"`.
+pub const MARK_PROPERTY: &str = "__SMQ_MARK";
+/// Mark queue of the timer: value = offset of the delivered entry in the
+/// schedule queue.
+pub const MARK_QUEUE_TIMER: u32 = 0;
+/// Mark queue of transactions: value = queue offset of the resolved half
+/// message.
+pub const MARK_QUEUE_TRANSACTION: u32 = 1;
+
+/// Internal topic of scheduled (delayed) messages: queue 0 of each shard's
+/// store, one entry per scheduled record, `tags_code` = due time in ms
+/// (property `TIMER_OUT_MS`, re-read at recovery).
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Property holding a scheduled record's due time (ms since the epoch).
+pub const DUE_PROPERTY: &str = "TIMER_OUT_MS";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub queue: u32,
+    pub value: i64,
+}
+
+impl Mark {
+    /// The property pair (without separators) that carries this mark.
+    pub fn property(&self) -> String {
+        format!("{}:{}", self.queue, self.value)
+    }
+
+    /// The mark a stored property string carries, if any.
+    pub fn of_properties(props: &[u8]) -> Option<Mark> {
+        let v = property_of(props, MARK_PROPERTY.as_bytes())?;
+        let v = std::str::from_utf8(v).ok()?;
+        let (q, val) = v.split_once(':')?;
+        Some(Mark {
+            queue: q.parse().ok()?,
+            value: val.parse().ok()?,
+        })
+    }
+}
+
+/// The value of `key` in an encoded property string (message.md §2).
+pub fn property_of<'a>(props: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    for pair in props.split(|&b| b == 2) {
+        if let Some(sep) = pair.iter().position(|&b| b == 1) {
+            if &pair[..sep] == key {
+                return Some(&pair[sep + 1..]);
+            }
+        }
+    }
+    None
 }
 
 impl MessageInput {
@@ -191,9 +257,48 @@ pub struct RecordView<'a> {
     pub sys_flag: i32,
     pub born_timestamp: i64,
     pub store_timestamp: i64,
+    pub flag: i32,
+    pub born_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub prepared_transaction_offset: i64,
     pub body: &'a [u8],
     pub topic: &'a [u8],
     pub properties: &'a [u8],
+}
+
+impl RecordView<'_> {
+    /// The record as a message to store again (same body, flag, born
+    /// information and properties; the store assigns the rest).
+    pub fn to_input(&self) -> Option<MessageInput> {
+        let topic = std::str::from_utf8(self.topic).ok()?;
+        Some(MessageInput {
+            topic: topic.to_owned(),
+            queue_id: self.queue_id,
+            flag: self.flag,
+            body: bytes::Bytes::copy_from_slice(self.body),
+            properties: bytes::Bytes::copy_from_slice(self.properties),
+            sys_flag: self.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6),
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: self.prepared_transaction_offset,
+            tags_code: 0,
+            mark: None,
+        })
+    }
+}
+
+/// A host field (IPv4: 4 + 4 bytes, IPv6: 16 + 4) at `at`.
+fn host_at(rec: &[u8], at: usize, v6: bool) -> Option<SocketAddr> {
+    if v6 {
+        let b: [u8; 16] = rec.get(at..at + 16)?.try_into().ok()?;
+        let port = be_u32(rec, at + 16)?;
+        Some(SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::from(b)), port as u16))
+    } else {
+        let b: [u8; 4] = rec.get(at..at + 4)?.try_into().ok()?;
+        let port = be_u32(rec, at + 4)?;
+        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(b)), port as u16))
+    }
 }
 
 /// What [`check_record`] found at a position.
@@ -267,6 +372,15 @@ fn decode_fields(rec: &[u8], expected_pos: Option<u64>, verify_crc: bool) -> Rec
     ) else {
         return RecordCheck::Invalid("truncated header");
     };
+    let reconsume_pos = store_ts_pos + 8 + store_len;
+    let (Some(flag), Some(born_host), Some(reconsume_times), Some(prepared)) = (
+        get32(16),
+        host_at(rec, BORN_HOST_POS, sys_flag & SYSFLAG_BORNHOST_V6 != 0),
+        get32(reconsume_pos),
+        get64(reconsume_pos + 4),
+    ) else {
+        return RecordCheck::Invalid("truncated header");
+    };
     if let Some(pos) = expected_pos {
         if physical_offset != pos {
             return RecordCheck::Invalid("physical offset does not match position");
@@ -314,6 +428,10 @@ fn decode_fields(rec: &[u8], expected_pos: Option<u64>, verify_crc: bool) -> Rec
         sys_flag,
         born_timestamp: born_ts as i64,
         store_timestamp: store_ts as i64,
+        flag: flag as i32,
+        born_host,
+        reconsume_times: reconsume_times as i32,
+        prepared_transaction_offset: prepared as i64,
         body,
         topic: &rec[topic_start..topic_end],
         properties: &rec[props_start..props_end],
@@ -362,6 +480,7 @@ mod tests {
             reconsume_times: 0,
             prepared_transaction_offset: 0,
             tags_code: 2598919,
+            mark: None,
         };
         let stamp = StoreStamp {
             queue_offset: 7,

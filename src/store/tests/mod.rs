@@ -43,6 +43,7 @@ fn msg(topic: &str, queue_id: u32, body: Vec<u8>, tag: Option<&str>) -> MessageI
         reconsume_times: 0,
         prepared_transaction_offset: 0,
         tags_code,
+        mark: None,
     }
 }
 
@@ -177,4 +178,5 @@ mod cleaning;
 mod disk_faults;
 mod disk_faults_cq;
 mod faults;
+mod marks;
 mod review;
