@@ -73,6 +73,42 @@ pub struct BrokerConfig {
     /// requests a shard runs at once, over all its connections; a
     /// connection waits (stops reading) while it is spent.
     pub request_budget: u64,
+    /// `messageDelayLevel`: the delay of each level, 1-based (RocketMQ's
+    /// default "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h").
+    pub message_delay_levels: Vec<Duration>,
+    /// `timerMaxDelaySec`: the longest delay a message may ask for
+    /// (default 30 days); longer is refused with MESSAGE_ILLEGAL.
+    pub timer_max_delay: Duration,
+    /// `timerMaxInMemory`: scheduled entries a shard keeps in memory (the
+    /// next due ones); the rest wait on disk.
+    pub timer_max_in_memory: usize,
+}
+
+/// RocketMQ's `messageDelayLevel` default.
+pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+
+/// Parses a `messageDelayLevel` string: space-separated durations with a
+/// unit suffix s, m, h or d.
+pub fn parse_delay_levels(text: &str) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let (num, unit) = word.split_at(word.len().saturating_sub(1));
+        let secs_per = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("{word:?}: expected a number with unit s, m, h or d")),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{word:?}: expected a number with unit s, m, h or d"))?;
+        out.push(Duration::from_secs(n.saturating_mul(secs_per)));
+    }
+    if out.is_empty() || out.len() > 64 {
+        return Err("expected 1 to 64 levels".into());
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +162,9 @@ impl Default for BrokerConfig {
             max_connections_per_address: 1_000,
             inbound_frame_budget: 256 << 20,
             request_budget: 64 << 20,
+            message_delay_levels: parse_delay_levels(DEFAULT_DELAY_LEVELS).unwrap_or_default(),
+            timer_max_delay: Duration::from_secs(30 * 86_400),
+            timer_max_in_memory: 1_000_000,
         }
     }
 }
@@ -258,6 +297,11 @@ impl BrokerConfig {
                 "maxConnectionsPerAddress" => c.max_connections_per_address = positive(k, v)?,
                 "inboundFrameBudgetBytes" => c.inbound_frame_budget = positive(k, v)?,
                 "requestBudgetBytes" => c.request_budget = positive(k, v)?,
+                "messageDelayLevel" => {
+                    c.message_delay_levels = parse_delay_levels(v).map_err(|why| invalid(k, v, &why))?;
+                }
+                "timerMaxDelaySec" => c.timer_max_delay = Duration::from_secs(positive(k, v)?),
+                "timerMaxInMemory" => c.timer_max_in_memory = positive(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

@@ -31,6 +31,7 @@ pub mod server;
 pub mod service;
 pub mod shard;
 pub mod stats;
+pub mod timer;
 
 #[cfg(test)]
 mod tests;

@@ -28,12 +28,13 @@ use crate::protocol::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEP
 use crate::protocol::SendHeaderView;
 use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId, Properties, RemotingCommand};
 use crate::runtime::mesh::ClientRef;
-use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus};
+use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, DUE_PROPERTY, MARK_PROPERTY, SCHEDULE_TOPIC};
 
 use super::mesh::{unexpected, Reply, Request};
 use super::metadata::{self, perm, TopicInfo};
 use super::reply::error;
 use super::shard::Shard;
+use super::timer::due;
 
 thread_local! {
     static NEXT_QUEUE: Cell<usize> = const { Cell::new(0) };
@@ -232,6 +233,13 @@ async fn store_messages(
         };
         let mut msgs = Vec::with_capacity(entries.len());
         for e in entries {
+            if might_be_delayed(&String::from_utf8_lossy(&e.properties)) {
+                return error(
+                    cmd,
+                    response::MESSAGE_ILLEGAL,
+                    "a batch cannot carry delayed or scheduled messages (DELAY, TIMER_*, __STARTDELIVERTIME): send them one by one",
+                );
+            }
             if e.body.len() > max {
                 return error(
                     cmd,
@@ -261,11 +269,24 @@ async fn store_messages(
                 format!("message body size exceeds the max {max}"),
             );
         }
-        let (m, u) = match build(shard, h, qid, born, h.flag, cmd.body.clone(), header_props) {
+        let (mut m, mut u) = match build(shard, h, qid, born, h.flag, cmd.body.clone(), header_props) {
             Ok(v) => v,
             Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
         };
+        let due = match delivery_time(shard, header_props) {
+            Ok(d) => d,
+            Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
+        };
+        if let Some(due) = due {
+            match scheduled(m, due) {
+                Ok((s, range)) => (m, u) = (s, range),
+                Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
+            }
+        }
         stored = shard.store.put_batch(std::slice::from_ref(&m), wait).await;
+        if due.is_some() && stored.status == PutStatus::Ok {
+            shard.timer.wake.notify_all();
+        }
         single = Some((m, u));
     }
     let uniq = match &single {
@@ -292,9 +313,54 @@ async fn store_messages(
         }
         PutStatus::FlushFailed(m) => return error(cmd, response::SYSTEM_ERROR, format!("flush failed: {m}")),
     };
-    shard.pulls.wake(h.topic, qid);
+    if single.as_ref().is_none_or(|(m, _)| m.topic != SCHEDULE_TOPIC) {
+        shard.pulls.wake(h.topic, qid);
+    }
     let reply = RemotingCommand::response_to(cmd, code, None);
     Some(reply.with_ext_fields(reply_header(shard, &stored, qid, uniq)))
+}
+
+/// Whether a property string may ask for a delay (a cheap test before
+/// [`delivery_time`] parses it).
+fn might_be_delayed(props: &str) -> bool {
+    props.contains("DELAY") || props.contains("TIMER_") || props.contains(due::START_DELIVER_TIME)
+}
+
+/// When a message with the client's properties `props` is due: `None` for
+/// now (see [`due::due_time`]).
+fn delivery_time(shard: &Shard, props: &str) -> Result<Option<i64>, String> {
+    if !might_be_delayed(props) {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    due::due_time(props, now, &shard.cfg.message_delay_levels, shard.cfg.timer_max_delay)
+}
+
+/// `m` as a scheduled record for the timer: stored in the shard's schedule
+/// queue with its real topic and queue and its due time (store.md §5;
+/// [`super::timer`]). Properties a client set for those keys are replaced,
+/// so a message cannot be redirected by its sender. Returns the range of
+/// the UNIQ_KEY in the new properties.
+pub fn scheduled(mut m: MessageInput, due: i64) -> Result<(MessageInput, Range<usize>), String> {
+    let mut p = Properties::parse_bytes(&m.properties);
+    p.insert(keys::REAL_TOPIC, m.topic.clone()).map_err(|e| e.to_string())?;
+    p.insert(keys::REAL_QUEUE_ID, m.queue_id.to_string())
+        .map_err(|e| e.to_string())?;
+    p.insert(DUE_PROPERTY, due.to_string()).map_err(|e| e.to_string())?;
+    p.remove(MARK_PROPERTY);
+    let encoded = p.encode();
+    if encoded.len() > i16::MAX as usize {
+        return Err(format!("the message properties length {} exceeds 32767", encoded.len()));
+    }
+    let uniq = properties::find(&encoded, keys::UNIQ_KEY).map_or(0..0, |u| range_in(&encoded, u));
+    m.properties = Bytes::from(encoded);
+    m.topic = SCHEDULE_TOPIC.to_owned();
+    m.queue_id = 0;
+    m.tags_code = due;
+    m.mark = None;
+    Ok((m, uniq))
 }
 
 /// `SendMessageResponseHeader`, written in place: msgId (offset message
@@ -373,7 +439,9 @@ fn build(
 /// the parse-and-encode path.
 fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
     let cluster = shard.cfg.broker_cluster_name.as_str();
+    // A client cannot forge the store's marks (store::record::Mark).
     let appendable = properties::find(props, keys::CLUSTER).is_none()
+        && properties::find(props, MARK_PROPERTY).is_none()
         && !cluster.is_empty()
         && !cluster.contains(PROPERTY_SEPARATOR);
     if !appendable {
@@ -434,6 +502,7 @@ fn push_key(out: &mut String, key: &str) {
 /// [`stored_properties`] by parsing and re-encoding.
 fn rebuilt_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
     let mut p = Properties::parse(props);
+    p.remove(MARK_PROPERTY);
     if p.get(keys::UNIQ_KEY).is_none() {
         let id = shard.uniq.borrow_mut().next_id();
         p.insert(keys::UNIQ_KEY, id).map_err(|e| e.to_string())?;

@@ -34,6 +34,8 @@ pub struct Shard {
     pub pulls: LongPolls,
     pub uniq: RefCell<UniqIdGenerator>,
     pub metrics: crate::metrics::ShardMetrics,
+    /// Delayed and scheduled messages of this shard's queues.
+    pub timer: super::timer::Timer,
     /// Shard 0 only.
     pub controller: Option<Controller>,
 }
@@ -48,7 +50,9 @@ impl Shard {
         controller: Option<Controller>,
     ) -> Shard {
         let offsets = ConsumerOffsets::load(&store.dir());
+        let timer = super::timer::Timer::new(&store.dir(), cfg.timer_max_in_memory);
         Shard {
+            timer,
             id,
             uniq: RefCell::new(UniqIdGenerator::new(cfg.broker_ip1)),
             cfg,

@@ -126,6 +126,10 @@ pub(super) struct Inner {
     /// Set when syncing consume-queue files failed: checkpoints stop until
     /// a restart (see [`MessageStore::checkpoint`]).
     checkpoints_stopped: RefCell<Option<String>>,
+    /// Lowest log offset a user of the store still needs (the broker's
+    /// timer: its undelivered scheduled records); expiry keeps segments
+    /// from there on. `u64::MAX`: nothing pinned.
+    pub(super) pin: Cell<u64>,
 }
 
 #[derive(Clone)]
@@ -260,6 +264,7 @@ impl MessageStore {
             checkpoint_busy: Cell::new(false),
             checkpoint_done: Notify::default(),
             checkpoints_stopped: RefCell::new(None),
+            pin: Cell::new(u64::MAX),
             cfg,
         });
         let store = MessageStore { inner };
@@ -324,10 +329,6 @@ impl MessageStore {
         &self.inner.log
     }
 
-    pub(super) fn is_stopping(&self) -> bool {
-        self.inner.stopping.get()
-    }
-
     /// Sleeps for `d`, or less if the store begins to shut down.
     pub(super) async fn sleep_unless_stopping(&self, d: Duration) {
         let seen = self.inner.stop_signal.generation();
@@ -346,6 +347,17 @@ impl MessageStore {
     /// `diskFullPolicy=deleteOldest` since open.
     pub fn forced_deletions(&self) -> u64 {
         self.inner.forced_deletions.get()
+    }
+
+    /// Keeps every segment holding log offsets from `pos` on out of
+    /// expiry (`fileReservedTime`); see the module docs of `retention`.
+    pub fn pin_log(&self, pos: u64) {
+        self.inner.pin.set(pos);
+    }
+
+    /// Shutting down: puts are refused from now on.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.get()
     }
 
     pub fn is_disk_full(&self) -> bool {

@@ -14,7 +14,10 @@
 //!   so this is where a full disk is caught early;
 //! * deletes segments whose newest message is older than
 //!   `fileReservedTime` (judged by the file's modification time, as
-//!   RocketMQ does), oldest first, never the active segment;
+//!   RocketMQ does), oldest first, never the active segment, and never
+//!   one holding a log offset at or above the store's pin (the broker's
+//!   timer pins its oldest undelivered scheduled record: a 30-day delay
+//!   outlives a 72-hour retention);
 //! * never deletes a segment that recovery could still need: one ending
 //!   above the `log_pos` of the last checkpoint stored on disk. When only
 //!   that stands in the way, it takes a checkpoint first;
@@ -147,6 +150,11 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
         let bases = store.log().segment_bases();
         let Some(&oldest) = bases.first() else { break };
         if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time).await {
+            break;
+        }
+        if bases[1] > store.inner.pin.get() {
+            // It holds a record still needed (a scheduled message not yet
+            // delivered): kept past its retention.
             break;
         }
         if delete_oldest(store).await?.is_none() {
