@@ -195,7 +195,7 @@ async fn topic_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Remoting
     ok_body(&cmd, table.encode())
 }
 
-async fn group_info(shard: &Rc<Shard>, group: &str) -> GroupInfo {
+pub async fn group_info(shard: &Rc<Shard>, group: &str) -> GroupInfo {
     if let Some(c) = &shard.controller {
         return c.group_info(group);
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::metrics::{QueueLag, ShardSnapshot};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::{ClientRef, Mesh, View};
+use crate::store::{MessageInput, PhysicalOffset};
 
 use super::metadata::Metadata;
 
@@ -67,6 +68,10 @@ pub enum Request {
         default_queue_nums: i32,
         view: View,
     },
+    /// Store a message the broker makes (a retry, a dead letter, a resend
+    /// of one) on the owner of its queue: at once, or scheduled for `due`
+    /// (ms) through that shard's timer.
+    Store { msg: MessageInput, due: Option<i64> },
 }
 
 /// The answer to a [`Request`] (the variant of the same name).
@@ -84,6 +89,15 @@ pub enum Reply {
     GroupInfo(GroupInfo),
     /// Done, or the code and remark to answer.
     Done(Result<(), (i32, String)>),
+    /// Where a [`Request::Store`] put the message, or the code and remark.
+    Stored(Result<Stored, (i32, String)>),
+}
+
+/// Where a message the broker made was stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored {
+    pub queue_offset: u64,
+    pub position: PhysicalOffset,
 }
 
 /// One-way messages.
@@ -128,13 +142,26 @@ pub struct QueueRow {
 }
 
 /// What the controller knows of a consumer group.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct GroupInfo {
     /// It has a subscription group config or an online consumer.
     pub known: bool,
     pub online: bool,
     /// Topics its consumers subscribe to.
     pub topics: Vec<String>,
+    /// `retryMaxTimes` of its subscription group config (16 without one).
+    pub retry_max_times: i32,
+}
+
+impl Default for GroupInfo {
+    fn default() -> GroupInfo {
+        GroupInfo {
+            known: false,
+            online: false,
+            topics: Vec::new(),
+            retry_max_times: super::metadata::DEFAULT_RETRY_MAX_TIMES,
+        }
+    }
 }
 
 /// A reply of the wrong kind: a bug between shards, reported, never a panic.

@@ -30,6 +30,8 @@ pub mod perm {
 pub const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
 pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+/// `SubscriptionGroupConfig.retryMaxTimes` default (store.md §6).
+pub const DEFAULT_RETRY_MAX_TIMES: i32 = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

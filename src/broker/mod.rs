@@ -26,6 +26,7 @@ pub mod pull;
 pub mod query;
 pub mod registration;
 pub mod reply;
+pub mod retry;
 pub mod send;
 pub mod server;
 pub mod service;

@@ -45,6 +45,20 @@ pub async fn handle(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &Client
         Ok(h) => h,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
+    if let Some(group) = h.topic.strip_prefix(metadata::RETRY_GROUP_TOPIC_PREFIX) {
+        if !h.is_batch() && cmd.code != request::SEND_BATCH_MESSAGE {
+            let (group, times, max, v2) = (
+                group.to_owned(),
+                h.reconsume_times.unwrap_or(0),
+                h.max_reconsume_times,
+                h.v2,
+            );
+            if let Some(dlq) = super::retry::redirect_to_dlq(shard, &group, times, max).await {
+                to_dlq(&mut cmd, v2, &dlq);
+                return Box::pin(handle(shard, cmd, client)).await;
+            }
+        }
+    }
     if let Some(reply) = check_topic(&cmd, h.topic) {
         return reply;
     }
@@ -65,6 +79,22 @@ pub async fn handle(shard: &Rc<Shard>, mut cmd: RemotingCommand, client: &Client
     let key = h.queue_key();
     cmd.ext_fields.insert_display(key, qid);
     super::dispatch::run_on(shard, owner, cmd, client).await
+}
+
+/// Rewrites a send to a retry topic into one to the group's DLQ (queue 0,
+/// no delay), as the Java broker does for a message consumed too often.
+fn to_dlq(cmd: &mut RemotingCommand, v2: bool, dlq: &str) {
+    let (topic_key, queue_key, props_key) = if v2 {
+        ("b", "e", "i")
+    } else {
+        ("topic", "queueId", "properties")
+    };
+    let mut p = Properties::parse(cmd.ext_str(props_key).unwrap_or(""));
+    p.remove(keys::DELAY);
+    let props = p.encode();
+    cmd.ext_fields.insert(topic_key, dlq);
+    cmd.ext_fields.insert(queue_key, "0");
+    cmd.ext_fields.insert(props_key, &props);
 }
 
 /// The queue a send goes to and its owner shard, or the error to answer.
@@ -153,7 +183,8 @@ async fn ensure_topic(
     if let Some(t) = shard.topic(topic) {
         return Ok(t);
     }
-    let retry = topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX);
+    let retry =
+        topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(metadata::DLQ_GROUP_TOPIC_PREFIX);
     if !retry && !shard.cfg.auto_create_topic_enable {
         return Err(Some(super::reply::topic_not_exist_because(
             topic,
@@ -328,7 +359,7 @@ fn might_be_delayed(props: &str) -> bool {
 
 /// When a message with the client's properties `props` is due: `None` for
 /// now (see [`due::due_time`]).
-fn delivery_time(shard: &Shard, props: &str) -> Result<Option<i64>, String> {
+pub fn delivery_time(shard: &Shard, props: &str) -> Result<Option<i64>, String> {
     if !might_be_delayed(props) {
         return Ok(None);
     }

@@ -91,10 +91,18 @@ impl Controller {
                 .map(|(_, t)| t.clone()),
         );
         let online = live.is_some_and(|g| !g.channels.is_empty());
+        let sub_groups = self.sub_groups.borrow();
+        let config = sub_groups.get(group);
         GroupInfo {
-            known: online || self.sub_groups.borrow().contains_key(group),
+            known: online || config.is_some(),
             online,
             topics: topics.into_iter().collect(),
+            retry_max_times: config
+                .and_then(|c| c.get("retryMaxTimes"))
+                .and_then(Value::as_i64)
+                .map_or(metadata::DEFAULT_RETRY_MAX_TIMES, |n| {
+                    n.clamp(0, i32::MAX as i64) as i32
+                }),
         }
     }
 

@@ -114,7 +114,8 @@ impl Controller {
         view: View,
     ) -> Result<(), (i32, String)> {
         metadata::validate_topic(topic).map_err(|e| (response::INVALID_PARAMETER, e))?;
-        if topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) {
+        if topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(metadata::DLQ_GROUP_TOPIC_PREFIX)
+        {
             return self.create_retry_topic(host, topic).await;
         }
         let info = {
@@ -159,14 +160,15 @@ impl Controller {
         Ok(())
     }
 
-    /// A retry topic (`%RETRY%<group>`), one queue, created on first use.
+    /// A retry or dead-letter topic (`%RETRY%<group>`, `%DLQ%<group>`): one
+    /// queue, read and write (store.md §6), created on first use.
     pub(super) async fn create_retry_topic(&self, host: &impl Host, topic: &str) -> Result<(), (i32, String)> {
         if self.topics.borrow().contains_key(topic) {
             return Ok(());
         }
         let t = metadata::new_topic(topic, 1, 1, perm::READ | perm::WRITE, self.shard_count);
         self.change_topic(host, topic, Some(Arc::new(t))).await?;
-        log::info!("retry topic {topic} created");
+        log::info!("retry/dead-letter topic {topic} created");
         Ok(())
     }
 
