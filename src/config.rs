@@ -82,6 +82,18 @@ pub struct BrokerConfig {
     /// `timerMaxInMemory`: scheduled entries a shard keeps in memory (the
     /// next due ones); the rest wait on disk.
     pub timer_max_in_memory: usize,
+    /// `transactionTimeOut` (ms): a half message is first checked this long
+    /// after it was stored (default 6 s).
+    pub transaction_timeout: Duration,
+    /// `transactionCheckInterval` (ms): time between two checks of one
+    /// transaction (default 30 s, RocketMQ 5).
+    pub transaction_check_interval: Duration,
+    /// `transactionCheckMax`: checks before an unknown transaction is
+    /// rolled back (default 15).
+    pub transaction_check_max: u32,
+    /// `transactionMaxOpen`: open transactions per shard before half
+    /// messages are refused with SYSTEM_BUSY.
+    pub transaction_max_open: usize,
 }
 
 /// RocketMQ's `messageDelayLevel` default.
@@ -165,6 +177,10 @@ impl Default for BrokerConfig {
             message_delay_levels: parse_delay_levels(DEFAULT_DELAY_LEVELS).unwrap_or_default(),
             timer_max_delay: Duration::from_secs(30 * 86_400),
             timer_max_in_memory: 1_000_000,
+            transaction_timeout: Duration::from_secs(6),
+            transaction_check_interval: Duration::from_secs(30),
+            transaction_check_max: 15,
+            transaction_max_open: 1_000_000,
         }
     }
 }
@@ -302,6 +318,10 @@ impl BrokerConfig {
                 }
                 "timerMaxDelaySec" => c.timer_max_delay = Duration::from_secs(positive(k, v)?),
                 "timerMaxInMemory" => c.timer_max_in_memory = positive(k, v)?,
+                "transactionTimeOut" => c.transaction_timeout = Duration::from_millis(positive(k, v)?),
+                "transactionCheckInterval" => c.transaction_check_interval = Duration::from_millis(positive(k, v)?),
+                "transactionCheckMax" => c.transaction_check_max = number(k, v)?,
+                "transactionMaxOpen" => c.transaction_max_open = positive(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

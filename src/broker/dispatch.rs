@@ -74,6 +74,12 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
     if is_controller_code(cmd.code) {
         return run_on(shard, 0, cmd, client).await;
     }
+    if cmd.code == request::END_TRANSACTION {
+        let owner = super::transaction::owner_of(&cmd)
+            .filter(|s| *s < shard.shard_count())
+            .unwrap_or(shard.id);
+        return run_on(shard, owner, cmd, client).await;
+    }
     if cmd.code == request::CONSUMER_SEND_MSG_BACK {
         let owner = super::retry::owner_of(&cmd)
             .filter(|s| *s < shard.shard_count())
@@ -219,6 +225,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd, client).await,
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
         request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd).await,
+        request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd).await,
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
         | request::GET_MAX_OFFSET
@@ -340,5 +347,8 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
             Err(e) => Err(e),
         }),
         Request::Store { msg, due } => Reply::Stored(super::retry::store_here(shard, msg, due).await),
+        Request::ProducerChannel { group } => {
+            Reply::Channel(controller().ok().and_then(|c| c.producer_channel(&group)))
+        }
     }
 }

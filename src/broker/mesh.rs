@@ -72,6 +72,9 @@ pub enum Request {
     /// of one) on the owner of its queue: at once, or scheduled for `due`
     /// (ms) through that shard's timer.
     Store { msg: MessageInput, due: Option<i64> },
+    /// Controller: one live connection of a producer group (for a
+    /// transaction check), round robin.
+    ProducerChannel { group: String },
 }
 
 /// The answer to a [`Request`] (the variant of the same name).
@@ -91,6 +94,8 @@ pub enum Reply {
     Done(Result<(), (i32, String)>),
     /// Where a [`Request::Store`] put the message, or the code and remark.
     Stored(Result<Stored, (i32, String)>),
+    /// (shard, connection) of a producer, if one is online.
+    Channel(Option<(u16, u64)>),
 }
 
 /// Where a message the broker made was stored.

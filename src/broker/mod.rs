@@ -33,6 +33,7 @@ pub mod service;
 pub mod shard;
 pub mod stats;
 pub mod timer;
+pub mod transaction;
 
 #[cfg(test)]
 mod tests;

@@ -264,7 +264,15 @@ async fn store_messages(
         };
         let mut msgs = Vec::with_capacity(entries.len());
         for e in entries {
-            if might_be_delayed(&String::from_utf8_lossy(&e.properties)) {
+            let entry_props = String::from_utf8_lossy(&e.properties);
+            if super::transaction::is_half(&entry_props, h.sys_flag, 0) {
+                return error(
+                    cmd,
+                    response::MESSAGE_ILLEGAL,
+                    "a batch cannot carry transactional messages",
+                );
+            }
+            if might_be_delayed(&entry_props) {
                 return error(
                     cmd,
                     response::MESSAGE_ILLEGAL,
@@ -304,19 +312,34 @@ async fn store_messages(
             Ok(v) => v,
             Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
         };
+        let half = super::transaction::is_half(header_props, h.sys_flag, h.reconsume_times.unwrap_or(0));
         let due = match delivery_time(shard, header_props) {
+            // A transaction's delay applies when it commits.
+            Ok(_) if half => None,
             Ok(d) => d,
             Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
         };
-        if let Some(due) = due {
+        if half {
+            match super::transaction::half(shard, m, h.producer_group) {
+                Ok(hm) => {
+                    m = hm;
+                    u = uniq_range(&m.properties);
+                }
+                Err((code, why)) => return error(cmd, code, why),
+            }
+        } else if let Some(due) = due {
             match scheduled(m, due) {
                 Ok((s, range)) => (m, u) = (s, range),
                 Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
             }
         }
         stored = shard.store.put_batch(std::slice::from_ref(&m), wait).await;
-        if due.is_some() && stored.status == PutStatus::Ok {
-            shard.timer.wake.notify_all();
+        if stored.status == PutStatus::Ok {
+            if half {
+                shard.tx.wake.notify_all();
+            } else if due.is_some() {
+                shard.timer.wake.notify_all();
+            }
         }
         single = Some((m, u));
     }
@@ -344,7 +367,10 @@ async fn store_messages(
         }
         PutStatus::FlushFailed(m) => return error(cmd, response::SYSTEM_ERROR, format!("flush failed: {m}")),
     };
-    if single.as_ref().is_none_or(|(m, _)| m.topic != SCHEDULE_TOPIC) {
+    if single
+        .as_ref()
+        .is_none_or(|(m, _)| m.topic != SCHEDULE_TOPIC && m.topic != super::transaction::HALF_TOPIC)
+    {
         shard.pulls.wake(h.topic, qid);
     }
     let reply = RemotingCommand::response_to(cmd, code, None);
@@ -518,6 +544,12 @@ fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>
 fn range_in(whole: &str, part: &str) -> Range<usize> {
     let at = part.as_ptr() as usize - whole.as_ptr() as usize;
     at..at + part.len()
+}
+
+/// Where the UNIQ_KEY value sits in an encoded property string.
+fn uniq_range(props: &Bytes) -> Range<usize> {
+    let text = std::str::from_utf8(props).unwrap_or("");
+    properties::find(text, keys::UNIQ_KEY).map_or(0..0, |u| range_in(text, u))
 }
 
 /// A range of a property string that was built from a `String`.

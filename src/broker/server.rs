@@ -366,6 +366,7 @@ async fn run_shard(
     ));
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
+    glommio::spawn_local(super::transaction::run(shard.clone())).detach();
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

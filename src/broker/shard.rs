@@ -36,6 +36,8 @@ pub struct Shard {
     pub metrics: crate::metrics::ShardMetrics,
     /// Delayed and scheduled messages of this shard's queues.
     pub timer: super::timer::Timer,
+    /// Transactional (half) messages of this shard's queues.
+    pub tx: super::transaction::Transactions,
     /// Shard 0 only.
     pub controller: Option<Controller>,
 }
@@ -51,8 +53,10 @@ impl Shard {
     ) -> Shard {
         let offsets = ConsumerOffsets::load(&store.dir());
         let timer = super::timer::Timer::new(&store.dir(), cfg.timer_max_in_memory);
+        let tx = super::transaction::Transactions::new(&store.dir());
         Shard {
             timer,
+            tx,
             id,
             uniq: RefCell::new(UniqIdGenerator::new(cfg.broker_ip1)),
             cfg,

@@ -242,6 +242,21 @@ impl Controller {
         Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body.to_string().into_bytes()))
     }
 
+    /// One live connection of a producer group, taking turns (transaction
+    /// checks go to one producer of the group).
+    pub fn producer_channel(&self, group: &str) -> Option<ChannelKey> {
+        let producers = self.producers.borrow();
+        let channels = producers.get(group)?;
+        if channels.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<ChannelKey> = channels.keys().copied().collect();
+        keys.sort_unstable();
+        let turn = self.producer_turn.get();
+        self.producer_turn.set(turn.wrapping_add(1));
+        Some(keys[turn % keys.len()])
+    }
+
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED to every channel of the group.
     pub(super) async fn notify_group(&self, host: &impl Host, group: &str) {
         let mut cmd = RemotingCommand::new_request(request::NOTIFY_CONSUMER_IDS_CHANGED).with_oneway();

@@ -1,0 +1,748 @@
+//! Transactional messages (store.md §7, codes.md §2.4, README §6).
+//!
+//! * A half message (property `TRAN_MSG=true`, sysFlag PREPARED) is stored
+//!   on the shard that owns its target queue, in that shard's half queue
+//!   ([`HALF_TOPIC`]/0) with `REAL_TOPIC`, `REAL_QID` and
+//!   `__transactionId__`. The send answers the half record's offset id and
+//!   half-queue offset, which END_TRANSACTION names back.
+//! * END_TRANSACTION (37) runs on that shard (its `commitLogOffset` names
+//!   it). COMMIT stores the real message; ROLLBACK stores a small op record
+//!   in [`OP_TOPIC`]. Either record carries a [`Mark`] with the half-queue
+//!   offset: the resolution and its record are one fact, so after kill -9 a
+//!   transaction is resolved iff its mark is there — a committed message is
+//!   delivered once, a rolled-back one never, a second END_TRANSACTION for
+//!   the same half is refused.
+//! * Open transactions older than `transactionTimeOut` (or the message's
+//!   `CHECK_IMMUNITY_TIME_IN_SECONDS`, which uses up no check) are checked
+//!   every `transactionCheckInterval`: CHECK_TRANSACTION_STATE (39, oneway)
+//!   goes to one live connection of the producer group. After
+//!   `transactionCheckMax` checks (attempts: a group with no producer
+//!   online uses them up too) the transaction is rolled back and logged.
+//! * At most `transactionMaxOpen` open (and recently resolved) transactions
+//!   per shard: a half message beyond that is refused with SYSTEM_BUSY.
+//!
+//! # Durable state
+//! `<shard dir>/transactions` (temp file, fsync, rename):
+//! `shardmq-tx 1 <low> <marks_from>` then one `<half offset> <checks>` line
+//! per open transaction that was checked. `low`: every half below it is
+//! resolved; `marks_from`: every mark of a half at or above `low` is at or
+//! above it. At start the marks from `marks_from` on are read back and the
+//! half queue is scanned from `low`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::protocol::codes::{request, response};
+use crate::protocol::properties::{keys, Properties};
+use crate::protocol::sys_flag::{
+    with_transaction_type, TRANSACTION_COMMIT_TYPE, TRANSACTION_NOT_TYPE, TRANSACTION_PREPARED_TYPE,
+    TRANSACTION_TYPE_MASK,
+};
+use crate::protocol::{java_string_hash, OffsetMessageId, RemotingCommand};
+use crate::store::notify::Notify;
+use crate::store::record::{check_record, encode_record, RecordCheck, StoreStamp};
+use crate::store::{
+    LogOffset, Mark, MessageInput, PhysicalOffset, PutStatus, MARK_PROPERTY, MARK_QUEUE_TRANSACTION, MARK_TOPIC,
+};
+
+use super::mesh::{ConnOp, Reply, Request};
+use super::reply::error;
+use super::shard::Shard;
+
+pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
+const TRANSACTION_ID: &str = "__transactionId__";
+const CHECK_IMMUNITY: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
+const STATE_FILE: &str = "transactions";
+const MAGIC: &str = "shardmq-tx 1";
+const TICK: Duration = Duration::from_millis(200);
+const SCAN_CHUNK: usize = 1024;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, Clone)]
+struct Open {
+    pos: u64,
+    group: String,
+    stored: i64,
+    checks: u32,
+    next_check: i64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Half-queue entries below this were scanned into `open`/`resolved`.
+    scanned: u64,
+    open: BTreeMap<u64, Open>,
+    /// Resolutions being written.
+    resolving: HashMap<u64, ()>,
+    /// Resolved halves at or above `low`, with a lower bound of their
+    /// mark's offset.
+    resolved: BTreeMap<u64, u64>,
+    /// Check counts restored at start, applied when the scan finds them.
+    restored_checks: HashMap<u64, u32>,
+    started: bool,
+    dirty: bool,
+    committed: u64,
+    rolled_back: u64,
+}
+
+/// One shard's open transactions ([`run`] drives the checks).
+pub struct Transactions {
+    dir: PathBuf,
+    st: RefCell<State>,
+    pub wake: Notify,
+}
+
+/// An open transaction as `shardmq admin` shows it.
+#[derive(Debug, Clone)]
+pub struct OpenTx {
+    pub group: String,
+    pub half_offset: u64,
+    pub age_ms: i64,
+    pub checks: u32,
+}
+
+impl Transactions {
+    pub fn new(store_dir: &std::path::Path) -> Transactions {
+        Transactions {
+            dir: store_dir.to_path_buf(),
+            st: RefCell::new(State::default()),
+            wake: Notify::default(),
+        }
+    }
+
+    /// Open transactions, oldest first (at most `limit`).
+    pub fn list(&self, limit: usize) -> (usize, Vec<OpenTx>) {
+        let st = self.st.borrow();
+        let now = now_ms();
+        let v = st
+            .open
+            .iter()
+            .take(limit)
+            .map(|(h, o)| OpenTx {
+                group: o.group.clone(),
+                half_offset: *h,
+                age_ms: now - o.stored,
+                checks: o.checks,
+            })
+            .collect();
+        (st.open.len(), v)
+    }
+
+    pub fn counts(&self) -> (u64, u64) {
+        let st = self.st.borrow();
+        (st.committed, st.rolled_back)
+    }
+
+    fn tracked(&self) -> usize {
+        let st = self.st.borrow();
+        st.open.len() + st.resolved.len() + st.resolving.len()
+    }
+}
+
+/// Whether a send is a half message (Java's rule: `TRAN_MSG=true`, except
+/// a retried one with a delay level, which clients < 4.6.1 re-sent).
+pub fn is_half(props: &str, sys_flag: i32, reconsume_times: i32) -> bool {
+    let prepared = crate::protocol::properties::find(props, keys::TRANSACTION_PREPARED)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let delayed = crate::protocol::properties::find(props, keys::DELAY).is_some_and(|d| d != "0");
+    (prepared || sys_flag & TRANSACTION_TYPE_MASK == TRANSACTION_PREPARED_TYPE) && !(reconsume_times > 0 && delayed)
+}
+
+/// `m` (built by the send path) as a half record; `Err` is the reply.
+pub fn half(shard: &Shard, mut m: MessageInput, group: &str) -> Result<MessageInput, (i32, String)> {
+    let max = shard.cfg.transaction_max_open;
+    if shard.tx.tracked() >= max {
+        return Err((
+            response::SYSTEM_BUSY,
+            format!("too many open transactions on this shard (transactionMaxOpen {max}); try again later"),
+        ));
+    }
+    let mut p = Properties::parse_bytes(&m.properties);
+    super::retry::strip_internal(&mut p);
+    let set =
+        |p: &mut Properties, k: &str, v: String| p.insert(k, v).map_err(|e| (response::MESSAGE_ILLEGAL, e.to_string()));
+    set(&mut p, keys::REAL_TOPIC, m.topic.clone())?;
+    set(&mut p, keys::REAL_QUEUE_ID, m.queue_id.to_string())?;
+    let uniq = p.get(keys::UNIQ_KEY).unwrap_or_default().to_owned();
+    set(&mut p, TRANSACTION_ID, uniq)?;
+    if p.get(keys::PRODUCER_GROUP).is_none_or(str::is_empty) {
+        set(&mut p, keys::PRODUCER_GROUP, group.to_owned())?;
+    }
+    let encoded = p.encode();
+    if encoded.len() > i16::MAX as usize {
+        return Err((
+            response::MESSAGE_ILLEGAL,
+            "the message properties exceed 32767 bytes".into(),
+        ));
+    }
+    m.properties = Bytes::from(encoded);
+    m.topic = HALF_TOPIC.to_owned();
+    m.queue_id = 0;
+    m.sys_flag = with_transaction_type(m.sys_flag, TRANSACTION_NOT_TYPE);
+    m.tags_code = 0;
+    m.mark = None;
+    Ok(m)
+}
+
+/// The shard that stores the half message END_TRANSACTION names.
+pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
+    let raw = cmd.ext_i64("commitLogOffset").ok().flatten()?;
+    PhysicalOffset::decode(raw).map(|p| p.shard())
+}
+
+/// END_TRANSACTION (37). Usually oneway: the remark of an error is logged
+/// then (a client that asks for a reply gets it).
+pub async fn end_transaction(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    match end_inner(shard, &cmd).await {
+        Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
+        Err((code, remark)) => {
+            if cmd.is_oneway() {
+                log::warn!("END_TRANSACTION refused ({code}): {remark}");
+            }
+            error(&cmd, code, remark)
+        }
+    }
+}
+
+async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(), (i32, String)> {
+    let bad = |e: crate::protocol::HeaderError| (response::INVALID_PARAMETER, e.to_string());
+    let group = cmd.required_str("producerGroup").map_err(bad)?;
+    let table_offset = cmd.required_i64("tranStateTableOffset").map_err(bad)?;
+    let offset = cmd.required_i64("commitLogOffset").map_err(bad)?;
+    let kind = cmd.required_i32("commitOrRollback").map_err(bad)?;
+    let commit = match kind {
+        0 => return Ok(()), // unknown: the check will ask again
+        8 => true,
+        12 => false,
+        k => {
+            return Err((
+                response::INVALID_PARAMETER,
+                format!("commitOrRollback {k} is not 0 (unknown), 8 (commit) or 12 (rollback)"),
+            ))
+        }
+    };
+    let not_found = || {
+        (
+            response::SYSTEM_ERROR,
+            format!("find prepared transaction message failed: no half message at commitLogOffset {offset}"),
+        )
+    };
+    let pos = PhysicalOffset::decode(offset).ok_or_else(not_found)?;
+    let rec = shard
+        .store
+        .read_record(pos)
+        .await
+        .map_err(|e| {
+            (
+                response::SYSTEM_ERROR,
+                format!("read of commitLogOffset {offset} failed: {e}"),
+            )
+        })?
+        .ok_or_else(not_found)?;
+    let RecordCheck::Record(v) = check_record(&rec, None, false) else {
+        return Err(not_found());
+    };
+    if v.topic != HALF_TOPIC.as_bytes() {
+        return Err(not_found());
+    }
+    let props = Properties::parse_bytes(v.properties);
+    if props.get(keys::PRODUCER_GROUP) != Some(group) {
+        return Err((
+            response::SYSTEM_ERROR,
+            format!(
+                "the producer group {group} differs from the half message's {}",
+                props.get(keys::PRODUCER_GROUP).unwrap_or("")
+            ),
+        ));
+    }
+    if v.queue_offset as i64 != table_offset {
+        return Err((
+            response::SYSTEM_ERROR,
+            format!(
+                "tranStateTableOffset {table_offset} differs from the half message's {}",
+                v.queue_offset
+            ),
+        ));
+    }
+    let m = v.to_input().ok_or_else(|| {
+        (
+            response::SYSTEM_ERROR,
+            "the half message's topic is not UTF-8".to_string(),
+        )
+    })?;
+    resolve(shard, v.queue_offset, offset, m, commit).await
+}
+
+/// Writes the commit (the real message) or the rollback (an op record),
+/// each with the half's mark; refused when the half is already resolved or
+/// being resolved.
+async fn resolve(
+    shard: &Rc<Shard>,
+    half: u64,
+    half_pos: i64,
+    m: MessageInput,
+    commit: bool,
+) -> Result<(), (i32, String)> {
+    {
+        let mut st = shard.tx.st.borrow_mut();
+        if !st.started {
+            return Err((
+                response::SYSTEM_BUSY,
+                "transactions are still loading after a restart; the check will ask again".into(),
+            ));
+        }
+        if st.resolved.contains_key(&half) || st.resolving.contains_key(&half) || half < low(&st) {
+            return Err((
+                response::ILLEGAL_OPERATION,
+                format!("the transaction of half message {half} is already committed or rolled back"),
+            ));
+        }
+        st.resolving.insert(half, ());
+    }
+    let mark = Mark {
+        queue: MARK_QUEUE_TRANSACTION,
+        value: half as i64,
+    };
+    let mark_floor = shard
+        .store
+        .offsets(MARK_TOPIC, MARK_QUEUE_TRANSACTION)
+        .map_or(0, |o| o.1);
+    let built = if commit {
+        committed(shard, m, half_pos, mark)
+    } else {
+        Ok((rollback_record(m, half, mark), None))
+    };
+    let (msg, due) = match built {
+        Ok(v) => v,
+        Err(e) => {
+            shard.tx.st.borrow_mut().resolving.remove(&half);
+            return Err(e);
+        }
+    };
+    let (topic, qid) = (msg.topic.clone(), msg.queue_id);
+    let r = shard.store.put(msg).await;
+    let mut st = shard.tx.st.borrow_mut();
+    st.resolving.remove(&half);
+    match r.status {
+        PutStatus::Ok | PutStatus::FlushDiskTimeout | PutStatus::FlushFailed(_) => {
+            // FlushFailed: possibly stored; its mark decides after a restart.
+            st.open.remove(&half);
+            st.resolved.insert(half, mark_floor);
+            st.dirty = true;
+            if commit {
+                st.committed += 1;
+            } else {
+                st.rolled_back += 1;
+            }
+            drop(st);
+            if due.is_some() {
+                shard.timer.wake.notify_all();
+            } else if commit {
+                shard.pulls.wake(&topic, qid);
+            }
+            Ok(())
+        }
+        PutStatus::MessageIllegal(why) => Err((response::MESSAGE_ILLEGAL, why)),
+        PutStatus::ServiceNotAvailable(why) => Err((response::SERVICE_NOT_AVAILABLE, why)),
+        PutStatus::Busy => Err((response::SYSTEM_BUSY, "broker busy, the tail cache is full".into())),
+    }
+}
+
+/// The committed message: the half's real topic and queue, sysFlag COMMIT,
+/// `PREPARED_TRANSACTION_OFFSET` = the half's offset, the mark — scheduled
+/// when it asks for a delay, as the Java broker does.
+fn committed(
+    shard: &Shard,
+    mut m: MessageInput,
+    half_pos: i64,
+    mark: Mark,
+) -> Result<(MessageInput, Option<i64>), (i32, String)> {
+    let mut p = Properties::parse_bytes(&m.properties);
+    let topic = p
+        .get(keys::REAL_TOPIC)
+        .ok_or((response::SYSTEM_ERROR, "the half message has no REAL_TOPIC".to_string()))?
+        .to_owned();
+    let qid: u32 = p.get(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).ok_or((
+        response::SYSTEM_ERROR,
+        "the half message has no valid REAL_QID".to_string(),
+    ))?;
+    p.remove(keys::TRANSACTION_PREPARED);
+    super::retry::strip_internal(&mut p);
+    let due = super::send::delivery_time(shard, &p.encode()).map_err(|e| (response::MESSAGE_ILLEGAL, e))?;
+    m.tags_code = p.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
+    m.topic = topic;
+    m.queue_id = qid;
+    m.sys_flag = with_transaction_type(m.sys_flag, TRANSACTION_COMMIT_TYPE);
+    m.prepared_transaction_offset = half_pos;
+    if let Some(due) = due {
+        m.properties = Bytes::from(p.encode());
+        m = super::send::scheduled(m, due)
+            .map_err(|e| (response::MESSAGE_ILLEGAL, e))?
+            .0;
+        p = Properties::parse_bytes(&m.properties);
+    }
+    p.insert(MARK_PROPERTY, mark.property())
+        .map_err(|e| (response::MESSAGE_ILLEGAL, e.to_string()))?;
+    m.properties = Bytes::from(p.encode());
+    m.mark = Some(mark);
+    Ok((m, due))
+}
+
+/// The op record of a rollback: tag `d`, body = the half offset.
+fn rollback_record(half_msg: MessageInput, half: u64, mark: Mark) -> MessageInput {
+    let props = format!("TAGS\x01d\x02{MARK_PROPERTY}\x01{}\x02", mark.property());
+    MessageInput {
+        topic: OP_TOPIC.to_owned(),
+        queue_id: 0,
+        flag: 0,
+        body: Bytes::from(format!("{half},")),
+        properties: Bytes::from(props),
+        sys_flag: 0,
+        born_timestamp: now_ms(),
+        born_host: half_msg.born_host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        tags_code: java_string_hash("d") as i64,
+        mark: Some(mark),
+    }
+}
+
+fn low(st: &State) -> u64 {
+    let open = st.open.keys().next().copied();
+    let resolving = st.resolving.keys().min().copied();
+    [open, resolving].into_iter().flatten().min().unwrap_or(st.scanned)
+}
+
+/// Drives the shard's transactions: start-up, scanning new half messages,
+/// checks, rollback after the maximum, the state file.
+pub async fn run(shard: Rc<Shard>) {
+    if let Err(e) = start(&shard).await {
+        log::error!(
+            "shard {}: transactions cannot start: {e}; open transactions are not checked",
+            shard.id
+        );
+        return;
+    }
+    let mut last_save = std::time::Instant::now();
+    loop {
+        let seen = shard.tx.wake.generation();
+        if let Err(e) = scan(&shard).await {
+            log::error!("shard {}: scanning half messages failed: {e}", shard.id);
+        }
+        check(&shard).await;
+        if last_save.elapsed() >= Duration::from_millis(500) {
+            last_save = std::time::Instant::now();
+            if let Err(e) = save(&shard).await {
+                log::error!("shard {}: cannot save the transaction state: {e}", shard.id);
+            }
+        }
+        if shard.store.is_stopping() {
+            let _ = save(&shard).await;
+            return;
+        }
+        futures_lite::future::or(shard.tx.wake.changed_since(seen), glommio::timer::sleep(TICK)).await;
+    }
+}
+
+async fn start(shard: &Rc<Shard>) -> Result<(), String> {
+    let dir = shard.tx.dir.clone();
+    let text = crate::runtime::blocking::run(move || match std::fs::read_to_string(dir.join(STATE_FILE)) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", dir.join(STATE_FILE).display())),
+    })
+    .await?;
+    let (low, marks_from, checks) = match text {
+        Some(t) => parse_state(&t).ok_or_else(|| format!("{STATE_FILE}: not a transaction state file"))?,
+        None => (0, 0, HashMap::new()),
+    };
+    let mut resolved = BTreeMap::new();
+    let mut at = marks_from;
+    loop {
+        let e = shard
+            .store
+            .queue_entries(MARK_TOPIC, MARK_QUEUE_TRANSACTION, at, SCAN_CHUNK)
+            .await
+            .map_err(|e| e.to_string())?;
+        if e.is_empty() {
+            break;
+        }
+        for (i, m) in e.iter().enumerate() {
+            if m.tags_code as u64 >= low {
+                resolved.insert(m.tags_code as u64, at + i as u64);
+            }
+        }
+        at += e.len() as u64;
+    }
+    let mut st = shard.tx.st.borrow_mut();
+    st.scanned = low;
+    st.resolved = resolved;
+    st.restored_checks = checks;
+    st.started = true;
+    log::info!(
+        "shard {}: transactions open: scanning half messages from {low}, {} resolved above it",
+        shard.id,
+        st.resolved.len()
+    );
+    Ok(())
+}
+
+fn parse_state(text: &str) -> Option<(u64, u64, HashMap<u64, u32>)> {
+    let mut lines = text.lines();
+    let head = lines.next()?.strip_prefix(MAGIC)?;
+    let mut it = head.split_whitespace();
+    let low = it.next()?.parse().ok()?;
+    let marks_from = it.next()?.parse().ok()?;
+    let mut checks = HashMap::new();
+    for l in lines {
+        let (h, c) = l.split_once(' ')?;
+        checks.insert(h.parse().ok()?, c.parse().ok()?);
+    }
+    Some((low, marks_from, checks))
+}
+
+/// Takes new half messages into the open set.
+async fn scan(shard: &Rc<Shard>) -> Result<(), String> {
+    let timeout = shard.cfg.transaction_timeout.as_millis() as i64;
+    loop {
+        let from = shard.tx.st.borrow().scanned;
+        let entries = shard
+            .store
+            .queue_entries(HALF_TOPIC, 0, from, SCAN_CHUNK)
+            .await
+            .map_err(|e| e.to_string())?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut found = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let half = from + i as u64;
+            let rec = shard
+                .store
+                .read_record(PhysicalOffset::new(shard.id, LogOffset(e.pos)))
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(rec) = rec else {
+                log::error!("shard {}: half message {half} is not readable; not checked", shard.id);
+                continue;
+            };
+            let RecordCheck::Record(v) = check_record(&rec, None, false) else {
+                continue;
+            };
+            let p = Properties::parse_bytes(v.properties);
+            let immunity = p
+                .get(CHECK_IMMUNITY)
+                .and_then(|s| s.parse::<i64>().ok())
+                .map_or(0, |s| s.saturating_mul(1000));
+            found.push((
+                half,
+                Open {
+                    pos: e.pos,
+                    group: p.get(keys::PRODUCER_GROUP).unwrap_or_default().to_owned(),
+                    stored: v.store_timestamp,
+                    checks: 0,
+                    next_check: v.store_timestamp + timeout.max(immunity),
+                },
+            ));
+        }
+        let mut st = shard.tx.st.borrow_mut();
+        for (half, mut o) in found {
+            if st.resolved.contains_key(&half) || st.resolving.contains_key(&half) {
+                continue;
+            }
+            if let Some(c) = st.restored_checks.remove(&half) {
+                o.checks = c;
+            }
+            st.open.insert(half, o);
+        }
+        st.scanned = from + entries.len() as u64;
+        st.dirty = true;
+    }
+}
+
+/// Checks every open transaction that is due; rolls back those checked
+/// `transactionCheckMax` times.
+async fn check(shard: &Rc<Shard>) {
+    let now = now_ms();
+    let interval = shard.cfg.transaction_check_interval.as_millis() as i64;
+    let max = shard.cfg.transaction_check_max;
+    let due: Vec<(u64, Open)> = {
+        let st = shard.tx.st.borrow();
+        st.open
+            .iter()
+            .filter(|(h, o)| o.next_check <= now && !st.resolving.contains_key(h))
+            .take(1000)
+            .map(|(h, o)| (*h, o.clone()))
+            .collect()
+    };
+    for (half, o) in due {
+        if o.checks >= max {
+            log::warn!(
+                "shard {}: transaction of half message {half} (producer group {}) still unknown after {} checks: rolled back",
+                shard.id,
+                o.group,
+                o.checks
+            );
+            let rec = match shard
+                .store
+                .read_record(PhysicalOffset::new(shard.id, LogOffset(o.pos)))
+                .await
+            {
+                Ok(Some(r)) => r,
+                _ => continue,
+            };
+            let RecordCheck::Record(v) = check_record(&rec, None, false) else {
+                continue;
+            };
+            let Some(m) = v.to_input() else { continue };
+            let pos = PhysicalOffset::new(shard.id, LogOffset(o.pos)).0 as i64;
+            if let Err((code, why)) = resolve(shard, half, pos, m, false).await {
+                log::error!(
+                    "shard {}: rollback of half message {half} failed ({code}): {why}",
+                    shard.id
+                );
+            }
+            continue;
+        }
+        {
+            let mut st = shard.tx.st.borrow_mut();
+            if let Some(e) = st.open.get_mut(&half) {
+                e.checks += 1;
+                e.next_check = now + interval;
+            }
+            st.dirty = true;
+        }
+        if let Err(why) = send_check(shard, half, &o).await {
+            log::info!("shard {}: check of half message {half} not sent: {why}", shard.id);
+        }
+    }
+}
+
+/// CHECK_TRANSACTION_STATE to one live connection of the producer group.
+async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result<(), String> {
+    let channel = match &shard.controller {
+        Some(c) => c.producer_channel(&o.group),
+        None => match shard.ask(0, Request::ProducerChannel { group: o.group.clone() }).await {
+            Some(Reply::Channel(c)) => c,
+            _ => None,
+        },
+    };
+    let Some((to, conn)) = channel else {
+        return Err(format!("no producer of group {} is online", o.group));
+    };
+    let pos = PhysicalOffset::new(shard.id, LogOffset(o.pos));
+    let rec = shard
+        .store
+        .read_record(pos)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the half message is not readable")?;
+    let RecordCheck::Record(v) = check_record(&rec, None, false) else {
+        return Err("the half message does not decode".into());
+    };
+    let p = Properties::parse_bytes(v.properties);
+    let mut m = v.to_input().ok_or("the half message's topic is not UTF-8")?;
+    m.topic = p.get(keys::REAL_TOPIC).unwrap_or(HALF_TOPIC).to_owned();
+    m.queue_id = p.get(keys::REAL_QUEUE_ID).and_then(|q| q.parse().ok()).unwrap_or(0);
+    let mut body = Vec::with_capacity(rec.len() + 128);
+    let stamp = StoreStamp {
+        queue_offset: half,
+        physical_offset: pos,
+        store_timestamp: v.store_timestamp,
+    };
+    encode_record(&m, &stamp, &shard.store.config().store_host, &mut body);
+    let uniq = p.get(keys::UNIQ_KEY).unwrap_or_default();
+    let tx_id = p.get(TRANSACTION_ID).unwrap_or(uniq);
+    let offset_id = OffsetMessageId {
+        ip: shard.cfg.broker_ip1,
+        port: shard.store.config().store_host.port(),
+        commit_log_offset: pos.0 as i64,
+    }
+    .encode();
+    let mut cmd = RemotingCommand::new_request(request::CHECK_TRANSACTION_STATE).with_oneway();
+    cmd.ext_fields.insert("topic", &m.topic);
+    cmd.ext_fields.insert_display("tranStateTableOffset", half);
+    cmd.ext_fields.insert_display("commitLogOffset", pos.0);
+    cmd.ext_fields.insert("msgId", uniq);
+    cmd.ext_fields.insert("transactionId", tx_id);
+    cmd.ext_fields.insert("offsetMsgId", &offset_id);
+    cmd.ext_fields.insert("bname", &shard.cfg.broker_name);
+    shard.to_conn(to, conn, ConnOp::Push(cmd.with_body(body))).await;
+    Ok(())
+}
+
+/// Stores the state file when something changed; then forgets resolutions
+/// below `low`.
+async fn save(shard: &Rc<Shard>) -> Result<(), String> {
+    let mark_end = shard
+        .store
+        .offsets(MARK_TOPIC, MARK_QUEUE_TRANSACTION)
+        .map_or(0, |o| o.1);
+    let (low_saved, text) = {
+        let mut st = shard.tx.st.borrow_mut();
+        if !st.dirty {
+            return Ok(());
+        }
+        st.dirty = false;
+        let low = low(&st);
+        let marks_from = st
+            .resolved
+            .range(low..)
+            .map(|(_, m)| *m)
+            .min()
+            .unwrap_or(mark_end)
+            .min(mark_end);
+        let mut text = format!("{MAGIC} {low} {marks_from}\n");
+        for (h, o) in &st.open {
+            if o.checks > 0 {
+                text.push_str(&format!("{h} {}\n", o.checks));
+            }
+        }
+        (low, text)
+    };
+    let dir = shard.tx.dir.clone();
+    if let Err(e) = super::metadata::save(dir, STATE_FILE, text.into_bytes()).await {
+        shard.tx.st.borrow_mut().dirty = true;
+        return Err(e);
+    }
+    let mut st = shard.tx.st.borrow_mut();
+    st.resolved = st.resolved.split_off(&low_saved);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_messages_are_recognised_as_java_does() {
+        assert!(is_half("TRAN_MSG\x01true\x02PGROUP\x01g\x02", 4, 0));
+        assert!(is_half("TRAN_MSG\x01true\x02", 0, 0));
+        assert!(is_half("", 4, 0));
+        assert!(!is_half("TRAN_MSG\x01false\x02", 0, 0));
+        assert!(!is_half("TRAN_MSG\x01true\x02DELAY\x013\x02", 4, 1), "a retried one");
+        assert!(!is_half("KEYS\x01k\x02", 0, 0));
+    }
+
+    #[test]
+    fn state_file_round_trip() {
+        let (low, m, c) = parse_state("shardmq-tx 1 5 9\n7 3\n8 1\n").unwrap();
+        assert_eq!((low, m), (5, 9));
+        assert_eq!(c.get(&7), Some(&3));
+        assert_eq!(c.get(&8), Some(&1));
+        assert!(parse_state("shardmq-tx 1 5\n").is_none());
+        assert!(parse_state("nope").is_none());
+        assert!(parse_state("shardmq-tx 1 5 9\n7\n").is_none());
+    }
+}
