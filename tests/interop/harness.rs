@@ -42,7 +42,7 @@ pub fn interop_dir() -> PathBuf {
 
 /// The broker binary: this build's, or `SHARDMQ_BIN` (e.g. another
 /// revision's, to check that a test catches a bug).
-fn shardmq_bin() -> PathBuf {
+pub fn shardmq_bin() -> PathBuf {
     std::env::var_os("SHARDMQ_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shardmq")))
@@ -519,6 +519,13 @@ impl Client {
             broker.create_topic(topic);
         }
         Args::new(self, "consumer", broker, topic, group)
+    }
+
+    /// Another scenario program of this client (e.g. Java `txproducer`),
+    /// with the same common options as [`Client::producer`]; never creates
+    /// the topic.
+    pub fn program(self, script: &'static str, broker: &Broker, topic: &str, group: &str) -> Args {
+        Args::new(self, script, broker, topic, group)
     }
 }
 

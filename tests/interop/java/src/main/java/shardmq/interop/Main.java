@@ -1,10 +1,10 @@
 package shardmq.interop;
 
-/** Entry point: {@code java -jar shardmq-interop-java.jar producer|consumer --namesrv ... }. */
+/** Entry point: {@code java -jar shardmq-interop-java.jar producer|consumer|txproducer --namesrv ... }. */
 public final class Main {
     public static void main(String[] argv) throws Exception {
         if (argv.length == 0) {
-            Common.emit(Common.obj("event", "error", "stage", "args", "error", "usage: producer|consumer [options]"));
+            Common.emit(Common.obj("event", "error", "stage", "args", "error", "usage: producer|consumer|txproducer [options]"));
             Runtime.getRuntime().halt(2);
         }
         String[] rest = java.util.Arrays.copyOfRange(argv, 1, argv.length);
@@ -14,6 +14,9 @@ public final class Main {
                 break;
             case "consumer":
                 ConsumerScenario.main(rest);
+                break;
+            case "txproducer":
+                TxProducerScenario.main(rest);
                 break;
             default:
                 Common.emit(Common.obj("event", "error", "stage", "args", "error", "unknown program " + argv[0]));

@@ -9,6 +9,7 @@ import org.apache.rocketmq.client.impl.producer.TopicPublishInfo;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
 import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageAccessor;
 import org.apache.rocketmq.common.message.MessageQueue;
 
 /**
@@ -25,6 +26,15 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * {@link #everyQueue}). The topic is never created here: a new topic is
  * auto-created by the broker through the TBW102 route, as Java does.
  *
+ * <p>Delayed messages (--mode sync): --delay-level L sets Message.setDelayTimeLevel(L) (property
+ * DELAY); --deliver-at-ms-from-now D sets property TIMER_DELIVER_MS = now + D
+ * (absolute ms, "now" taken just before that message's send), --delay-sec S
+ * property TIMER_DELAY_SEC = S, --delay-ms D property TIMER_DELAY_MS = D. 4.9.x has
+ * no setDeliverTimeMs / setDelayTimeSec: the properties are put with
+ * MessageAccessor.putProperty, as 5.x clients put them on the wire. Each "sent"
+ * event carries sendStartMs / sendEndMs (System.currentTimeMillis() just before
+ * and just after send()) and deliverAtMs when TIMER_DELIVER_MS was set.
+ *
  * <p>Output (JSON lines): {"event":"started"}, one {"event":"sent",...} per message
  * with msgId (the client's UNIQ_KEY), offsetMsgId (the broker's), queueId
  * ("brokerName:queueId" of the SendResult's queue), brokerName, qid, queueOffset,
@@ -35,7 +45,8 @@ final class ProducerScenario {
     private static final String USAGE = "usage: producer --namesrv 127.0.0.1:9876 --topic T --group G --count N "
         + "[--start 0] [--prefix m] [--tags TagA,TagB,TagC] [--mode sync|oneway|batch|orderly|every-queue] "
         + "[--order-keys 4] [--batch-size 10] [--rounds 2] [--default-topic-queue-nums 4] "
-        + "[--send-timeout-ms 5000] [--timeout-ms 60000]";
+        + "[--send-timeout-ms 5000] [--timeout-ms 60000] [--delay-level L] [--deliver-at-ms-from-now D] "
+        + "[--delay-sec S] [--delay-ms D]";
 
     private final Common.Opts o;
     private final String[] tags;
@@ -55,7 +66,8 @@ final class ProducerScenario {
         Common.Opts o = new Common.Opts(USAGE, argv, Common.spec(
             "namesrv", null, "topic", null, "group", null, "count", "0", "start", "0", "prefix", "m",
             "tags", "TagA,TagB,TagC", "mode", "sync", "order-keys", "4", "batch-size", "10", "rounds", "2",
-            "default-topic-queue-nums", "4", "send-timeout-ms", "5000", "timeout-ms", "60000"));
+            "default-topic-queue-nums", "4", "send-timeout-ms", "5000", "timeout-ms", "60000", "delay-level", "0",
+            "deliver-at-ms-from-now", "0", "delay-sec", "0", "delay-ms", "0"));
         String mode = o.str("mode");
         if (!List.of("sync", "oneway", "batch", "orderly", "every-queue").contains(mode)) {
             Common.emit(Common.obj("event", "error", "stage", "args", "error", "bad --mode " + mode));
@@ -88,7 +100,12 @@ final class ProducerScenario {
                 case "sync":
                     for (long i = start; i < start + count; i++) {
                         Message m = build(i, null);
-                        report(i, m, producer.send(m), null);
+                        long deliverAt = delay(m);
+                        long t0 = System.currentTimeMillis();
+                        SendResult r = producer.send(m);
+                        long t1 = System.currentTimeMillis();
+                        report(i, m, r, null, Common.obj("sendStartMs", t0, "sendEndMs", t1,
+                            "deliverAtMs", deliverAt > 0 ? deliverAt : null));
                     }
                     break;
                 case "oneway":
@@ -206,17 +223,45 @@ final class ProducerScenario {
         }
     }
 
+    /**
+     * Applies the --delay-* options to m; returns the TIMER_DELIVER_MS it set
+     * (0 if none).
+     */
+    private long delay(Message m) {
+        long deliverAt = 0;
+        if (o.integer("delay-level") > 0) {
+            m.setDelayTimeLevel(o.integer("delay-level"));
+        }
+        if (o.num("deliver-at-ms-from-now") > 0) {
+            deliverAt = System.currentTimeMillis() + o.num("deliver-at-ms-from-now");
+            MessageAccessor.putProperty(m, "TIMER_DELIVER_MS", String.valueOf(deliverAt));
+        }
+        if (o.num("delay-sec") > 0) {
+            MessageAccessor.putProperty(m, "TIMER_DELAY_SEC", o.str("delay-sec"));
+        }
+        if (o.num("delay-ms") > 0) {
+            MessageAccessor.putProperty(m, "TIMER_DELAY_MS", o.str("delay-ms"));
+        }
+        return deliverAt;
+    }
+
     private Message build(long i, Integer orderKeys) {
+        Message m = message(topic, prefix, tags, i);
+        if (orderKeys != null) {
+            m.putUserProperty("orderKey", prefix + "-o" + (i % orderKeys));
+            m.putUserProperty("orderSeq", String.valueOf(i / orderKeys));
+        }
+        return m;
+    }
+
+    /** Message i of the scenarios (key, tag, body, user properties; see the class comment). */
+    static Message message(String topic, String prefix, String[] tags, long i) {
         String key = prefix + "-k" + i;
         String tag = tags[(int) (i % tags.length)];
         Message m = new Message(topic, tag, key, (prefix + " body #" + i + " ✓").getBytes(StandardCharsets.UTF_8));
         m.putUserProperty("seq", String.valueOf(i));
         m.putUserProperty("prefix", prefix);
         m.putUserProperty("color", "blue green");
-        if (orderKeys != null) {
-            m.putUserProperty("orderKey", prefix + "-o" + (i % orderKeys));
-            m.putUserProperty("orderSeq", String.valueOf(i / orderKeys));
-        }
         return m;
     }
 
@@ -230,7 +275,16 @@ final class ProducerScenario {
     }
 
     private void report(long i, Message m, SendResult r, String target) {
+        report(i, m, r, target, Common.obj());
+    }
+
+    private void report(long i, Message m, SendResult r, String target, Map<String, Object> extra) {
         Map<String, Object> ev = info(i, m);
+        extra.forEach((k, v) -> {
+            if (v != null) {
+                ev.put(k, v);
+            }
+        });
         ev.put("event", "sent");
         ev.put("msgId", r.getMsgId());
         ev.put("offsetMsgId", r.getOffsetMsgId());
