@@ -307,7 +307,7 @@ fn java_delayed_messages_survive_kill9() {
     for x in &d {
         let m = sent.iter().find(|m| m.sent.key == x.key).expect("sent");
         let latest = m.end_ms + late_bound_ms(delay) + RECONNECT_SLACK_MS;
-        assert_on_time(
+        assert_stored_on_time(
             ctx,
             x,
             m.start_ms + delay,
@@ -391,7 +391,7 @@ fn java_delayed_messages_kill9_after_some_delivered_no_duplicates() {
         } else {
             latest
         };
-        assert_on_time(ctx, x, m.start_ms + delay, latest, "kill -9 between the two batches");
+        assert_stored_on_time(ctx, x, m.start_ms + delay, latest, "kill -9 between the two batches");
     }
     let want: Vec<&Sent> = a.iter().chain(b.iter()).map(|m| &m.sent).collect();
     audit_topic(

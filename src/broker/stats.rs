@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::metrics::{BrokerStats, Gauges, Op, QueueLag, ShardSnapshot};
+use crate::metrics::{BrokerStats, Gauges, Op, OpenTransaction, QueueLag, ShardDetails, ShardSnapshot};
 use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 
@@ -25,7 +25,16 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
     for us in shard.store.take_sync_samples() {
         shard.metrics.record(Op::Flush, Duration::from_micros(us as u64));
     }
+    let timer = shard.timer.stats(shard);
+    let (open_count, open) = shard.tx.list(100);
+    let (committed, rolled_back) = shard.tx.counts();
     let gauges = Gauges {
+        scheduled_messages: timer.scheduled,
+        scheduled_next_due_ms: timer.next_due,
+        scheduled_delivered: timer.delivered,
+        open_transactions: open_count as u64,
+        transactions_committed: committed,
+        transactions_rolled_back: rolled_back,
         long_poll_waiters: shard.pulls.held() as u64,
         cache_memory_bytes: shard.store.memory_used() as u64,
         queues: shard.store.queue_count() as u64,
@@ -47,7 +56,20 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
             consumer_offset,
         })
         .collect();
-    (shard.metrics.snapshot(shard.id, gauges), lag)
+    let mut snap = shard.metrics.snapshot(shard.id, gauges);
+    snap.details = ShardDetails {
+        scheduled_topics: timer.topics,
+        open_transactions: open
+            .into_iter()
+            .map(|t| OpenTransaction {
+                producer_group: t.group,
+                half_offset: t.half_offset,
+                age_ms: t.age_ms,
+                checks: t.checks,
+            })
+            .collect(),
+    };
+    (snap, lag)
 }
 
 /// GET_BROKER_STATS: every shard's snapshot and backlog, merged.

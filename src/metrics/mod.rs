@@ -155,6 +155,7 @@ impl ShardMetrics {
             ops,
             counters: self.counters.borrow().clone(),
             gauges,
+            details: ShardDetails::default(),
         }
     }
 }
@@ -177,6 +178,37 @@ pub struct Gauges {
     /// names); None while it is writable.
     #[serde(default)]
     pub read_only_reason: Option<String>,
+    /// Delayed and scheduled messages not yet delivered.
+    #[serde(default)]
+    pub scheduled_messages: u64,
+    /// Earliest due time (ms since the epoch) of a scheduled message.
+    #[serde(default)]
+    pub scheduled_next_due_ms: Option<i64>,
+    /// Scheduled messages delivered since the start.
+    #[serde(default)]
+    pub scheduled_delivered: u64,
+    #[serde(default)]
+    pub open_transactions: u64,
+    #[serde(default)]
+    pub transactions_committed: u64,
+    #[serde(default)]
+    pub transactions_rolled_back: u64,
+}
+
+/// A shard's scheduled messages per target topic and its oldest open
+/// transactions (`shardmq admin schedule`, `shardmq admin transactions`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct ShardDetails {
+    pub scheduled_topics: Vec<(String, u64)>,
+    pub open_transactions: Vec<OpenTransaction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenTransaction {
+    pub producer_group: String,
+    pub half_offset: u64,
+    pub age_ms: i64,
+    pub checks: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,6 +231,8 @@ pub struct ShardSnapshot {
     pub ops: Vec<OpStats>,
     pub counters: Counters,
     pub gauges: Gauges,
+    #[serde(default)]
+    pub details: ShardDetails,
 }
 
 /// What the broker answers to a stats request: every shard's snapshot and

@@ -80,7 +80,7 @@ pub fn render(stats: &BrokerStats) -> String {
         |s| vec![(String::new(), s.counters.connections_opened)],
     );
     type Gauge = (&'static str, &'static str, fn(&super::Gauges) -> u64);
-    let gauges: [Gauge; 7] = [
+    let gauges: [Gauge; 11] = [
         ("shardmq_connections_open", "Open client connections.", |_| 0),
         (
             "shardmq_long_poll_waiters",
@@ -107,6 +107,26 @@ pub fn render(stats: &BrokerStats) -> String {
             "shardmq_forced_segment_deletions",
             "Unexpired CommitLog segments deleted under diskFullPolicy=deleteOldest (messages lost); alert on any increase.",
             |g| g.forced_segment_deletions,
+        ),
+        (
+            "shardmq_scheduled_messages",
+            "Delayed and scheduled messages not yet delivered.",
+            |g| g.scheduled_messages,
+        ),
+        (
+            "shardmq_scheduled_delivered",
+            "Scheduled messages delivered since the start.",
+            |g| g.scheduled_delivered,
+        ),
+        (
+            "shardmq_open_transactions",
+            "Half messages neither committed nor rolled back.",
+            |g| g.open_transactions,
+        ),
+        (
+            "shardmq_transactions_rolled_back",
+            "Transactions rolled back since the start (by the producer or after transactionCheckMax checks).",
+            |g| g.transactions_rolled_back,
         ),
     ];
     for (name, help, f) in gauges {

@@ -69,6 +69,8 @@ pub struct Delivery {
     pub offset_msg_id: String,
     pub reconsume_times: i64,
     pub recv_ms: i64,
+    /// The stored record's timestamp: when the broker made it visible.
+    pub store_ms: i64,
     pub retry_topic: Option<String>,
     pub origin_msg_id: Option<String>,
     /// Broker-set properties present on the message (`SYS_PROPS` of ConsumerScenario.java).
@@ -100,6 +102,7 @@ pub fn deliveries(p: &Proc) -> Vec<Delivery> {
             offset_msg_id: str_of(&e["offsetMsgId"]),
             reconsume_times: e["reconsumeTimes"].as_i64().unwrap_or(-1),
             recv_ms: e["recvMs"].as_i64().expect("msg event without recvMs (old jar?)"),
+            store_ms: e["storeMs"].as_i64().expect("msg event without storeMs (old jar?)"),
             retry_topic: e["retryTopic"].as_str().map(str::to_string),
             origin_msg_id: e["originMsgId"].as_str().map(str::to_string),
             sys: map_of(&e["sys"]),
@@ -281,6 +284,28 @@ pub fn assert_on_time(ctx: &str, d: &Delivery, due_ms: i64, latest_ms: i64, what
         "{ctx}: {} arrived late: {} ms after it was due, allowed {} ({what})",
         d.key,
         d.recv_ms - due_ms,
+        latest_ms - due_ms
+    );
+}
+
+/// Like [`assert_on_time`] across a broker restart: never early (received
+/// and stored), and *stored* by `latest_ms`. The receive time is not held to
+/// it: a Java 4.9 client's long-poll pull on the killed connection is only
+/// given up at its 30 s request timeout (the client has no fail-fast on a
+/// closed channel), which says nothing about the broker's timer.
+pub fn assert_stored_on_time(ctx: &str, d: &Delivery, due_ms: i64, latest_ms: i64, what: &str) {
+    assert_on_time(ctx, d, due_ms, i64::MAX, what);
+    assert!(
+        d.store_ms >= due_ms - EARLY_MS,
+        "{ctx}: {} stored early: {} ms before it was due ({what})",
+        d.key,
+        due_ms - d.store_ms
+    );
+    assert!(
+        d.store_ms <= latest_ms,
+        "{ctx}: {} stored late: {} ms after it was due, allowed {} ({what})",
+        d.key,
+        d.store_ms - due_ms,
         latest_ms - due_ms
     );
 }

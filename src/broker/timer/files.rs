@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! timer/
-//!   checkpoint        "shardmq-timer 1 <routed> <marks_from>\n", written
-//!                     to checkpoint.tmp, fsynced, renamed, dir fsynced
+//!   checkpoint        "shardmq-timer 1 <routed> <marks_from> <marks_counted>\n"
+//!                     then "<count> <topic>\n" per topic with scheduled
+//!                     messages; written to checkpoint.tmp, fsynced,
+//!                     renamed, dir fsynced
 //!   b-<minute>        one bucket: the scheduled entries due in that minute
 //!                     (ms since the epoch / 60 000), append-only
 //! ```
@@ -75,12 +77,17 @@ impl Entry {
 }
 
 /// What the checkpoint vouches for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Schedule-queue entries below this are in their bucket files.
     pub routed: u64,
     /// Marks below this belong to buckets already deleted.
     pub marks_from: u64,
+    /// `topics` counts the deliveries whose marks are below this.
+    pub marks_counted: u64,
+    /// Scheduled messages per target topic: routed (below `routed`) and not
+    /// delivered (marks below `marks_counted`).
+    pub topics: Vec<(String, u64)>,
 }
 
 pub fn bucket_path(dir: &Path, minute: i64) -> PathBuf {
@@ -119,13 +126,31 @@ pub async fn open(dir: PathBuf) -> Result<(Checkpoint, Vec<(i64, u64)>), String>
 }
 
 fn parse_checkpoint(text: &str) -> Option<Checkpoint> {
-    let rest = text.trim_end().strip_prefix(MAGIC)?;
+    let mut lines = text.lines();
+    let rest = lines.next()?.strip_prefix(MAGIC)?;
     let mut it = rest.split_whitespace();
-    let ck = Checkpoint {
+    let mut ck = Checkpoint {
         routed: it.next()?.parse().ok()?,
         marks_from: it.next()?.parse().ok()?,
+        marks_counted: it.next()?.parse().ok()?,
+        topics: Vec::new(),
     };
-    it.next().is_none().then_some(ck)
+    if it.next().is_some() {
+        return None;
+    }
+    for l in lines {
+        let (n, topic) = l.split_once(' ')?;
+        ck.topics.push((topic.to_string(), n.parse().ok()?));
+    }
+    Some(ck)
+}
+
+fn encode_checkpoint(ck: &Checkpoint) -> String {
+    let mut text = format!("{MAGIC} {} {} {}\n", ck.routed, ck.marks_from, ck.marks_counted);
+    for (t, n) in &ck.topics {
+        text.push_str(&format!("{n} {t}\n"));
+    }
+    text
 }
 
 /// Appends the given entries to their buckets and fsyncs every file
@@ -150,7 +175,7 @@ pub async fn commit(
                 .map_err(|e| format!("cannot append to {}: {e}", path.display()))?;
         }
         let tmp = dir.join("checkpoint.tmp");
-        let text = format!("{MAGIC} {} {}\n", ck.routed, ck.marks_from);
+        let text = encode_checkpoint(&ck);
         let mut f = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
@@ -239,16 +264,17 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_text_is_strict() {
-        assert_eq!(
-            parse_checkpoint("shardmq-timer 1 12 34\n"),
-            Some(Checkpoint {
-                routed: 12,
-                marks_from: 34
-            })
-        );
-        assert_eq!(parse_checkpoint("shardmq-timer 1 12\n"), None);
-        assert_eq!(parse_checkpoint("shardmq-timer 1 12 34 5\n"), None);
+    fn checkpoint_text_round_trips_and_is_strict() {
+        let ck = Checkpoint {
+            routed: 12,
+            marks_from: 34,
+            marks_counted: 40,
+            topics: vec![("T1".into(), 5), ("%RETRY%g".into(), 2)],
+        };
+        assert_eq!(parse_checkpoint(&encode_checkpoint(&ck)), Some(ck));
+        assert_eq!(parse_checkpoint("shardmq-timer 1 12 34\n"), None);
+        assert_eq!(parse_checkpoint("shardmq-timer 1 12 34 5 6\n"), None);
+        assert_eq!(parse_checkpoint("shardmq-timer 1 12 34 5\nx T\n"), None);
         assert_eq!(parse_checkpoint("something else"), None);
     }
 }

@@ -150,6 +150,21 @@ struct State {
     clock: i64,
     dirty: bool,
     delivered: u64,
+    /// Scheduled messages per target topic (routed, not delivered).
+    topics: HashMap<String, u64>,
+}
+
+impl State {
+    fn count(&mut self, topic: &str, delta: i64) {
+        if delta > 0 {
+            *self.topics.entry(topic.to_owned()).or_default() += delta as u64;
+        } else if let Some(n) = self.topics.get_mut(topic) {
+            *n = n.saturating_sub(delta.unsigned_abs());
+            if *n == 0 {
+                self.topics.remove(topic);
+            }
+        }
+    }
 }
 
 /// The timer of one shard ([`run`] drives it).
@@ -174,6 +189,8 @@ pub struct TimerStats {
     pub delivered: u64,
     pub in_memory: usize,
     pub buckets: usize,
+    /// Scheduled messages per target topic (see [`files::Checkpoint`]).
+    pub topics: Vec<(String, u64)>,
 }
 
 impl Timer {
@@ -201,6 +218,11 @@ impl Timer {
             delivered: st.delivered,
             in_memory: st.heap.len(),
             buckets: st.buckets.len(),
+            topics: {
+                let mut v: Vec<(String, u64)> = st.topics.iter().map(|(t, n)| (t.clone(), *n)).collect();
+                v.sort();
+                v
+            },
         }
     }
 
@@ -270,6 +292,7 @@ async fn start(shard: &Rc<Shard>) -> Result<(), String> {
     let (ck, buckets) = files::open(t.dir.clone()).await?;
     // The done set: every mark from `marks_from` on.
     let mut done = Vec::new();
+    let mut uncounted = Vec::new();
     let mut at = ck.marks_from;
     loop {
         let e = shard
@@ -280,8 +303,21 @@ async fn start(shard: &Rc<Shard>) -> Result<(), String> {
         if e.is_empty() {
             break;
         }
+        for (i, m) in e.iter().enumerate() {
+            // Delivered after the checkpoint counted, of an entry it had
+            // counted as scheduled: not counted as delivered yet.
+            if at + i as u64 >= ck.marks_counted && (m.tags_code as u64) < ck.routed {
+                uncounted.push(m.pos);
+            }
+        }
         at += e.len() as u64;
         done.extend(e.iter().map(|e| e.tags_code as u64));
+    }
+    let mut delivered_topics = Vec::with_capacity(uncounted.len());
+    for pos in uncounted {
+        if let Some(t) = record_topic(shard, pos, false).await {
+            delivered_topics.push(t);
+        }
     }
     if at < ck.marks_from {
         at = ck.marks_from;
@@ -296,6 +332,10 @@ async fn start(shard: &Rc<Shard>) -> Result<(), String> {
         let mut st = t.st.borrow_mut();
         st.routed = ck.routed;
         st.clock = now_ms();
+        st.topics = ck.topics.iter().cloned().collect();
+        for t in delivered_topics {
+            st.count(&t, -1);
+        }
         for (minute, len, first_pos) in firsts {
             let b = Bucket {
                 file_slots: len / files::ENTRY_SIZE as u64,
@@ -346,6 +386,11 @@ async fn route(shard: &Rc<Shard>) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
+        // The target topic of each entry, for the per-topic counts.
+        let mut topics = Vec::with_capacity(entries.len());
+        for e in &entries {
+            topics.push(record_topic(shard, e.pos, true).await);
+        }
         let now = t.now();
         let current = now.div_euclid(MINUTE_MS);
         let mut st = t.st.borrow_mut();
@@ -356,6 +401,9 @@ async fn route(shard: &Rc<Shard>) -> Result<(), String> {
             let xoff = from + i as u64;
             if st.done.contains(&xoff) {
                 continue;
+            }
+            if let Some(topic) = &topics[i] {
+                st.count(topic, 1);
             }
             // Overdue entries go to the current minute: a bucket whose
             // minute is over never gets new entries.
@@ -528,6 +576,7 @@ async fn deliver_due(shard: &Rc<Shard>) -> bool {
         PutStatus::Ok | PutStatus::FlushDiskTimeout => {
             for (d, m) in sent.iter().zip(&msgs) {
                 finish(t, d, end);
+                t.st.borrow_mut().count(&m.topic, -1);
                 shard.pulls.wake(&m.topic, m.queue_id);
             }
             t.st.borrow_mut().delivered += sent.len() as u64;
@@ -666,9 +715,13 @@ async fn checkpoint(shard: &Rc<Shard>) -> Result<(), String> {
             .min()
             .unwrap_or(mark_end)
             .min(mark_end);
+        let mut topics: Vec<(String, u64)> = st.topics.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        topics.sort();
         let ck = files::Checkpoint {
             routed: st.routed,
             marks_from,
+            marks_counted: mark_end,
+            topics,
         };
         st.dirty = false;
         (appends, ck, finished)
@@ -706,6 +759,26 @@ async fn checkpoint(shard: &Rc<Shard>) -> Result<(), String> {
     }
     update_pin(shard).await;
     Ok(())
+}
+
+/// The target topic of the record at log offset `pos`: `REAL_TOPIC` of a
+/// scheduled record (`scheduled`), the topic of a delivered one.
+async fn record_topic(shard: &Rc<Shard>, pos: u64, scheduled: bool) -> Option<String> {
+    let rec = shard
+        .store
+        .read_record(PhysicalOffset::new(shard.id, LogOffset(pos)))
+        .await
+        .ok()??;
+    let crate::store::record::RecordCheck::Record(v) = crate::store::record::check_record(&rec, None, false) else {
+        return None;
+    };
+    if scheduled {
+        crate::store::record::property_of(v.properties, keys::REAL_TOPIC.as_bytes())
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .map(str::to_owned)
+    } else {
+        std::str::from_utf8(v.topic).ok().map(str::to_owned)
+    }
 }
 
 /// Tells the store the lowest log offset still needed by a scheduled

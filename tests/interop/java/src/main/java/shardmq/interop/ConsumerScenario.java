@@ -147,6 +147,7 @@ final class ConsumerScenario {
                 "brokerName", mq == null ? null : mq.getBrokerName(),
                 "mqQueueId", mq == null ? null : mq.getQueueId(),
                 "recvMs", recvMs,
+                "storeMs", m.getStoreTimestamp(),
                 "retryTopic", m.getProperty("RETRY_TOPIC"),
                 "originMsgId", m.getProperty("ORIGIN_MESSAGE_ID"));
             Map<String, Object> sys = new java.util.TreeMap<>();
