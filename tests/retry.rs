@@ -240,3 +240,86 @@ fn bad_send_backs_and_direct_retry_sends() {
     );
     assert_eq!(retry[0].reconsume, 1);
 }
+
+fn admin(b: &Broker, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .arg("admin")
+        .args(["--namesrv", &b.namesrv_addr(), "--json"])
+        .args(args)
+        .output()
+        .expect("run shardmq admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}"))
+}
+
+#[test]
+fn admin_lists_and_resends_dead_letters_and_shows_the_schedule() {
+    let dir = common::test_dir();
+    let b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
+    b.create_topic("AT", 2);
+    let mut c = Client::connect(&b.addr());
+    for (i, key) in ["k1", "k2", "k3"].iter().enumerate() {
+        let r = c.call(send_v2("AT", 0, &format!("dead-{i}"), format!("KEYS\x01{key}\x02")));
+        assert_eq!(r.code, response::SUCCESS);
+    }
+    for m in records(&mut c, "AT", 0) {
+        let r = send_back(&mut c, &m.phys.to_string(), "G", -1, None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    let listed = admin(&b, &["dlq", "list", "--group", "G"]);
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|d| d["originTopic"] == "AT"));
+    let k2_id = listed.iter().find(|d| d["keys"] == "k2").expect("k2")["msgId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // By id, then by key: each lands back in AT once, reconsumeTimes 0,
+    // same message id.
+    let r = admin(&b, &["dlq", "resend", "--group", "G", "--id", &k2_id]);
+    assert_eq!(r["resent"].as_array().map(Vec::len), Some(1), "{r}");
+    let r = admin(&b, &["dlq", "resend", "--group", "G", "--key", "k3", "--dry-run"]);
+    assert_eq!(r["resent"].as_array().map(Vec::len), Some(1), "{r}");
+    let r = admin(&b, &["dlq", "resend", "--group", "G", "--key", "k3"]);
+    assert_eq!(r["resent"].as_array().map(Vec::len), Some(1), "{r}");
+    let back: Vec<Rec> = (0..2).flat_map(|q| records(&mut c, "AT", q)).collect();
+    let again: Vec<&Rec> = back
+        .iter()
+        .filter(|r| prop(&r.props, "RETRY_TOPIC").is_none() && r.reconsume == 0)
+        .collect();
+    assert_eq!(back.len(), 5, "3 originals + 2 resent: {back:?}");
+    let resent: Vec<&&Rec> = again
+        .iter()
+        .filter(|r| prop(&r.props, "ORIGIN_MESSAGE_ID").is_some())
+        .collect();
+    assert_eq!(resent.len(), 2, "{back:?}");
+    assert!(resent
+        .iter()
+        .any(|r| prop(&r.props, "UNIQ_KEY") == Some(k2_id.as_str())));
+    let no_choice = std::process::Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args(["admin", "--namesrv", &b.namesrv_addr(), "dlq", "resend", "--group", "G"])
+        .output()
+        .unwrap();
+    assert!(!no_choice.status.success(), "resend without a choice must refuse");
+
+    // The schedule: two delayed messages to AT, due in an hour.
+    for _ in 0..2 {
+        let r = c.call(send_v2("AT", 1, "later", "TIMER_DELAY_SEC\x013600\x02".into()));
+        assert_eq!(r.code, response::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = admin(&b, &["schedule"]);
+        if s["topics"]["AT"] == 2 {
+            let next = s["nextDueMs"].as_i64().expect("next due");
+            assert!(next > now_ms() + 3_500_000, "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "schedule never showed 2 for AT: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -162,6 +162,29 @@ fn commit_rollback_check_back_and_kill9() {
         !seen.contains_key(&a.uniq) && !seen.contains_key(&rb.uniq),
         "resolved ones are not checked"
     );
+    // `shardmq admin transactions` lists C and D, checked at least once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardmq"))
+        .args([
+            "admin",
+            "--namesrv",
+            &b.namesrv_addr(),
+            "--json",
+            "transactions",
+            "--group",
+            "PG",
+        ])
+        .output()
+        .expect("admin");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["open"], 2, "{v}");
+    let txs = v["transactions"].as_array().expect("list");
+    assert_eq!(txs.len(), 2, "{v}");
+    assert!(
+        txs.iter()
+            .all(|t| t["checks"].as_u64().unwrap_or(0) >= 1 && t["ageMs"].as_i64().unwrap_or(0) >= 1000),
+        "{v}"
+    );
     // The check's answer commits C.
     assert_eq!(end(&mut c, &uc, 8, "PG", true).code, response::SUCCESS);
     assert_eq!(bodies(&mut c), vec!["A", "C"]);

@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod dlq;
 pub mod group;
 pub mod output;
 pub mod stats;
@@ -71,6 +72,17 @@ pub enum AdminCommand {
     Stats(stats::StatsArgs),
     /// Consumer groups whose members subscribe differently.
     Subscriptions,
+    /// Dead letters of a consumer group: list, resend to the original topic.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Delayed and scheduled messages waiting: per shard, per topic, next due.
+    Schedule,
+    /// Open transactions: producer group, age, checks so far.
+    Transactions {
+        /// Only this producer group.
+        #[arg(long)]
+        group: Option<String>,
+    },
 }
 
 /// Connection settings shared by the commands.
@@ -173,6 +185,9 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Cluster(c) => cluster::run(&ctx, c),
         AdminCommand::Stats(a) => stats::stats(&ctx, a),
         AdminCommand::Subscriptions => stats::subscriptions(&ctx),
+        AdminCommand::Dlq(c) => dlq::run(&ctx, c),
+        AdminCommand::Schedule => stats::schedule(&ctx),
+        AdminCommand::Transactions { group } => stats::transactions(&ctx, group.as_deref()),
     }
 }
 

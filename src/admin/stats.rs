@@ -139,3 +139,92 @@ pub fn subscriptions(ctx: &Ctx) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `schedule`: delayed and scheduled messages not yet delivered, per shard
+/// and per target topic, and the next due time.
+pub fn schedule(ctx: &Ctx) -> Result<(), String> {
+    let s = fetch(ctx)?;
+    let mut topics: std::collections::BTreeMap<&str, u64> = Default::default();
+    for sh in &s.shards {
+        for (t, n) in &sh.details.scheduled_topics {
+            *topics.entry(t).or_default() += n;
+        }
+    }
+    let next = s.shards.iter().filter_map(|sh| sh.gauges.scheduled_next_due_ms).min();
+    if ctx.json {
+        let shards: Vec<_> = s
+            .shards
+            .iter()
+            .map(|sh| {
+                json!({"shard": sh.shard, "scheduled": sh.gauges.scheduled_messages,
+                       "nextDueMs": sh.gauges.scheduled_next_due_ms, "delivered": sh.gauges.scheduled_delivered})
+            })
+            .collect();
+        print_json(&json!({"shards": shards, "topics": topics, "nextDueMs": next}));
+        return Ok(());
+    }
+    let mut t = table(&["shard", "scheduled", "next due", "delivered"], 1);
+    for sh in &s.shards {
+        let g = &sh.gauges;
+        t.add_row(vec![
+            sh.shard.to_string(),
+            g.scheduled_messages.to_string(),
+            g.scheduled_next_due_ms.map_or("-".into(), super::time::format_ms),
+            g.scheduled_delivered.to_string(),
+        ]);
+    }
+    println!("Scheduled messages\n{t}");
+    if !topics.is_empty() {
+        let mut by = table(&["topic", "scheduled"], 1);
+        for (topic, n) in &topics {
+            by.add_row(vec![topic.to_string(), n.to_string()]);
+        }
+        println!("By topic\n{by}");
+    }
+    Ok(())
+}
+
+/// `transactions [--group G]`: open transactions (oldest first, at most 100
+/// per shard) with their age and check count.
+pub fn transactions(ctx: &Ctx, group: Option<&str>) -> Result<(), String> {
+    let s = fetch(ctx)?;
+    let mut rows = Vec::new();
+    for sh in &s.shards {
+        for t in &sh.details.open_transactions {
+            if group.is_none_or(|g| g == t.producer_group) {
+                rows.push((sh.shard, t.clone()));
+            }
+        }
+    }
+    rows.sort_by_key(|(_, t)| std::cmp::Reverse(t.age_ms));
+    let open: u64 = s.shards.iter().map(|sh| sh.gauges.open_transactions).sum();
+    if ctx.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(k, t)| {
+                json!({"shard": k, "producerGroup": t.producer_group, "halfOffset": t.half_offset,
+                       "ageMs": t.age_ms, "checks": t.checks})
+            })
+            .collect();
+        print_json(&json!({"open": open, "transactions": v}));
+        return Ok(());
+    }
+    let committed: u64 = s.shards.iter().map(|sh| sh.gauges.transactions_committed).sum();
+    let rolled: u64 = s.shards.iter().map(|sh| sh.gauges.transactions_rolled_back).sum();
+    println!("open {open}, committed {committed}, rolled back {rolled} (since the start)");
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut t = table(&["producer group", "shard", "half offset", "age", "checks"], 1);
+    for (k, x) in &rows {
+        t.add_row(vec![
+            x.producer_group.clone(),
+            k.to_string(),
+            x.half_offset.to_string(),
+            micros(x.age_ms.max(0) as u64 * 1000),
+            x.checks.to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
