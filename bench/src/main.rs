@@ -6,12 +6,14 @@
 //!   for any RocketMQ-protocol broker, found through a name server.
 //! * `plot` — overlays the `--json` summaries of several network runs.
 //! * `create-topics` — creates topics with many queues (memory checks).
+//! * `timers`, `send-back` — scheduled-delivery lateness and the retry path.
 
 use clap::{Parser, Subcommand};
 
 mod net;
 mod plot;
 mod store;
+mod timers;
 
 #[derive(Parser)]
 #[command(name = "shardmq-bench", about = "Benchmarks for shardmq")]
@@ -34,6 +36,10 @@ enum Cmd {
     Plot(plot::PlotArgs),
     /// Create topics through TBW102's brokers (e.g. many queues, to measure memory).
     CreateTopics(CreateTopicsArgs),
+    /// Scheduled delivery: schedule N timers, then measure how late each is.
+    Timers(timers::TimerArgs),
+    /// CONSUMER_SEND_MSG_BACK throughput and latency.
+    SendBack(timers::SendBackArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +75,8 @@ fn main() {
         Cmd::E2e(args) => net::run(net::Kind::E2e, args),
         Cmd::Plot(args) => plot::run(args),
         Cmd::CreateTopics(args) => create_topics(args),
+        Cmd::Timers(args) => timers::timers(args),
+        Cmd::SendBack(args) => timers::send_back(args),
     };
     if let Err(e) = res {
         eprintln!("shardmq-bench: {e}");

@@ -33,6 +33,9 @@ use super::metadata::{self, TopicInfo, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC
 use super::reply::error;
 use super::shard::Shard;
 
+/// How long a topic the controller created may take to reach this shard.
+pub const TOPIC_VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `MQVersion.Version.V3_4_9`: from this client version on the request's
 /// `maxReconsumeTimes` is honoured.
 const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
@@ -213,12 +216,15 @@ pub async fn group_topic(shard: &Rc<Shard>, topic: &str) -> Result<Arc<TopicInfo
         },
     };
     done?;
-    shard.topic(topic).ok_or_else(|| {
-        (
-            response::SYSTEM_ERROR,
-            format!("topic {topic} was created but is not visible"),
-        )
-    })
+    shard
+        .topic_after_create(topic, TOPIC_VISIBLE_WITHIN)
+        .await
+        .ok_or_else(|| {
+            (
+                response::SYSTEM_ERROR,
+                format!("topic {topic} was created but is not visible"),
+            )
+        })
 }
 
 /// Stores `msg` on shard `owner` (the owner of its queue), scheduled for

@@ -210,7 +210,10 @@ async fn ensure_topic(
         }
     };
     done.map_err(Some)?;
-    match shard.topic(topic) {
+    match shard
+        .topic_after_create(topic, super::retry::TOPIC_VISIBLE_WITHIN)
+        .await
+    {
         Some(t) => Ok(t),
         None => Err(Some((
             response::SYSTEM_ERROR,

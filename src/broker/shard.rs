@@ -40,6 +40,8 @@ pub struct Shard {
     pub tx: super::transaction::Transactions,
     /// Shard 0 only.
     pub controller: Option<Controller>,
+    /// Signalled when a new metadata snapshot is installed.
+    meta_changed: crate::store::notify::Notify,
 }
 
 impl Shard {
@@ -69,6 +71,7 @@ impl Shard {
             pulls: LongPolls::default(),
             metrics: crate::metrics::ShardMetrics::default(),
             controller,
+            meta_changed: Default::default(),
         }
     }
 
@@ -140,6 +143,37 @@ impl Shard {
     pub fn install(&self, m: Arc<Metadata>) {
         if m.version >= self.meta.borrow().version {
             *self.meta.borrow_mut() = m;
+            self.meta_changed.notify_all();
+        }
+    }
+
+    /// A topic the controller just created or found: its snapshot may still
+    /// be on its way to this shard (another request's creation is published
+    /// to every shard, but not necessarily before this request's answer
+    /// arrives). Waits for it at most `within`.
+    pub async fn topic_after_create(
+        &self,
+        name: &str,
+        within: std::time::Duration,
+    ) -> Option<Arc<super::metadata::TopicInfo>> {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.meta_changed.generation();
+            if let Some(t) = self.topic(name) {
+                return Some(t);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            futures_lite::future::or(
+                async {
+                    self.meta_changed.changed_since(seen).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(left).await;
+                    false
+                },
+            )
+            .await;
         }
     }
 
