@@ -155,3 +155,13 @@ if adir.exists():
                 out.append((None, None))
         print(f"| {peer} | {run} | {f1(out[0][0])} | {f1(out[1][0])} | {f2(out[1][1])} (batched) |")
     print()
+
+for sc, what in (("timers", "Scheduled delivery (TIMER_DELIVER_MS)"), ("sendback", "CONSUMER_SEND_MSG_BACK")):
+    sdir = raw / sc
+    if not sdir.exists():
+        continue
+    print(f"## {what} (`{sc}`, raw bench output per run)\n")
+    for out in sorted(sdir.glob("*.out")):
+        print(f"{out.stem}:\n```")
+        print(out.read_text().strip())
+        print("```\n")

@@ -39,6 +39,8 @@
 #   BEFORE_REV (HEAD~1)   git revision for "before"
 #   PEERS ("before after apache rust")   SCENARIOS ("send-sync send-async batch64 consume e2e alloc")
 #   BACKLOG (1000000)  E2E_RATE (5000)  ALLOC_MESSAGES (200000)
+#   TIMERS (1000000) TIMER_LEAD (45 s: scheduling must end before the first due
+#     time)  SENDBACK (100000): the opt-in scenarios "timers" and "sendback"
 #   ROCKETMQ_VERSION (5.5.0)  RMQ_HEAP (8g, runbroker.sh)  RMQ_NS_HEAP (4g, runserver.sh)
 #   RMQ_SEND_THREADS (8, SYNC_FLUSH only)  RMQ_TRANSIENT_POOL (1)  RMQ_EXTRA_CONF (file)
 #   ROCKETMQ_RUST_VERSION (1.0.0)  ROCKETMQ_RUST_BUILD (1: try to build it when not
@@ -66,6 +68,9 @@ SCENARIOS=${SCENARIOS:-"send-sync send-async batch64 consume e2e alloc"}
 BACKLOG=${BACKLOG:-1000000}
 E2E_RATE=${E2E_RATE:-5000}
 ALLOC_MESSAGES=${ALLOC_MESSAGES:-200000}
+TIMERS=${TIMERS:-1000000}
+TIMER_LEAD=${TIMER_LEAD:-45}
+SENDBACK=${SENDBACK:-100000}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.5.0}
 RMQ_HEAP=${RMQ_HEAP:-8g}
 RMQ_NS_HEAP=${RMQ_NS_HEAP:-4g}
@@ -453,6 +458,27 @@ run_scenario() { # scenario peer
       echo "cpu_ticks=$((c1 - c0)) clk_tck=$CLK_TCK window_secs=whole" >"$base.cpu"
       [ "$rc" = 0 ] || { log "FAILED ($rc): $sc $peer r$REP"; tail -3 "$base.out" >&2; }
       grep -A4 '^summary' "$base.out" | sed "s/^/  $peer: /" >&2 || true
+      ;;
+    timers | sendback)
+      # Scheduled delivery (TIMER_DELIVER_MS, $TIMERS timers due over 60 s)
+      # and CONSUMER_SEND_MSG_BACK (to the DLQ, then as a level-3 retry).
+      start_or_mark "$sc" "$peer" SYNC_FLUSH || return 0
+      local base=$OUT/raw/$sc/$peer-r$REP addr=127.0.0.1:33911 rc=0
+      [ "$peer" = apache ] && addr=127.0.0.1:33711
+      mkdir -p "$OUT/raw/$sc"
+      if [ "$sc" = timers ]; then
+        echo "== $sc $peer r$REP: timers --broker $addr --messages $TIMERS --size 100 --lead $TIMER_LEAD --spread 60" >>"$OUT/commands.txt"
+        run_fg timeout 1200 "$BENCH" timers --broker "$addr" --messages "$TIMERS" --size 100 --lead "$TIMER_LEAD" \
+          --spread 60 --connections 8 --broker-pid "${PIDS[-1]}" >"$base.out" 2>&1 || rc=$?
+      else
+        for lvl in -1 0; do
+          echo "== $sc $peer r$REP: send-back --broker $addr --messages $SENDBACK --delay-level=$lvl" >>"$OUT/commands.txt"
+          run_fg timeout 900 "$BENCH" send-back --broker "$addr" --topic "SB$((lvl + 1))" --group "SBG$((lvl + 1))" \
+            --messages "$SENDBACK" --connections 8 --delay-level="$lvl" >>"$base.out" 2>&1 || rc=$?
+        done
+      fi
+      [ "$rc" = 0 ] || log "FAILED ($rc): $sc $peer r$REP"
+      sed "s/^/  $peer: /" "$base.out" | grep -vE '^\s*$' | tail -6 >&2 || true
       ;;
     alloc)
       local bin

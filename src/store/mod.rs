@@ -5,7 +5,17 @@
 //!   commitlog/<20-digit log offset>            fixed-size O_DIRECT segments
 //!   consumequeue/<topic>/<queueId>/<20-digit>  20-byte entries, write-behind
 //!   checkpoint                                 recovery start + queue offsets
+//!   timer/, transactions                       the broker's timer and open
+//!                                              transactions (broker::timer,
+//!                                              broker::transaction)
 //! ```
+//!
+//! Internal queues the broker keeps in the same store: the schedule queue
+//! ([`SCHEDULE_TOPIC`]/0, tags code = due time), the transactions' half and
+//! op queues, and the *mark* queues ([`MARK_TOPIC`]): a record may carry a
+//! [`Mark`] (property [`MARK_PROPERTY`]) and is then dispatched to a mark
+//! queue too, at put and at recovery alike, which makes "this record was
+//! written" and "this event happened" one durable fact.
 //!
 //! * [`commit_log`] — segments, tail cache, group commit ([`CommitLog`]).
 //! * [`record`] — the stored record, RocketMQ's layout byte for byte.
