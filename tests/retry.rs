@@ -323,3 +323,38 @@ fn admin_lists_and_resends_dead_letters_and_shows_the_schedule() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A retry scheduled just before a kill -9 arrives once, not early.
+#[test]
+fn a_scheduled_retry_survives_kill9_once() {
+    let dir = common::test_dir();
+    let levels = "messageDelayLevel=1s 1s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s 3s";
+    let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH", levels]);
+    b.create_topic("KT", 2);
+    let mut c = Client::connect(&b.addr());
+    for i in 0..5 {
+        let r = c.call(send_v2("KT", 1, &format!("k{i}"), String::new()));
+        assert_eq!(r.code, response::SUCCESS);
+    }
+    let t = now_ms();
+    for m in records(&mut c, "KT", 1) {
+        let r = send_back(&mut c, &m.phys.to_string(), "G", 0, None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    drop(c);
+    b.kill9();
+    b.spawn();
+    let mut c = Client::connect(&b.addr());
+    let got = wait_records(&mut c, "%RETRY%G", 5, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(1500));
+    let got_later = records(&mut c, "%RETRY%G", 0);
+    assert_eq!(got.len(), 5, "every retry arrived: {got:?}");
+    assert_eq!(got_later.len(), 5, "none twice: {got_later:?}");
+    let mut bodies: Vec<&str> = got_later.iter().map(|r| r.body.as_str()).collect();
+    bodies.sort();
+    assert_eq!(bodies, vec!["k0", "k1", "k2", "k3", "k4"]);
+    for r in &got_later {
+        assert!(r.store_ts >= t + 3000, "{} came {} ms early", r.body, t + 3000 - r.store_ts);
+        assert_eq!(r.reconsume, 1);
+    }
+}

@@ -20,7 +20,11 @@ struct Half {
 }
 
 fn send_half(c: &mut Client, body: &str) -> Half {
-    let mut cmd = send_v2("TX", 0, body, "TRAN_MSG\x01true\x02PGROUP\x01PG\x02".into());
+    send_half_with(c, body, "")
+}
+
+fn send_half_with(c: &mut Client, body: &str, extra: &str) -> Half {
+    let mut cmd = send_v2("TX", 0, body, format!("TRAN_MSG\x01true\x02PGROUP\x01PG\x02{extra}"));
     cmd.ext_fields.insert("a", "PG");
     cmd.ext_fields.insert("f", "4");
     let r = c.call(cmd);
@@ -109,6 +113,8 @@ fn commit_rollback_check_back_and_kill9() {
     let rb = send_half(&mut c, "B");
     let uc = send_half(&mut c, "C");
     let d = send_half(&mut c, "D");
+    // F asks for 3 s of immunity: not checked before, no check used up.
+    let f = send_half_with(&mut c, "F", "CHECK_IMMUNITY_TIME_IN_SECONDS\x013\x02");
     assert!(bodies(&mut c).is_empty(), "half messages are invisible");
 
     assert_eq!(end(&mut c, &a, 8, "PG", false).code, response::SUCCESS);
@@ -177,14 +183,12 @@ fn commit_rollback_check_back_and_kill9() {
         .expect("admin");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v["open"], 2, "{v}");
+    assert_eq!(v["open"], 3, "C, D and F: {v}");
     let txs = v["transactions"].as_array().expect("list");
-    assert_eq!(txs.len(), 2, "{v}");
-    assert!(
-        txs.iter()
-            .all(|t| t["checks"].as_u64().unwrap_or(0) >= 1 && t["ageMs"].as_i64().unwrap_or(0) >= 1000),
-        "{v}"
-    );
+    assert_eq!(txs.len(), 3, "{v}");
+    assert!(txs.iter().all(|t| t["ageMs"].as_i64().unwrap_or(0) >= 1000), "{v}");
+    let checked = txs.iter().filter(|t| t["checks"].as_u64().unwrap_or(0) >= 1).count();
+    assert!(checked >= 2, "C and D were checked: {v}");
     // The check's answer commits C.
     assert_eq!(end(&mut c, &uc, 8, "PG", true).code, response::SUCCESS);
     assert_eq!(bodies(&mut c), vec!["A", "C"]);
@@ -193,6 +197,10 @@ fn commit_rollback_check_back_and_kill9() {
     let more = checks(&mut p, Duration::from_millis(3000));
     let total = seen.get(&d.uniq).copied().unwrap_or(0) + more.get(&d.uniq).copied().unwrap_or(0);
     assert_eq!(total, 3, "D checked transactionCheckMax times: {seen:?} then {more:?}");
+    // F: immunity used up none of its checks, it gets all 3 after it.
+    let last = checks(&mut p, Duration::from_millis(2000));
+    let f_total = [&seen, &more, &last].iter().map(|m| m.get(&f.uniq).copied().unwrap_or(0)).sum::<u32>();
+    assert_eq!(f_total, 3, "F checked transactionCheckMax times after its immunity: {more:?} {last:?}");
     let r = end(&mut c, &d, 8, "PG", false);
     assert_eq!(r.code, response::ILLEGAL_OPERATION, "D was rolled back: {:?}", r.remark);
 
@@ -219,7 +227,7 @@ fn commit_rollback_check_back_and_kill9() {
         assert!(Instant::now() < deadline, "transactions never finished loading");
         std::thread::sleep(Duration::from_millis(100));
     }
-    for h in [&a, &rb, &uc, &d, &e] {
+    for h in [&a, &rb, &uc, &d, &e, &f] {
         let r = end(&mut c, h, 8, "PG", false);
         assert_eq!(
             r.code,
@@ -233,4 +241,33 @@ fn commit_rollback_check_back_and_kill9() {
         vec!["A", "C", "E"],
         "each committed message exactly once"
     );
+}
+
+#[test]
+fn open_transactions_are_bounded_with_system_busy() {
+    let dir = common::test_dir();
+    let b = Broker::start(dir.path(), 1, &["flushDiskType=SYNC_FLUSH", "transactionMaxOpen=2"]);
+    b.create_topic("TX", 1);
+    let mut c = Client::connect(&b.addr());
+    let first = send_half(&mut c, "1");
+    send_half(&mut c, "2");
+    // The two are known to the shard once scanned (at most a tick).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let mut cmd = send_v2("TX", 0, "3", "TRAN_MSG\x01true\x02PGROUP\x01PG\x02".into());
+        cmd.ext_fields.insert("f", "4");
+        let r = c.call(cmd);
+        if r.code == response::SYSTEM_BUSY {
+            break r;
+        }
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        assert!(Instant::now() < deadline, "a third open transaction was never refused");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.remark.as_deref().unwrap_or("").contains("transactionMaxOpen"), "{:?}", refused.remark);
+    // Ordinary sends are not affected.
+    assert_eq!(c.call(send_v2("TX", 0, "plain", String::new())).code, response::SUCCESS);
+    // Resolving frees room (once the resolution is forgotten below the
+    // low-water mark, at the next state save).
+    assert_eq!(end(&mut c, &first, 12, "PG", false).code, response::SUCCESS);
 }

@@ -98,9 +98,13 @@ fn create_topic(addr: &str, topic: &str, queues: u32) -> Result<(), String> {
         request::UPDATE_AND_CREATE_TOPIC,
         &[
             ("topic", topic.into()),
+            ("defaultTopic", "TBW102".into()),
             ("readQueueNums", queues.to_string()),
             ("writeQueueNums", queues.to_string()),
             ("perm", "6".into()),
+            ("topicFilterType", "SINGLE_TAG".into()),
+            ("topicSysFlag", "0".into()),
+            ("order", "false".into()),
         ],
     ))?;
     if r.code != response::SUCCESS {

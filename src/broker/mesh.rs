@@ -156,6 +156,8 @@ pub struct GroupInfo {
     pub topics: Vec<String>,
     /// `retryMaxTimes` of its subscription group config (16 without one).
     pub retry_max_times: i32,
+    /// An orderly consumer of the group holds a queue lock.
+    pub holds_locks: bool,
 }
 
 impl Default for GroupInfo {
@@ -165,6 +167,7 @@ impl Default for GroupInfo {
             online: false,
             topics: Vec::new(),
             retry_max_times: super::metadata::DEFAULT_RETRY_MAX_TIMES,
+            holds_locks: false,
         }
     }
 }

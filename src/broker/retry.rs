@@ -11,7 +11,8 @@
 //!   for it (delay level < 0).
 //! * A direct send to `%RETRY%<group>` (what clients do when send-back
 //!   fails, and orderly consumers after their local retries) goes to the
-//!   DLQ when its `reconsumeTimes` exceeds the maximum ([`redirect_to_dlq`]).
+//!   DLQ when its `reconsumeTimes` exceeds the maximum or the group holds
+//!   orderly locks ([`redirect_to_dlq`]).
 //! * Retry and DLQ topics have one queue and are created on first use by
 //!   the controller, which registers them with the name servers.
 //!
@@ -280,23 +281,18 @@ pub async fn store_here(shard: &Rc<Shard>, mut msg: MessageInput, due: Option<i6
 
 /// For a direct send to `%RETRY%<group>`: the DLQ topic to store it in
 /// instead when it was consumed more often than allowed (`reconsumeTimes >
-/// max`, the request's `maxReconsumeTimes` or the group's `retryMaxTimes`).
+/// max`, the request's `maxReconsumeTimes` or the group's `retryMaxTimes`),
+/// or when the group consumes orderly (holds queue locks): an orderly
+/// consumer sends to its retry topic only after its own local retries.
 pub async fn redirect_to_dlq(
     shard: &Rc<Shard>,
     group: &str,
     reconsume_times: i32,
     max_from_request: Option<i32>,
 ) -> Option<String> {
-    let max = match max_from_request {
-        Some(m) => m,
-        None => retry_max_times(shard, group).await,
-    };
-    (reconsume_times > max).then(|| format!("{DLQ_GROUP_TOPIC_PREFIX}{group}"))
-}
-
-async fn retry_max_times(shard: &Rc<Shard>, group: &str) -> i32 {
     let info: GroupInfo = super::admin::group_info(shard, group).await;
-    info.retry_max_times
+    let max = max_from_request.unwrap_or(info.retry_max_times);
+    (reconsume_times > max || info.holds_locks).then(|| format!("{DLQ_GROUP_TOPIC_PREFIX}{group}"))
 }
 
 #[cfg(test)]

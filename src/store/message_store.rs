@@ -616,6 +616,12 @@ impl MessageStore {
         reader::read_record_at(self, phys).await
     }
 
+    /// [`Self::read_record`] when the size is known (a consume-queue entry's):
+    /// one read. `None` also when the record there has another size.
+    pub async fn read_record_sized(&self, phys: PhysicalOffset, size: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        reader::read_record_sized(self, phys, Some(size)).await
+    }
+
     pub async fn search_offset_by_time(
         &self,
         topic: &str,

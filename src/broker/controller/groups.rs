@@ -97,6 +97,7 @@ impl Controller {
             known: online || config.is_some(),
             online,
             topics: topics.into_iter().collect(),
+            holds_locks: self.group_holds_locks(group),
             retry_max_times: config
                 .and_then(|c| c.get("retryMaxTimes"))
                 .and_then(Value::as_i64)

@@ -81,6 +81,18 @@ impl Controller {
 }
 
 /// The global queue id of a queue named by (broker entry, entry-local id).
+impl Controller {
+    /// Whether some consumer of `group` holds a live orderly lock (a direct
+    /// send to its retry topic then goes to its DLQ, as in Java).
+    pub fn group_holds_locks(&self, group: &str) -> bool {
+        let now = std::time::Instant::now();
+        self.locks
+            .borrow()
+            .iter()
+            .any(|((g, _, _), (_, at))| g == group && now.duration_since(*at) <= LOCK_EXPIRY)
+    }
+}
+
 pub fn global_queue(broker_name: &str, meta: &Metadata, topic: &str, entry: &str, qid: i64) -> Option<u32> {
     let qid = u32::try_from(qid).ok()?;
     if entry == broker_name {

@@ -540,7 +540,7 @@ async fn deliver_due(shard: &Rc<Shard>) -> bool {
     }
     let reads = batch.iter().map(|d| {
         let pos = PhysicalOffset::new(shard.id, LogOffset(d.pos));
-        shard.store.read_record(pos)
+        shard.store.read_record_sized(pos, d.size)
     });
     let records = futures::future::join_all(reads).await;
     let mut msgs = Vec::with_capacity(batch.len());
