@@ -67,6 +67,8 @@ pub struct Delivery {
     pub props: BTreeMap<String, String>,
     pub msg_id: String,
     pub offset_msg_id: String,
+    /// The UNIQ_KEY property, where the program prints it (`uniqKey`).
+    pub uniq_key: Option<String>,
     pub reconsume_times: i64,
     pub recv_ms: i64,
     /// The stored record's timestamp: when the broker made it visible.
@@ -100,6 +102,7 @@ pub fn deliveries(p: &Proc) -> Vec<Delivery> {
             props: map_of(&e["props"]),
             msg_id: str_of(&e["msgId"]),
             offset_msg_id: str_of(&e["offsetMsgId"]),
+            uniq_key: e["uniqKey"].as_str().map(str::to_string),
             reconsume_times: e["reconsumeTimes"].as_i64().unwrap_or(-1),
             recv_ms: e["recvMs"].as_i64().expect("msg event without recvMs (old jar?)"),
             store_ms: e["storeMs"].as_i64().expect("msg event without storeMs (old jar?)"),

@@ -16,16 +16,33 @@
 // leaving: optional --commit-wait-ms after the last delivery, then
 // consumer.close() (persists offsets with UPDATE_CONSUMER_OFFSET, unregisters),
 // then {"event":"done"}.
+//
+// Retries (clustering only): --fail-times N makes the handler throw while
+// msg.reconsumeTimes < N, --fail-always always; ali-ons then sends the message
+// back (CONSUMER_SEND_MSG_BACK, delayLevel 0 = the broker's 3 + reconsumeTimes).
+// It throws rather than returning Consumer.ACTION_RETRY: ali-ons' handler for
+// %RETRY%<group> drops the user handler's return value, so ACTION_RETRY only
+// works on a first delivery. --max-reconsume-times M sets ali-ons'
+// maxReconsumeTimes (default 16; sent in the send-back header). Each "msg"
+// event also carries recvMs (Date.now() on arrival), storeMs (the record's
+// store timestamp), bornMs, offsetMsgId (= msgId, ali-ons' offset msgId),
+// retryTopic, originMsgId, sys (broker-set properties present on it) and
+// status (what the handler did: CONSUME_SUCCESS or THROW). "queues" events
+// also list retryQueueIds (queues of %RETRY%<group> held).
 const c = require('./common');
 
 const USAGE = 'usage: node consumer.js --namesrv 127.0.0.1:9876 --topic T --group G [--sub "TagA || TagB"] ' +
   '[--model clustering|broadcasting] [--expect N] [--linger-ms 2000] [--from default|last|first] ' +
-  '[--rebalance-ms N] [--parallel 1] [--orderly] [--instance NAME] [--commit-wait-ms 0] [--ignore-tag Warmup] [--timeout-ms 60000]';
+  '[--rebalance-ms N] [--parallel 1] [--orderly] [--instance NAME] [--commit-wait-ms 0] [--ignore-tag Warmup] [--timeout-ms 60000] ' +
+  '[--fail-times N | --fail-always] [--max-reconsume-times M] [--poll-ns-ms N]';
 const args = c.parseOrExit({
   namesrv: null, topic: null, group: null, sub: '*', model: 'clustering', expect: 0, lingerMs: 2000,
   from: 'default', rebalanceMs: 0, parallel: 1, commitWaitMs: 0, ignoreTag: 'Warmup', timeoutMs: 60000,
-  orderly: false, instance: '',
+  orderly: false, instance: '', pollNsMs: 0, failTimes: 0, failAlways: false, maxReconsumeTimes: 0,
 }, USAGE);
+const SYS_PROPS = [ 'RETRY_TOPIC', 'ORIGIN_MESSAGE_ID', 'DELAY', '__STARTDELIVERTIME', 'TIMER_DELIVER_MS',
+  'TIMER_DELAY_SEC', 'REAL_TOPIC', 'REAL_QID', 'MAX_RECONSUME_TIMES', 'RECONSUME_TIME', 'TRAN_MSG', 'PGROUP',
+  'DLQ_ORIGIN_TOPIC', 'DLQ_ORIGIN_MESSAGE_ID' ];
 if (![ 'clustering', 'broadcasting' ].includes(args.model)) {
   c.emit({ event: 'error', stage: 'args', error: `bad --model ${args.model}` });
   process.exit(2);
@@ -46,6 +63,12 @@ async function main() {
   if (args.from === 'last') options.consumeFromWhere = 'CONSUME_FROM_LAST_OFFSET';
   if (args.from === 'first') options.consumeFromWhere = 'CONSUME_FROM_FIRST_OFFSET';
   if (args.rebalanceMs > 0) options.rebalanceInterval = args.rebalanceMs;
+  if (args.maxReconsumeTimes > 0) options.maxReconsumeTimes = args.maxReconsumeTimes;
+  // Route poll (ali-ons spells the option "Inteval"; default 30 s). A fresh group's
+  // %RETRY%<group> only exists once the broker saw the group's first heartbeat,
+  // which ali-ons sends after its first route lookups: it finds that route at
+  // its next poll.
+  if (args.pollNsMs > 0) options.pollNameServerInteval = args.pollNsMs;
   // clientId is clientIP@instanceName; ali-ons replaces DEFAULT by the pid only in
   // clustering mode, so two broadcasting consumers on one host share a clientId.
   if (args.instance) options.instanceName = args.instance;
@@ -58,16 +81,23 @@ async function main() {
   let completeAt = null;
   let stop = false;
 
-  consumer.on(`topic_${args.topic}_queue_changed`, () => {
+  const retryTopic = `%RETRY%${args.group}`;
+  const queuesChanged = () => {
     const queueIds = [];
+    const retryQueueIds = [];
     for (const v of consumer.processQueueTable.values()) {
-      if (v.messageQueue.topic === args.topic) queueIds.push(`${v.messageQueue.brokerName}:${v.messageQueue.queueId}`);
+      const id = `${v.messageQueue.brokerName}:${v.messageQueue.queueId}`;
+      if (v.messageQueue.topic === args.topic) queueIds.push(id);
+      if (v.messageQueue.topic === retryTopic) retryQueueIds.push(id);
     }
-    c.emit({ event: 'queues', queueIds: queueIds.sort() });
-  });
+    c.emit({ event: 'queues', queueIds: queueIds.sort(), retryQueueIds: retryQueueIds.sort() });
+  };
+  consumer.on(`topic_${args.topic}_queue_changed`, queuesChanged);
+  consumer.on(`topic_${retryTopic}_queue_changed`, queuesChanged);
 
   await consumer.ready();
   consumer.subscribe(args.topic, args.sub, async msg => {
+    const recvMs = Date.now();
     const props = {};
     for (const name of c.USER_PROPS) {
       if (msg.properties && msg.properties[name]) props[name] = msg.properties[name];
@@ -84,6 +114,16 @@ async function main() {
       queueOffset: msg.queueOffset,
       reconsumeTimes: msg.reconsumeTimes,
     };
+    const sys = {};
+    for (const name of SYS_PROPS) {
+      if (msg.properties && msg.properties[name] !== undefined) sys[name] = String(msg.properties[name]);
+    }
+    const fail = args.failAlways || msg.reconsumeTimes < args.failTimes;
+    Object.assign(rec, {
+      recvMs, storeMs: msg.storeTimestamp, bornMs: msg.bornTimestamp, offsetMsgId: msg.msgId,
+      retryTopic: msg.retryTopic || null, originMsgId: msg.originMessageId || null, sys,
+      status: fail && rec.tags !== args.ignoreTag ? 'THROW' : 'CONSUME_SUCCESS',
+    });
     if (args.ignoreTag && rec.tags === args.ignoreTag) {
       c.emit(Object.assign({ event: 'ignored' }, rec));
       return;
@@ -96,6 +136,7 @@ async function main() {
       completeAt = Date.now();
       c.emit({ event: 'complete', distinct: seen.size });
     }
+    if (fail) throw new Error(`scenario: fail ${rec.keys} (reconsumeTimes ${msg.reconsumeTimes})`);
   });
   c.emit({ event: 'started', model: args.model, sub: args.sub });
 

@@ -11,17 +11,23 @@
 // mode only uses keys that do not map to queue 0; see "orderKeys" in the
 // started event).
 //
+// Delays: --deliver-after-ms N sets msg.setStartDeliverTime(Date.now() + N)
+// (property __STARTDELIVERTIME, absolute ms; the "sent" event says deliverAtMs),
+// --delay-level L sets msg.delayTimeLevel = L (property DELAY).
+// Every "sent" event has sendStartMs / sendEndMs (Date.now() around send()).
+//
 // Output (JSON lines): {"event":"started"}, {"event":"sent", i, key, tag, msgId,
 // queueId, queueOffset, status} per message, {"event":"done","sent":n};
 // failure: {"event":"error",...} and exit code 1.
 const c = require('./common');
 
 const USAGE = 'usage: node producer.js --namesrv 127.0.0.1:9876 --topic T --group G --count N ' +
-  '[--start 0] [--prefix m] [--tags TagA,TagB,TagC] [--mode sync|orderly] [--order-keys 4] [--timeout-ms 60000]';
+  '[--start 0] [--prefix m] [--tags TagA,TagB,TagC] [--mode sync|orderly] [--order-keys 4] [--timeout-ms 60000] ' +
+  '[--deliver-after-ms N] [--delay-level L]';
 const args = c.parseOrExit({
   namesrv: null, topic: null, group: null, count: null,
   start: 0, prefix: 'm', tags: 'TagA,TagB,TagC', mode: 'sync', orderKeys: 4,
-  timeoutMs: 60000, sendTimeoutMs: 5000,
+  timeoutMs: 60000, sendTimeoutMs: 5000, deliverAfterMs: 0, delayLevel: 0,
 }, USAGE);
 args.count = Number(args.count);
 if (!Number.isInteger(args.count) || args.count < 0) {
@@ -79,9 +85,17 @@ async function main() {
       msg.shardingKey = okey;
       Object.assign(info, { orderKey: okey, orderSeq: oseq });
     }
+    if (args.delayLevel > 0) msg.delayTimeLevel = args.delayLevel;
+    const sendStartMs = Date.now();
+    if (args.deliverAfterMs > 0) {
+      info.deliverAtMs = sendStartMs + args.deliverAfterMs;
+      msg.setStartDeliverTime(info.deliverAtMs);
+    }
     let res;
     try {
       res = await producer.send(msg);
+      info.sendStartMs = sendStartMs;
+      info.sendEndMs = Date.now();
     } catch (err) {
       c.emit({ event: 'error', stage: 'send', sent, i, error: `${err.name}: ${err.message}` });
       process.exit(1);

@@ -5,7 +5,9 @@ Subscribes --topic with --sub (e.g. "TagA || TagB") in CLUSTERING or
 BROADCASTING mode, concurrently or --orderly (C++ ConsumeMessageOrderlyService:
 LOCK_BATCH_MQ, one message at a time per queue), and prints every delivered
 message as {"event":"msg",...}: topic, body, keys, tags, user props, msgId
-(UNIQ_KEY when set), queueId, queueOffset, reconsumeTimes.
+(UNIQ_KEY when set), queueId, queueOffset, reconsumeTimes, and for the
+timing scenarios recvMs (wall clock on arrival), storeMs / bornMs (the
+record's timestamps) and sys (broker-set properties present on it, SYS_PROPS).
 
 Messages tagged --ignore-tag (default "Warmup") are reported as
 {"event":"ignored",...} and not counted. Stops when
@@ -31,6 +33,8 @@ from common import emit, log
 # (exported, non-virtual) setter directly.
 _SET_CFW = "_ZN8rocketmq21DefaultMQPushConsumer19setConsumeFromWhereENS_16ConsumeFromWhereE"
 _CFW = {"last": 0, "first": 4}  # CONSUME_FROM_LAST_OFFSET, CONSUME_FROM_FIRST_OFFSET (include/ConsumeType.h)
+SYS_PROPS = ["RETRY_TOPIC", "ORIGIN_MESSAGE_ID", "DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "REAL_TOPIC",
+             "REAL_QID", "TRAN_MSG", "PGROUP", "__transactionId__", "TRANSACTION_CHECK_TIMES"]
 
 
 def main():
@@ -81,6 +85,7 @@ def main():
     finished = threading.Event()
 
     def on_message(msg):
+        recv_ms = int(time.time() * 1000)
         tags = common.to_str(msg.tags)
         props = {}
         for name in common.USER_PROPS:
@@ -99,6 +104,12 @@ def main():
             queueId=msg.queue_id,
             queueOffset=msg.queue_offset,
             reconsumeTimes=msg.reconsume_times,
+            recvMs=recv_ms,
+            storeMs=msg.store_timestamp,
+            bornMs=msg.born_timestamp,
+            offsetMsgId=msg.id,
+            sys={n: common.to_str(msg.get_property(n)) for n in SYS_PROPS if msg.get_property(n)},
+            status="CONSUME_SUCCESS",
         )
         if args.ignore_tag and tags == args.ignore_tag:
             emit(event="ignored", **rec)

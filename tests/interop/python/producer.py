@@ -13,6 +13,9 @@ Modes: sync (SendMessageSync), oneway (SendMessageOneway), batch
 (SendMessageOrderlyByShardingKey with the orderKey: C++ picks queue
 std::hash<string>(key) % queueCount).
 
+--delay-level L sets msg.set_delay_time_level(L) (property DELAY). Every
+sync "sent" event has sendStartMs / sendEndMs (wall clock around the send).
+
 Output (JSON lines): {"event":"started"}, one {"event":"sent",...} per
 message (sync/orderly carry status, msgId = UNIQ_KEY and queueOffset; the C
 API does not report the queue id), {"event":"batch_sent",...} per batch,
@@ -36,6 +39,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--order-keys", type=int, default=4)
     p.add_argument("--send-timeout-ms", type=int, default=5000)
+    p.add_argument("--delay-level", type=int, default=0)
     args = p.parse_args()
     common.start_watchdog(args.timeout_ms, "producer")
     client, ffi = common.import_client(args.log_dir)
@@ -62,6 +66,8 @@ def main():
         msg.set_property("seq", str(i))
         msg.set_property("prefix", args.prefix)
         msg.set_property("color", "blue green")
+        if args.delay_level > 0:
+            msg.set_delay_time_level(args.delay_level)
         info = {"i": i, "key": key, "tag": tag}
         if args.mode == "orderly":
             okey = "%s-o%d" % (args.prefix, i % args.order_keys)
@@ -93,8 +99,11 @@ def main():
             for i in idx:
                 msg, info = build(i)
                 if args.mode == "sync":
+                    t0 = int(time.time() * 1000)
                     res = producer.send_sync(msg)
-                    emit(event="sent", msgId=res.msg_id, queueOffset=res.offset, status=res.status.name, **info)
+                    t1 = int(time.time() * 1000)
+                    emit(event="sent", msgId=res.msg_id, queueOffset=res.offset, status=res.status.name,
+                         sendStartMs=t0, sendEndMs=t1, **info)
                 elif args.mode == "oneway":
                     producer.send_oneway(msg)
                     emit(event="sent", oneway=True, **info)
