@@ -354,7 +354,12 @@ fn a_scheduled_retry_survives_kill9_once() {
     bodies.sort();
     assert_eq!(bodies, vec!["k0", "k1", "k2", "k3", "k4"]);
     for r in &got_later {
-        assert!(r.store_ts >= t + 3000, "{} came {} ms early", r.body, t + 3000 - r.store_ts);
+        assert!(
+            r.store_ts >= t + 3000,
+            "{} came {} ms early",
+            r.body,
+            t + 3000 - r.store_ts
+        );
         assert_eq!(r.reconsume, 1);
     }
 }

@@ -199,8 +199,14 @@ fn commit_rollback_check_back_and_kill9() {
     assert_eq!(total, 3, "D checked transactionCheckMax times: {seen:?} then {more:?}");
     // F: immunity used up none of its checks, it gets all 3 after it.
     let last = checks(&mut p, Duration::from_millis(2000));
-    let f_total = [&seen, &more, &last].iter().map(|m| m.get(&f.uniq).copied().unwrap_or(0)).sum::<u32>();
-    assert_eq!(f_total, 3, "F checked transactionCheckMax times after its immunity: {more:?} {last:?}");
+    let f_total = [&seen, &more, &last]
+        .iter()
+        .map(|m| m.get(&f.uniq).copied().unwrap_or(0))
+        .sum::<u32>();
+    assert_eq!(
+        f_total, 3,
+        "F checked transactionCheckMax times after its immunity: {more:?} {last:?}"
+    );
     let r = end(&mut c, &d, 8, "PG", false);
     assert_eq!(r.code, response::ILLEGAL_OPERATION, "D was rolled back: {:?}", r.remark);
 
@@ -264,7 +270,11 @@ fn open_transactions_are_bounded_with_system_busy() {
         assert!(Instant::now() < deadline, "a third open transaction was never refused");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(refused.remark.as_deref().unwrap_or("").contains("transactionMaxOpen"), "{:?}", refused.remark);
+    assert!(
+        refused.remark.as_deref().unwrap_or("").contains("transactionMaxOpen"),
+        "{:?}",
+        refused.remark
+    );
     // Ordinary sends are not affected.
     assert_eq!(c.call(send_v2("TX", 0, "plain", String::new())).code, response::SUCCESS);
     // Resolving frees room (once the resolution is forgotten below the

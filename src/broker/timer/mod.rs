@@ -38,8 +38,11 @@
 //! record not yet delivered (the timer *pins* it), so a 30-day delay
 //! outlives a 72-hour `fileReservedTime`.
 
+mod deliver;
 pub mod due;
 pub mod files;
+mod persist;
+mod route;
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -48,16 +51,11 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::protocol::java_string_hash;
-use crate::protocol::properties::{keys, Properties};
+use crate::protocol::properties::keys;
 use crate::store::notify::Notify;
-use crate::store::{
-    LogOffset, Mark, MessageInput, PhysicalOffset, PutStatus, DUE_PROPERTY, MARK_PROPERTY, MARK_QUEUE_TIMER,
-    MARK_TOPIC, SCHEDULE_TOPIC,
-};
+use crate::store::{LogOffset, PhysicalOffset, SCHEDULE_TOPIC};
 
 use super::shard::Shard;
-use files::Entry;
 
 const MINUTE_MS: i64 = 60_000;
 /// Buckets are loaded this long before their minute starts.
@@ -236,7 +234,7 @@ impl Timer {
 /// Drives the shard's timer until the store stops: start-up recovery, then
 /// route, load, deliver and checkpoint.
 pub async fn run(shard: Rc<Shard>) {
-    if let Err(e) = start(&shard).await {
+    if let Err(e) = persist::start(&shard).await {
         log::error!(
             "shard {}: timer cannot start: {e}; scheduled messages wait until it can",
             shard.id
@@ -247,21 +245,21 @@ pub async fn run(shard: Rc<Shard>) {
     let mut last_ckpt = std::time::Instant::now();
     loop {
         let seen = t.wake.generation();
-        if let Err(e) = route(&shard).await {
+        if let Err(e) = route::route(&shard).await {
             log::error!("shard {}: timer routing failed: {e}", shard.id);
         }
-        if let Err(e) = load(&shard).await {
+        if let Err(e) = route::load(&shard).await {
             log::error!("shard {}: timer bucket load failed: {e}", shard.id);
         }
-        let delivered = deliver_due(&shard).await;
+        let delivered = deliver::deliver_due(&shard).await;
         if last_ckpt.elapsed() >= CHECKPOINT_EVERY {
             last_ckpt = std::time::Instant::now();
-            if let Err(e) = checkpoint(&shard).await {
+            if let Err(e) = persist::checkpoint(&shard).await {
                 log::error!("shard {}: timer checkpoint failed: {e}", shard.id);
             }
         }
         if shard.store.is_stopping() {
-            let _ = checkpoint(&shard).await;
+            let _ = persist::checkpoint(&shard).await;
             return;
         }
         if delivered {
@@ -285,480 +283,6 @@ fn next_wait(t: &Timer) -> Duration {
         until = until.min(m * MINUTE_MS - LOOKAHEAD_MS);
     }
     Duration::from_millis(until.saturating_sub(now).clamp(1, 1000) as u64)
-}
-
-async fn start(shard: &Rc<Shard>) -> Result<(), String> {
-    let t = &shard.timer;
-    let (ck, buckets) = files::open(t.dir.clone()).await?;
-    // The done set: every mark from `marks_from` on.
-    let mut done = Vec::new();
-    let mut uncounted = Vec::new();
-    let mut at = ck.marks_from;
-    loop {
-        let e = shard
-            .store
-            .queue_entries(MARK_TOPIC, MARK_QUEUE_TIMER, at, ROUTE_CHUNK)
-            .await
-            .map_err(|e| e.to_string())?;
-        if e.is_empty() {
-            break;
-        }
-        for (i, m) in e.iter().enumerate() {
-            // Delivered after the checkpoint counted, of an entry it had
-            // counted as scheduled: not counted as delivered yet.
-            if at + i as u64 >= ck.marks_counted && (m.tags_code as u64) < ck.routed {
-                uncounted.push(m.pos);
-            }
-        }
-        at += e.len() as u64;
-        done.extend(e.iter().map(|e| e.tags_code as u64));
-    }
-    let mut delivered_topics = Vec::with_capacity(uncounted.len());
-    for pos in uncounted {
-        if let Some(t) = record_topic(shard, pos, false).await {
-            delivered_topics.push(t);
-        }
-    }
-    if at < ck.marks_from {
-        at = ck.marks_from;
-    }
-    let mut firsts = Vec::new();
-    for (minute, len) in &buckets {
-        let (first, _) = files::read_bucket(t.dir.clone(), *minute, 0, 1).await?;
-        firsts.push((*minute, *len, first.first().map(|e| e.pos)));
-    }
-    let x_max = shard.store.max_offset(SCHEDULE_TOPIC, 0);
-    {
-        let mut st = t.st.borrow_mut();
-        st.routed = ck.routed;
-        st.clock = now_ms();
-        st.topics = ck.topics.iter().cloned().collect();
-        for t in delivered_topics {
-            st.count(&t, -1);
-        }
-        for (minute, len, first_pos) in firsts {
-            let b = Bucket {
-                file_slots: len / files::ENTRY_SIZE as u64,
-                first_mark: Some(ck.marks_from),
-                min_pos: first_pos.unwrap_or(u64::MAX),
-                ..Bucket::default()
-            };
-            st.buckets.insert(minute, b);
-            st.start_buckets.insert(minute);
-        }
-        st.done_by_bucket.insert(i64::MIN, done.clone());
-        st.done.extend(done);
-        st.start_routed_until = x_max;
-        log::info!(
-            "shard {}: timer open: {} bucket(s), routing from schedule entry {} of {}, {} delivered entr(y/ies) \
-         remembered from marks {}..{}",
-            shard.id,
-            st.buckets.len(),
-            ck.routed,
-            x_max,
-            st.done.len(),
-            ck.marks_from,
-            at
-        );
-    }
-    update_pin(shard).await;
-    Ok(())
-}
-
-/// Routes new schedule-queue entries into their buckets (and into memory
-/// when their bucket is loaded). Pauses while memory is full: the entries
-/// wait in the schedule queue.
-async fn route(shard: &Rc<Shard>) -> Result<(), String> {
-    let t = &shard.timer;
-    loop {
-        let (from, room) = {
-            let st = t.st.borrow();
-            (st.routed, t.max_in_memory.saturating_sub(st.heap.len()))
-        };
-        if room == 0 {
-            return Ok(());
-        }
-        let entries = shard
-            .store
-            .queue_entries(SCHEDULE_TOPIC, 0, from, ROUTE_CHUNK.min(room))
-            .await
-            .map_err(|e| e.to_string())?;
-        if entries.is_empty() {
-            return Ok(());
-        }
-        // The target topic of each entry, for the per-topic counts.
-        let mut topics = Vec::with_capacity(entries.len());
-        for e in &entries {
-            topics.push(record_topic(shard, e.pos, true).await);
-        }
-        let now = t.now();
-        let current = now.div_euclid(MINUTE_MS);
-        let mut st = t.st.borrow_mut();
-        if st.routed != from {
-            continue; // cannot happen (one task routes), but never route twice
-        }
-        for (i, e) in entries.iter().enumerate() {
-            let xoff = from + i as u64;
-            if st.done.contains(&xoff) {
-                continue;
-            }
-            if let Some(topic) = &topics[i] {
-                st.count(topic, 1);
-            }
-            // Overdue entries go to the current minute: a bucket whose
-            // minute is over never gets new entries.
-            let minute = e.tags_code.div_euclid(MINUTE_MS).max(current);
-            let entry = Entry {
-                xoff,
-                due: e.tags_code,
-                pos: e.pos,
-                size: e.size,
-            };
-            let b = st.buckets.entry(minute).or_default();
-            let take = b.open && b.fully_loaded();
-            entry.encode(&mut b.pending);
-            b.min_pos = b.min_pos.min(e.pos);
-            if take {
-                b.loaded += 1;
-                b.live += 1;
-                st.heap.push(Reverse(Due {
-                    due: entry.due,
-                    xoff,
-                    pos: entry.pos,
-                    size: entry.size,
-                    minute,
-                }));
-            }
-        }
-        st.routed = from + entries.len() as u64;
-        st.dirty = true;
-    }
-}
-
-/// Opens the buckets of the load horizon and takes their entries into
-/// memory, as far as `timerMaxInMemory` allows.
-async fn load(shard: &Rc<Shard>) -> Result<(), String> {
-    let t = &shard.timer;
-    let horizon = (t.now() + LOOKAHEAD_MS).div_euclid(MINUTE_MS);
-    loop {
-        // The earliest bucket in the horizon with something left to load.
-        let job = {
-            let mut st = t.st.borrow_mut();
-            let room = t.max_in_memory.saturating_sub(st.heap.len());
-            if room == 0 {
-                return Ok(());
-            }
-            let Some((&minute, b)) = st
-                .buckets
-                .range_mut(..=horizon)
-                .find(|(_, b)| !b.open || !b.fully_loaded())
-            else {
-                return Ok(());
-            };
-            b.open = true;
-            if b.fully_loaded() {
-                continue;
-            }
-            (minute, b.loaded, b.file_slots, room)
-        };
-        let (minute, loaded, file_slots, room) = job;
-        let (entries, slots) = if loaded < file_slots {
-            let want = ((file_slots - loaded) as usize).min(room);
-            let (e, read) = files::read_bucket(t.dir.clone(), minute, loaded, want).await?;
-            // A file shorter than recorded (cannot happen; be safe): skip to
-            // the pending part rather than loop.
-            (e, if read == 0 { file_slots - loaded } else { read })
-        } else {
-            let st = t.st.borrow();
-            let b = &st.buckets[&minute];
-            let skip = (loaded - file_slots) as usize * files::ENTRY_SIZE;
-            let e: Vec<Entry> = b.pending[skip..]
-                .chunks_exact(files::ENTRY_SIZE)
-                .take(room)
-                .filter_map(Entry::decode)
-                .collect();
-            let n = e.len() as u64;
-            (e, n)
-        };
-        let mut st = t.st.borrow_mut();
-        let mut pushed = 0;
-        for e in entries {
-            if st.done.contains(&e.xoff) {
-                continue;
-            }
-            st.heap.push(Reverse(Due {
-                due: e.due,
-                xoff: e.xoff,
-                pos: e.pos,
-                size: e.size,
-                minute,
-            }));
-            pushed += 1;
-        }
-        let Some(b) = st.buckets.get_mut(&minute) else {
-            return Ok(());
-        };
-        if b.loaded != loaded {
-            return Err(format!("bucket {minute} changed while it was loading"));
-        }
-        b.loaded += slots;
-        b.live += pushed;
-    }
-}
-
-/// Delivers every due entry, a batch per write. True when it delivered
-/// anything (the caller looks again at once).
-async fn deliver_due(shard: &Rc<Shard>) -> bool {
-    let t = &shard.timer;
-    let now = t.now();
-    let batch = {
-        let mut st = t.st.borrow_mut();
-        let mark_floor = shard.store.offsets(MARK_TOPIC, MARK_QUEUE_TIMER).map_or(0, |o| o.1);
-        let mut batch = Vec::new();
-        while batch.len() < DELIVERY_BATCH {
-            match st.heap.peek() {
-                Some(Reverse(d)) if d.due <= now => {}
-                _ => break,
-            }
-            let Some(Reverse(d)) = st.heap.pop() else { break };
-            if !st.done.insert(d.xoff) {
-                if let Some(b) = st.buckets.get_mut(&d.minute) {
-                    b.live -= 1;
-                }
-                continue;
-            }
-            st.done_by_bucket.entry(d.minute).or_default().push(d.xoff);
-            if let Some(b) = st.buckets.get_mut(&d.minute) {
-                b.first_mark.get_or_insert(mark_floor);
-            }
-            batch.push(d);
-        }
-        batch
-    };
-    if batch.is_empty() {
-        return false;
-    }
-    let reads = batch.iter().map(|d| {
-        let pos = PhysicalOffset::new(shard.id, LogOffset(d.pos));
-        shard.store.read_record_sized(pos, d.size)
-    });
-    let records = futures::future::join_all(reads).await;
-    let mut msgs = Vec::with_capacity(batch.len());
-    let mut sent = Vec::with_capacity(batch.len());
-    for (d, rec) in batch.iter().zip(records) {
-        match rec.map_err(|e| e.to_string()).and_then(|r| {
-            r.ok_or_else(|| "the scheduled record is not in the CommitLog".to_string())
-                .and_then(|r| due_message(&r, d.xoff))
-        }) {
-            Ok(m) => {
-                msgs.push(m);
-                sent.push(*d);
-            }
-            Err(why) => {
-                // Never retried: it cannot become readable again. Counted as
-                // delivered so that its bucket can go.
-                log::error!(
-                    "shard {}: scheduled entry {} (log offset {}) cannot be delivered: {why}; dropped",
-                    shard.id,
-                    d.xoff,
-                    d.pos
-                );
-                finish(t, d, 0);
-            }
-        }
-    }
-    if msgs.is_empty() {
-        return true;
-    }
-    let r = shard.store.put_batch(&msgs, true).await;
-    let end = shard.store.write_log_offset();
-    match r.status {
-        PutStatus::Ok | PutStatus::FlushDiskTimeout => {
-            for (d, m) in sent.iter().zip(&msgs) {
-                finish(t, d, end);
-                t.st.borrow_mut().count(&m.topic, -1);
-                shard.pulls.wake(&m.topic, m.queue_id);
-            }
-            t.st.borrow_mut().delivered += sent.len() as u64;
-        }
-        PutStatus::FlushFailed(why) => {
-            // Possibly stored: whether is for recovery to say (their marks
-            // decide after a restart). Not retried here.
-            log::error!(
-                "shard {}: flush failed under {} scheduled deliveries ({why}); they are settled at the next start",
-                shard.id,
-                sent.len()
-            );
-            for d in &sent {
-                finish(t, d, u64::MAX);
-            }
-        }
-        PutStatus::MessageIllegal(why) => {
-            log::error!(
-                "shard {}: {} scheduled deliveries refused as illegal ({why}); dropped",
-                shard.id,
-                sent.len()
-            );
-            for d in &sent {
-                finish(t, d, 0);
-            }
-        }
-        PutStatus::Busy | PutStatus::ServiceNotAvailable(_) => {
-            let mut st = t.st.borrow_mut();
-            for d in &sent {
-                st.done.remove(&d.xoff);
-                if let Some(v) = st.done_by_bucket.get_mut(&d.minute) {
-                    if let Some(i) = v.iter().rposition(|x| *x == d.xoff) {
-                        v.swap_remove(i);
-                    }
-                }
-                st.heap.push(Reverse(Due {
-                    due: now + RETRY_LATER_MS,
-                    ..*d
-                }));
-            }
-            drop(st);
-            log::warn!(
-                "shard {}: {} scheduled deliveries refused for now ({:?}); retried in {RETRY_LATER_MS} ms",
-                shard.id,
-                sent.len(),
-                r.status
-            );
-            return false;
-        }
-    }
-    true
-}
-
-fn finish(t: &Timer, d: &Due, end: u64) {
-    let mut st = t.st.borrow_mut();
-    st.dirty = true;
-    if let Some(b) = st.buckets.get_mut(&d.minute) {
-        b.live -= 1;
-        b.last_end = b.last_end.max(end);
-    }
-}
-
-/// The message a scheduled record delivers: its real topic and queue, the
-/// schedule properties removed, the timer's mark added.
-fn due_message(rec: &[u8], xoff: u64) -> Result<MessageInput, String> {
-    let crate::store::record::RecordCheck::Record(v) = crate::store::record::check_record(rec, None, false) else {
-        return Err("the scheduled record does not decode".into());
-    };
-    let mut m = v.to_input().ok_or("the scheduled record's topic is not UTF-8")?;
-    let mut props = Properties::parse_bytes(v.properties);
-    let topic = props
-        .get(keys::REAL_TOPIC)
-        .ok_or("the scheduled record has no REAL_TOPIC")?
-        .to_owned();
-    let qid: u32 = props
-        .get(keys::REAL_QUEUE_ID)
-        .and_then(|q| q.parse().ok())
-        .ok_or("the scheduled record has no valid REAL_QID")?;
-    for k in [
-        keys::DELAY,
-        keys::TIMER_DELIVER_MS,
-        keys::TIMER_DELAY_SEC,
-        keys::TIMER_DELAY_MS,
-        due::START_DELIVER_TIME,
-        DUE_PROPERTY,
-        MARK_PROPERTY,
-    ] {
-        props.remove(k);
-    }
-    let mark = Mark {
-        queue: MARK_QUEUE_TIMER,
-        value: xoff as i64,
-    };
-    props
-        .insert(MARK_PROPERTY, mark.property())
-        .map_err(|e| e.to_string())?;
-    m.tags_code = props.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
-    m.properties = bytes::Bytes::from(props.encode());
-    m.topic = topic;
-    m.queue_id = qid;
-    m.mark = Some(mark);
-    Ok(m)
-}
-
-/// Commits routed entries to their bucket files, deletes finished
-/// buckets, stores the checkpoint (one blocking round trip, see the module
-/// docs for the order), then forgets what the deleted buckets needed.
-async fn checkpoint(shard: &Rc<Shard>) -> Result<(), String> {
-    let t = &shard.timer;
-    let now = t.now();
-    let current = now.div_euclid(MINUTE_MS);
-    let flushed = shard.store.flushed_log_offset();
-    let mark_end = shard.store.offsets(MARK_TOPIC, MARK_QUEUE_TIMER).map_or(0, |o| o.1);
-    let (appends, ck, delete) = {
-        let mut st = t.st.borrow_mut();
-        let finished: Vec<i64> = st
-            .buckets
-            .iter()
-            .filter(|(m, b)| **m < current && b.open && b.fully_loaded() && b.live == 0 && b.last_end <= flushed)
-            .map(|(m, _)| *m)
-            .collect();
-        if !st.dirty && finished.is_empty() {
-            return Ok(());
-        }
-        let mut appends = Vec::new();
-        for (m, b) in st.buckets.iter_mut() {
-            if !b.pending.is_empty() && !finished.contains(m) {
-                appends.push((*m, b.pending.clone()));
-            }
-        }
-        let marks_from = st
-            .buckets
-            .iter()
-            .filter(|(m, _)| !finished.contains(m))
-            .filter_map(|(_, b)| b.first_mark)
-            .min()
-            .unwrap_or(mark_end)
-            .min(mark_end);
-        let mut topics: Vec<(String, u64)> = st.topics.iter().map(|(t, n)| (t.clone(), *n)).collect();
-        topics.sort();
-        let ck = files::Checkpoint {
-            routed: st.routed,
-            marks_from,
-            marks_counted: mark_end,
-            topics,
-        };
-        st.dirty = false;
-        (appends, ck, finished)
-    };
-    let appended: Vec<(i64, usize)> = appends.iter().map(|(m, b)| (*m, b.len())).collect();
-    if let Err(e) = files::commit(t.dir.clone(), appends, ck, delete.clone()).await {
-        t.st.borrow_mut().dirty = true;
-        return Err(e);
-    }
-    {
-        let mut st = t.st.borrow_mut();
-        for (m, n) in appended {
-            if let Some(b) = st.buckets.get_mut(&m) {
-                // Entries routed while the commit ran stay pending.
-                b.pending.drain(..n);
-                b.file_slots += (n / files::ENTRY_SIZE) as u64;
-            }
-        }
-        for m in &delete {
-            st.buckets.remove(m);
-            st.start_buckets.remove(m);
-            if let Some(xs) = st.done_by_bucket.remove(m) {
-                for x in xs {
-                    st.done.remove(&x);
-                }
-            }
-        }
-        if st.start_buckets.is_empty() && st.routed >= st.start_routed_until {
-            if let Some(xs) = st.done_by_bucket.remove(&i64::MIN) {
-                for x in xs {
-                    st.done.remove(&x);
-                }
-            }
-        }
-    }
-    update_pin(shard).await;
-    Ok(())
 }
 
 /// The target topic of the record at log offset `pos`: `REAL_TOPIC` of a
