@@ -81,7 +81,7 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
         return run_on(shard, owner, cmd, client).await;
     }
     if cmd.code == request::CONSUMER_SEND_MSG_BACK {
-        let owner = super::retry::owner_of(&cmd)
+        let owner = super::query::owner_of(&cmd)
             .filter(|s| *s < shard.shard_count())
             .unwrap_or(shard.id);
         return run_on(shard, owner, cmd, client).await;

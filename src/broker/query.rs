@@ -12,7 +12,8 @@ use crate::store::PhysicalOffset;
 use super::reply::error;
 use super::shard::Shard;
 
-/// The shard that stores `offset`, if the value is a valid position.
+/// The shard that stores `offset` (VIEW_MESSAGE_BY_ID, CONSUMER_SEND_MSG_BACK),
+/// if the value is a valid position.
 pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
     let raw = cmd.ext_i64("offset").ok().flatten()?;
     PhysicalOffset::decode(raw).map(|p| p.shard())
@@ -23,24 +24,36 @@ pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Rem
         Ok(o) => o,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
-    let Some(pos) = PhysicalOffset::decode(raw) else {
-        return error(
-            &cmd,
-            response::SYSTEM_ERROR,
-            format!("can not find message by the offset {raw}"),
-        );
-    };
-    match shard.store.read_record(pos).await {
-        Ok(Some(rec)) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(rec)),
-        Ok(None) => error(
+    match record_at(shard, raw).await {
+        Ok(rec) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(rec)),
+        Err(Lookup::NotFound) => error(
             &cmd,
             response::SYSTEM_ERROR,
             format!("can not find message by the offset {raw}"),
         ),
-        Err(e) => error(
+        Err(Lookup::Failed(e)) => error(
             &cmd,
             response::SYSTEM_ERROR,
             format!("read of offset {raw} failed: {e}"),
         ),
+    }
+}
+
+/// Why [`record_at`] has no record.
+pub enum Lookup {
+    /// Not a position of this shard's log, or no whole record there.
+    NotFound,
+    /// The read failed (I/O).
+    Failed(String),
+}
+
+/// The whole, valid record stored at a physical offset a client named (a
+/// message id's, a send-back's, an END_TRANSACTION's), on this shard.
+pub async fn record_at(shard: &Shard, raw: i64) -> Result<Vec<u8>, Lookup> {
+    let pos = PhysicalOffset::decode(raw).ok_or(Lookup::NotFound)?;
+    match shard.store.read_record(pos).await {
+        Ok(Some(rec)) => Ok(rec),
+        Ok(None) => Err(Lookup::NotFound),
+        Err(e) => Err(Lookup::Failed(e.to_string())),
     }
 }

@@ -31,6 +31,7 @@ use crate::store::{MessageInput, PhysicalOffset, PutStatus, MARK_PROPERTY, SCHED
 
 use super::mesh::{unexpected, GroupInfo, Reply, Request, Stored};
 use super::metadata::{self, TopicInfo, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX};
+use super::query::Lookup;
 use super::reply::error;
 use super::shard::Shard;
 
@@ -43,12 +44,6 @@ const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
 /// Transaction type bits of a sysFlag (prepared 0x4, commit 0x8): a copy is
 /// an ordinary message.
 const TRANSACTION_BITS: i32 = 0xC;
-
-/// The shard that stores the message a send-back names.
-pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
-    let raw = cmd.ext_i64("offset").ok().flatten()?;
-    PhysicalOffset::decode(raw).map(|p| p.shard())
-}
 
 pub async fn send_back(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     match send_back_inner(shard, &cmd).await {
@@ -78,18 +73,13 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(),
             format!("look message by offset failed, {offset}: no message is stored there"),
         )
     };
-    let pos = PhysicalOffset::decode(offset).ok_or_else(not_found)?;
-    let rec = shard
-        .store
-        .read_record(pos)
-        .await
-        .map_err(|e| {
-            (
-                response::SYSTEM_ERROR,
-                format!("look message by offset failed, {offset}: {e}"),
-            )
-        })?
-        .ok_or_else(not_found)?;
+    let rec = super::query::record_at(shard, offset).await.map_err(|e| match e {
+        Lookup::NotFound => not_found(),
+        Lookup::Failed(e) => (
+            response::SYSTEM_ERROR,
+            format!("look message by offset failed, {offset}: {e}"),
+        ),
+    })?;
     let RecordCheck::Record(v) = check_record(&rec, None, false) else {
         return Err(not_found());
     };

@@ -238,18 +238,13 @@ async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(), (i32,
             format!("find prepared transaction message failed: no half message at commitLogOffset {offset}"),
         )
     };
-    let pos = PhysicalOffset::decode(offset).ok_or_else(not_found)?;
-    let rec = shard
-        .store
-        .read_record(pos)
-        .await
-        .map_err(|e| {
-            (
-                response::SYSTEM_ERROR,
-                format!("read of commitLogOffset {offset} failed: {e}"),
-            )
-        })?
-        .ok_or_else(not_found)?;
+    let rec = super::query::record_at(shard, offset).await.map_err(|e| match e {
+        super::query::Lookup::NotFound => not_found(),
+        super::query::Lookup::Failed(e) => (
+            response::SYSTEM_ERROR,
+            format!("read of commitLogOffset {offset} failed: {e}"),
+        ),
+    })?;
     let RecordCheck::Record(v) = check_record(&rec, None, false) else {
         return Err(not_found());
     };
