@@ -126,7 +126,8 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(),
             delay_level
         };
         props.insert(keys::DELAY, level.to_string()).map_err(illegal)?;
-        let due = super::send::delivery_time(shard, &props.encode()).map_err(|e| (response::MESSAGE_ILLEGAL, e))?;
+        let due = super::timer::due::delivery_time(&shard.cfg, &props.encode())
+            .map_err(|e| (response::MESSAGE_ILLEGAL, e))?;
         (format!("{RETRY_GROUP_TOPIC_PREFIX}{group}"), due)
     };
     m.properties = bytes::Bytes::from(props.encode());
@@ -241,7 +242,7 @@ pub async fn store_here(shard: &Rc<Shard>, mut msg: MessageInput, due: Option<i6
     let (topic, qid) = (msg.topic.clone(), msg.queue_id);
     msg.mark = None;
     if let Some(due) = due {
-        msg = super::send::scheduled(msg, due)
+        msg = super::timer::due::scheduled(msg, due)
             .map_err(|e| (response::MESSAGE_ILLEGAL, e))?
             .0;
     }

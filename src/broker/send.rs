@@ -28,7 +28,7 @@ use crate::protocol::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEP
 use crate::protocol::SendHeaderView;
 use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId, Properties, RemotingCommand};
 use crate::runtime::mesh::ClientRef;
-use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, DUE_PROPERTY, MARK_PROPERTY, SCHEDULE_TOPIC};
+use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, MARK_PROPERTY, SCHEDULE_TOPIC};
 
 use super::mesh::{unexpected, Reply, Request};
 use super::metadata::{self, perm, TopicInfo};
@@ -275,7 +275,7 @@ async fn store_messages(
                     "a batch cannot carry transactional messages",
                 );
             }
-            if might_be_delayed(&entry_props) {
+            if due::might_be_delayed(&entry_props) {
                 return error(
                     cmd,
                     response::MESSAGE_ILLEGAL,
@@ -316,7 +316,7 @@ async fn store_messages(
             Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
         };
         let half = super::transaction::is_half(header_props, h.sys_flag, h.reconsume_times.unwrap_or(0));
-        let due = match delivery_time(shard, header_props) {
+        let due = match due::delivery_time(&shard.cfg, header_props) {
             // A transaction's delay applies when it commits.
             Ok(_) if half => None,
             Ok(d) => d,
@@ -331,7 +331,7 @@ async fn store_messages(
                 Err((code, why)) => return error(cmd, code, why),
             }
         } else if let Some(due) = due {
-            match scheduled(m, due) {
+            match due::scheduled(m, due) {
                 Ok((s, range)) => (m, u) = (s, range),
                 Err(why) => return error(cmd, response::MESSAGE_ILLEGAL, why),
             }
@@ -378,49 +378,6 @@ async fn store_messages(
     }
     let reply = RemotingCommand::response_to(cmd, code, None);
     Some(reply.with_ext_fields(reply_header(shard, &stored, qid, uniq)))
-}
-
-/// Whether a property string may ask for a delay (a cheap test before
-/// [`delivery_time`] parses it).
-fn might_be_delayed(props: &str) -> bool {
-    props.contains("DELAY") || props.contains("TIMER_") || props.contains(due::START_DELIVER_TIME)
-}
-
-/// When a message with the client's properties `props` is due: `None` for
-/// now (see [`due::due_time`]).
-pub fn delivery_time(shard: &Shard, props: &str) -> Result<Option<i64>, String> {
-    if !might_be_delayed(props) {
-        return Ok(None);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    due::due_time(props, now, &shard.cfg.message_delay_levels, shard.cfg.timer_max_delay)
-}
-
-/// `m` as a scheduled record for the timer: stored in the shard's schedule
-/// queue with its real topic and queue and its due time (store.md §5;
-/// [`super::timer`]). Properties a client set for those keys are replaced,
-/// so a message cannot be redirected by its sender. Returns the range of
-/// the UNIQ_KEY in the new properties.
-pub fn scheduled(mut m: MessageInput, due: i64) -> Result<(MessageInput, Range<usize>), String> {
-    let mut p = Properties::parse_bytes(&m.properties);
-    p.insert(keys::REAL_TOPIC, m.topic.clone()).map_err(|e| e.to_string())?;
-    p.insert(keys::REAL_QUEUE_ID, m.queue_id.to_string())
-        .map_err(|e| e.to_string())?;
-    p.insert(DUE_PROPERTY, due.to_string()).map_err(|e| e.to_string())?;
-    p.remove(MARK_PROPERTY);
-    let encoded = p.encode();
-    if encoded.len() > i16::MAX as usize {
-        return Err(format!("the message properties length {} exceeds 32767", encoded.len()));
-    }
-    let uniq = properties::find(&encoded, keys::UNIQ_KEY).map_or(0..0, |u| range_in(&encoded, u));
-    m.properties = Bytes::from(encoded);
-    m.topic = SCHEDULE_TOPIC.to_owned();
-    m.queue_id = 0;
-    m.tags_code = due;
-    m.mark = None;
-    Ok((m, uniq))
 }
 
 /// `SendMessageResponseHeader`, written in place: msgId (offset message

@@ -35,9 +35,9 @@ pub struct Shard {
     pub uniq: RefCell<UniqIdGenerator>,
     pub metrics: crate::metrics::ShardMetrics,
     /// Delayed and scheduled messages of this shard's queues.
-    pub timer: super::timer::Timer,
+    pub timer: super::timer::state::Timer,
     /// Transactional (half) messages of this shard's queues.
-    pub tx: super::transaction::Transactions,
+    pub tx: super::transaction::state::Transactions,
     /// Shard 0 only.
     pub controller: Option<Controller>,
     /// Signalled when a new metadata snapshot is installed.
@@ -54,8 +54,8 @@ impl Shard {
         controller: Option<Controller>,
     ) -> Shard {
         let offsets = ConsumerOffsets::load(&store.dir());
-        let timer = super::timer::Timer::new(&store.dir(), cfg.timer_max_in_memory);
-        let tx = super::transaction::Transactions::new(&store.dir());
+        let timer = super::timer::state::Timer::new(&store.dir(), cfg.timer_max_in_memory);
+        let tx = super::transaction::state::Transactions::new(&store.dir());
         Shard {
             timer,
             tx,

@@ -25,7 +25,9 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
     for us in shard.store.take_sync_samples() {
         shard.metrics.record(Op::Flush, Duration::from_micros(us as u64));
     }
-    let timer = shard.timer.stats(shard);
+    let timer = shard
+        .timer
+        .stats(shard.store.max_offset(crate::store::SCHEDULE_TOPIC, 0));
     let (open_count, open) = shard.tx.list(100);
     let (committed, rolled_back) = shard.tx.counts();
     let gauges = Gauges {

@@ -14,7 +14,12 @@
 
 use std::time::Duration;
 
-use crate::protocol::properties::{self, keys};
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::protocol::properties::{self, keys, Properties};
+use crate::store::{MessageInput, DUE_PROPERTY, MARK_PROPERTY, SCHEDULE_TOPIC};
 
 /// ali-ons' property for a delivery time (absolute ms).
 pub const START_DELIVER_TIME: &str = "__STARTDELIVERTIME";
@@ -60,6 +65,52 @@ pub fn due_time(props: &str, now: i64, levels: &[Duration], max_delay: Duration)
         ));
     }
     Ok(Some(due))
+}
+
+/// Whether a property string may ask for a delay (a cheap test before
+/// [`delivery_time`] parses it).
+pub fn might_be_delayed(props: &str) -> bool {
+    props.contains("DELAY") || props.contains("TIMER_") || props.contains(START_DELIVER_TIME)
+}
+
+/// When a message with the client's properties `props` is due: `None` for
+/// now (see [`due_time`]).
+pub fn delivery_time(cfg: &crate::config::BrokerConfig, props: &str) -> Result<Option<i64>, String> {
+    if !might_be_delayed(props) {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    due_time(props, now, &cfg.message_delay_levels, cfg.timer_max_delay)
+}
+
+/// `m` as a scheduled record for the timer: stored in the shard's schedule
+/// queue with its real topic and queue and its due time (store.md §5;
+/// [`super`]). Properties a client set for those keys are replaced,
+/// so a message cannot be redirected by its sender. Returns the range of
+/// the UNIQ_KEY in the new properties.
+pub fn scheduled(mut m: MessageInput, due: i64) -> Result<(MessageInput, Range<usize>), String> {
+    let mut p = Properties::parse_bytes(&m.properties);
+    p.insert(keys::REAL_TOPIC, m.topic.clone()).map_err(|e| e.to_string())?;
+    p.insert(keys::REAL_QUEUE_ID, m.queue_id.to_string())
+        .map_err(|e| e.to_string())?;
+    p.insert(DUE_PROPERTY, due.to_string()).map_err(|e| e.to_string())?;
+    p.remove(MARK_PROPERTY);
+    let encoded = p.encode();
+    if encoded.len() > i16::MAX as usize {
+        return Err(format!("the message properties length {} exceeds 32767", encoded.len()));
+    }
+    let uniq = crate::protocol::properties::find(&encoded, keys::UNIQ_KEY).map_or(0..0, |u| {
+        let at = u.as_ptr() as usize - encoded.as_ptr() as usize;
+        at..at + u.len()
+    });
+    m.properties = Bytes::from(encoded);
+    m.topic = SCHEDULE_TOPIC.to_owned();
+    m.queue_id = 0;
+    m.tags_code = due;
+    m.mark = None;
+    Ok((m, uniq))
 }
 
 fn number(key: &str, v: &str) -> Result<i64, String> {

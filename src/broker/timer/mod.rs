@@ -43,193 +43,19 @@ pub mod due;
 pub mod files;
 mod persist;
 mod route;
+pub mod state;
 
-use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::protocol::properties::keys;
-use crate::store::notify::Notify;
 use crate::store::{LogOffset, PhysicalOffset, SCHEDULE_TOPIC};
 
 use super::shard::Shard;
-
-const MINUTE_MS: i64 = 60_000;
-/// Buckets are loaded this long before their minute starts.
-const LOOKAHEAD_MS: i64 = MINUTE_MS;
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-/// Entries delivered per write (and per fsync).
-const DELIVERY_BATCH: usize = 256;
-const ROUTE_CHUNK: usize = 4096;
-/// A delivery refused for a passing reason (busy, disk full) is retried
-/// this much later.
-const RETRY_LATER_MS: i64 = 1000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-#[derive(Debug)]
-struct Bucket {
-    /// Entry slots in its file (torn and duplicate ones included).
-    file_slots: u64,
-    /// Entries routed here since the last commit (encoded).
-    pending: Vec<u8>,
-    /// Its minute is in the load horizon: entries go to memory.
-    open: bool,
-    /// Slots of (file ++ pending) already taken into memory, a prefix.
-    loaded: u64,
-    /// Its entries in the heap or being delivered.
-    live: u64,
-    /// Lower bound of the mark-queue offsets of its deliveries.
-    first_mark: Option<u64>,
-    /// Log end after its latest delivery (deleted only once flushed).
-    last_end: u64,
-    /// Lowest log offset of its scheduled records (retention pin).
-    min_pos: u64,
-}
-
-impl Default for Bucket {
-    fn default() -> Bucket {
-        Bucket {
-            file_slots: 0,
-            pending: Vec::new(),
-            open: false,
-            loaded: 0,
-            live: 0,
-            first_mark: None,
-            last_end: 0,
-            min_pos: u64::MAX,
-        }
-    }
-}
-
-impl Bucket {
-    fn slots(&self) -> u64 {
-        self.file_slots + (self.pending.len() / files::ENTRY_SIZE) as u64
-    }
-
-    fn fully_loaded(&self) -> bool {
-        self.loaded == self.slots()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Due {
-    due: i64,
-    xoff: u64,
-    pos: u64,
-    size: u32,
-    minute: i64,
-}
-
-#[derive(Default)]
-struct State {
-    /// Schedule-queue entries below this are routed.
-    routed: u64,
-    buckets: BTreeMap<i64, Bucket>,
-    heap: BinaryHeap<Reverse<Due>>,
-    /// Entries delivered (or being delivered) whose marks may still be
-    /// needed: per bucket, plus the marks read at start (key `i64::MIN`).
-    done: HashSet<u64>,
-    done_by_bucket: HashMap<i64, Vec<u64>>,
-    /// Schedule-queue end at start: the marks read at start are needed
-    /// until routing passed it and the buckets of that time are gone.
-    start_routed_until: u64,
-    start_buckets: HashSet<i64>,
-    /// Highest wall clock seen (a clock stepping back does not reopen the
-    /// past).
-    clock: i64,
-    dirty: bool,
-    delivered: u64,
-    /// Scheduled messages per target topic (routed, not delivered).
-    topics: HashMap<String, u64>,
-}
-
-impl State {
-    fn count(&mut self, topic: &str, delta: i64) {
-        if delta > 0 {
-            *self.topics.entry(topic.to_owned()).or_default() += delta as u64;
-        } else if let Some(n) = self.topics.get_mut(topic) {
-            *n = n.saturating_sub(delta.unsigned_abs());
-            if *n == 0 {
-                self.topics.remove(topic);
-            }
-        }
-    }
-}
-
-/// The timer of one shard ([`run`] drives it).
-pub struct Timer {
-    dir: PathBuf,
-    st: RefCell<State>,
-    /// Signalled when a scheduled message was stored.
-    pub wake: Notify,
-    max_in_memory: usize,
-    /// Lowest log offset any undelivered scheduled record needs.
-    pin: Cell<u64>,
-}
-
-/// What `shardmq admin` shows of a shard's timer.
-#[derive(Debug, Clone, Default)]
-pub struct TimerStats {
-    /// Entries in buckets not yet delivered (an entry routed twice after a
-    /// crash counts twice until it is delivered) plus entries not routed yet.
-    pub scheduled: u64,
-    /// Earliest due time in memory or minute of the earliest bucket (ms).
-    pub next_due: Option<i64>,
-    pub delivered: u64,
-    pub in_memory: usize,
-    pub buckets: usize,
-    /// Scheduled messages per target topic (see [`files::Checkpoint`]).
-    pub topics: Vec<(String, u64)>,
-}
-
-impl Timer {
-    pub fn new(store_dir: &std::path::Path, max_in_memory: usize) -> Timer {
-        Timer {
-            dir: store_dir.join("timer"),
-            st: RefCell::new(State::default()),
-            wake: Notify::default(),
-            max_in_memory: max_in_memory.max(DELIVERY_BATCH),
-            pin: Cell::new(u64::MAX),
-        }
-    }
-
-    pub fn stats(&self, shard: &Shard) -> TimerStats {
-        let st = self.st.borrow();
-        let x_max = shard.store.max_offset(SCHEDULE_TOPIC, 0);
-        let in_buckets: u64 = st.buckets.values().map(|b| b.slots() - b.loaded + b.live).sum();
-        TimerStats {
-            scheduled: in_buckets + x_max.saturating_sub(st.routed),
-            next_due: st
-                .heap
-                .peek()
-                .map(|d| d.0.due)
-                .or_else(|| st.buckets.keys().next().map(|m| m * MINUTE_MS)),
-            delivered: st.delivered,
-            in_memory: st.heap.len(),
-            buckets: st.buckets.len(),
-            topics: {
-                let mut v: Vec<(String, u64)> = st.topics.iter().map(|(t, n)| (t.clone(), *n)).collect();
-                v.sort();
-                v
-            },
-        }
-    }
-
-    fn now(&self) -> i64 {
-        let mut st = self.st.borrow_mut();
-        st.clock = st.clock.max(now_ms());
-        st.clock
-    }
-}
+use state::now_ms;
+use state::{Bucket, Due, CHECKPOINT_EVERY, DELIVERY_BATCH, LOOKAHEAD_MS, MINUTE_MS, RETRY_LATER_MS, ROUTE_CHUNK};
+pub use state::{Timer, TimerStats};
 
 /// Drives the shard's timer until the store stops: start-up recovery, then
 /// route, load, deliver and checkpoint.

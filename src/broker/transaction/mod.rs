@@ -29,11 +29,8 @@
 //! above it. At start the marks from `marks_from` on are read back and the
 //! half queue is scanned from `low`.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -44,7 +41,6 @@ use crate::protocol::sys_flag::{
     TRANSACTION_TYPE_MASK,
 };
 use crate::protocol::{java_string_hash, RemotingCommand};
-use crate::store::notify::Notify;
 use crate::store::record::{check_record, RecordCheck};
 use crate::store::{Mark, MessageInput, PhysicalOffset, PutStatus, MARK_PROPERTY, MARK_QUEUE_TRANSACTION, MARK_TOPIC};
 
@@ -52,7 +48,9 @@ use super::reply::error;
 use super::shard::Shard;
 
 mod checks;
+pub mod state;
 pub use checks::run;
+use state::{low, now_ms, Open};
 
 pub const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
 pub const OP_TOPIC: &str = "RMQ_SYS_TRANS_OP_HALF_TOPIC";
@@ -62,93 +60,6 @@ const STATE_FILE: &str = "transactions";
 const MAGIC: &str = "shardmq-tx 1";
 const TICK: Duration = Duration::from_millis(200);
 const SCAN_CHUNK: usize = 1024;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-#[derive(Debug, Clone)]
-struct Open {
-    pos: u64,
-    group: String,
-    stored: i64,
-    checks: u32,
-    next_check: i64,
-}
-
-#[derive(Default)]
-struct State {
-    /// Half-queue entries below this were scanned into `open`/`resolved`.
-    scanned: u64,
-    open: BTreeMap<u64, Open>,
-    /// Resolutions being written.
-    resolving: HashMap<u64, ()>,
-    /// Resolved halves at or above `low`, with a lower bound of their
-    /// mark's offset.
-    resolved: BTreeMap<u64, u64>,
-    /// Check counts restored at start, applied when the scan finds them.
-    restored_checks: HashMap<u64, u32>,
-    started: bool,
-    dirty: bool,
-    committed: u64,
-    rolled_back: u64,
-}
-
-/// One shard's open transactions ([`run`] drives the checks).
-pub struct Transactions {
-    dir: PathBuf,
-    st: RefCell<State>,
-    pub wake: Notify,
-}
-
-/// An open transaction as `shardmq admin` shows it.
-#[derive(Debug, Clone)]
-pub struct OpenTx {
-    pub group: String,
-    pub half_offset: u64,
-    pub age_ms: i64,
-    pub checks: u32,
-}
-
-impl Transactions {
-    pub fn new(store_dir: &std::path::Path) -> Transactions {
-        Transactions {
-            dir: store_dir.to_path_buf(),
-            st: RefCell::new(State::default()),
-            wake: Notify::default(),
-        }
-    }
-
-    /// Open transactions, oldest first (at most `limit`).
-    pub fn list(&self, limit: usize) -> (usize, Vec<OpenTx>) {
-        let st = self.st.borrow();
-        let now = now_ms();
-        let v = st
-            .open
-            .iter()
-            .take(limit)
-            .map(|(h, o)| OpenTx {
-                group: o.group.clone(),
-                half_offset: *h,
-                age_ms: now - o.stored,
-                checks: o.checks,
-            })
-            .collect();
-        (st.open.len(), v)
-    }
-
-    pub fn counts(&self) -> (u64, u64) {
-        let st = self.st.borrow();
-        (st.committed, st.rolled_back)
-    }
-
-    fn tracked(&self) -> usize {
-        let st = self.st.borrow();
-        st.open.len() + st.resolved.len() + st.resolving.len()
-    }
-}
 
 /// Whether a send is a half message (Java's rule: `TRAN_MSG=true`, except
 /// a retried one with a delay level, which clients < 4.6.1 re-sent).
@@ -374,7 +285,7 @@ fn committed(
     ))?;
     p.remove(keys::TRANSACTION_PREPARED);
     super::retry::strip_internal(&mut p);
-    let due = super::send::delivery_time(shard, &p.encode()).map_err(|e| (response::MESSAGE_ILLEGAL, e))?;
+    let due = super::timer::due::delivery_time(&shard.cfg, &p.encode()).map_err(|e| (response::MESSAGE_ILLEGAL, e))?;
     m.tags_code = p.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
     m.topic = topic;
     m.queue_id = qid;
@@ -382,7 +293,7 @@ fn committed(
     m.prepared_transaction_offset = half_pos;
     if let Some(due) = due {
         m.properties = Bytes::from(p.encode());
-        m = super::send::scheduled(m, due)
+        m = super::timer::due::scheduled(m, due)
             .map_err(|e| (response::MESSAGE_ILLEGAL, e))?
             .0;
         p = Properties::parse_bytes(&m.properties);
@@ -411,12 +322,6 @@ fn rollback_record(half_msg: MessageInput, half: u64, mark: Mark) -> MessageInpu
         tags_code: java_string_hash("d") as i64,
         mark: Some(mark),
     }
-}
-
-fn low(st: &State) -> u64 {
-    let open = st.open.keys().next().copied();
-    let resolving = st.resolving.keys().min().copied();
-    [open, resolving].into_iter().flatten().min().unwrap_or(st.scanned)
 }
 
 #[cfg(test)]
