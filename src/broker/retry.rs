@@ -35,9 +35,6 @@ use super::query::Lookup;
 use super::reply::error;
 use super::shard::Shard;
 
-/// How long a topic the controller created may take to reach this shard.
-pub const TOPIC_VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// `MQVersion.Version.V3_4_9`: from this client version on the request's
 /// `maxReconsumeTimes` is honoured.
 const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
@@ -189,34 +186,7 @@ pub async fn group_topic(shard: &Rc<Shard>, topic: &str) -> Result<Arc<TopicInfo
     if let Some(t) = shard.topic(topic) {
         return Ok(t);
     }
-    let done = match &shard.controller {
-        Some(c) => c.auto_create_topic(&**shard, topic, 1, View::Main).await,
-        None => match shard
-            .ask(
-                0,
-                Request::AutoCreateTopic {
-                    topic: topic.to_string(),
-                    default_queue_nums: 1,
-                    view: View::Main,
-                },
-            )
-            .await
-        {
-            Some(Reply::Done(r)) => r,
-            Some(_) => Err((response::SYSTEM_ERROR, unexpected("AutoCreateTopic"))),
-            None => Err((response::SYSTEM_ERROR, "the controller did not answer".into())),
-        },
-    };
-    done?;
-    shard
-        .topic_after_create(topic, TOPIC_VISIBLE_WITHIN)
-        .await
-        .ok_or_else(|| {
-            (
-                response::SYSTEM_ERROR,
-                format!("topic {topic} was created but is not visible"),
-            )
-        })
+    shard.auto_create_topic(topic, 1, View::Main).await
 }
 
 /// Stores `msg` on shard `owner` (the owner of its queue), scheduled for

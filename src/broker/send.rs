@@ -30,7 +30,6 @@ use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId
 use crate::runtime::mesh::ClientRef;
 use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, MARK_PROPERTY, SCHEDULE_TOPIC};
 
-use super::mesh::{unexpected, Reply, Request};
 use super::metadata::{self, perm, TopicInfo};
 use super::reply::error;
 use super::shard::Shard;
@@ -191,35 +190,10 @@ async fn ensure_topic(
             "autoCreateTopicEnable is false",
         )));
     }
-    let done = match &shard.controller {
-        Some(c) => {
-            c.auto_create_topic(&**shard, topic, default_topic_queue_nums, client.view)
-                .await
-        }
-        None => {
-            let req = Request::AutoCreateTopic {
-                topic: topic.to_string(),
-                default_queue_nums: default_topic_queue_nums,
-                view: client.view,
-            };
-            match shard.ask(0, req).await {
-                Some(Reply::Done(r)) => r,
-                Some(_) => Err((response::SYSTEM_ERROR, unexpected("AutoCreateTopic"))),
-                None => Err((response::SYSTEM_ERROR, "the controller did not answer".into())),
-            }
-        }
-    };
-    done.map_err(Some)?;
-    match shard
-        .topic_after_create(topic, super::retry::TOPIC_VISIBLE_WITHIN)
+    shard
+        .auto_create_topic(topic, default_topic_queue_nums, client.view)
         .await
-    {
-        Some(t) => Ok(t),
-        None => Err(Some((
-            response::SYSTEM_ERROR,
-            format!("topic {topic} was created but is not visible"),
-        ))),
-    }
+        .map_err(Some)
 }
 
 /// A writable queue owned by this shard if there is one (no hop), round

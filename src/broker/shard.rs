@@ -22,6 +22,9 @@ use super::long_poll::LongPolls;
 use super::mesh::{ConnOp, Event, Reply, Request, ShardMesh};
 use super::metadata::Metadata;
 
+/// How long a topic the controller created may take to reach this shard.
+pub const TOPIC_VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Shard {
     pub id: u16,
     pub cfg: Arc<BrokerConfig>,
@@ -145,6 +148,43 @@ impl Shard {
             *self.meta.borrow_mut() = m;
             self.meta_changed.notify_all();
         }
+    }
+
+    /// Has the controller create `topic` (auto-creation: a retry or DLQ
+    /// topic, or one from TBW102 with `queue_nums` queues for the client's
+    /// `view`) — here on shard 0, through the mesh elsewhere — and returns it
+    /// once its snapshot reached this shard.
+    pub async fn auto_create_topic(
+        &self,
+        topic: &str,
+        queue_nums: i32,
+        view: crate::runtime::mesh::View,
+    ) -> Result<Arc<super::metadata::TopicInfo>, (i32, String)> {
+        use crate::protocol::codes::response;
+        let done = match &self.controller {
+            Some(c) => c.auto_create_topic(self, topic, queue_nums, view).await,
+            None => {
+                let req = Request::AutoCreateTopic {
+                    topic: topic.to_string(),
+                    default_queue_nums: queue_nums,
+                    view,
+                };
+                match self.ask(0, req).await {
+                    Some(Reply::Done(r)) => r,
+                    Some(_) => Err((response::SYSTEM_ERROR, super::mesh::unexpected("AutoCreateTopic"))),
+                    None => Err((response::SYSTEM_ERROR, "the controller did not answer".into())),
+                }
+            }
+        };
+        done?;
+        self.topic_after_create(topic, TOPIC_VISIBLE_WITHIN)
+            .await
+            .ok_or_else(|| {
+                (
+                    response::SYSTEM_ERROR,
+                    format!("topic {topic} was created but is not visible"),
+                )
+            })
     }
 
     /// A topic the controller just created or found: its snapshot may still
