@@ -94,6 +94,18 @@ pub struct BrokerConfig {
     /// `transactionMaxOpen`: open transactions per shard before half
     /// messages are refused with SYSTEM_BUSY.
     pub transaction_max_open: usize,
+    /// `popMinInvisibleTime` (ms): the shortest invisible time a pop or an
+    /// invisible-time change may ask for (default 10 s; below: refused).
+    pub pop_min_invisible_ms: i64,
+    /// `popMaxInFlight`: messages popped and not acknowledged per shard
+    /// (default 1 M); a pop beyond gets only re-deliveries or SYSTEM_BUSY.
+    pub pop_max_in_flight: usize,
+    /// `defaultMessageRequestMode`: `PULL` (default) or `POP`, for groups
+    /// with no mode set (QUERY_ASSIGNMENT).
+    pub default_message_request_mode_pop: bool,
+    /// `defaultPopShareQueueNum` (default −1: every consumer pops every
+    /// queue).
+    pub default_pop_share_queue_num: i32,
 }
 
 /// RocketMQ's `messageDelayLevel` default.
@@ -181,6 +193,10 @@ impl Default for BrokerConfig {
             transaction_check_interval: Duration::from_secs(30),
             transaction_check_max: 15,
             transaction_max_open: 1_000_000,
+            pop_min_invisible_ms: 10_000,
+            pop_max_in_flight: 1_000_000,
+            default_message_request_mode_pop: false,
+            default_pop_share_queue_num: -1,
         }
     }
 }
@@ -322,6 +338,16 @@ impl BrokerConfig {
                 "transactionCheckInterval" => c.transaction_check_interval = Duration::from_millis(positive(k, v)?),
                 "transactionCheckMax" => c.transaction_check_max = number(k, v)?,
                 "transactionMaxOpen" => c.transaction_max_open = positive(k, v)?,
+                "popMinInvisibleTime" => c.pop_min_invisible_ms = positive(k, v)?,
+                "popMaxInFlight" => c.pop_max_in_flight = positive(k, v)?,
+                "defaultMessageRequestMode" => {
+                    c.default_message_request_mode_pop = match v {
+                        "POP" => true,
+                        "PULL" => false,
+                        _ => return Err(invalid(k, v, "PULL or POP")),
+                    };
+                }
+                "defaultPopShareQueueNum" => c.default_pop_share_queue_num = number(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

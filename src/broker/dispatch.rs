@@ -23,7 +23,7 @@ use super::mesh::{Event, Reply, Request};
 use super::metadata::TopicInfo;
 use super::reply::{error, not_supported};
 use super::shard::Shard;
-use super::{offsets, pull, send};
+use super::{offsets, pop, pull, send};
 
 /// Header keys holding (topic, queue id) for a queue request.
 fn queue_keys(cmd: &RemotingCommand) -> Option<(&'static str, &'static str)> {
@@ -39,7 +39,12 @@ fn queue_keys(cmd: &RemotingCommand) -> Option<(&'static str, &'static str)> {
         | request::GET_MAX_OFFSET
         | request::GET_MIN_OFFSET
         | request::SEARCH_OFFSET_BY_TIMESTAMP
-        | request::GET_EARLIEST_MSG_STORETIME => Some(("topic", "queueId")),
+        | request::GET_EARLIEST_MSG_STORETIME
+        | request::ACK_MESSAGE
+        | request::CHANGE_MESSAGE_INVISIBLETIME
+        | request::PEEK_MESSAGE => Some(("topic", "queueId")),
+        // A pop or notification of queue -1 runs where it arrives (below).
+        request::POP_MESSAGE | request::NOTIFICATION => Some(("topic", "queueId")),
         _ => None,
     }
 }
@@ -55,6 +60,9 @@ fn is_controller_code(code: i32) -> bool {
             | request::UPDATE_AND_CREATE_TOPIC
             | request::DELETE_TOPIC_IN_BROKER
             | request::GET_ALL_TOPIC_CONFIG
+            | request::QUERY_ASSIGNMENT
+            | request::SET_MESSAGE_REQUEST_MODE
+            | request::GET_ALL_MESSAGE_REQUEST_MODE
     ) || super::admin::is_controller_code(code)
 }
 
@@ -137,6 +145,21 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
         // The rest answer here.
         None => return execute(shard, cmd, client).await,
     };
+    if qid < 0 && matches!(cmd.code, request::POP_MESSAGE | request::NOTIFICATION) {
+        // Any queue: on a shard entry, that shard's queues (here); on the
+        // main entry, the queues of one shard, taking turns.
+        let to = match client.view {
+            View::Shard(_) => shard.id,
+            View::Main => {
+                let owners: Vec<u16> = (0..shard.shard_count())
+                    .filter(|s| info.owned_by(*s).next().is_some())
+                    .collect();
+                let turn = shard.pops.next_turn();
+                owners.get(turn % owners.len().max(1)).copied().unwrap_or(shard.id)
+            }
+        };
+        return run_on(shard, to, cmd, client).await;
+    }
     if qid < 0 {
         let reply = execute(shard, cmd, client).await;
         return if is_send {
@@ -223,6 +246,12 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
             send::handle(shard, cmd, client).await
         }
         request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => pull::handle(shard, cmd, client).await,
+        request::POP_MESSAGE => pop::remoting::pop(shard, cmd, client).await,
+        request::ACK_MESSAGE => pop::remoting::ack(shard, cmd).await,
+        request::BATCH_ACK_MESSAGE => pop::remoting::batch_ack(shard, cmd, client).await,
+        request::CHANGE_MESSAGE_INVISIBLETIME => pop::remoting::change_invisible(shard, cmd).await,
+        request::PEEK_MESSAGE => pop::remoting::peek(shard, cmd, client).await,
+        request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
         request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd).await,
         request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd).await,
@@ -347,6 +376,12 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
             Err(e) => Err(e),
         }),
         Request::Store { msg, due } => Reply::Stored(super::retry::store_here(shard, msg, due).await),
+        Request::PopAck {
+            group,
+            topic,
+            queue,
+            items,
+        } => Reply::PopAcked(pop::engine::ack(shard, &group, &topic, queue, &items).await),
         Request::ProducerChannel { group } => {
             Reply::Channel(controller().ok().and_then(|c| c.producer_channel(&group)))
         }

@@ -33,6 +33,10 @@ pub const MAX_HELD: usize = 100_000;
 /// queue it pulls from this broker).
 pub const MAX_HELD_PER_CONNECTION: u32 = 1024;
 
+/// The queue of a registration that waits for any queue of its topic
+/// (an any-queue pop): woken by every queue of the topic.
+pub const ANY_QUEUE: u32 = u32::MAX;
+
 /// A parked pull.
 pub struct Parked {
     /// The pull request as it arrived (queue id already global).
@@ -109,19 +113,24 @@ impl LongPolls {
         self.signal.notify_all();
     }
 
-    /// A message became visible on (topic, queue): its registrations are
-    /// due. Costs one map lookup when nothing is parked there.
+    /// A message became visible on (topic, queue): its registrations and
+    /// the topic's [`ANY_QUEUE`] ones are due. Costs one map lookup when
+    /// nothing is parked on the topic.
     pub fn wake(&self, topic: &str, queue: u32) {
         let ids = {
             let mut queues = self.queues.borrow_mut();
             let Some(by_queue) = queues.get_mut(topic) else {
                 return;
             };
-            let Some(ids) = by_queue.remove(&queue) else {
-                return;
-            };
+            let mut ids = by_queue.remove(&queue).unwrap_or_default();
+            if let Some(any) = by_queue.remove(&ANY_QUEUE) {
+                ids.extend(any);
+            }
             if by_queue.is_empty() {
                 queues.remove(topic);
+            }
+            if ids.is_empty() {
+                return;
             }
             ids
         };

@@ -72,6 +72,14 @@ pub enum Request {
     /// of one) on the owner of its queue: at once, or scheduled for `due`
     /// (ms) through that shard's timer.
     Store { msg: MessageInput, due: Option<i64> },
+    /// Acknowledge popped messages of a queue this shard owns: (offset,
+    /// pop time of the handle) each.
+    PopAck {
+        group: String,
+        topic: String,
+        queue: u32,
+        items: Vec<(u64, i64)>,
+    },
     /// Controller: one live connection of a producer group (for a
     /// transaction check), round robin.
     ProducerChannel { group: String },
@@ -96,6 +104,8 @@ pub enum Reply {
     Stored(Result<Stored, (i32, String)>),
     /// (shard, connection) of a producer, if one is online.
     Channel(Option<(u16, u64)>),
+    /// What a [`Request::PopAck`] did to each message.
+    PopAcked(Result<Vec<super::pop::state::Outcome>, (i32, String)>),
 }
 
 /// Where a message the broker made was stored.

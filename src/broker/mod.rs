@@ -3,6 +3,7 @@
 //!
 //! * [`dispatch`] — which shard runs a request; the handler table.
 //! * [`send`], [`pull`], [`offsets`] — the data path, on the queue's owner.
+//! * [`pop`] — invisible-time consumption (POP) on the queue's owner.
 //! * [`consumer_offsets`], [`offset_journal`] — the offsets table and its
 //!   snapshot + journal on disk.
 //! * [`admin`] — mqadmin requests: stats, consume progress, groups, resets.
@@ -22,6 +23,7 @@ pub mod mesh;
 pub mod metadata;
 pub mod offset_journal;
 pub mod offsets;
+pub mod pop;
 pub mod pull;
 pub mod query;
 pub mod registration;

@@ -232,7 +232,7 @@ pub async fn store_here(shard: &Rc<Shard>, mut msg: MessageInput, due: Option<i6
     if due.is_some() {
         shard.timer.wake.notify_all();
     } else {
-        shard.pulls.wake(&topic, qid);
+        shard.message_arrived(&topic, qid);
     }
     Ok(Stored {
         queue_offset: r.queue_offset,

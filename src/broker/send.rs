@@ -348,7 +348,7 @@ async fn store_messages(
         .as_ref()
         .is_none_or(|(m, _)| m.topic != SCHEDULE_TOPIC && m.topic != super::transaction::HALF_TOPIC)
     {
-        shard.pulls.wake(h.topic, qid);
+        shard.message_arrived(h.topic, qid);
     }
     let reply = RemotingCommand::response_to(cmd, code, None);
     Some(reply.with_ext_fields(reply_header(shard, &stored, qid, uniq)))

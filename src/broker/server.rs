@@ -130,6 +130,7 @@ fn run_shards(
     ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)
         .map_err(start)?;
     ctl.load_subscription_groups().map_err(start)?;
+    ctl.load_request_modes().map_err(start)?;
     crate::broker::admin::mark_boot();
     let meta = ctl.snapshot();
     let cfg = Arc::new(cfg);
@@ -367,6 +368,8 @@ async fn run_shard(
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
     glommio::spawn_local(super::transaction::run(shard.clone())).detach();
+    glommio::spawn_local(super::pop::run(shard.clone())).detach();
+    glommio::spawn_local(super::pop::answer_parked(shard.clone())).detach();
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

@@ -41,6 +41,8 @@ pub struct Shard {
     pub timer: super::timer::state::Timer,
     /// Transactional (half) messages of this shard's queues.
     pub tx: super::transaction::state::Transactions,
+    /// Invisible-time consumption of this shard's queues.
+    pub pops: super::pop::state::Pops,
     /// Shard 0 only.
     pub controller: Option<Controller>,
     /// Signalled when a new metadata snapshot is installed.
@@ -59,7 +61,9 @@ impl Shard {
         let offsets = ConsumerOffsets::load(&store.dir());
         let timer = super::timer::state::Timer::new(&store.dir(), cfg.timer_max_in_memory);
         let tx = super::transaction::state::Transactions::new(&store.dir());
+        let pops = super::pop::state::Pops::new(&store.dir(), cfg.pop_max_in_flight);
         Shard {
+            pops,
             timer,
             tx,
             id,
@@ -215,6 +219,13 @@ impl Shard {
             )
             .await;
         }
+    }
+
+    /// A message became visible on (topic, queue): pulls and pops waiting
+    /// for one are due.
+    pub fn message_arrived(&self, topic: &str, queue: u32) {
+        self.pulls.wake(topic, queue);
+        self.pops.polls.wake(topic, queue);
     }
 
     /// Publishes a metadata snapshot to every shard (this one included).

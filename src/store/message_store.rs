@@ -47,6 +47,26 @@ pub enum PutStatus {
     FlushFailed(String),
 }
 
+/// Who holds a retention pin ([`MessageStore::pin_log`]): each owner's
+/// pin is the lowest log offset it still needs; expiry keeps the segment
+/// holding the lowest of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin {
+    /// Scheduled records not yet delivered.
+    Timer = 0,
+    /// POP op records not yet covered by a checkpoint.
+    Pop = 1,
+}
+const PIN_OWNERS: usize = 2;
+
+/// A record placed by [`MessageStore::append`].
+#[derive(Debug)]
+pub struct Appended {
+    /// Log offset just past the record.
+    pub end: u64,
+    pub result: PutResult,
+}
+
 #[derive(Debug, Clone)]
 pub struct PutResult {
     pub status: PutStatus,
@@ -129,7 +149,7 @@ pub(super) struct Inner {
     /// Lowest log offset a user of the store still needs (the broker's
     /// timer: its undelivered scheduled records); expiry keeps segments
     /// from there on. `u64::MAX`: nothing pinned.
-    pub(super) pin: Cell<u64>,
+    pub(super) pins: [Cell<u64>; PIN_OWNERS],
 }
 
 #[derive(Clone)]
@@ -264,7 +284,7 @@ impl MessageStore {
             checkpoint_busy: Cell::new(false),
             checkpoint_done: Notify::default(),
             checkpoints_stopped: RefCell::new(None),
-            pin: Cell::new(u64::MAX),
+            pins: [Cell::new(u64::MAX), Cell::new(u64::MAX)],
             cfg,
         });
         let store = MessageStore { inner };
@@ -351,8 +371,13 @@ impl MessageStore {
 
     /// Keeps every segment holding log offsets from `pos` on out of
     /// expiry (`fileReservedTime`); see the module docs of `retention`.
-    pub fn pin_log(&self, pos: u64) {
-        self.inner.pin.set(pos);
+    pub fn pin_log(&self, owner: Pin, pos: u64) {
+        self.inner.pins[owner as usize].set(pos);
+    }
+
+    /// The lowest log offset a pin holds (`u64::MAX`: none).
+    pub(super) fn pinned_from(&self) -> u64 {
+        self.inner.pins.iter().map(Cell::get).min().unwrap_or(u64::MAX)
     }
 
     /// Shutting down: puts are refused from now on.
@@ -387,6 +412,30 @@ impl MessageStore {
             Durability::Failed(e) => PutStatus::FlushFailed(e),
         };
         PutResult { status, ..result }
+    }
+
+    /// The synchronous half of [`Self::put`]: the record is placed in the
+    /// log (and its queue) when this returns `Ok`, before any other task
+    /// runs — callers that must log in the order they change their own
+    /// state apply the change right after, with no suspension in between,
+    /// and then wait with [`Self::durable`].
+    pub fn append(&self, msg: &MessageInput) -> Result<Appended, PutStatus> {
+        self.place(std::slice::from_ref(msg))
+            .map(|(end, result)| Appended { end, result })
+    }
+
+    /// The status of an [`Appended`] record once it is durable per the
+    /// flush mode (at once with ASYNC_FLUSH).
+    pub async fn durable(&self, a: &Appended) -> PutStatus {
+        if self.inner.cfg.flush_mode == FlushMode::Async {
+            return PutStatus::Ok;
+        }
+        let deadline = Instant::now() + self.inner.cfg.sync_flush_timeout;
+        match self.inner.log.wait_durable(a.end, deadline).await {
+            Durability::Durable => PutStatus::Ok,
+            Durability::TimedOut => PutStatus::FlushDiskTimeout,
+            Durability::Failed(e) => PutStatus::FlushFailed(e),
+        }
     }
 
     /// The synchronous part of a put: validate, place, encode, index.

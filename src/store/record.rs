@@ -352,6 +352,29 @@ pub fn check_record(buf: &[u8], expected_pos: Option<u64>, verify_crc: bool) -> 
     decode_fields(rec, expected_pos, verify_crc)
 }
 
+/// Rewrites, in one stored record as a client will read it, the queue id
+/// (the client's numbering of the queue) and the reconsume count (a
+/// delivery after earlier ones). No checksum covers these fields (the
+/// record's CRC is over the body). `false`: not a whole record.
+pub fn patch_delivery(rec: &mut [u8], queue_id: Option<u32>, reconsume_times: Option<i32>) -> bool {
+    let Some(sys_flag) = be_u32(rec, SYSFLAG_POS).map(|v| v as i32) else {
+        return false;
+    };
+    let born_len = if sys_flag & SYSFLAG_BORNHOST_V6 != 0 { 20 } else { 8 };
+    let store_len = if sys_flag & SYSFLAG_STOREHOST_V6 != 0 { 20 } else { 8 };
+    let reconsume_pos = BORN_HOST_POS + born_len + 8 + store_len;
+    if rec.len() < reconsume_pos + 4 || rec.len() < QUEUE_ID_POS + 4 {
+        return false;
+    }
+    if let Some(q) = queue_id {
+        rec[QUEUE_ID_POS..QUEUE_ID_POS + 4].copy_from_slice(&q.to_be_bytes());
+    }
+    if let Some(r) = reconsume_times {
+        rec[reconsume_pos..reconsume_pos + 4].copy_from_slice(&r.to_be_bytes());
+    }
+    true
+}
+
 fn decode_fields(rec: &[u8], expected_pos: Option<u64>, verify_crc: bool) -> RecordCheck<'_> {
     let get32 = |at| be_u32(rec, at);
     let get64 = |at| be_u64(rec, at);
@@ -505,6 +528,20 @@ mod tests {
         encode_record(&msg, &stamp, &host, &mut out);
         assert_eq!(out.len(), 125);
         assert_eq!(out, unhex(EXAMPLE));
+    }
+
+    #[test]
+    fn a_patched_delivery_reads_back_with_its_queue_and_reconsume_count() {
+        let (msg, stamp, host) = example_input();
+        let mut out = Vec::new();
+        encode_record(&msg, &stamp, &host, &mut out);
+        assert!(patch_delivery(&mut out, Some(3), Some(5)));
+        let RecordCheck::Record(v) = check_record(&out, Some(1234), true) else {
+            panic!("not a record")
+        };
+        assert_eq!((v.queue_id, v.reconsume_times, v.queue_offset), (3, 5, 7));
+        assert_eq!(v.body, b"Hello");
+        assert!(!patch_delivery(&mut out[..40], Some(1), None), "not a whole record");
     }
 
     #[test]

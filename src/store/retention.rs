@@ -152,7 +152,7 @@ pub async fn clean_once(store: &MessageStore) -> Result<usize, StoreError> {
         if bases.len() < 2 || !expired(store, oldest, cfg.file_reserved_time).await {
             break;
         }
-        if bases[1] > store.inner.pin.get() {
+        if bases[1] > store.pinned_from() {
             // It holds a record still needed (a scheduled message not yet
             // delivered): kept past its retention.
             break;

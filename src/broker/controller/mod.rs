@@ -30,6 +30,7 @@ use crate::store::notify::Notify;
 use super::metadata::{self, perm, Metadata, Subscription, TopicInfo};
 use crate::config::BrokerConfig;
 
+mod assign;
 mod clients;
 mod groups;
 mod locks;
@@ -124,6 +125,8 @@ pub struct Controller {
     producers: RefCell<HashMap<String, HashMap<ChannelKey, Channel>>>,
     producer_turn: Cell<usize>,
     locks: RefCell<LockTable>,
+    /// Message request modes per (topic, group) ([`assign`]).
+    pub(super) modes: RefCell<BTreeMap<(String, String), assign::RequestMode>>,
     inconsistent: RefCell<Vec<Inconsistency>>,
     version: Cell<u64>,
     shard_count: u16,
@@ -148,6 +151,7 @@ impl Controller {
             producers: RefCell::new(HashMap::new()),
             producer_turn: Cell::new(0),
             locks: RefCell::new(HashMap::new()),
+            modes: RefCell::new(BTreeMap::new()),
             inconsistent: RefCell::new(Vec::new()),
             version: Cell::new(1),
             shard_count,
@@ -231,6 +235,9 @@ impl Controller {
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_group(cmd).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_groups(cmd),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(cmd),
+            request::QUERY_ASSIGNMENT => self.query_assignment(host, cmd),
+            request::SET_MESSAGE_REQUEST_MODE => self.set_request_mode(cmd).await,
+            request::GET_ALL_MESSAGE_REQUEST_MODE => self.all_request_modes(cmd),
             _ => super::reply::not_supported(&cmd),
         }
     }

@@ -84,7 +84,7 @@ pub(super) async fn deliver_due(shard: &Rc<Shard>) -> bool {
             for (d, m) in sent.iter().zip(&msgs) {
                 finish(t, d, end);
                 t.st.borrow_mut().count(&m.topic, -1);
-                shard.pulls.wake(&m.topic, m.queue_id);
+                shard.message_arrived(&m.topic, m.queue_id);
             }
             t.st.borrow_mut().delivered += sent.len() as u64;
         }

@@ -149,5 +149,5 @@ async fn update_pin(shard: &Rc<Shard>) {
             .unwrap_or(u64::MAX);
     let pin = unrouted.min(buckets);
     t.pin.set(pin);
-    shard.store.pin_log(pin);
+    shard.store.pin_log(crate::store::Pin::Timer, pin);
 }

@@ -255,7 +255,7 @@ async fn resolve(
             if due.is_some() {
                 shard.timer.wake.notify_all();
             } else if commit {
-                shard.pulls.wake(&topic, qid);
+                shard.message_arrived(&topic, qid);
             }
             Ok(())
         }
