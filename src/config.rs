@@ -94,8 +94,10 @@ pub struct BrokerConfig {
     /// `transactionMaxOpen`: open transactions per shard before half
     /// messages are refused with SYSTEM_BUSY.
     pub transaction_max_open: usize,
-    /// `popMinInvisibleTime` (ms): the shortest invisible time a pop or an
-    /// invisible-time change may ask for (default 10 s; below: refused).
+    /// `popMinInvisibleTime` (ms): the shortest invisible time a remoting
+    /// pop or invisible-time change may ask for (default 5 s, the 5.x Java
+    /// push consumer's own minimum, which Apache's broker accepts; below:
+    /// INVALID_PARAMETER). gRPC clients have the proxy's 10 s floor.
     pub pop_min_invisible_ms: i64,
     /// `popMaxInFlight`: messages popped and not acknowledged per shard
     /// (default 1 M); a pop beyond gets only re-deliveries or SYSTEM_BUSY.
@@ -193,7 +195,7 @@ impl Default for BrokerConfig {
             transaction_check_interval: Duration::from_secs(30),
             transaction_check_max: 15,
             transaction_max_open: 1_000_000,
-            pop_min_invisible_ms: 10_000,
+            pop_min_invisible_ms: 5_000,
             pop_max_in_flight: 1_000_000,
             default_message_request_mode_pop: false,
             default_pop_share_queue_num: -1,

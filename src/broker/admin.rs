@@ -288,6 +288,7 @@ pub async fn reset_here(
         return Err(super::reply::topic_not_exist(topic));
     };
     let mut out: Vec<(u32, u64)> = Vec::new();
+    let mut pop_resets = Vec::new();
     for qid in info.owned_by(shard.id) {
         if only.is_some_and(|q| q != qid) {
             continue;
@@ -305,7 +306,19 @@ pub async fn reset_here(
             _ => target,
         };
         shard.offsets.commit(group, topic, qid, offset);
+        // A group consuming by POP moves there too (its leases dropped).
+        match shard.pops.reset(&shard.store, group, topic, qid, offset) {
+            Some(Ok(a)) => pop_resets.push(a),
+            Some(Err(e)) => return Err((response::SYSTEM_ERROR, format!("queue {qid}: pop position not reset: {e:?}"))),
+            None => {}
+        }
         out.push((qid, offset));
+    }
+    if let Some(a) = pop_resets.last() {
+        let s = shard.store.durable(a).await;
+        if s != crate::store::PutStatus::Ok {
+            return Err((response::SYSTEM_ERROR, format!("pop position reset not durable: {s:?}")));
+        }
     }
     if let Err(e) = shard.offsets.persist().await {
         log::error!("shard {}: cannot persist consumer offsets: {e}", shard.id);

@@ -38,6 +38,8 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         transactions_committed: committed,
         transactions_rolled_back: rolled_back,
         long_poll_waiters: shard.pulls.held() as u64,
+        pop_in_flight: shard.pops.in_flight() as u64,
+        pop_waiters: shard.pops.polls.held() as u64,
         cache_memory_bytes: shard.store.memory_used() as u64,
         queues: shard.store.queue_count() as u64,
         log_write_offset: shard.store.write_log_offset(),

@@ -193,6 +193,11 @@ pub struct Gauges {
     pub transactions_committed: u64,
     #[serde(default)]
     pub transactions_rolled_back: u64,
+    /// Messages popped and not acknowledged (POP), and pops long-polling.
+    #[serde(default)]
+    pub pop_in_flight: u64,
+    #[serde(default)]
+    pub pop_waiters: u64,
 }
 
 /// A shard's scheduled messages per target topic and its oldest open

@@ -80,7 +80,7 @@ pub fn render(stats: &BrokerStats) -> String {
         |s| vec![(String::new(), s.counters.connections_opened)],
     );
     type Gauge = (&'static str, &'static str, fn(&super::Gauges) -> u64);
-    let gauges: [Gauge; 11] = [
+    let gauges: [Gauge; 13] = [
         ("shardmq_connections_open", "Open client connections.", |_| 0),
         (
             "shardmq_long_poll_waiters",
@@ -117,6 +117,16 @@ pub fn render(stats: &BrokerStats) -> String {
             "shardmq_scheduled_delivered",
             "Scheduled messages delivered since the start.",
             |g| g.scheduled_delivered,
+        ),
+        (
+            "shardmq_pop_in_flight",
+            "Messages popped (POP) and not acknowledged yet; bounded per shard by popMaxInFlight.",
+            |g| g.pop_in_flight,
+        ),
+        (
+            "shardmq_pop_waiters",
+            "POP requests long-polling for messages.",
+            |g| g.pop_waiters,
         ),
         (
             "shardmq_open_transactions",

@@ -390,6 +390,33 @@ impl Pops {
         k
     }
 
+    /// Moves a group's POP position in a queue to `next` and drops its
+    /// leases (an admin offset reset), logged like any op; `None` when the
+    /// group never popped there. The caller waits for the record with
+    /// `store.durable`.
+    pub fn reset(
+        &self,
+        store: &crate::store::MessageStore,
+        group: &str,
+        topic: &str,
+        queue: u32,
+        next: u64,
+    ) -> Option<Result<crate::store::Appended, crate::store::PutStatus>> {
+        let mut st = self.st.borrow_mut();
+        st.find(group, topic, queue)?;
+        let op = Op::Reset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            queue,
+            next,
+        };
+        let rec = op.record(store.config().store_host, super::now_ms());
+        Some(store.append(&rec).map(|a| {
+            st.apply(&op);
+            a
+        }))
+    }
+
     /// Messages in flight (popped, not acknowledged) on this shard.
     pub fn in_flight(&self) -> usize {
         self.st.borrow().in_flight()
