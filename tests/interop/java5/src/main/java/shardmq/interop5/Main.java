@@ -36,9 +36,15 @@ public final class Main {
             + "[--pop-share-queue-num 0] [--timeout-ms 30000]", argv, Common.spec("namesrv", null, "topic", null,
             "group", null, "mode", "POP", "pop-share-queue-num", "0", "timeout-ms", "30000"));
         Common.startWatchdog(o.num("timeout-ms"), "set-mode");
-        Client5 c = new Client5(o.str("namesrv"), "set-mode", new Rpc(false));
-        java.util.List<Object> res = c.setMode(o.str("topic"), o.str("group"), MessageRequestMode.valueOf(o.str("mode")),
-            o.integer("pop-share-queue-num"), 5000);
+        Client5 c = null;
+        java.util.List<Object> res = null;
+        try {
+            c = new Client5(o.str("namesrv"), "set-mode", new Rpc(false));
+            res = c.setMode(o.str("topic"), o.str("group"), MessageRequestMode.valueOf(o.str("mode")),
+                o.integer("pop-share-queue-num"), 5000);
+        } catch (Exception e) {
+            Common.fail("set-mode", e); // e.g. no route for the topic
+        }
         boolean ok = !res.isEmpty();
         for (Object r : res) {
             ok &= Boolean.TRUE.equals(((java.util.Map<?, ?>) r).get("ok"));
