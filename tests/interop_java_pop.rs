@@ -473,3 +473,184 @@ fn java5_pop_broker_kill9_loses_nothing_redelivers_only_unacked() {
     r.stop();
     broker.assert_alive(ctx);
 }
+
+/// BATCH_ACK_MESSAGE (what MQClientAPIImpl.batchAckMessageAsync sends; the
+/// push consumer itself acks one by one): 8 popped with invisibleTime 6 s,
+/// 4 acked in one batch per broker entry (answer SUCCESS); exactly the other
+/// 4 come back, each once, with reconsumeTimes 1, no earlier than popTime +
+/// 6 s and at most [`REVIVE_SLACK_MS`] later.
+#[test]
+fn java5_pop_batch_ack_acks_exactly_those() {
+    let (_g, mut broker) = start();
+    let (topic, group) = (name("PopBatchAck"), name("CG_pop_batch"));
+    let (topic, group) = (topic.as_str(), group.as_str());
+    let ctx = "[java5 raw] BATCH_ACK_MESSAGE";
+    const INV: i64 = 6000;
+    let sent = produce(Client::Java, &broker, topic, "h", 0, 8);
+    let by_key = sent_by_key(&sent);
+    let mut r = Raw::start(&broker, topic, group, ctx);
+    let mut first = r.pop_until(sent.len(), INV, Duration::from_secs(20));
+    assert_each_once(&format!("{ctx}: first pops"), &keys(&sent), &first);
+    first.sort_by(|a, b| a.key.cmp(&b.key));
+    let (acked, left) = first.split_at(4);
+    let mut per_broker: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for p in acked {
+        let b = p.ck.as_ref().map(|c| c.broker_name.clone()).unwrap_or_default();
+        per_broker
+            .entry(b)
+            .or_default()
+            .push(p.handle.clone().unwrap_or_default());
+    }
+    for (b, handles) in &per_broker {
+        let a = r.batch_ack(handles);
+        assert_eq!(
+            a["code"].as_i64(),
+            Some(SUCCESS),
+            "{ctx}: BATCH_ACK_MESSAGE (200151) of {} handles on {b} answered {} ({}): {a}",
+            handles.len(),
+            a["code"],
+            a["remark"]
+        );
+    }
+    let due: BTreeMap<&str, i64> = left
+        .iter()
+        .map(|p| (p.key.as_str(), p.ck.as_ref().map(|c| c.pop_time).unwrap_or(0) + INV))
+        .collect();
+    let deadline = due.values().max().copied().unwrap_or(0) + REVIVE_SLACK_MS + 1000;
+    let mut back = Vec::new();
+    while now_ms() < deadline {
+        back.extend(r.pop_all(32, 60_000, 1000));
+    }
+    let left_keys: Vec<&str> = left.iter().map(|p| p.key.as_str()).collect();
+    assert_each_once(
+        &format!("{ctx}: re-deliveries (only the 4 not in the batch ack may come back)"),
+        &left_keys,
+        &back,
+    );
+    for p in &back {
+        let d = due[p.key.as_str()];
+        assert_eq!(
+            p.reconsume_times, 1,
+            "{ctx}: {} came back with reconsumeTimes {}",
+            p.key, p.reconsume_times
+        );
+        assert!(
+            p.recv_ms >= d - EARLY_MS && p.recv_ms <= d + REVIVE_SLACK_MS,
+            "{ctx}: {} came back {:+} ms from its due time; want 0..={REVIVE_SLACK_MS}",
+            p.key,
+            p.recv_ms - d
+        );
+        assert_same(ctx, topic, &by_key[&p.key], p);
+    }
+    r.stop();
+    broker.assert_alive(ctx);
+}
+
+/// Orderly POP (order=true, attemptId; the 5.x orderly consumers of the
+/// proxy use it): 6 messages of one sharding key (one queue). A pop of 2
+/// returns the first 2 in queue order; while they are not acked the queue
+/// gives nothing to another attempt, and the same attemptId gets the same 2
+/// again. Acked (with the latest handles), the next pop returns the next 2.
+/// Those, not acked, come back — the same 2, before anything after them —
+/// no earlier than popTime + 5 s, with reconsumeTimes 1; acked, the last 2
+/// follow, then nothing.
+#[test]
+fn java5_pop_orderly_one_batch_at_a_time_in_queue_order() {
+    let (_g, mut broker) = start();
+    let (topic, group) = (name("PopOrder"), name("CG_pop_order"));
+    let (topic, group) = (topic.as_str(), group.as_str());
+    let ctx = "[java5 raw] orderly POP";
+    const INV: i64 = 5000;
+    let sent = produce_with(
+        Client::Java
+            .producer(&broker, topic, &format!("PG_{topic}"))
+            .arg("mode", "orderly")
+            .arg("order-keys", 1),
+        "o",
+        0,
+        6,
+    );
+    let by_key = sent_by_key(&sent);
+    let k = |i: usize| sent[i].key.clone();
+    let mut r = Raw::start(&broker, topic, group, ctx);
+    let brokers = r.brokers.clone();
+    let pop = |r: &mut Raw, attempt: &str| -> Vec<Popped> {
+        brokers.iter().flat_map(|b| r.pop_order(b, 2, INV, attempt)).collect()
+    };
+    let names = |v: &[Popped]| -> Vec<(String, i64)> { v.iter().map(|p| (p.key.clone(), p.reconsume_times)).collect() };
+    let p1 = pop(&mut r, "a1");
+    assert_eq!(
+        names(&p1),
+        [(k(0), 0), (k(1), 0)],
+        "{ctx}: an orderly pop of 2 must return the first 2 messages of the queue, in order"
+    );
+    for p in &p1 {
+        assert_same(ctx, topic, &by_key[&p.key], p);
+    }
+    let p2 = pop(&mut r, "a2");
+    assert!(
+        p2.is_empty(),
+        "{ctx}: while {} and {} are popped and not acked, an orderly pop with another attemptId must get nothing \
+         from their queue; got {:?}",
+        k(0),
+        k(1),
+        names(&p2)
+    );
+    let p3 = pop(&mut r, "a1");
+    assert_eq!(
+        names(&p3),
+        [(k(0), 0), (k(1), 0)],
+        "{ctx}: an orderly pop repeated with the same attemptId must return the same messages (Apache 5.5.0 does)"
+    );
+    for p in &p3 {
+        r.ack_ok(p);
+    }
+    let p4 = pop(&mut r, "a3");
+    assert_eq!(
+        names(&p4),
+        [(k(2), 0), (k(3), 0)],
+        "{ctx}: after {} and {} were acked the next orderly pop must return the next 2",
+        k(0),
+        k(1)
+    );
+    let due = p4[0].ck.as_ref().map(|c| c.pop_time).unwrap_or(0) + INV;
+    let deadline = due + REVIVE_SLACK_MS + 1000;
+    let mut n = 0;
+    let again = loop {
+        n += 1;
+        let got = pop(&mut r, &format!("wait-{n}"));
+        if !got.is_empty() || now_ms() >= deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        names(&again),
+        [(k(2), 1), (k(3), 1)],
+        "{ctx}: {} and {} (not acked) must come back, the same 2 with reconsumeTimes 1, before anything after them",
+        k(2),
+        k(3)
+    );
+    let at = again[0].recv_ms;
+    assert!(
+        at >= due - EARLY_MS && at <= due + REVIVE_SLACK_MS,
+        "{ctx}: the orderly re-delivery came {:+} ms from popTime + {INV} ms; want 0..={REVIVE_SLACK_MS}",
+        at - due
+    );
+    for p in &again {
+        r.ack_ok(p);
+    }
+    let p5 = pop(&mut r, "a5");
+    assert_eq!(names(&p5), [(k(4), 0), (k(5), 0)], "{ctx}: then the last 2");
+    for p in &p5 {
+        r.ack_ok(p);
+    }
+    let p6 = pop(&mut r, "a6");
+    assert!(
+        p6.is_empty(),
+        "{ctx}: all acked, yet an orderly pop returned {:?}",
+        names(&p6)
+    );
+    r.stop();
+    broker.assert_alive(ctx);
+}

@@ -434,12 +434,30 @@ impl Raw {
     /// without, and that the answer's header fields and the handles the
     /// client built agree with the request. Returns the messages.
     pub fn pop(&mut self, broker: &str, max: u32, invisible_ms: i64, poll_ms: i64) -> Vec<Popped> {
+        self.pop_with(broker, max, invisible_ms, poll_ms, None)
+    }
+
+    /// Orderly POP_MESSAGE (order=true, attemptId) on one broker entry.
+    pub fn pop_order(&mut self, broker: &str, max: u32, invisible_ms: i64, attempt: &str) -> Vec<Popped> {
+        self.pop_with(broker, max, invisible_ms, 0, Some(attempt))
+    }
+
+    fn pop_with(
+        &mut self,
+        broker: &str,
+        max: u32,
+        invisible_ms: i64,
+        poll_ms: i64,
+        attempt: Option<&str>,
+    ) -> Vec<Popped> {
         let ctx = self.ctx.clone();
         let timeout = Duration::from_millis((poll_ms + 20_000) as u64);
-        let a = self.cmd(
-            json!({"op": "pop", "broker": broker, "max": max, "invisibleMs": invisible_ms, "pollMs": poll_ms}),
-            timeout,
-        );
+        let mut c = json!({"op": "pop", "broker": broker, "max": max, "invisibleMs": invisible_ms, "pollMs": poll_ms});
+        if let Some(id) = attempt {
+            c["order"] = json!(true);
+            c["attemptId"] = json!(id);
+        }
+        let a = self.cmd(c, timeout);
         let code = num(&a["code"]);
         let msgs: Vec<Popped> = a["msgs"]
             .as_array()
