@@ -9,12 +9,16 @@
 #                                              Java scenario programs (tests/interop/java) with
 #                                              Apache rocketmq-client 4.9.8, built by Maven
 #   target/interop/java/m2                     their Maven local repository (cache it in CI)
+#   target/interop/java5/build/shardmq-interop-java5.jar
+#                                              Java POP scenario programs (tests/interop/java5) with
+#                                              Apache rocketmq-client 5.3.3 (remoting client), built by Maven
+#   target/interop/java5/m2                    their Maven local repository (cache it in CI)
 #
 # Needs node + npm, python3 (with venv), java 17 + maven; installs missing
 # Debian packages (python3-venv, nodejs/npm, zlib, libstdc++, openjdk-17,
 # maven) with apt-get when run as root. Re-running is cheap: each part is
 # skipped when already installed at the pinned version (the Java jar: when
-# built from the current tests/interop/java sources). Writes
+# built from the current tests/interop/java or tests/interop/java5 sources). Writes
 # target/interop/.ready when everything works.
 #
 # Usage: scripts/setup-interop.sh [--force]
@@ -29,13 +33,17 @@ JAVA_DIR="$DIR/java"
 JAR="$JAVA_DIR/build/shardmq-interop-java.jar"
 # The jar is rebuilt whenever the pom or a Java source changes.
 JAVA_HASH=$(cd "$JAVA_SRC" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+JAVA5_SRC="$ROOT/tests/interop/java5"
+JAVA5_DIR="$DIR/java5"
+JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
+JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION java-scenarios=$JAVA_HASH"
+STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
 fi
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" && -f "$JAR" ]]; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" && -f "$JAR" && -f "$JAR5" ]]; then
     echo "interop clients already installed in $DIR"
     exit 0
 fi
@@ -152,6 +160,30 @@ fi
 smoke=$(java -jar "$JAR" producer 2>/dev/null || true)
 if [[ "$smoke" != *'is required"'* ]]; then
     echo "setup-interop: FAILED: $JAR does not run (got: $smoke)" >&2
+    exit 1
+fi
+
+# ---- Java: rocketmq-client 5.3.3 POP scenario jar ----------------------------
+# Same way as the 4.9.8 jar, with its own Maven repository (the 5.x client
+# pulls other versions of the shared dependencies).
+mkdir -p "$JAVA5_DIR"
+if [[ ! -f "$JAR5" || "$(cat "$JAVA5_DIR/.built" 2>/dev/null)" != "$JAVA5_HASH" ]]; then
+    echo "setup-interop: mvn package tests/interop/java5 (rocketmq-client 5.x) into $JAVA5_DIR/build"
+    rm -f "$JAVA5_DIR/.built"
+    if ! mvn -q -B -f "$JAVA5_SRC/pom.xml" \
+        -Dmaven.repo.local="$JAVA5_DIR/m2" -Dinterop.build.dir="$JAVA5_DIR/build" package; then
+        echo "setup-interop: FAILED: mvn package of tests/interop/java5 (see the Maven output above)" >&2
+        exit 1
+    fi
+    if [[ ! -f "$JAR5" ]]; then
+        echo "setup-interop: FAILED: mvn package produced no $JAR5" >&2
+        exit 1
+    fi
+    echo "$JAVA5_HASH" >"$JAVA5_DIR/.built"
+fi
+smoke=$(java -jar "$JAR5" raw 2>/dev/null || true)
+if [[ "$smoke" != *'is required"'* ]]; then
+    echo "setup-interop: FAILED: $JAR5 does not run (got: $smoke)" >&2
     exit 1
 fi
 

@@ -195,6 +195,31 @@ pub struct Broker {
     starts: u32,
     /// broker.conf keys added to (or replacing) the harness defaults.
     extra: Vec<(String, String)>,
+    /// Name server of an already running peer broker (see [`peer_namesrv`]).
+    external: Option<String>,
+}
+
+/// `SHARDMQ_INTEROP_PEER_NAMESRV=host:port`: scenarios that support it
+/// (tests/interop_java_pop.rs) run against that already running broker, e.g.
+/// Apache RocketMQ started by scripts/apache-pop-peer.sh, instead of starting
+/// `shardmq serve`, to check the tests against the reference broker. Then
+/// [`Broker::kill9`] and [`Broker::restart`] run the shell commands in
+/// `SHARDMQ_INTEROP_PEER_KILL` / `SHARDMQ_INTEROP_PEER_RESTART`.
+pub fn peer_namesrv() -> Option<String> {
+    std::env::var("SHARDMQ_INTEROP_PEER_NAMESRV")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+fn run_peer_cmd(var: &str) {
+    let cmd =
+        std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set (needed with SHARDMQ_INTEROP_PEER_NAMESRV)"));
+    let st = Command::new("bash")
+        .arg("-c")
+        .arg(&cmd)
+        .status()
+        .expect("run peer command");
+    assert!(st.success(), "{var} ({cmd}) failed: {st}");
 }
 
 impl Broker {
@@ -217,13 +242,41 @@ impl Broker {
             log_path: PathBuf::new(),
             starts: 0,
             extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            external: None,
         };
         b.spawn();
         b
     }
 
+    /// The broker of [`peer_namesrv`] if set (extra conf keys are ignored
+    /// then), else a fresh `shardmq serve` as [`Broker::start_with`].
+    pub fn start_or_peer(flush: &'static str, extra: &[(&str, &str)]) -> Broker {
+        let Some(ns) = peer_namesrv() else {
+            return Broker::start_with(flush, extra);
+        };
+        eprintln!("interop: using the running peer broker of name server {ns} (SHARDMQ_INTEROP_PEER_NAMESRV)");
+        let dir = tempfile::Builder::new()
+            .prefix("shardmq-interop-peer-")
+            .tempdir()
+            .expect("tempdir");
+        let log_path = dir.path().join("broker-1.log");
+        Broker {
+            dir,
+            ports: Ports::pick(),
+            flush,
+            child: None,
+            log_path,
+            starts: 1,
+            extra: Vec::new(),
+            external: Some(ns),
+        }
+    }
+
     pub fn namesrv(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.namesrv)
+        match &self.external {
+            Some(ns) => ns.clone(),
+            None => format!("127.0.0.1:{}", self.ports.namesrv),
+        }
     }
 
     /// Creates the topic with [`QUEUES`] queues (UPDATE_AND_CREATE_TOPIC,
@@ -381,6 +434,9 @@ impl Broker {
 
     /// SIGKILL, as a crash would; returns once the process is gone.
     pub fn kill9(&mut self) {
+        if self.external.is_some() {
+            return run_peer_cmd("SHARDMQ_INTEROP_PEER_KILL");
+        }
         if let Some(mut c) = self.child.take() {
             c.kill().expect("SIGKILL broker");
             let st = c.wait().expect("wait broker");
@@ -390,6 +446,9 @@ impl Broker {
 
     /// Starts the broker again on the same data dir and ports.
     pub fn restart(&mut self) {
+        if self.external.is_some() {
+            return run_peer_cmd("SHARDMQ_INTEROP_PEER_RESTART");
+        }
         assert!(self.child.is_none(), "restart() after kill9()");
         self.spawn();
     }
@@ -447,6 +506,10 @@ pub enum Client {
     /// Apache rocketmq-client 4.9.x (Java, the reference client), programs in
     /// tests/interop/java built into one jar by scripts/setup-interop.sh.
     Java,
+    /// Apache rocketmq-client 5.3.x (Java remoting client, POP consumption),
+    /// programs in tests/interop/java5 built into one jar by
+    /// scripts/setup-interop.sh; run with [`Client::program`].
+    Java5,
 }
 
 /// The Java scenario programs' jar (scripts/setup-interop.sh builds it).
@@ -457,12 +520,21 @@ pub fn java_jar() -> PathBuf {
         .join("shardmq-interop-java.jar")
 }
 
+/// The Java 5.x POP scenario programs' jar (scripts/setup-interop.sh builds it).
+pub fn java5_jar() -> PathBuf {
+    interop_dir()
+        .join("java5")
+        .join("build")
+        .join("shardmq-interop-java5.jar")
+}
+
 impl Client {
     pub fn name(self) -> &'static str {
         match self {
             Client::AliOns => "ali-ons",
             Client::Cpp => "cpp",
             Client::Java => "java",
+            Client::Java5 => "java5",
         }
     }
 
@@ -482,7 +554,7 @@ impl Client {
                 c.env("ROCKETMQ_CLIENT_LOG_DIR", home.join("logs"));
                 c
             }
-            Client::Java => {
+            Client::Java | Client::Java5 => {
                 let mut c = Command::new("java");
                 // Small, quick-starting JVMs: the CI machine has 2 cores.
                 c.args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-Xss512k"]);
@@ -490,7 +562,8 @@ impl Client {
                 // client's logs and broadcasting offsets go under it.
                 c.arg(format!("-Duser.home={}", home.display()));
                 c.arg(format!("-Drocketmq.client.logRoot={}", home.join("logs").display()));
-                c.arg("-jar").arg(java_jar()).arg(script);
+                let jar = if self == Client::Java5 { java5_jar() } else { java_jar() };
+                c.arg("-jar").arg(jar).arg(script);
                 c
             }
         };
@@ -504,7 +577,7 @@ impl Client {
     /// scenarios keep creating topics first as they always did; the Java
     /// scenarios rely on auto-creation, as Java users do.
     pub fn auto_creates(self) -> bool {
-        self == Client::Java
+        matches!(self, Client::Java | Client::Java5)
     }
 
     pub fn producer(self, broker: &Broker, topic: &str, group: &str) -> Args {
@@ -733,6 +806,21 @@ impl Proc {
         self.wait_for(&format!("\"{kind}\" event"), timeout, |ev| {
             ev.iter().any(|e| e["event"] == kind)
         });
+    }
+
+    /// Writes one line to the program's stdin (a command for programs that
+    /// read them, e.g. the Java 5.x `raw` program).
+    pub fn send_line(&mut self, line: &str) {
+        let Some(stdin) = self.stdin.as_mut() else {
+            panic!("{}: stdin already closed\n{}", self.label, self.report());
+        };
+        if let Err(e) = writeln!(stdin, "{line}").and_then(|_| stdin.flush()) {
+            panic!(
+                "{}: writing a command to its stdin failed ({e})\n{}",
+                self.label,
+                self.report()
+            );
+        }
     }
 
     /// Tells a consumer to stop (it watches stdin for EOF).

@@ -113,7 +113,7 @@ fn check_msg_ids(client: Client, sent: &[Sent], recv: &[Recv]) {
                 );
                 assert!(uniq.insert(u.clone()), "[ali-ons] broker generated UNIQ_KEY {u} twice");
             }
-            Client::Java => {
+            Client::Java | Client::Java5 => {
                 // Java: msgId = the client's UNIQ_KEY on both sides; the
                 // broker's offset msgId comes back in the send result and is
                 // recomputed by the consumer from the stored record.
@@ -220,7 +220,7 @@ pub fn two_consumers_split(client: Client) {
     let mut c2 = mk("c2");
     c2.wait_event("started", Duration::from_secs(20));
     match client {
-        Client::AliOns | Client::Java => wait_split(&c1, &c2, &ctx),
+        Client::AliOns | Client::Java | Client::Java5 => wait_split(&c1, &c2, &ctx),
         Client::Cpp => std::thread::sleep(settle_time()),
     }
     let sent = produce(client, &broker, topic, "s", 0, N);
@@ -305,10 +305,12 @@ pub fn broadcast(client: Client) {
         // (clients' default CONSUME_FROM_LAST_OFFSET): wait until they are placed.
         match client {
             Client::Cpp => p.wait_event("started", Duration::from_secs(20)), // start() rebalances synchronously
-            Client::AliOns | Client::Java => p.wait_for("all queues assigned", Duration::from_secs(20), |ev| {
-                ev.iter()
-                    .any(|e| e["event"] == "queues" && e["queueIds"].as_array().map(|a| a.len()) == Some(QUEUES))
-            }),
+            Client::AliOns | Client::Java | Client::Java5 => {
+                p.wait_for("all queues assigned", Duration::from_secs(20), |ev| {
+                    ev.iter()
+                        .any(|e| e["event"] == "queues" && e["queueIds"].as_array().map(|a| a.len()) == Some(QUEUES))
+                })
+            }
         }
     }
     let sent = produce(client, &broker, topic, "b", 0, n);
