@@ -309,7 +309,12 @@ pub async fn reset_here(
         // A group consuming by POP moves there too (its leases dropped).
         match shard.pops.reset(&shard.store, group, topic, qid, offset) {
             Some(Ok(a)) => pop_resets.push(a),
-            Some(Err(e)) => return Err((response::SYSTEM_ERROR, format!("queue {qid}: pop position not reset: {e:?}"))),
+            Some(Err(e)) => {
+                return Err((
+                    response::SYSTEM_ERROR,
+                    format!("queue {qid}: pop position not reset: {e:?}"),
+                ))
+            }
             None => {}
         }
         out.push((qid, offset));

@@ -86,7 +86,7 @@ impl Controller {
         }
     }
 
-    pub(super) async fn set_request_mode(&self, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    pub(super) async fn set_request_mode(&self, cmd: RemotingCommand, auto_create: bool) -> Option<RemotingCommand> {
         let body: Value = match serde_json::from_slice(&cmd.body[..]) {
             Ok(v) => v,
             Err(e) => {
@@ -112,12 +112,17 @@ impl Controller {
         if let Err(e) = metadata::validate_group(&group) {
             return error(&cmd, response::INVALID_PARAMETER, e);
         }
-        if !self.sub_groups.borrow().contains_key(&group) {
-            return error(
-                &cmd,
-                response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                "subscription group does not exist",
-            );
+        let known = self.sub_groups.borrow().contains_key(&group);
+        if !known {
+            // As the Java broker's lookup: created when auto-creation is on.
+            if !auto_create {
+                return error(
+                    &cmd,
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    "subscription group does not exist",
+                );
+            }
+            self.auto_create_groups(std::slice::from_ref(&group)).await;
         }
         let m = mode_of(&body);
         {

@@ -236,7 +236,10 @@ impl Controller {
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_groups(cmd),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(cmd),
             request::QUERY_ASSIGNMENT => self.query_assignment(host, cmd),
-            request::SET_MESSAGE_REQUEST_MODE => self.set_request_mode(cmd).await,
+            request::SET_MESSAGE_REQUEST_MODE => {
+                self.set_request_mode(cmd, host.config().auto_create_subscription_group)
+                    .await
+            }
             request::GET_ALL_MESSAGE_REQUEST_MODE => self.all_request_modes(cmd),
             _ => super::reply::not_supported(&cmd),
         }
