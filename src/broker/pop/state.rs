@@ -411,9 +411,8 @@ impl Pops {
             next,
         };
         let rec = op.record(store.config().store_host, super::now_ms());
-        Some(store.append(&rec).map(|a| {
+        Some(store.append(&rec).inspect(|_| {
             st.apply(&op);
-            a
         }))
     }
 
