@@ -41,6 +41,7 @@
 #   BACKLOG (1000000)  E2E_RATE (5000)  ALLOC_MESSAGES (200000)
 #   TIMERS (1000000) TIMER_LEAD (45 s: scheduling must end before the first due
 #     time)  SENDBACK (100000): the opt-in scenarios "timers" and "sendback"
+#   POPN (300000): the opt-in scenario "pop" (pop + ack a backlog, and pull it)
 #   ROCKETMQ_VERSION (5.5.0)  RMQ_HEAP (8g, runbroker.sh)  RMQ_NS_HEAP (4g, runserver.sh)
 #   RMQ_SEND_THREADS (8, SYNC_FLUSH only)  RMQ_TRANSIENT_POOL (1)  RMQ_EXTRA_CONF (file)
 #   ROCKETMQ_RUST_VERSION (1.0.0)  ROCKETMQ_RUST_BUILD (1: try to build it when not
@@ -71,6 +72,7 @@ ALLOC_MESSAGES=${ALLOC_MESSAGES:-200000}
 TIMERS=${TIMERS:-1000000}
 TIMER_LEAD=${TIMER_LEAD:-45}
 SENDBACK=${SENDBACK:-100000}
+POPN=${POPN:-300000}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.5.0}
 RMQ_HEAP=${RMQ_HEAP:-8g}
 RMQ_NS_HEAP=${RMQ_NS_HEAP:-4g}
@@ -479,6 +481,30 @@ run_scenario() { # scenario peer
       fi
       [ "$rc" = 0 ] || log "FAILED ($rc): $sc $peer r$REP"
       sed "s/^/  $peer: /" "$base.out" | grep -vE '^\s*$' | tail -6 >&2 || true
+      ;;
+    pop)
+      # Invisible-time consumption of a backlog of $POPN messages: POP with
+      # one ACK_MESSAGE per message (what the Java 5.x push consumer sends),
+      # POP with one BATCH_ACK_MESSAGE per pop, and pull on the same backlog.
+      start_or_mark "$sc" "$peer" SYNC_FLUSH || return 0
+      local base=$OUT/raw/$sc/$peer-r$REP rc=0
+      mkdir -p "$OUT/raw/$sc"
+      echo "== $sc $peer r$REP backlog: produce --topic P --topic-queues 16 --batch 64 --connections 16 --messages $POPN" >>"$OUT/commands.txt"
+      run_fg timeout 1800 "$BENCH" produce --namesrv "$NS" --topic P --topic-queues 16 --cores 0,1 --size 1024 --batch 64 \
+        --connections 16 --mode sync --messages "$POPN" --warmup 0 >"$base.backlog.out" 2>&1 ||
+        { log "FAILED: backlog for $peer"; tail -3 "$base.backlog.out" >&2; return 0; }
+      sleep 2
+      for ack in single batch; do
+        echo "== $sc $peer r$REP: pop --topic P --group PG_$ack --connections 16 --messages $POPN --ack $ack" >>"$OUT/commands.txt"
+        run_fg timeout 900 "$BENCH" pop --namesrv "$NS" --topic P --group "PG_$ack" --connections 16 \
+          --messages "$POPN" --ack "$ack" --duration 300 >"$base.$ack.out" 2>&1 || rc=$?
+        tail -4 "$base.$ack.out" | sed "s/^/  $peer $ack: /" >&2 || true
+      done
+      echo "== $sc $peer r$REP: consume --topic P --from-start --group PG_pull --connections 16 --messages $POPN" >>"$OUT/commands.txt"
+      run_fg timeout 900 "$BENCH" consume --namesrv "$NS" --topic P --cores 0,1 --from-start --group PG_pull \
+        --connections 16 --messages "$POPN" --duration 600 --warmup 0 >"$base.pull.out" 2>&1 || rc=$?
+      grep -A2 '^summary' "$base.pull.out" | sed "s/^/  $peer pull: /" >&2 || true
+      [ "$rc" = 0 ] || log "FAILED ($rc): $sc $peer r$REP"
       ;;
     alloc)
       local bin

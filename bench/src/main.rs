@@ -7,11 +7,13 @@
 //! * `plot` — overlays the `--json` summaries of several network runs.
 //! * `create-topics` — creates topics with many queues (memory checks).
 //! * `timers`, `send-back` — scheduled-delivery lateness and the retry path.
+//! * `pop` — invisible-time consumption (POP + ack) of a backlog.
 
 use clap::{Parser, Subcommand};
 
 mod net;
 mod plot;
+mod pop;
 mod store;
 mod timers;
 
@@ -40,6 +42,8 @@ enum Cmd {
     Timers(timers::TimerArgs),
     /// CONSUMER_SEND_MSG_BACK throughput and latency.
     SendBack(timers::SendBackArgs),
+    /// Invisible-time consumption: POP_MESSAGE + acks of a backlog.
+    Pop(pop::PopArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +81,7 @@ fn main() {
         Cmd::CreateTopics(args) => create_topics(args),
         Cmd::Timers(args) => timers::timers(args),
         Cmd::SendBack(args) => timers::send_back(args),
+        Cmd::Pop(args) => pop::run(args),
     };
     if let Err(e) = res {
         eprintln!("shardmq-bench: {e}");

@@ -202,6 +202,11 @@ async fn pop_queue(
     let mut st = shard.pops.st.borrow_mut();
     st.queues[idx as usize].busy = false;
     let (offsets, mut msgs, next, gone) = r?;
+    // Pops that found this queue busy went to wait: wake them when it
+    // still has messages for the group.
+    if shard.store.max_offset(&req.topic, q) > next {
+        shard.pops.polls.wake(&req.topic, q);
+    }
     let mut appended = None;
     if !gone.is_empty() {
         let op = Op::Ack {
