@@ -52,6 +52,8 @@ pub mod service;
 pub mod status;
 pub mod streaming;
 
+#[cfg(test)]
+mod tests;
 
 pub use context::{RequestContext, RpcMethod};
 pub use server::{serve_connection, serve_io, Limits, ServeError};
