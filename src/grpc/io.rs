@@ -4,10 +4,13 @@
 //! and an adapter from a futures-io stream (glommio's `TcpStream`) to
 //! `hyper::rt::{Read, Write}`. Modelled on glommio's `examples/hyper_server.rs`.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
@@ -27,6 +30,31 @@ where
     }
 }
 
+/// When the connection last received bytes (any HTTP/2 frame, including
+/// the client's PINGs), for the idle timeout.
+#[derive(Clone, Debug)]
+pub struct Activity(Rc<Cell<Instant>>);
+
+impl Activity {
+    pub fn new() -> Self {
+        Activity(Rc::new(Cell::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        self.0.set(Instant::now());
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.0.get().elapsed()
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Largest read handed to the inner stream at once.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -39,13 +67,15 @@ const READ_CHUNK: usize = 16 * 1024;
 pub struct HyperIo<T> {
     inner: T,
     scratch: Box<[u8]>,
+    activity: Activity,
 }
 
 impl<T> HyperIo<T> {
-    pub fn new(inner: T) -> Self {
+    pub fn new(inner: T, activity: Activity) -> Self {
         HyperIo {
             inner,
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            activity,
         }
     }
 }
@@ -66,6 +96,9 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
             Poll::Ready(Ok(n)) => {
                 // n ≤ want ≤ buf.remaining(): put_slice cannot overflow.
                 buf.put_slice(&scratch[..n.min(want)]);
+                if n > 0 {
+                    this.activity.touch();
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -39,8 +39,10 @@
 //! # Not done here
 //!
 //! HTTP/2 keep-alive pings need a `hyper::rt::Timer`, whose sleeps must be
-//! `Send`; glommio's timers are not, so hyper's keep-alive is off. Idle
-//! connections are the caller's to reap.
+//! `Send`; glommio's timers are not, so hyper's keep-alive is off. Instead
+//! `serve_io` watches the connection once a second: it closes one that
+//! sent nothing for `Limits::idle_timeout` and shuts down gracefully
+//! (GOAWAY) when asked to stop.
 
 pub mod body;
 pub mod codec;

@@ -9,8 +9,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -22,7 +23,7 @@ use hyper::body::Incoming;
 use super::body::{self, GrpcBody};
 use super::codec::{self, Budget, Compression, FrameDecoder};
 use super::context::{RequestContext, RpcMethod};
-use super::io::{HyperIo, LocalExec};
+use super::io::{Activity, HyperIo, LocalExec};
 use super::service::{MessagingService, ResponseStream};
 use super::status::GrpcStatus;
 use super::streaming::Streaming;
@@ -43,6 +44,10 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: bound on a request's headers.
     pub max_header_list_bytes: u32,
+    /// Close a connection that has sent nothing for this long (`None`:
+    /// never). Clients heartbeat every 10 s on their connection, so a
+    /// silent one is dead or abandoned; HTTP/2 PINGs count as traffic.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Slack over the 4 MiB body limit for user properties, system properties
@@ -53,25 +58,34 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_bytes: 4 * 1024 * 1024 + MESSAGE_SLACK,
-            max_connection_buffer_bytes: 16 * 1024 * 1024,
+            max_connection_buffer_bytes: 64 * 1024 * 1024,
             max_concurrent_streams: 256,
             max_header_list_bytes: 16 * 1024,
+            idle_timeout: Some(Duration::from_secs(120)),
         }
     }
 }
 
-/// Why a connection ended abnormally (a clean close by the client is `Ok`).
+/// Why a connection ended abnormally (a clean close by the client, or
+/// after a graceful shutdown, is `Ok`).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("peer address: {0}")]
     PeerAddr(String),
     #[error("HTTP/2: {0}")]
     Http(#[from] hyper::Error),
+    #[error("closed after {0:?} without traffic")]
+    Idle(Duration),
 }
 
+/// How often a connection checks its idle time and the shutdown flag.
+const WATCH_TICK: Duration = Duration::from_secs(1);
+
 /// Serves gRPC on an accepted glommio TCP connection until the client
-/// closes it or a protocol error ends it. Run it on the connection's shard;
-/// dropping the future closes the connection.
+/// closes it, a protocol error or the idle timeout ends it, or the process
+/// shuts down (`runtime::shutdown::SHUTDOWN`: GOAWAY, then the calls in
+/// flight finish). Run it on the connection's shard; dropping the future
+/// closes the connection at once.
 pub async fn serve_connection<S: MessagingService>(
     stream: TcpStream,
     service: Rc<S>,
@@ -81,27 +95,58 @@ pub async fn serve_connection<S: MessagingService>(
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("grpc {peer}: TCP_NODELAY: {e}");
     }
-    serve_io(stream, peer, service, limits).await
+    serve_io(stream, peer, service, limits, || {
+        crate::runtime::shutdown::SHUTDOWN.load(Ordering::Relaxed)
+    })
+    .await
 }
 
-/// [`serve_connection`] over any futures-io byte stream (tests, TLS later).
-pub async fn serve_io<S, IO>(io: IO, peer: SocketAddr, service: Rc<S>, limits: &Limits) -> Result<(), ServeError>
+/// [`serve_connection`] over any futures-io byte stream (tests, TLS
+/// later). `stop()` is checked every second; once true the connection shuts
+/// down gracefully: GOAWAY, no new calls, the calls in flight finish.
+pub async fn serve_io<S, IO>(
+    io: IO,
+    peer: SocketAddr,
+    service: Rc<S>,
+    limits: &Limits,
+    stop: impl Fn() -> bool,
+) -> Result<(), ServeError>
 where
     S: MessagingService,
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let conn = ConnService {
+    let svc = ConnService {
         service,
         peer,
         max_message: limits.max_message_bytes,
         budget: Budget::new(limits.max_connection_buffer_bytes),
     };
-    hyper::server::conn::http2::Builder::new(LocalExec)
+    let activity = Activity::new();
+    let mut conn = pin!(hyper::server::conn::http2::Builder::new(LocalExec)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_list_bytes)
-        .serve_connection(HyperIo::new(io), conn)
-        .await
-        .map_err(ServeError::Http)
+        .serve_connection(HyperIo::new(io, activity.clone()), svc));
+    let mut stopping = false;
+    loop {
+        let tick = async {
+            glommio::timer::Timer::new(WATCH_TICK).await;
+            None
+        };
+        let ended = futures_lite::future::or(async { Some(conn.as_mut().await) }, tick).await;
+        if let Some(result) = ended {
+            return result.map_err(ServeError::Http);
+        }
+        if !stopping && stop() {
+            conn.as_mut().graceful_shutdown();
+            stopping = true;
+        }
+        if let Some(idle) = limits.idle_timeout {
+            if activity.idle_for() >= idle {
+                log::debug!("grpc {peer}: closing after {idle:?} without traffic");
+                return Err(ServeError::Idle(idle));
+            }
+        }
+    }
 }
 
 /// The per-connection hyper service (cheap to clone into each request).

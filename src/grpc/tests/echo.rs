@@ -74,8 +74,10 @@ impl MessagingService for EchoService {
         _ctx: &RequestContext,
         req: pb::HeartbeatRequest,
     ) -> Result<pb::HeartbeatResponse, GrpcStatus> {
-        if group_name(&req.group) == "sleep" {
-            glommio::timer::sleep(Duration::from_secs(10)).await;
+        match group_name(&req.group) {
+            "sleep" => glommio::timer::sleep(Duration::from_secs(10)).await,
+            "slow" => glommio::timer::sleep(Duration::from_millis(1500)).await,
+            _ => {}
         }
         Ok(pb::HeartbeatResponse { status: ok("alive") })
     }

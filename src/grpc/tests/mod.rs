@@ -1,6 +1,6 @@
 //! End-to-end tests of the gRPC transport: a real gRPC client (tonic, on a
 //! tokio runtime in the test's own thread) against [`echo::EchoService`]
-//! served by `serve_connection` on a glommio executor, over real sockets on
+//! served by `serve_io` (the body of `serve_connection`) on a glommio executor, over real sockets on
 //! 127.0.0.1:0.
 //!
 //! One server thread serves every test of the binary (glommio executors
@@ -12,9 +12,10 @@ mod echo;
 mod raw;
 mod streams;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut};
@@ -23,10 +24,24 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
-use super::server::{serve_connection, Limits};
+use super::server::{serve_io, Limits};
 
 /// The server's request message limit in these tests.
 pub const TEST_MAX_MESSAGE: usize = 1 << 20;
+
+/// The server's idle timeout in these tests.
+pub const TEST_IDLE: Duration = Duration::from_secs(2);
+
+/// Client ports whose connection the test server is told to shut down
+/// gracefully (the per-connection stand-in for the process's SHUTDOWN).
+pub static STOP_PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+fn stop_requested(peer: SocketAddr) -> bool {
+    STOP_PORTS
+        .lock()
+        .map(|s| s.as_ref().is_some_and(|s| s.contains(&peer.port())))
+        .unwrap_or(false)
+}
 
 /// Address of the shared test server, started on first use.
 pub fn server() -> SocketAddr {
@@ -44,14 +59,17 @@ pub fn server() -> SocketAddr {
                 let service = Rc::new(echo::EchoService);
                 let limits = Limits {
                     max_message_bytes: TEST_MAX_MESSAGE,
+                    idle_timeout: Some(TEST_IDLE),
                     ..Limits::default()
                 };
                 loop {
                     match listener.accept().await {
                         Ok(stream) => {
                             let (service, limits) = (service.clone(), limits.clone());
+                            let peer = stream.peer_addr().expect("peer");
                             glommio::spawn_local(async move {
-                                if let Err(e) = serve_connection(stream, service, &limits).await {
+                                let stop = move || stop_requested(peer);
+                                if let Err(e) = serve_io(stream, peer, service, &limits, stop).await {
                                     log::debug!("test grpc connection ended: {e}");
                                 }
                             })

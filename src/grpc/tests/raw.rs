@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use super::{block_on, server};
+use super::{block_on, server, STOP_PORTS, TEST_IDLE};
 use crate::grpc::codec;
 use crate::grpc::pb;
 
@@ -32,13 +32,18 @@ impl RawResponse {
     }
 }
 
-async fn raw_call(method: &str, rpc: &str, headers: &[(&str, &str)], body: Vec<u8>) -> RawResponse {
+type Connection = tokio::task::JoinHandle<Result<(), h2::Error>>;
+
+/// A raw HTTP/2 connection: its request handle, its driver task (ends when
+/// the server closes the connection) and our local port.
+async fn h2_connect() -> (h2::client::SendRequest<Bytes>, Connection, u16) {
     let tcp = tokio::net::TcpStream::connect(server()).await.expect("connect");
+    let port = tcp.local_addr().expect("local addr").port();
     let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut client = client.ready().await.expect("ready");
+    (client, tokio::spawn(conn), port)
+}
+
+fn grpc_request(method: &str, rpc: &str, headers: &[(&str, &str)]) -> http::Request<()> {
     let mut req = http::Request::builder()
         .method(method)
         .uri(format!("http://{}/apache.rocketmq.v2.MessagingService/{rpc}", server()))
@@ -46,9 +51,20 @@ async fn raw_call(method: &str, rpc: &str, headers: &[(&str, &str)], body: Vec<u
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(()).expect("request");
-    let (resp, mut send) = client.send_request(req, false).expect("send request");
+    req.body(()).expect("request")
+}
+
+async fn raw_call(method: &str, rpc: &str, headers: &[(&str, &str)], body: Vec<u8>) -> RawResponse {
+    let (client, _conn, _) = h2_connect().await;
+    let mut client = client.ready().await.expect("ready");
+    let (resp, mut send) = client
+        .send_request(grpc_request(method, rpc, headers), false)
+        .expect("send request");
     send.send_data(Bytes::from(body), true).expect("send body");
+    read_response(resp).await
+}
+
+async fn read_response(resp: h2::client::ResponseFuture) -> RawResponse {
     let resp = resp.await.expect("response");
     let (parts, mut body) = resp.into_parts();
     let ended_in_headers = body.is_end_stream();
@@ -184,5 +200,45 @@ fn non_grpc_requests_get_plain_http_errors() {
         )
         .await;
         assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    });
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_idle_timeout() {
+    block_on(async {
+        let (_client, conn, _) = h2_connect().await;
+        let start = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(15), conn).await;
+        let took = start.elapsed();
+        assert!(ended.is_ok(), "connection still open after 15 s");
+        assert!(
+            took >= TEST_IDLE - Duration::from_millis(200),
+            "closed too early: {took:?}"
+        );
+    });
+}
+
+#[test]
+fn graceful_shutdown_finishes_calls_in_flight_then_closes() {
+    block_on(async {
+        let (client, conn, port) = h2_connect().await;
+        let mut client = client.ready().await.expect("ready");
+        // A call the handler takes 1.5 s to answer.
+        let (resp, mut send) = client
+            .send_request(grpc_request("POST", "Heartbeat", &[GRPC]), false)
+            .expect("send request");
+        send.send_data(Bytes::from(heartbeat("slow")), true).expect("send body");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        STOP_PORTS
+            .lock()
+            .expect("lock")
+            .get_or_insert_with(Default::default)
+            .insert(port);
+        // The call in flight still completes with OK...
+        let r = read_response(resp).await;
+        assert_eq!(r.grpc_status(), Some("0"), "{:?}", r.headers);
+        // ...and then the server closes the connection.
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        assert!(ended.is_ok(), "connection not closed after the graceful shutdown");
     });
 }
