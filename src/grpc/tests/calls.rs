@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use futures::StreamExt;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
@@ -234,5 +235,51 @@ fn garbage_on_the_socket_closes_the_connection_without_harm() {
         let _: pb::QueryRouteResponse = unary(&mut c, "QueryRoute", Request::new(route_request("T")))
             .await
             .expect("server still up");
+    });
+}
+
+/// Round-trip latency of a small unary call over loopback, one call at a
+/// time, and throughput with 64 in flight on one connection. Numbers, not
+/// assertions: `cargo test --release --lib grpc::tests::calls::latency -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn latency_of_unary_calls() {
+    block_on(async {
+        let mut c = client().await;
+        let mut samples = Vec::with_capacity(5000);
+        for _ in 0..5000 {
+            let start = std::time::Instant::now();
+            let _: pb::QueryRouteResponse = unary(&mut c, "QueryRoute", Request::new(route_request("T")))
+                .await
+                .expect("call");
+            samples.push(start.elapsed());
+        }
+        samples.sort();
+        let at = |q: f64| samples[((samples.len() as f64) * q) as usize];
+        println!(
+            "sequential QueryRoute: p50 {:?}, p99 {:?}, max {:?}",
+            at(0.5),
+            at(0.99),
+            samples[samples.len() - 1]
+        );
+
+        let start = std::time::Instant::now();
+        let total = 20_000;
+        let calls = futures::stream::iter(0..total).map(|_| {
+            let mut c = c.clone();
+            async move {
+                let r: Result<pb::QueryRouteResponse, _> =
+                    unary(&mut c, "QueryRoute", Request::new(route_request("T"))).await;
+                r.expect("call");
+            }
+        });
+        futures::StreamExt::buffer_unordered(calls, 64)
+            .collect::<Vec<()>>()
+            .await;
+        let took = start.elapsed();
+        println!(
+            "64 in flight: {total} calls in {took:?} = {:.0} calls/s",
+            total as f64 / took.as_secs_f64()
+        );
     });
 }
