@@ -25,6 +25,7 @@ pub mod admin;
 pub mod alloc_count;
 pub mod broker;
 pub mod config;
+pub mod grpc;
 pub mod metrics;
 pub mod namesrv;
 pub mod protocol;
