@@ -108,6 +108,11 @@ pub struct BrokerConfig {
     /// `defaultPopShareQueueNum` (default −1: every consumer pops every
     /// queue).
     pub default_pop_share_queue_num: i32,
+    /// `grpcListenPort`: the 5.x gRPC endpoint (default 8081; 0 = off).
+    pub grpc_listen_port: u16,
+    /// `grpcShardPortBase`: shard k serves gRPC on this + k (default
+    /// `grpcListenPort + 10`), what shard-aware routes advertise.
+    pub grpc_shard_port_base: u16,
 }
 
 /// RocketMQ's `messageDelayLevel` default.
@@ -199,6 +204,8 @@ impl Default for BrokerConfig {
             pop_max_in_flight: 1_000_000,
             default_message_request_mode_pop: false,
             default_pop_share_queue_num: -1,
+            grpc_listen_port: 8081,
+            grpc_shard_port_base: 0,
         }
     }
 }
@@ -350,6 +357,8 @@ impl BrokerConfig {
                     };
                 }
                 "defaultPopShareQueueNum" => c.default_pop_share_queue_num = number(k, v)?,
+                "grpcListenPort" => c.grpc_listen_port = if v == "0" { 0 } else { port(k, v)? },
+                "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }
@@ -392,6 +401,9 @@ impl BrokerConfig {
         }
         if self.shard_count > 256 {
             return Err(invalid("shardCount", &self.shard_count.to_string(), "at most 256"));
+        }
+        if self.grpc_shard_port_base == 0 && self.grpc_listen_port != 0 {
+            self.grpc_shard_port_base = self.grpc_listen_port.saturating_add(10);
         }
         if self.shard_listen_port_base == 0 {
             self.shard_listen_port_base = self.listen_port.saturating_add(10);
@@ -436,6 +448,11 @@ impl BrokerConfig {
 
     pub fn shard_port(&self, shard: usize) -> u16 {
         self.shard_listen_port_base.saturating_add(shard as u16)
+    }
+
+    /// Shard `shard`'s gRPC port.
+    pub fn grpc_shard_port(&self, shard: usize) -> u16 {
+        self.grpc_shard_port_base.saturating_add(shard as u16)
     }
 }
 

@@ -80,6 +80,8 @@ fn start_broker(dir: &Path) -> Broker {
             "--set",
             "metricsPort=0",
             "--set",
+            "grpcListenPort=0",
+            "--set",
             "brokerIP1=127.0.0.1",
         ])
         .args([

@@ -382,6 +382,14 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
             queue,
             items,
         } => Reply::PopAcked(pop::engine::ack(shard, &group, &topic, queue, &items).await),
+        Request::PopChange {
+            group,
+            topic,
+            queue,
+            offset,
+            pop_time,
+            invisible_ms,
+        } => Reply::PopChanged(pop::engine::change(shard, &group, &topic, queue, offset, pop_time, invisible_ms).await),
         Request::ProducerChannel { group } => {
             Reply::Channel(controller().ok().and_then(|c| c.producer_channel(&group)))
         }

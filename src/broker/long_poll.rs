@@ -45,6 +45,9 @@ pub struct Parked {
     pub topic: String,
     pub queue: u32,
     deadline: Instant,
+    /// A waiter that answers itself (a gRPC long poll): told when due
+    /// instead of having `cmd` run again.
+    pub notify: Option<futures::channel::oneshot::Sender<()>>,
 }
 
 impl Parked {
@@ -55,7 +58,21 @@ impl Parked {
             topic,
             queue,
             deadline: Instant::now(),
+            notify: None,
         }
+    }
+
+    /// A waiter told through `tx` when (topic, queue) gets a message or its
+    /// time is up.
+    pub fn waiter(
+        client: ClientRef,
+        topic: String,
+        queue: u32,
+        tx: futures::channel::oneshot::Sender<()>,
+    ) -> Parked {
+        let mut p = Parked::new(RemotingCommand::new_request(0), client, topic, queue);
+        p.notify = Some(tx);
+        p
     }
 }
 

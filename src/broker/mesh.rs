@@ -80,6 +80,16 @@ pub enum Request {
         queue: u32,
         items: Vec<(u64, i64)>,
     },
+    /// Change the invisible time of a popped message of a queue this shard
+    /// owns (its handle's pop time).
+    PopChange {
+        group: String,
+        topic: String,
+        queue: u32,
+        offset: u64,
+        pop_time: i64,
+        invisible_ms: i64,
+    },
     /// Controller: one live connection of a producer group (for a
     /// transaction check), round robin.
     ProducerChannel { group: String },
@@ -106,6 +116,8 @@ pub enum Reply {
     Channel(Option<(u16, u64)>),
     /// What a [`Request::PopAck`] did to each message.
     PopAcked(Result<Vec<super::pop::state::Outcome>, (i32, String)>),
+    /// What a [`Request::PopChange`] did, and the new pop time.
+    PopChanged(Result<(super::pop::state::Outcome, i64), (i32, String)>),
 }
 
 /// Where a message the broker made was stored.

@@ -18,6 +18,7 @@ pub mod controller;
 mod data_dir;
 pub mod dispatch;
 pub mod group_names;
+pub mod grpc;
 pub mod long_poll;
 pub mod mesh;
 pub mod metadata;

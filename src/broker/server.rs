@@ -294,12 +294,35 @@ fn shard_listeners(cfg: &BrokerConfig, k: u16) -> Vec<(SocketAddr, View, String)
     v
 }
 
+/// The gRPC listeners of shard `k`: the access point (shared by every
+/// shard) and, with shard-aware routes, the shard's own; none when
+/// `grpcListenPort=0`.
+fn grpc_listeners(cfg: &BrokerConfig, k: u16) -> Vec<(SocketAddr, View, String)> {
+    if cfg.grpc_listen_port == 0 {
+        return Vec::new();
+    }
+    let ip = cfg.broker_ip1;
+    let mut v = vec![(
+        SocketAddr::new(ip, cfg.grpc_listen_port),
+        View::Main,
+        "gRPC (5.x clients), grpcListenPort (0 turns it off)".to_string(),
+    )];
+    if cfg.shard_aware_routes {
+        v.push((
+            SocketAddr::new(ip, cfg.grpc_shard_port(k as usize)),
+            View::Shard(k),
+            format!("shard {k} gRPC port, grpcShardPortBase + {k}"),
+        ));
+    }
+    v
+}
+
 /// Every address the broker will listen on, for the up-front check: the
 /// shards' listeners (the shared ones once), the name server, metrics.
 fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
     let mut v: Vec<ports::Wanted> = Vec::new();
     for k in 0..shards {
-        for (addr, _, what) in shard_listeners(cfg, k) {
+        for (addr, _, what) in shard_listeners(cfg, k).into_iter().chain(grpc_listeners(cfg, k)) {
             if !v.iter().any(|w| w.addr == addr) {
                 v.push(ports::Wanted { addr, what });
             }
@@ -389,6 +412,10 @@ async fn run_shard(
     for (addr, view, _) in listeners {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         glommio::spawn_local(accept_loop(shard.clone(), l, view, policy.clone())).detach();
+    }
+    for (addr, view, _) in grpc_listeners(&cfg, k) {
+        let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view)).detach();
     }
     // Shard 0 registers with the name servers before it reports ready (at
     // most REGISTERED_WAIT: a name server that does not answer is retried

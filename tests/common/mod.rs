@@ -139,7 +139,9 @@ impl Broker {
             .args(["--set", &format!("metricsPort={}", self.metrics_port)])
             .args(["--set", "brokerIP1=127.0.0.1"])
             .args(["--set", "mapedFileSizeCommitLog=67108864"])
-            .args(["--set", "tailCacheBytes=33554432"]);
+            .args(["--set", "tailCacheBytes=33554432"])
+            // gRPC off unless a test asks for it (extra settings come after).
+            .args(["--set", "grpcListenPort=0"]);
         for e in &self.extra {
             cmd.args(["--set", e]);
         }

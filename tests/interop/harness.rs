@@ -348,6 +348,7 @@ impl Broker {
             ("shardCount", SHARDS.to_string()),
             ("shardListenPortBase", self.ports.shards.to_string()),
             ("metricsPort", "0".to_string()),
+            ("grpcListenPort", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

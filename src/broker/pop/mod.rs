@@ -114,7 +114,11 @@ pub async fn run(shard: Rc<Shard>) {
 /// own, delivering the reply to the client's connection.
 pub async fn answer_parked(shard: Rc<Shard>) {
     loop {
-        for p in shard.pops.polls.next_due().await {
+        for mut p in shard.pops.polls.next_due().await {
+            if let Some(tx) = p.notify.take() {
+                let _ = tx.send(()); // the waiter may be gone: nothing to do
+                continue;
+            }
             let shard = shard.clone();
             glommio::spawn_local(async move {
                 let client = p.client.clone();
