@@ -1,5 +1,5 @@
 //! The source tree stays a map: `src/runtime/` (the layer over glommio)
-//! never reaches into the broker, and the files of `src/broker/` import
+//! and `src/grpc/` (the 5.x gRPC transport) never reach into the broker, and the files of `src/broker/` import
 //! each other without cycles, so each can be read knowing only what is
 //! below it. A file-level graph from `super::…` and `crate::broker::…`
 //! paths (comments and test modules ignored).
@@ -84,6 +84,23 @@ fn runtime_does_not_reach_into_the_broker() {
         assert!(
             !code.contains("crate::broker"),
             "{} imports the broker: runtime/ is the layer below it",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn grpc_does_not_reach_into_the_broker() {
+    // src/grpc is the transport below the broker's gRPC service: the broker
+    // implements grpc::MessagingService, never the other way round.
+    let mut files = Vec::new();
+    rust_files(Path::new("src/grpc"), &mut files);
+    assert!(!files.is_empty());
+    for f in files {
+        let code = code_of(&f);
+        assert!(
+            !code.contains("crate::broker"),
+            "{} imports the broker: grpc/ is the layer below it",
             f.display()
         );
     }

@@ -336,4 +336,40 @@ mod tests {
         d.push(&frame).unwrap();
         assert_eq!(d.next_message().unwrap_err().code(), GrpcCode::ResourceExhausted);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes in arbitrary chunks: no panic, and never more
+        /// buffered than one allowed message plus one chunk.
+        #[test]
+        fn arbitrary_input_never_panics_or_overbuffers(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            cuts in proptest::collection::vec(1usize..64, 1..32),
+            gzip in proptest::prelude::any::<bool>(),
+        ) {
+            let budget = Budget::new(1 << 20);
+            let compression = if gzip { Compression::Gzip } else { Compression::Identity };
+            let mut d = FrameDecoder::new(256, compression, budget.clone());
+            let (mut at, mut k) = (0, 0);
+            'feed: while at < data.len() {
+                let n = cuts[k % cuts.len()].min(data.len() - at);
+                k += 1;
+                if d.push(&data[at..at + n]).is_err() {
+                    break;
+                }
+                at += n;
+                loop {
+                    match d.next_message() {
+                        Ok(Some(m)) => {
+                            let _ = decode::<pb::TelemetryCommand>(m);
+                        }
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+                proptest::prop_assert!(d.buf.len() <= PREFIX_LEN + 256 + 64);
+            }
+            drop(d);
+            proptest::prop_assert_eq!(budget.available(), 1 << 20);
+        }
+    }
 }
