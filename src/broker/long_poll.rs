@@ -64,12 +64,7 @@ impl Parked {
 
     /// A waiter told through `tx` when (topic, queue) gets a message or its
     /// time is up.
-    pub fn waiter(
-        client: ClientRef,
-        topic: String,
-        queue: u32,
-        tx: futures::channel::oneshot::Sender<()>,
-    ) -> Parked {
+    pub fn waiter(client: ClientRef, topic: String, queue: u32, tx: futures::channel::oneshot::Sender<()>) -> Parked {
         let mut p = Parked::new(RemotingCommand::new_request(0), client, topic, queue);
         p.notify = Some(tx);
         p

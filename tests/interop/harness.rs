@@ -137,7 +137,7 @@ fn file_tail(p: &Path, max: usize) -> String {
 
 /// A free 127.0.0.1 port `p` (found by binding port 0) such that `p - 2` is
 /// free too: RocketMQ brokers also listen on listenPort - 2 (the "VIP channel").
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..200 {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let p = l.local_addr().expect("local_addr").port();

@@ -90,11 +90,15 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 pub fn ms_of(t: &prost_types::Timestamp) -> i64 {
-    t.seconds.saturating_mul(1000).saturating_add(t.nanos as i64 / 1_000_000)
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(t.nanos as i64 / 1_000_000)
 }
 
 pub fn duration_ms(d: &prost_types::Duration) -> i64 {
-    d.seconds.saturating_mul(1000).saturating_add(d.nanos as i64 / 1_000_000)
+    d.seconds
+        .saturating_mul(1000)
+        .saturating_add(d.nanos as i64 / 1_000_000)
 }
 
 pub fn duration(ms: i64) -> prost_types::Duration {
@@ -133,7 +137,10 @@ pub fn outgoing(m: &pb::Message) -> Result<Outgoing, pb::Status> {
         .as_ref()
         .ok_or_else(|| status(pb::Code::BadRequest, "the message has no system properties"))?;
     if sp.message_id.is_empty() {
-        return Err(status(pb::Code::IllegalMessageId, "system_properties.message_id is required"));
+        return Err(status(
+            pb::Code::IllegalMessageId,
+            "system_properties.message_id is required",
+        ));
     }
     let mut props = Properties::new();
     let bad = |e: crate::protocol::ProtocolError| status(pb::Code::IllegalMessagePropertyKey, e.to_string());
@@ -159,7 +166,9 @@ pub fn outgoing(m: &pb::Message) -> Result<Outgoing, pb::Status> {
         props.insert(keys::SHARDING_KEY, g.clone()).map_err(bad)?;
     }
     if let Some(t) = &sp.delivery_timestamp {
-        props.insert(keys::TIMER_DELIVER_MS, ms_of(t).to_string()).map_err(bad)?;
+        props
+            .insert(keys::TIMER_DELIVER_MS, ms_of(t).to_string())
+            .map_err(bad)?;
     }
     let transactional = ty == pb::MessageType::Transaction;
     let mut sys_flag = 0;
@@ -168,7 +177,10 @@ pub fn outgoing(m: &pb::Message) -> Result<Outgoing, pb::Status> {
         props.insert(keys::PRODUCER_GROUP, topic.clone()).map_err(bad)?;
         if let Some(d) = &sp.orphaned_transaction_recovery_duration {
             props
-                .insert(keys::CHECK_IMMUNITY_TIME_IN_SECONDS, (duration_ms(d) / 1000).to_string())
+                .insert(
+                    keys::CHECK_IMMUNITY_TIME_IN_SECONDS,
+                    (duration_ms(d) / 1000).to_string(),
+                )
                 .map_err(bad)?;
         }
         sys_flag |= TRANSACTION_PREPARED;
@@ -219,7 +231,10 @@ pub fn message(d: &Delivery<'_>) -> pb::Message {
     };
     let message_id = props.get(keys::UNIQ_KEY).map(str::to_string).unwrap_or_else(|| {
         crate::protocol::OffsetMessageId {
-            ip: d.store_host.parse::<std::net::SocketAddr>().map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip()),
+            ip: d
+                .store_host
+                .parse::<std::net::SocketAddr>()
+                .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip()),
             port: d.store_host.parse::<std::net::SocketAddr>().map_or(0, |a| a.port()),
             commit_log_offset: v.physical_offset as i64,
         }
@@ -370,6 +385,9 @@ mod tests {
         assert_eq!(p.get("color"), Some("red"));
         let mut bad = m.clone();
         bad.user_properties.insert("UNIQ_KEY".into(), "x".into());
-        assert_eq!(outgoing(&bad).err().map(|s| s.code), Some(pb::Code::IllegalMessagePropertyKey as i32));
+        assert_eq!(
+            outgoing(&bad).err().map(|s| s.code),
+            Some(pb::Code::IllegalMessagePropertyKey as i32)
+        );
     }
 }

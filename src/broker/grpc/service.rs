@@ -96,7 +96,13 @@ impl Inner {
         let cfg = &self.shard.cfg;
         if cfg.shard_aware_routes {
             (0..self.shard.shard_count())
-                .map(|k| (format!("{}-s{k}", cfg.broker_name), Some(k), cfg.grpc_shard_port(k as usize)))
+                .map(|k| {
+                    (
+                        format!("{}-s{k}", cfg.broker_name),
+                        Some(k),
+                        cfg.grpc_shard_port(k as usize),
+                    )
+                })
                 .collect()
         } else {
             vec![(cfg.broker_name.clone(), None, cfg.grpc_listen_port)]
@@ -176,10 +182,12 @@ impl Inner {
                 sub.fifo = Some(sub.fifo.unwrap_or(false));
                 let next = if ty == Some(pb::ClientType::PushConsumer) || s.backoff_policy.is_none() {
                     Some(pb::retry_policy::Strategy::CustomizedBackoff(pb::CustomizedBackoff {
-                        next: [1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200]
-                            .iter()
-                            .map(|s| convert::duration(s * 1000))
-                            .collect(),
+                        next: [
+                            1, 5, 10, 30, 60, 120, 180, 240, 300, 360, 420, 480, 540, 600, 1200, 1800, 3600, 7200,
+                        ]
+                        .iter()
+                        .map(|s| convert::duration(s * 1000))
+                        .collect(),
                     }))
                 } else {
                     s.backoff_policy.as_ref().and_then(|b| b.strategy.clone())
@@ -237,7 +245,14 @@ impl Inner {
         let mut cmd = crate::admin::client::req(
             request::SEND_MESSAGE_V2,
             &[
-                ("a", if o.transactional { o.topic.clone() } else { "GRPC_PRODUCER".into() }),
+                (
+                    "a",
+                    if o.transactional {
+                        o.topic.clone()
+                    } else {
+                        "GRPC_PRODUCER".into()
+                    },
+                ),
                 ("b", o.topic.clone()),
                 ("c", "TBW102".into()),
                 ("d", "4".into()),
@@ -314,7 +329,10 @@ impl Inner {
         }
         let filter = match &req.filter_expression {
             Some(f) if f.r#type == pb::FilterType::Sql as i32 => {
-                return end(status(pb::Code::IllegalFilterExpression, "SQL92 filters are not supported"))
+                return end(status(
+                    pb::Code::IllegalFilterExpression,
+                    "SQL92 filters are not supported",
+                ))
             }
             Some(f) => crate::broker::metadata::tag_filter(&f.expression),
             None => crate::store::TagFilter::All,
@@ -400,7 +418,10 @@ impl Inner {
             };
             let polls = &self.shard.pops.polls;
             if !polls.has_room(&client) {
-                return end(status(pb::Code::TooManyRequests, "too many long-polling receives on this shard"));
+                return end(status(
+                    pb::Code::TooManyRequests,
+                    "too many long-polling receives on this shard",
+                ));
             }
             let (tx, rx) = futures::channel::oneshot::channel();
             polls.park(
@@ -448,7 +469,11 @@ fn overall(statuses: &[pb::Status]) -> pb::Status {
 }
 
 impl MessagingService for ShardService {
-    async fn query_route(&self, _ctx: &RequestContext, req: pb::QueryRouteRequest) -> Result<pb::QueryRouteResponse, GrpcStatus> {
+    async fn query_route(
+        &self,
+        _ctx: &RequestContext,
+        req: pb::QueryRouteRequest,
+    ) -> Result<pb::QueryRouteResponse, GrpcStatus> {
         let me = &self.inner;
         let topic = name(&req.topic).to_string();
         let Some(info) = me.shard.topic(&topic) else {
@@ -485,7 +510,11 @@ impl MessagingService for ShardService {
         })
     }
 
-    async fn heartbeat(&self, ctx: &RequestContext, _req: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse, GrpcStatus> {
+    async fn heartbeat(
+        &self,
+        ctx: &RequestContext,
+        _req: pb::HeartbeatRequest,
+    ) -> Result<pb::HeartbeatResponse, GrpcStatus> {
         let s = if ctx.client_id.is_none() {
             status(pb::Code::ClientIdRequired, "x-mq-client-id is required")
         } else {
@@ -494,7 +523,11 @@ impl MessagingService for ShardService {
         Ok(pb::HeartbeatResponse { status: Some(s) })
     }
 
-    async fn send_message(&self, ctx: &RequestContext, req: pb::SendMessageRequest) -> Result<pb::SendMessageResponse, GrpcStatus> {
+    async fn send_message(
+        &self,
+        ctx: &RequestContext,
+        req: pb::SendMessageRequest,
+    ) -> Result<pb::SendMessageResponse, GrpcStatus> {
         let me = &self.inner;
         if ctx.client_id.is_none() {
             return Ok(pb::SendMessageResponse {
@@ -576,7 +609,11 @@ impl MessagingService for ShardService {
         Ok(Box::pin(futures::stream::iter(out.into_iter().map(Ok))))
     }
 
-    async fn ack_message(&self, _ctx: &RequestContext, req: pb::AckMessageRequest) -> Result<pb::AckMessageResponse, GrpcStatus> {
+    async fn ack_message(
+        &self,
+        _ctx: &RequestContext,
+        req: pb::AckMessageRequest,
+    ) -> Result<pb::AckMessageResponse, GrpcStatus> {
         let me = &self.inner;
         let (group, topic) = (name(&req.group).to_string(), name(&req.topic).to_string());
         let mut entries = Vec::with_capacity(req.entries.len());
@@ -614,7 +651,10 @@ impl MessagingService for ShardService {
         let invisible = req.invisible_duration.as_ref().map_or(0, convert::duration_ms);
         if !(1000..=MAX_INVISIBLE_MS).contains(&invisible) {
             return Ok(answer(
-                status(pb::Code::IllegalInvisibleTime, format!("invisible duration {invisible} ms is out of range")),
+                status(
+                    pb::Code::IllegalInvisibleTime,
+                    format!("invisible duration {invisible} ms is out of range"),
+                ),
                 String::new(),
             ));
         }
@@ -670,7 +710,10 @@ impl MessagingService for ShardService {
         let me = &self.inner;
         let done = |s| Ok(pb::ForwardMessageToDeadLetterQueueResponse { status: Some(s) });
         let Some(h) = Handle::decode(&req.receipt_handle) else {
-            return done(status(pb::Code::InvalidReceiptHandle, "not a receipt handle of this broker"));
+            return done(status(
+                pb::Code::InvalidReceiptHandle,
+                "not a receipt handle of this broker",
+            ));
         };
         let (group, topic) = (name(&req.group).to_string(), name(&req.topic).to_string());
         let mut cmd = crate::admin::client::req(
@@ -702,7 +745,10 @@ impl MessagingService for ShardService {
         let me = &self.inner;
         let done = |s| Ok(pb::EndTransactionResponse { status: Some(s) });
         let Some((phys, queue_offset)) = convert::parse_transaction_id(&req.transaction_id) else {
-            return done(status(pb::Code::InvalidTransactionId, "not a transaction id of this broker"));
+            return done(status(
+                pb::Code::InvalidTransactionId,
+                "not a transaction id of this broker",
+            ));
         };
         let kind = match pb::TransactionResolution::try_from(req.resolution) {
             Ok(pb::TransactionResolution::Commit) => 8,
@@ -717,7 +763,10 @@ impl MessagingService for ShardService {
                 ("tranStateTableOffset", queue_offset.to_string()),
                 ("commitLogOffset", phys.to_string()),
                 ("commitOrRollback", kind.to_string()),
-                ("fromTransactionCheck", (req.source == pb::TransactionSource::SourceServerCheck as i32).to_string()),
+                (
+                    "fromTransactionCheck",
+                    (req.source == pb::TransactionSource::SourceServerCheck as i32).to_string(),
+                ),
                 ("msgId", req.message_id.clone()),
                 ("transactionId", req.transaction_id.clone()),
             ],

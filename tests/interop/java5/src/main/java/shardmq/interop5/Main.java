@@ -24,6 +24,9 @@ public final class Main {
             case "set-mode":
                 setMode(rest);
                 break;
+            case "grpc":
+                GrpcScenario.main(rest);
+                break;
             default:
                 Common.emit(Common.obj("event", "error", "stage", "args", "error", "unknown program " + argv[0]));
                 Runtime.getRuntime().halt(2);
