@@ -32,11 +32,11 @@ JAVA_SRC="$ROOT/tests/interop/java"
 JAVA_DIR="$DIR/java"
 JAR="$JAVA_DIR/build/shardmq-interop-java.jar"
 # The jar is rebuilt whenever the pom or a Java source changes.
-JAVA_HASH=$(cd "$JAVA_SRC" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+JAVA_HASH=$(cd "$JAVA_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 JAVA5_SRC="$ROOT/tests/interop/java5"
 JAVA5_DIR="$DIR/java5"
 JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
-JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
 STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 

@@ -1,5 +1,7 @@
 package shardmq.interop;
 
+import shardmq.interop.common.Common;
+
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;

@@ -1,5 +1,7 @@
 package shardmq.interop;
 
+import shardmq.interop.common.Common;
+
 /** Entry point: {@code java -jar shardmq-interop-java.jar producer|consumer|txproducer --namesrv ... }. */
 public final class Main {
     public static void main(String[] argv) throws Exception {

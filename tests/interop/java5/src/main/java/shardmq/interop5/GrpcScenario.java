@@ -1,5 +1,7 @@
 package shardmq.interop5;
 
+import shardmq.interop.common.Common;
+
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;

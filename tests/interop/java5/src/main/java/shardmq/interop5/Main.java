@@ -1,5 +1,7 @@
 package shardmq.interop5;
 
+import shardmq.interop.common.Common;
+
 import org.apache.rocketmq.common.message.MessageRequestMode;
 
 /**

@@ -1,5 +1,7 @@
 package shardmq.interop5;
 
+import shardmq.interop.common.Common;
+
 import java.util.List;
 import java.util.Map;
 import java.util.Set;

@@ -1,5 +1,7 @@
 package shardmq.interop5;
 
+import shardmq.interop.common.Common;
+
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;

@@ -1,4 +1,4 @@
-package shardmq.interop;
+package shardmq.interop.common;
 
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -10,21 +10,22 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * Shared helpers of the Java scenario programs: option parsing (same
+ * Shared helpers of the Java scenario programs (tests/interop/java and
+ * tests/interop/java5, which both compile this directory): option parsing (same
  * options as tests/interop/node and tests/interop/python), JSON lines on
  * stdout (one object per line, sorted keys), diagnostics on stderr, and a
  * watchdog that ends the process (event "timeout", exit code 3).
  */
-final class Common {
+public final class Common {
     private Common() {}
 
     private static final PrintStream OUT = new PrintStream(
         new java.io.FileOutputStream(java.io.FileDescriptor.out), true, StandardCharsets.UTF_8);
 
     /** User properties every producer sets and every consumer reads back. */
-    static final String[] USER_PROPS = {"seq", "prefix", "color", "orderKey", "orderSeq"};
+    public static final String[] USER_PROPS = {"seq", "prefix", "color", "orderKey", "orderSeq"};
 
-    static Map<String, Object> obj(Object... kv) {
+    public static Map<String, Object> obj(Object... kv) {
         Map<String, Object> m = new LinkedHashMap<>();
         for (int i = 0; i + 1 < kv.length; i += 2) {
             m.put((String) kv[i], kv[i + 1]);
@@ -32,7 +33,7 @@ final class Common {
         return m;
     }
 
-    static void emit(Map<String, Object> fields) {
+    public static void emit(Map<String, Object> fields) {
         String line = json(fields);
         synchronized (OUT) {
             OUT.println(line);
@@ -40,7 +41,7 @@ final class Common {
         }
     }
 
-    static void log(String msg) {
+    public static void log(String msg) {
         synchronized (System.err) {
             System.err.println(msg);
             System.err.flush();
@@ -48,7 +49,7 @@ final class Common {
     }
 
     /** Emits an error event and leaves at once (no shutdown hooks: they can block). */
-    static void fail(String stage, Throwable e, Object... extra) {
+    public static void fail(String stage, Throwable e, Object... extra) {
         Map<String, Object> m = obj("event", "error", "stage", stage, "error", describe(e));
         for (int i = 0; i + 1 < extra.length; i += 2) {
             m.put((String) extra[i], extra[i + 1]);
@@ -58,19 +59,19 @@ final class Common {
         halt(1);
     }
 
-    static String describe(Throwable e) {
+    public static String describe(Throwable e) {
         String s = e.getClass().getSimpleName() + ": " + e.getMessage();
         return s.length() > 2000 ? s.substring(0, 2000) : s;
     }
 
-    static void halt(int code) {
+    public static void halt(int code) {
         System.out.flush();
         System.err.flush();
         OUT.flush();
         Runtime.getRuntime().halt(code);
     }
 
-    static void startWatchdog(long timeoutMs, String what) {
+    public static void startWatchdog(long timeoutMs, String what) {
         Thread t = new Thread(() -> {
             try {
                 Thread.sleep(timeoutMs);
@@ -86,11 +87,11 @@ final class Common {
     }
 
     /** Parsed {@code --name value} / {@code --flag} options against a spec of defaults. */
-    static final class Opts {
+    public static final class Opts {
         private final Map<String, String> values = new TreeMap<>();
         private final Map<String, Boolean> flags = new TreeMap<>();
 
-        Opts(String usage, String[] argv, Map<String, String> spec, String... flagNames) {
+        public Opts(String usage, String[] argv, Map<String, String> spec, String... flagNames) {
             for (String f : flagNames) {
                 flags.put(f, false);
             }
@@ -125,11 +126,11 @@ final class Common {
             }
         }
 
-        String str(String name) {
+        public String str(String name) {
             return values.get(name);
         }
 
-        long num(String name) {
+        public long num(String name) {
             try {
                 return Long.parseLong(values.get(name));
             } catch (NumberFormatException e) {
@@ -139,16 +140,16 @@ final class Common {
             }
         }
 
-        int integer(String name) {
+        public int integer(String name) {
             return (int) num(name);
         }
 
-        boolean flag(String name) {
+        public boolean flag(String name) {
             return flags.get(name);
         }
     }
 
-    static Map<String, String> spec(String... kv) {
+    public static Map<String, String> spec(String... kv) {
         Map<String, String> m = new LinkedHashMap<>();
         for (int i = 0; i + 1 < kv.length; i += 2) {
             m.put(kv[i], kv[i + 1]);
@@ -158,7 +159,7 @@ final class Common {
 
     // ---- minimal JSON encoder (sorted object keys) ----------------------------
 
-    static String json(Object v) {
+    public static String json(Object v) {
         StringBuilder sb = new StringBuilder();
         write(sb, v);
         return sb.toString();
@@ -223,7 +224,7 @@ final class Common {
         sb.append('"');
     }
 
-    static List<String> list(Collection<?> c) {
+    public static List<String> list(Collection<?> c) {
         List<String> out = new ArrayList<>();
         for (Object o : c) {
             out.add(String.valueOf(o));
