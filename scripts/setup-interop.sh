@@ -3,6 +3,7 @@
 # (tests/interop_*.rs) into target/interop/ (project-local, idempotent):
 #
 #   target/interop/node/node_modules/ali-ons   Node client ali-ons 3.12.0 (npm)
+#   target/interop/venv5                       Python venv with rocketmq-python-client 5.1.2 (gRPC)
 #   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
 #                                              which bundles the C++ client core 2.1.0 (librocketmq.so)
 #   target/interop/java/build/shardmq-interop-java.jar
@@ -28,6 +29,7 @@ ROOT="$PWD"
 DIR="${SHARDMQ_INTEROP_DIR:-$ROOT/target/interop}"
 ALIONS_VERSION=3.12.0
 CVS_VERSION=2.1.0.3
+PY5_VERSION=5.1.2
 JAVA_SRC="$ROOT/tests/interop/java"
 JAVA_DIR="$DIR/java"
 JAR="$JAVA_DIR/build/shardmq-interop-java.jar"
@@ -38,7 +40,7 @@ JAVA5_DIR="$DIR/java5"
 JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
 JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
+STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
@@ -101,6 +103,17 @@ have_cvs=$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.versio
 if [[ "$have_cvs" != "$CVS_VERSION" ]]; then
     echo "setup-interop: pip install rocketmq-python-cvs==$CVS_VERSION into $VENV"
     "$VENV/bin/pip" install --disable-pip-version-check -q "rocketmq-python-cvs==$CVS_VERSION"
+fi
+# The 5.x gRPC client (module `rocketmq` too, hence a venv of its own).
+VENV5="$DIR/venv5"
+if [[ ! -x "$VENV5/bin/python" ]] || ! "$VENV5/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$VENV5"
+    "$PY" -m venv "$VENV5"
+fi
+have_py5=$("$VENV5/bin/python" -c "import importlib.metadata as m; print(m.version('rocketmq-python-client'))" 2>/dev/null || true)
+if [[ "$have_py5" != "$PY5_VERSION" ]]; then
+    echo "setup-interop: pip install rocketmq-python-client==$PY5_VERSION into $VENV5"
+    "$VENV5/bin/pip" install --disable-pip-version-check -q "rocketmq-python-client==$PY5_VERSION"
 fi
 SO=$("$VENV/bin/python" -c "import os, importlib.util as u; print(os.path.join(os.path.dirname(u.find_spec('rocketmq').origin), 'librocketmq.so'))")
 if [[ ! -f "$SO" ]]; then

@@ -405,6 +405,17 @@ fn a_long_polling_pop_is_answered_when_a_message_arrives() {
     let t = Instant::now();
     let id = s.send(p.cmd());
     std::thread::sleep(Duration::from_millis(300));
+    let mut info = Client::connect(&b.shard_addr(1));
+    let r = info.call(req(
+        request::POLLING_INFO,
+        &[
+            ("consumerGroup", "GL".into()),
+            ("topic", "LT".into()),
+            ("queueId", "0".into()),
+        ],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert_eq!(r.ext_str("pollingNum"), Some("1"), "the parked pop is counted");
     let mut c = Client::connect(&b.addr());
     // Every queue: whichever shard 1 owns wakes the poll.
     send(&mut c, "LT", 0, "late0");

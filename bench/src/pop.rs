@@ -46,7 +46,8 @@ pub struct PopArgs {
     batch: u32,
     #[arg(long, default_value_t = 60_000)]
     invisible_ms: i64,
-    /// `single` (one ACK_MESSAGE per message, pipelined) or `batch`.
+    /// `single` (one ACK_MESSAGE per message, pipelined), `batch`, or
+    /// `none` (hold every message in flight: the broker's memory per lease).
     #[arg(long, default_value = "single")]
     ack: String,
 }
@@ -114,8 +115,8 @@ fn set_pop_mode(addr: &str, topic: &str, group: &str) -> Result<(), String> {
 }
 
 pub fn run(a: PopArgs) -> Result<(), String> {
-    if a.ack != "single" && a.ack != "batch" {
-        return Err(format!("--ack {}: single or batch", a.ack));
+    if !["single", "batch", "none"].contains(&a.ack.as_str()) {
+        return Err(format!("--ack {}: single, batch or none", a.ack));
     }
     let route = setup::route(&a.namesrv, &a.topic)?.ok_or_else(|| format!("topic {} has no route", a.topic))?;
     let mut entries: Vec<(String, String)> = setup::targets(&route, false)
@@ -152,10 +153,7 @@ pub fn run(a: PopArgs) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(1000));
         let n = shared.acked.load(Relaxed);
         let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
-        println!(
-            "{:>6.1}s  acked {n:>9}  {rate:>10.0} msgs/s",
-            t0.elapsed().as_secs_f64()
-        );
+        println!("{:>6.1}s  done {n:>9}  {rate:>10.0} msgs/s", t0.elapsed().as_secs_f64());
         idle_since = if n == last.1 {
             idle_since.or(Some(Instant::now()))
         } else {
@@ -180,7 +178,7 @@ pub fn run(a: PopArgs) -> Result<(), String> {
     let secs = t0.elapsed().as_secs_f64();
     let n = shared.acked.load(Relaxed);
     println!(
-        "pop+ack ({} ack): {n} messages in {secs:.1} s = {:.0} msgs/s over {} connections, {} entries, batch {}",
+        "pop ({} ack): {n} messages in {secs:.1} s = {:.0} msgs/s over {} connections, {} entries, batch {}",
         a.ack,
         n as f64 / secs,
         a.connections,
@@ -239,7 +237,9 @@ fn worker(a: &PopArgs, shared: &Shared, broker: &str, addr: &str) -> Result<(), 
                 return Err(format!("{addr}: pop SUCCESS without records"));
             }
             let t = Instant::now();
-            if a.ack == "batch" {
+            if a.ack == "none" {
+                // Held in flight until the invisible time is up.
+            } else if a.ack == "batch" {
                 ack_batch(&mut c, a, broker, &pop_time, &revive, &invisible, &msgs)?;
                 let _ = ack_h.record(t.elapsed().as_micros().max(1) as u64);
             } else {

@@ -42,7 +42,8 @@ fn queue_keys(cmd: &RemotingCommand) -> Option<(&'static str, &'static str)> {
         | request::GET_EARLIEST_MSG_STORETIME
         | request::ACK_MESSAGE
         | request::CHANGE_MESSAGE_INVISIBLETIME
-        | request::PEEK_MESSAGE => Some(("topic", "queueId")),
+        | request::PEEK_MESSAGE
+        | request::POLLING_INFO => Some(("topic", "queueId")),
         // A pop or notification of queue -1 runs where it arrives (below).
         request::POP_MESSAGE | request::NOTIFICATION => Some(("topic", "queueId")),
         _ => None,
@@ -252,6 +253,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::CHANGE_MESSAGE_INVISIBLETIME => pop::remoting::change_invisible(shard, cmd).await,
         request::PEEK_MESSAGE => pop::remoting::peek(shard, cmd, client).await,
         request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
+        request::POLLING_INFO => pop::remoting::polling_info(shard, cmd),
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
         request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd).await,
         request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd).await,

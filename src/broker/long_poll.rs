@@ -93,6 +93,14 @@ impl LongPolls {
         self.entries.borrow().len()
     }
 
+    /// Registrations waiting on (topic, queue), the topic's any-queue ones
+    /// included.
+    pub fn held_on(&self, topic: &str, queue: u32) -> usize {
+        self.queues.borrow().get(topic).map_or(0, |by_queue| {
+            by_queue.get(&queue).map_or(0, |ids| ids.len()) + by_queue.get(&ANY_QUEUE).map_or(0, |ids| ids.len())
+        })
+    }
+
     /// Whether the shard and `client`'s connection are both under their
     /// bounds (see [`LongPolls::park`]).
     pub fn has_room(&self, client: &ClientRef) -> bool {

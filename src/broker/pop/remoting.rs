@@ -548,6 +548,22 @@ pub async fn peek(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -
     }
 }
 
+/// POLLING_INFO: how many pops wait on the queue (header `pollingNum`).
+pub fn polling_info(shard: &Shard, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let (topic, q) = match (cmd.required_str("topic"), cmd.required_i32("queueId")) {
+        (Ok(t), Ok(q)) => (t.to_string(), q),
+        (Err(e), _) | (_, Err(e)) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    if shard.topic(&topic).is_none() {
+        let (code, remark) = crate::broker::reply::topic_not_exist(&topic);
+        return error(&cmd, code, remark);
+    }
+    let n = shard.pops.polls.held_on(&topic, u32::try_from(q).unwrap_or(ANY_QUEUE));
+    let mut out = RemotingCommand::response_to(&cmd, response::SUCCESS, None);
+    out.ext_fields.insert_display("pollingNum", n);
+    Some(out)
+}
+
 pub async fn notification(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     run_notification(shard, cmd, client, Pass::First).await
 }

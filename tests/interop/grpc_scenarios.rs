@@ -1,0 +1,167 @@
+//! What the 5.x gRPC scenario programs (Java `grpc` of tests/interop/java5,
+//! Python tests/interop/python5/grpc_scenario.py) must show, shared by
+//! tests/interop_java_grpc.rs and tests/interop_python_grpc.rs.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::harness::{free_port, interop_dir, Broker};
+
+pub const TOPIC: &str = "GrpcT";
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or("").to_string()
+}
+
+fn n(v: &Value, k: &str) -> i64 {
+    v[k].as_i64().unwrap_or(-1)
+}
+
+/// A SYNC_FLUSH broker with gRPC on free ports and the scenario topic;
+/// returns it and the access point.
+pub fn start() -> (Broker, String) {
+    let (access, shard_base) = (free_port(), free_port());
+    let broker = Broker::start_with(
+        "SYNC_FLUSH",
+        &[
+            ("grpcListenPort", &access.to_string()),
+            ("grpcShardPortBase", &shard_base.to_string()),
+        ],
+    );
+    broker.create_topic(TOPIC);
+    (broker, format!("127.0.0.1:{access}"))
+}
+
+/// Runs the Python scenario program to its end (bounded by `timeout`) and
+/// returns its events.
+pub fn run_python(endpoint: &str, group: &str, count: u32, timeout: Duration) -> Vec<Value> {
+    let py = interop_dir().join("venv5").join("bin").join("python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python5/grpc_scenario.py");
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .args(["--endpoint", endpoint, "--topic", TOPIC, "--group", group])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--delay-ms",
+            "3000",
+            "--linger-ms",
+            "14000",
+        ])
+        .args(["--timeout-ms", &timeout.as_millis().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", py.display()));
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+            .collect::<Vec<_>>()
+    });
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the Python gRPC scenario did not end within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let events = reader.join().expect("reader");
+    assert!(
+        events.iter().any(|e| e["event"] == "done") && !events.iter().any(|e| e["event"] == "error"),
+        "the Python gRPC scenario failed: {events:?}\nstderr:\n{err}"
+    );
+    events
+}
+
+/// The scenario's events as the broker must have made them happen.
+pub fn check(ctx: &str, events: &[Value], count: usize) {
+    let sent: BTreeMap<String, String> = events
+        .iter()
+        .filter(|e| e["event"] == "sent")
+        .map(|e| (s(e, "key"), s(e, "id")))
+        .collect();
+    assert_eq!(
+        sent.len(),
+        count + 5,
+        "{ctx}: every send answered with a message id: {sent:?}"
+    );
+    let due = events
+        .iter()
+        .find(|e| e["event"] == "delay")
+        .map(|e| n(e, "dueMs"))
+        .expect("delay event");
+    let mut got: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["event"] == "received") {
+        got.entry(s(e, "key")).or_default().push(e);
+    }
+    // Everything but the rolled-back transaction, each once (nack-me twice).
+    for (key, id) in &sent {
+        let d = got.get(key).cloned().unwrap_or_default();
+        match key.as_str() {
+            "tx-rollback" => assert!(d.is_empty(), "{ctx}: a rolled-back message was delivered: {d:?}"),
+            "nack-me" => {
+                let attempts: Vec<i64> = d.iter().map(|e| n(e, "attempt")).collect();
+                assert_eq!(
+                    attempts,
+                    [1, 2],
+                    "{ctx}: nack-me not acked once must come back once, attempt 2"
+                );
+                let gap = n(d[1], "recvMs") - n(d[0], "recvMs");
+                assert!(
+                    (9_900..=25_000).contains(&gap),
+                    "{ctx}: nack-me came back {gap} ms after its first delivery (invisible time 10 s)"
+                );
+            }
+            _ => {
+                assert_eq!(d.len(), 1, "{ctx}: {key} delivered {} times: {d:?}", d.len());
+                assert_eq!(n(d[0], "attempt"), 1);
+            }
+        }
+        for e in &d {
+            assert_eq!(&s(e, "id"), id, "{ctx}: {key} received under another message id");
+            assert_eq!(s(e, "tag"), "TagA");
+        }
+    }
+    assert_eq!(
+        s(got["fifo"][0], "group"),
+        "group-1",
+        "{ctx}: the message group is kept"
+    );
+    let at = n(got["delayed"][0], "recvMs");
+    assert!(at >= due - 100, "{ctx}: the delayed message came {} ms early", due - at);
+    // Receives take turns over the shard entries (and, for some clients,
+    // their queues), each long-polling 5 s when it finds nothing.
+    assert!(
+        at <= due + 25_000,
+        "{ctx}: the delayed message came {} ms late",
+        at - due
+    );
+    assert_eq!(s(got["n0"][0], "body"), "body-0");
+    let acks = events.iter().filter(|e| e["event"] == "acked").count();
+    assert_eq!(acks, count + 4, "{ctx}: every ack answered OK: {events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "ack-error" || e["event"] == "receive-error"),
+        "{ctx}: client errors: {events:?}"
+    );
+}
