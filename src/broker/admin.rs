@@ -503,15 +503,9 @@ async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRe
     ok_body(&cmd, KvTable { table: t }.encode())
 }
 
-/// Used fraction of the file system holding `dir`. Blocking (statvfs):
+/// Used fraction of the file system holding `dir`, counted as df(1)
+/// counts it ([`crate::store::retention::FsSpace`]). Blocking (statvfs):
 /// shards call it through [`crate::runtime::blocking::run`].
 fn disk_ratio(dir: &std::path::Path) -> Option<f64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs on a NUL-terminated path into a zeroed struct we own.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 || s.f_blocks == 0 {
-        return None;
-    }
-    Some(1.0 - s.f_bavail as f64 / s.f_blocks as f64)
+    crate::store::retention::FsSpace::of(dir).ok().map(|s| s.used_ratio())
 }
