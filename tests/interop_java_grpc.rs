@@ -6,6 +6,9 @@
 //! message (message group), one delayed by 3 s, and two transactional
 //! messages (one committed, one rolled back); a SimpleConsumer receives with
 //! a 10 s invisible time and acks all but `nack-me` on its first delivery.
+//! Two more transactions stay open: the broker recovers them over the
+//! producer's Telemetry stream and the checker commits one, rolls back the
+//! other.
 //! Checks: tests/interop/grpc_scenarios.rs.
 
 #[path = "interop/grpc_scenarios.rs"]
@@ -28,4 +31,5 @@ fn java_grpc_client_sends_receives_acks_and_resolves_transactions() {
         .arg("linger-ms", 14_000)
         .run();
     grpc_scenarios::check("[java gRPC 5.0.8]", &events, 8);
+    grpc_scenarios::check_orphans("[java gRPC 5.0.8]", &events);
 }

@@ -34,6 +34,10 @@ pub fn start() -> (Broker, String) {
         &[
             ("grpcListenPort", &access.to_string()),
             ("grpcShardPortBase", &shard_base.to_string()),
+            // Open transactions are checked 3 s after their send, then
+            // every 2 s: orphans are recovered within the scenario.
+            ("transactionTimeOut", "3000"),
+            ("transactionCheckInterval", "2000"),
         ],
     );
     broker.create_topic(TOPIC);
@@ -96,9 +100,10 @@ pub fn run_python(endpoint: &str, group: &str, count: u32, timeout: Duration) ->
 
 /// The scenario's events as the broker must have made them happen.
 pub fn check(ctx: &str, events: &[Value], count: usize) {
+    // The orphaned transactions of the Java program: `check_orphans`.
     let sent: BTreeMap<String, String> = events
         .iter()
-        .filter(|e| e["event"] == "sent")
+        .filter(|e| e["event"] == "sent" && !s(e, "key").starts_with("tx-orphan-"))
         .map(|e| (s(e, "key"), s(e, "id")))
         .collect();
     assert_eq!(
@@ -112,7 +117,10 @@ pub fn check(ctx: &str, events: &[Value], count: usize) {
         .map(|e| n(e, "dueMs"))
         .expect("delay event");
     let mut got: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for e in events.iter().filter(|e| e["event"] == "received") {
+    for e in events
+        .iter()
+        .filter(|e| e["event"] == "received" && !s(e, "key").starts_with("tx-orphan-"))
+    {
         got.entry(s(e, "key")).or_default().push(e);
     }
     // Everything but the rolled-back transaction, each once (nack-me twice).
@@ -160,12 +168,61 @@ pub fn check(ctx: &str, events: &[Value], count: usize) {
         at - due
     );
     assert_eq!(s(got["n0"][0], "body"), "body-0");
-    let acks = events.iter().filter(|e| e["event"] == "acked").count();
+    let acks = events
+        .iter()
+        .filter(|e| e["event"] == "acked" && !s(e, "key").starts_with("tx-orphan-"))
+        .count();
     assert_eq!(acks, count + 4, "{ctx}: every ack answered OK: {events:?}");
     assert!(
         !events
             .iter()
             .any(|e| e["event"] == "ack-error" || e["event"] == "receive-error"),
         "{ctx}: client errors: {events:?}"
+    );
+}
+
+/// Transactions the producer left open (`tx-orphan-commit`,
+/// `tx-orphan-rollback`): the broker sends RecoverOrphanedTransactionCommand
+/// over the producer's Telemetry stream once `transactionTimeOut` (3 s) has
+/// passed; the checker's COMMIT delivers the message once, its ROLLBACK
+/// never. Each is checked exactly once: the answer resolves it.
+pub fn check_orphans(ctx: &str, events: &[Value]) {
+    let of = |event: &str, key: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| e["event"] == event && s(e, "key") == key)
+            .collect()
+    };
+    for key in ["tx-orphan-commit", "tx-orphan-rollback"] {
+        let sent = of("sent", key);
+        assert_eq!(sent.len(), 1, "{ctx}: {key} sent once: {events:?}");
+        let checks = of("checked", key);
+        assert_eq!(
+            checks.len(),
+            1,
+            "{ctx}: {key} must be checked exactly once over Telemetry: {checks:?}"
+        );
+        assert_eq!(
+            s(checks[0], "id"),
+            s(sent[0], "id"),
+            "{ctx}: {key} checked under another id"
+        );
+        let after = n(checks[0], "atMs") - n(sent[0], "atMs");
+        assert!(
+            (2_900..=12_000).contains(&after),
+            "{ctx}: {key} checked {after} ms after its send (transactionTimeOut 3 s, checks every 2 s)"
+        );
+    }
+    let committed = of("received", "tx-orphan-commit");
+    assert_eq!(
+        committed.len(),
+        1,
+        "{ctx}: the orphan the checker committed is delivered once: {committed:?}"
+    );
+    assert_eq!(n(committed[0], "attempt"), 1);
+    assert_eq!(s(committed[0], "id"), s(of("sent", "tx-orphan-commit")[0], "id"));
+    assert!(
+        of("received", "tx-orphan-rollback").is_empty(),
+        "{ctx}: the orphan the checker rolled back was delivered"
     );
 }

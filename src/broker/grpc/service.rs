@@ -22,6 +22,7 @@ use crate::broker::pop::engine::{self, PopRequest};
 use crate::broker::pop::remoting::{ack_on, MAX_INVISIBLE_MS};
 use crate::broker::pop::state::Outcome;
 use crate::broker::shard::Shard;
+use crate::broker::transaction::streams::{CheckSink, Offer, OrphanCheck};
 
 /// The proxy's bounds of a receive's invisible time and long poll.
 const MIN_INVISIBLE_MS: i64 = 10_000;
@@ -32,6 +33,48 @@ const MIN_LONG_POLL_MS: i64 = 5_000;
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// Clients whose settings a shard keeps at most.
 const MAX_CLIENTS: usize = 100_000;
+/// Topics of one producer's settings that transaction checks follow.
+const MAX_PUBLISHED_TOPICS: usize = 1_000;
+
+/// A Telemetry stream as a place transaction checks go: pushes
+/// `RecoverOrphanedTransactionCommand`, never waiting (a full stream is
+/// busy; the check comes again next round).
+struct TelemetrySink {
+    inner: Rc<Inner>,
+    out: RefCell<futures::channel::mpsc::Sender<Result<pb::TelemetryCommand, GrpcStatus>>>,
+}
+
+impl CheckSink for TelemetrySink {
+    fn offer(&self, check: &OrphanCheck) -> Offer {
+        let RecordCheck::Record(v) = check_record(&check.record, None, false) else {
+            return Offer::Busy;
+        };
+        let topic = String::from_utf8_lossy(v.topic).into_owned();
+        let message = convert::message(&convert::Delivery {
+            view: &v,
+            topic: &topic,
+            queue_id: self.inner.local_queue(&topic, v.queue_id),
+            receipt_handle: String::new(),
+            invisible_ms: 0,
+            reconsume_times: 0,
+            store_host: self.inner.shard.store.config().store_host.to_string(),
+        });
+        let cmd = pb::TelemetryCommand {
+            status: Some(ok()),
+            command: Some(Command::RecoverOrphanedTransactionCommand(
+                pb::RecoverOrphanedTransactionCommand {
+                    message: Some(message),
+                    transaction_id: convert::transaction_id(check.position, check.half as i64),
+                },
+            )),
+        };
+        match self.out.borrow_mut().try_send(Ok(cmd)) {
+            Ok(()) => Offer::Sent,
+            Err(e) if e.is_full() => Offer::Busy,
+            Err(_) => Offer::Closed,
+        }
+    }
+}
 
 pub struct ShardService {
     inner: Rc<Inner>,
@@ -129,14 +172,6 @@ impl Inner {
     }
 
     /// The global id of the queue a client numbers `id` on this entry.
-    fn global_queue(&self, topic: &str, id: i32) -> Option<u32> {
-        let id = u32::try_from(id).ok()?;
-        match self.view {
-            View::Main => Some(id),
-            View::Shard(k) => self.shard.with_topic(topic, |t| t.local_to_global(k, id)).flatten(),
-        }
-    }
-
     fn local_queue(&self, topic: &str, global: u32) -> i32 {
         match self.view {
             View::Main => global as i32,
@@ -337,19 +372,6 @@ impl Inner {
             Some(f) => crate::broker::metadata::tag_filter(&f.expression),
             None => crate::store::TagFilter::All,
         };
-        let queue = if mq.id < 0 {
-            None
-        } else {
-            match self.global_queue(&topic, mq.id) {
-                Some(q) if self.shard.with_topic(&topic, |t| t.owner(q)).flatten() == Some(self.shard.id) => Some(q),
-                _ => {
-                    return end(status(
-                        pb::Code::BadRequest,
-                        format!("queue {} of {topic} is not served by this endpoint", mq.id),
-                    ))
-                }
-            }
-        };
         let poll_ms = req
             .long_polling_timeout
             .as_ref()
@@ -363,7 +385,12 @@ impl Inner {
         let pop = PopRequest {
             group,
             topic: topic.clone(),
-            queue,
+            // A receive pops from any queue of this shard, whatever queue the
+            // client named: Apache's proxy does the same (it pops the named
+            // broker's "acting queue" -1). Clients that take turns over the
+            // route's queues (Python, Node) would otherwise wait a whole round
+            // of long polls before coming back to a queue with a message due.
+            queue: None,
             max: (req.batch_size.clamp(1, engine::MAX_POP as i32)) as usize,
             invisible_ms: invisible,
             filter,
@@ -425,7 +452,7 @@ impl Inner {
             }
             let (tx, rx) = futures::channel::oneshot::channel();
             polls.park(
-                Parked::waiter(client.clone(), topic.clone(), queue.unwrap_or(ANY_QUEUE), tx),
+                Parked::waiter(client.clone(), topic.clone(), ANY_QUEUE, tx),
                 left,
             );
             let _ = rx.await; // woken, or the registration expired
@@ -786,6 +813,12 @@ impl MessagingService for ShardService {
         let (mut tx, rx) = futures::channel::mpsc::channel::<Result<pb::TelemetryCommand, GrpcStatus>>(16);
         let inner = self.inner.clone();
         let client_id = ctx.client_id.clone();
+        let streams = &self.inner.shard.tx.streams;
+        let stream = streams.new_stream();
+        let sink: Rc<dyn CheckSink> = Rc::new(TelemetrySink {
+            inner: self.inner.clone(),
+            out: RefCell::new(tx.clone()),
+        });
         glommio::spawn_local(async move {
             while let Some(Ok(cmd)) = requests.next().await {
                 let Some(Command::Settings(s)) = cmd.command else {
@@ -803,6 +836,13 @@ impl MessagingService for ShardService {
                             table.insert(id.clone(), merged.clone());
                         }
                         drop(table);
+                        // A producer's topics: where transaction checks of
+                        // its messages go (see transaction::streams).
+                        if let Some(pb::settings::PubSub::Publishing(p)) = &merged.pub_sub {
+                            for t in p.topics.iter().take(MAX_PUBLISHED_TOPICS) {
+                                inner.shard.tx.streams.register(&t.name, stream, sink.clone());
+                            }
+                        }
                         pb::TelemetryCommand {
                             status: Some(ok()),
                             command: Some(Command::Settings(merged)),
@@ -813,6 +853,7 @@ impl MessagingService for ShardService {
                     break;
                 }
             }
+            inner.shard.tx.streams.remove(stream);
         })
         .detach();
         Ok(Box::pin(rx))

@@ -223,18 +223,11 @@ pub(super) async fn check(shard: &Rc<Shard>) {
     }
 }
 
-/// CHECK_TRANSACTION_STATE to one live connection of the producer group.
+/// A check to one live producer of the group: down a gRPC producer's
+/// Telemetry stream on this shard when there is one
+/// ([`super::streams`]), else CHECK_TRANSACTION_STATE on a remoting
+/// connection of the group (on whichever shard holds it).
 pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result<(), String> {
-    let channel = match &shard.controller {
-        Some(c) => c.producer_channel(&o.group),
-        None => match shard.ask(0, Request::ProducerChannel { group: o.group.clone() }).await {
-            Some(Reply::Channel(c)) => c,
-            _ => None,
-        },
-    };
-    let Some((to, conn)) = channel else {
-        return Err(format!("no producer of group {} is online", o.group));
-    };
     let pos = PhysicalOffset::new(shard.id, LogOffset(o.pos));
     let rec = shard
         .store
@@ -256,6 +249,24 @@ pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result
         store_timestamp: v.store_timestamp,
     };
     encode_record(&m, &stamp, &shard.store.config().store_host, &mut body);
+    let check = super::streams::OrphanCheck {
+        half,
+        position: pos.0 as i64,
+        record: body,
+    };
+    if shard.tx.streams.offer(&o.group, &check) {
+        return Ok(());
+    }
+    let channel = match &shard.controller {
+        Some(c) => c.producer_channel(&o.group),
+        None => match shard.ask(0, Request::ProducerChannel { group: o.group.clone() }).await {
+            Some(Reply::Channel(c)) => c,
+            _ => None,
+        },
+    };
+    let Some((to, conn)) = channel else {
+        return Err(format!("no producer of group {} is online", o.group));
+    };
     let uniq = p.get(keys::UNIQ_KEY).unwrap_or_default();
     let tx_id = p.get(TRANSACTION_ID).unwrap_or(uniq);
     let offset_id = OffsetMessageId {
@@ -272,7 +283,7 @@ pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result
     cmd.ext_fields.insert("transactionId", tx_id);
     cmd.ext_fields.insert("offsetMsgId", &offset_id);
     cmd.ext_fields.insert("bname", &shard.cfg.broker_name);
-    shard.to_conn(to, conn, ConnOp::Push(cmd.with_body(body))).await;
+    shard.to_conn(to, conn, ConnOp::Push(cmd.with_body(check.record))).await;
     Ok(())
 }
 

@@ -49,6 +49,7 @@ use super::shard::Shard;
 
 mod checks;
 pub mod state;
+pub mod streams;
 pub use checks::run;
 use state::{low, now_ms, Open};
 

@@ -48,6 +48,8 @@ pub struct Transactions {
     pub(super) dir: PathBuf,
     pub(super) st: RefCell<State>,
     pub wake: Notify,
+    /// gRPC producers' Telemetry streams, for checks.
+    pub streams: super::streams::CheckStreams,
 }
 
 /// An open transaction as `shardmq admin` shows it.
@@ -65,6 +67,7 @@ impl Transactions {
             dir: store_dir.to_path_buf(),
             st: RefCell::new(State::default()),
             wake: Notify::default(),
+            streams: Default::default(),
         }
     }
 

@@ -29,10 +29,12 @@ import org.apache.rocketmq.client.apis.producer.TransactionResolution;
  * {@code grpc --endpoint HOST:PORT --topic T --group G --count N}.
  * Sends N normal messages (keys n0..), one FIFO (message group), one delayed
  * by --delay-ms, two transactional (tx-commit committed, tx-rollback rolled
- * back); then a SimpleConsumer receives with invisible time 10 s, acks every
+ * back) and two left open (tx-orphan-commit, tx-orphan-rollback: the broker
+ * must recover them over Telemetry, and the checker answers as the key
+ * says); then a SimpleConsumer receives with invisible time 10 s, acks every
  * message except "nack-me" on its first delivery (it must come back), and
  * keeps receiving until --linger-ms after the last new delivery.
- * Events (JSON lines): sent {key, id}, received {key, id, tag, attempt, body,
+ * Events (JSON lines): sent {key, id}, checked {key, id, atMs}, received {key, id, tag, attempt, body,
  * recvMs, group}, acked {key}, error, done.
  */
 final class GrpcScenario {
@@ -51,7 +53,12 @@ final class GrpcScenario {
         Producer producer;
         try {
             producer = p.newProducerBuilder().setClientConfiguration(cfg).setTopics(topic)
-                .setTransactionChecker(view -> TransactionResolution.ROLLBACK).build();
+                .setTransactionChecker(view -> {
+                    String key = view.getKeys().isEmpty() ? "" : view.getKeys().iterator().next();
+                    Common.emit(Common.obj("event", "checked", "key", key, "id", view.getMessageId().toString(),
+                        "atMs", System.currentTimeMillis()));
+                    return key.equals("tx-orphan-commit") ? TransactionResolution.COMMIT : TransactionResolution.ROLLBACK;
+                }).build();
         } catch (Exception e) {
             Common.fail("producer-start", e);
             return;
@@ -70,16 +77,17 @@ final class GrpcScenario {
             Common.emit(Common.obj("event", "delay", "dueMs", due));
             send(p, producer, p.newMessageBuilder().setTopic(topic).setKeys("delayed").setTag("TagA")
                 .setDeliveryTimestamp(due).setBody("later".getBytes(StandardCharsets.UTF_8)).build(), "delayed");
-            for (String k : new String[] {"tx-commit", "tx-rollback"}) {
+            for (String k : new String[] {"tx-commit", "tx-rollback", "tx-orphan-commit", "tx-orphan-rollback"}) {
                 Transaction tx = producer.beginTransaction();
                 SendReceipt r = producer.send(p.newMessageBuilder().setTopic(topic).setKeys(k).setTag("TagA")
                     .setBody(k.getBytes(StandardCharsets.UTF_8)).build(), tx);
-                Common.emit(Common.obj("event", "sent", "key", k, "id", r.getMessageId().toString()));
+                Common.emit(Common.obj("event", "sent", "key", k, "id", r.getMessageId().toString(),
+                    "atMs", System.currentTimeMillis()));
                 if (k.equals("tx-commit")) {
                     tx.commit();
-                } else {
+                } else if (k.equals("tx-rollback")) {
                     tx.rollback();
-                }
+                } // the orphans stay open: the broker asks the checker
             }
         } catch (Exception e) {
             Common.fail("send", e);
