@@ -99,6 +99,11 @@ pub struct BrokerConfig {
     /// push consumer's own minimum, which Apache's broker accepts; below:
     /// INVALID_PARAMETER). gRPC clients have the proxy's 10 s floor.
     pub pop_min_invisible_ms: i64,
+    /// `defaultInvisibleTimeMills` (ms, as Apache's proxy names it): the
+    /// invisible time of a gRPC receive that names none (push consumers,
+    /// whose leases are then renewed while the client lives); 10 s … 12 h,
+    /// default 60 s.
+    pub default_invisible_ms: i64,
     /// `popMaxInFlight`: messages popped and not acknowledged per shard
     /// (default 1 M); a pop beyond gets only re-deliveries or SYSTEM_BUSY.
     pub pop_max_in_flight: usize,
@@ -201,6 +206,7 @@ impl Default for BrokerConfig {
             transaction_check_max: 15,
             transaction_max_open: 1_000_000,
             pop_min_invisible_ms: 5_000,
+            default_invisible_ms: 60_000,
             pop_max_in_flight: 1_000_000,
             default_message_request_mode_pop: false,
             default_pop_share_queue_num: -1,
@@ -348,6 +354,12 @@ impl BrokerConfig {
                 "transactionCheckMax" => c.transaction_check_max = number(k, v)?,
                 "transactionMaxOpen" => c.transaction_max_open = positive(k, v)?,
                 "popMinInvisibleTime" => c.pop_min_invisible_ms = positive(k, v)?,
+                "defaultInvisibleTimeMills" => {
+                    c.default_invisible_ms = match v.parse::<i64>() {
+                        Ok(n) if (10_000..=12 * 3_600_000).contains(&n) => n,
+                        _ => return Err(invalid(k, v, "expected milliseconds within 10000..=43200000")),
+                    }
+                }
                 "popMaxInFlight" => c.pop_max_in_flight = positive(k, v)?,
                 "defaultMessageRequestMode" => {
                     c.default_message_request_mode_pop = match v {

@@ -33,3 +33,47 @@ fn java_grpc_client_sends_receives_acks_and_resolves_transactions() {
     grpc_scenarios::check("[java gRPC 5.0.8]", &events, 8);
     grpc_scenarios::check_orphans("[java gRPC 5.0.8]", &events);
 }
+
+/// A PushConsumer receives with `auto_renew` and no invisible time: the
+/// broker gives such leases `defaultInvisibleTimeMills` (15 s here) and
+/// renews them while the client lives. The listener holds "slow" for 30 s:
+/// it must not come back meanwhile (attempt 2) and its ack, under the
+/// handle first delivered, must hold — a SimpleConsumer of the group, after
+/// the push consumer closed (its leases cut short), gets nothing.
+#[test]
+fn java_grpc_push_consumer_leases_are_renewed_while_it_lives() {
+    let _g = serial();
+    ensure_clients();
+    let (broker, endpoint) = grpc_scenarios::start_with(&[("defaultInvisibleTimeMills", "15000")]);
+    // Longer than the harness's usual client bound: the listener alone
+    // takes 30 s.
+    let mut p = Client::Java5
+        .program("grpc-renew", &broker, grpc_scenarios::TOPIC, "CG_renew")
+        .arg("endpoint", endpoint)
+        .arg("sleep-ms", 30_000)
+        .arg("probe-ms", 8_000)
+        .arg("timeout-ms", 100_000)
+        .spawn();
+    p.close_stdin();
+    p.wait_exit(std::time::Duration::from_secs(110));
+    p.assert_no_error();
+    let events = p.events();
+    let of = |kind: &str, key: &str| -> Vec<&serde_json::Value> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind && e["key"] == key)
+            .collect()
+    };
+    let slow = of("received", "slow");
+    assert_eq!(
+        slow.len(),
+        1,
+        "the slow message came back while its consumer held it: {slow:?}"
+    );
+    assert_eq!(slow[0]["attempt"], 1);
+    let held = of("consumed", "slow")[0]["atMs"].as_i64().unwrap_or(0) - slow[0]["atMs"].as_i64().unwrap_or(0);
+    assert!(held >= 30_000, "the listener held it {held} ms");
+    assert_eq!(of("received", "fast").len(), 1);
+    let probed: Vec<_> = events.iter().filter(|e| e["event"] == "probe").collect();
+    assert!(probed.is_empty(), "acked messages came back to the group: {probed:?}");
+}

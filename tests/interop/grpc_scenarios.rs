@@ -26,20 +26,25 @@ fn n(v: &Value, k: &str) -> i64 {
 /// A SYNC_FLUSH broker with gRPC on free ports and the scenario topic;
 /// returns it and the access point.
 pub fn start() -> (Broker, String) {
+    start_with(&[])
+}
+
+/// [`start`] with more broker settings.
+pub fn start_with(extra: &[(&str, &str)]) -> (Broker, String) {
     // A block of free ports for the shards' gRPC ports (one per shard), as
     // the harness picks the remoting shard ports.
     let (access, shard_base) = (free_port(), Ports::pick().shards);
-    let broker = Broker::start_with(
-        "SYNC_FLUSH",
-        &[
-            ("grpcListenPort", &access.to_string()),
-            ("grpcShardPortBase", &shard_base.to_string()),
-            // Open transactions are checked 3 s after their send, then
-            // every 2 s: orphans are recovered within the scenario.
-            ("transactionTimeOut", "3000"),
-            ("transactionCheckInterval", "2000"),
-        ],
-    );
+    let (access_s, base_s) = (access.to_string(), shard_base.to_string());
+    let mut settings = vec![
+        ("grpcListenPort", access_s.as_str()),
+        ("grpcShardPortBase", base_s.as_str()),
+        // Open transactions are checked 3 s after their send, then
+        // every 2 s: orphans are recovered within the scenario.
+        ("transactionTimeOut", "3000"),
+        ("transactionCheckInterval", "2000"),
+    ];
+    settings.extend_from_slice(extra);
+    let broker = Broker::start_with("SYNC_FLUSH", &settings);
     broker.create_topic(TOPIC);
     (broker, format!("127.0.0.1:{access}"))
 }

@@ -21,12 +21,15 @@
 //! `smq1.<shard>.<queue>.<offset>.<popTime>.<logOffset>` (a handle from
 //! before a re-delivery or an invisible-time change is refused as
 //! INVALID_RECEIPT_HANDLE); transaction ids name the half message's log and
-//! queue offsets. Not done yet: orphaned-transaction recovery pushed over
-//! Telemetry (gRPC producers' unknown transactions are rolled back after
-//! `transactionCheckMax` as no remoting producer answers), automatic lease
-//! renewal for push consumers, the auth header.
+//! queue offsets; a producer's unknown transactions are checked with
+//! `RecoverOrphanedTransactionCommand` down its Telemetry stream
+//! ([`super::transaction::streams`]); a push consumer's leases
+//! (`auto_renew`) are renewed while it lives ([`renew`]). A receive pops
+//! any queue of the shard, whatever queue the client named (Apache's proxy
+//! pops the broker's acting queue −1 too). Not done yet: the auth header.
 
 pub mod convert;
+mod renew;
 mod service;
 
 pub use service::ShardService;

@@ -24,9 +24,10 @@ use crate::broker::pop::state::Outcome;
 use crate::broker::shard::Shard;
 use crate::broker::transaction::streams::{CheckSink, Offer, OrphanCheck};
 
+use super::renew::Renewals;
+
 /// The proxy's bounds of a receive's invisible time and long poll.
 const MIN_INVISIBLE_MS: i64 = 10_000;
-const DEFAULT_INVISIBLE_MS: i64 = 60_000;
 const MAX_LONG_POLL_MS: i64 = 20_000;
 const MIN_LONG_POLL_MS: i64 = 5_000;
 /// A receive answers this long before its deadline.
@@ -86,6 +87,8 @@ struct Inner {
     /// Settings per client id, as merged and answered.
     settings: RefCell<HashMap<String, pb::Settings>>,
     rr: Cell<usize>,
+    /// Push consumers' leases, renewed while their client lives.
+    renewals: Rc<Renewals>,
 }
 
 impl ShardService {
@@ -96,6 +99,7 @@ impl ShardService {
                 view,
                 settings: RefCell::new(HashMap::new()),
                 rr: Cell::new(0),
+                renewals: Rc::new(Renewals::default()),
             }),
         }
     }
@@ -355,7 +359,7 @@ impl Inner {
         let invisible = req
             .invisible_duration
             .as_ref()
-            .map_or(DEFAULT_INVISIBLE_MS, convert::duration_ms);
+            .map_or(self.shard.cfg.default_invisible_ms, convert::duration_ms);
         if !(MIN_INVISIBLE_MS..=MAX_INVISIBLE_MS).contains(&invisible) {
             return end(status(
                 pb::Code::IllegalInvisibleTime,
@@ -382,8 +386,9 @@ impl Inner {
             deadline = deadline.min(d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
         }
         let fifo = self.fifo(Some(client_id));
+        self.renewals.seen(client_id);
         let pop = PopRequest {
-            group,
+            group: group.clone(),
             topic: topic.clone(),
             // A receive pops from any queue of this shard, whatever queue the
             // client named: Apache's proxy does the same (it pops the named
@@ -420,6 +425,18 @@ impl Inner {
                         pop_time: batch.pop_time,
                         phys: v.physical_offset as i64,
                     };
+                    if req.auto_renew {
+                        self.renewals.hold(
+                            &self.shard,
+                            client_id,
+                            &group,
+                            &topic,
+                            m.queue,
+                            m.offset,
+                            batch.pop_time,
+                            batch.pop_time + batch.invisible_ms,
+                        );
+                    }
                     let msg = convert::message(&convert::Delivery {
                         view: &v,
                         topic: &topic,
@@ -451,10 +468,7 @@ impl Inner {
                 ));
             }
             let (tx, rx) = futures::channel::oneshot::channel();
-            polls.park(
-                Parked::waiter(client.clone(), topic.clone(), ANY_QUEUE, tx),
-                left,
-            );
+            polls.park(Parked::waiter(client.clone(), topic.clone(), ANY_QUEUE, tx), left);
             let _ = rx.await; // woken, or the registration expired
         }
     }
@@ -474,6 +488,10 @@ impl Inner {
         .await
         {
             Ok(out) => match out.first() {
+                Some(Outcome::Done) => {
+                    self.renewals.release(group, topic, h.queue, h.offset);
+                    ok()
+                }
                 Some(Outcome::Stale { .. }) => status(
                     pb::Code::InvalidReceiptHandle,
                     "the receipt handle is stale: the message was received again or its invisible time changed",
@@ -542,10 +560,12 @@ impl MessagingService for ShardService {
         ctx: &RequestContext,
         _req: pb::HeartbeatRequest,
     ) -> Result<pb::HeartbeatResponse, GrpcStatus> {
-        let s = if ctx.client_id.is_none() {
-            status(pb::Code::ClientIdRequired, "x-mq-client-id is required")
-        } else {
-            ok()
+        let s = match &ctx.client_id {
+            None => status(pb::Code::ClientIdRequired, "x-mq-client-id is required"),
+            Some(id) => {
+                self.inner.renewals.seen(id);
+                ok()
+            }
         };
         Ok(pb::HeartbeatResponse { status: Some(s) })
     }
@@ -686,6 +706,9 @@ impl MessagingService for ShardService {
             ));
         }
         let (group, topic) = (name(&req.group).to_string(), name(&req.topic).to_string());
+        // A push consumer's nack: it wants the message back after its
+        // backoff, so the lease is no longer renewed.
+        me.renewals.release(&group, &topic, h.queue, h.offset);
         let r = if h.shard == me.shard.id {
             engine::change(&me.shard, &group, &topic, h.queue, h.offset, h.pop_time, invisible).await
         } else {
@@ -830,6 +853,7 @@ impl MessagingService for ShardService {
                         command: None,
                     },
                     Some(id) => {
+                        inner.renewals.seen(id);
                         let merged = inner.merge(s);
                         let mut table = inner.settings.borrow_mut();
                         if table.len() < MAX_CLIENTS || table.contains_key(id) {
@@ -866,6 +890,7 @@ impl MessagingService for ShardService {
     ) -> Result<pb::NotifyClientTerminationResponse, GrpcStatus> {
         if let Some(id) = &ctx.client_id {
             self.inner.settings.borrow_mut().remove(id);
+            self.inner.renewals.gone(id);
         }
         Ok(pb::NotifyClientTerminationResponse { status: Some(ok()) })
     }

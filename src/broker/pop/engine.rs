@@ -529,6 +529,51 @@ pub async fn change(
 ) -> Result<(Outcome, i64), Refusal> {
     ready(shard).await?;
     let new_pop_time = shard.pops.next_pop_time();
+    let visible_at = new_pop_time + invisible_ms;
+    change_lease(shard, group, topic, q, offset, pop_time, new_pop_time, visible_at).await
+}
+
+/// Renews a lease a client still holds (gRPC `auto_renew`): visible again
+/// `invisible_ms` from now under the **same** handle, so the client's ack
+/// still names it. Only a lease still invisible is renewed (one already
+/// visible is due for re-delivery: `NotInFlight`). The op is the same
+/// Change record, with the pop time kept.
+pub async fn renew(
+    shard: &Shard,
+    group: &str,
+    topic: &str,
+    q: u32,
+    offset: u64,
+    pop_time: i64,
+    invisible_ms: i64,
+) -> Result<Outcome, Refusal> {
+    ready(shard).await?;
+    let now = super::now_ms();
+    {
+        let st = shard.pops.st.borrow();
+        let lease = st
+            .find(group, topic, q)
+            .and_then(|i| st.queue(i).leases.get(&offset).map(|l| (l.pop_time, l.visible_at)));
+        match lease {
+            Some((p, v)) if p == pop_time && v <= now => return Ok(Outcome::NotInFlight),
+            _ => {}
+        }
+    }
+    let r = change_lease(shard, group, topic, q, offset, pop_time, pop_time, now + invisible_ms).await?;
+    Ok(r.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn change_lease(
+    shard: &Shard,
+    group: &str,
+    topic: &str,
+    q: u32,
+    offset: u64,
+    pop_time: i64,
+    new_pop_time: i64,
+    visible_at: i64,
+) -> Result<(Outcome, i64), Refusal> {
     let op = Op::Change {
         group: group.to_string(),
         topic: topic.to_string(),
@@ -536,7 +581,7 @@ pub async fn change(
         offset,
         pop_time,
         new_pop_time,
-        visible_at: new_pop_time + invisible_ms,
+        visible_at,
     };
     let appended = {
         let mut st = shard.pops.st.borrow_mut();

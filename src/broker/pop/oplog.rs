@@ -59,6 +59,9 @@ pub enum Op {
         /// (offset, pop time of the handle).
         items: Vec<(u64, i64)>,
     },
+    /// A lease's invisible time changed; `new_pop_time` names it from now
+    /// on. A renewal (gRPC `auto_renew`) keeps the name: `new_pop_time ==
+    /// pop_time`.
     Change {
         group: String,
         topic: String,

@@ -29,6 +29,9 @@ public final class Main {
             case "grpc":
                 GrpcScenario.main(rest);
                 break;
+            case "grpc-renew":
+                GrpcRenewScenario.main(rest);
+                break;
             default:
                 Common.emit(Common.obj("event", "error", "stage", "args", "error", "unknown program " + argv[0]));
                 Runtime.getRuntime().halt(2);
