@@ -28,7 +28,10 @@ fn java_grpc_client_sends_receives_acks_and_resolves_transactions() {
         .arg("endpoint", endpoint)
         .arg("count", 8)
         .arg("delay-ms", 3000)
-        .arg("linger-ms", 14_000)
+        // nack-me comes back 10 s after its first delivery, on its shard;
+        // the client's receives take turns over the shards, long-polling
+        // 5 s each: it may find it up to 15 s later.
+        .arg("linger-ms", 20_000)
         .run();
     grpc_scenarios::check("[java gRPC 5.0.8]", &events, 8);
     grpc_scenarios::check_orphans("[java gRPC 5.0.8]", &events);
