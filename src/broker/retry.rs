@@ -26,7 +26,7 @@ use crate::protocol::codes::response;
 use crate::protocol::properties::{keys, Properties};
 use crate::protocol::{java_string_hash, OffsetMessageId, RemotingCommand};
 use crate::runtime::mesh::View;
-use crate::store::record::{check_record, RecordCheck};
+use crate::store::record::{check_record, RecordCheck, RecordView};
 use crate::store::{MessageInput, PhysicalOffset, PutStatus, MARK_PROPERTY, SCHEDULE_TOPIC};
 
 use super::mesh::{unexpected, GroupInfo, Reply, Request, Stored};
@@ -86,32 +86,8 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(),
         Some(m) if cmd.version >= VERSION_WITH_MAX_RECONSUME_TIMES => m,
         _ => info.retry_max_times,
     };
-    let mut m = v.to_input().ok_or_else(|| {
-        (
-            response::SYSTEM_ERROR,
-            format!("message at {offset} has a topic that is not UTF-8"),
-        )
-    })?;
-    let mut props = Properties::parse_bytes(v.properties);
-    strip_internal(&mut props);
-    if props.get(keys::RETRY_TOPIC).is_none() {
-        props.insert(keys::RETRY_TOPIC, topic.clone()).map_err(illegal)?;
-    }
-    if props.get(keys::ORIGIN_MESSAGE_ID).is_none() {
-        let id = match origin_msg_id {
-            Some(id) => id.to_owned(),
-            None => OffsetMessageId {
-                ip: shard.cfg.broker_ip1,
-                port: shard.store.config().store_host.port(),
-                commit_log_offset: offset,
-            }
-            .encode(),
-        };
-        props.insert(keys::ORIGIN_MESSAGE_ID, id).map_err(illegal)?;
-    }
+    let (mut m, mut props) = consumed_copy(shard, &v, origin_msg_id)?;
     m.reconsume_times = v.reconsume_times.saturating_add(1);
-    m.sys_flag &= !TRANSACTION_BITS;
-    m.tags_code = props.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
     let dead = v.reconsume_times >= max || delay_level < 0;
     let (target, due) = if dead {
         props.remove(keys::DELAY);
@@ -140,6 +116,45 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(),
         );
     }
     store_on(shard, owner, m, due).await.map(|_| ())
+}
+
+/// A stored message as its retry or dead-letter copy starts: internal
+/// properties stripped, `RETRY_TOPIC` (its topic) and `ORIGIN_MESSAGE_ID`
+/// (`origin_msg_id`, else its offset id) kept or set, the transaction bits
+/// cleared, the tags code recomputed. The caller sets topic, queue,
+/// reconsume count, and stores `props` into the message.
+pub(super) fn consumed_copy(
+    shard: &Shard,
+    v: &RecordView<'_>,
+    origin_msg_id: Option<&str>,
+) -> Result<(MessageInput, Properties), (i32, String)> {
+    let topic = String::from_utf8_lossy(v.topic).into_owned();
+    let mut m = v.to_input().ok_or_else(|| {
+        (
+            response::SYSTEM_ERROR,
+            format!("message at {} has a topic that is not UTF-8", v.physical_offset),
+        )
+    })?;
+    let mut props = Properties::parse_bytes(v.properties);
+    strip_internal(&mut props);
+    if props.get(keys::RETRY_TOPIC).is_none() {
+        props.insert(keys::RETRY_TOPIC, topic).map_err(illegal)?;
+    }
+    if props.get(keys::ORIGIN_MESSAGE_ID).is_none() {
+        let id = match origin_msg_id {
+            Some(id) => id.to_owned(),
+            None => OffsetMessageId {
+                ip: shard.cfg.broker_ip1,
+                port: shard.store.config().store_host.port(),
+                commit_log_offset: v.physical_offset as i64,
+            }
+            .encode(),
+        };
+        props.insert(keys::ORIGIN_MESSAGE_ID, id).map_err(illegal)?;
+    }
+    m.sys_flag &= !TRANSACTION_BITS;
+    m.tags_code = props.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
+    Ok((m, props))
 }
 
 fn illegal(e: crate::protocol::ProtocolError) -> (i32, String) {

@@ -4,8 +4,6 @@
 use std::rc::Rc;
 
 use crate::protocol::codes::response;
-use crate::protocol::properties::{keys, Properties};
-use crate::protocol::{java_string_hash, OffsetMessageId};
 use crate::store::record::{check_record, patch_delivery, RecordCheck};
 use crate::store::{GetStatus, PutStatus, TagFilter};
 
@@ -439,36 +437,12 @@ async fn dead_letter(shard: &Rc<Shard>, group: &str, rec: &[u8], reconsume: i32)
     let RecordCheck::Record(v) = check_record(rec, None, false) else {
         return Err((response::SYSTEM_ERROR, "a stored record does not decode".into()));
     };
-    let mut m = v
-        .to_input()
-        .ok_or_else(|| (response::SYSTEM_ERROR, "a stored topic is not UTF-8".to_string()))?;
-    let topic = String::from_utf8_lossy(v.topic).into_owned();
-    let mut props = Properties::parse_bytes(v.properties);
-    crate::broker::retry::strip_internal(&mut props);
-    let illegal = |e: String| (response::MESSAGE_ILLEGAL, e);
-    if props.get(keys::RETRY_TOPIC).is_none() {
-        props
-            .insert(keys::RETRY_TOPIC, topic)
-            .map_err(|e| illegal(e.to_string()))?;
-    }
-    if props.get(keys::ORIGIN_MESSAGE_ID).is_none() {
-        let id = OffsetMessageId {
-            ip: shard.cfg.broker_ip1,
-            port: shard.store.config().store_host.port(),
-            commit_log_offset: v.physical_offset as i64,
-        }
-        .encode();
-        props
-            .insert(keys::ORIGIN_MESSAGE_ID, id)
-            .map_err(|e| illegal(e.to_string()))?;
-    }
+    let (mut m, props) = crate::broker::retry::consumed_copy(shard, &v, None)?;
     let dlq = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
     let info = crate::broker::retry::group_topic(shard, &dlq).await?;
     m.topic = dlq;
     m.queue_id = 0;
     m.reconsume_times = reconsume;
-    m.sys_flag &= !0xC;
-    m.tags_code = props.get(keys::TAGS).map_or(0, |t| java_string_hash(t) as i64);
     m.properties = bytes::Bytes::from(props.encode());
     let owner = info.owner(0).unwrap_or(shard.id);
     crate::broker::retry::store_on(shard, owner, m, None).await?;
