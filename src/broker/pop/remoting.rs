@@ -595,9 +595,7 @@ async fn run_notification(
             match st.find(group, topic, q) {
                 Some(i) => {
                     let pq = st.queue(i);
-                    !pq.ready.is_empty()
-                        || pq.leases.values().any(|l| l.visible_at <= now)
-                        || pq.next.unwrap_or(0) < max
+                    !pq.ready.is_empty() || st.expired_in(i, now) || pq.next.unwrap_or(0) < max
                 }
                 None => shard.offsets.get(group, topic, q).unwrap_or(0) < max,
             }

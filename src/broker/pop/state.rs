@@ -327,6 +327,15 @@ impl Tables {
         touched
     }
 
+    /// Whether a lease of queue `i` is visible again at `now` but not yet
+    /// moved to its queue's ready set: looks only at the leases already
+    /// expired shard-wide, a handful between two expiry passes.
+    pub fn expired_in(&self, i: u32, now: i64) -> bool {
+        self.expiry
+            .range(..(now.saturating_add(1), 0, 0))
+            .any(|&(_, q, _)| q == i)
+    }
+
     /// The earliest lease expiry (ms).
     pub fn next_expiry(&self) -> Option<i64> {
         self.expiry.first().map(|e| e.0)
@@ -462,7 +471,10 @@ mod tests {
         assert_eq!(t.apply(&ack(&[(1, 100)])), vec![Outcome::NotInFlight]);
         assert_eq!(t.apply(&ack(&[(0, 99)])), vec![Outcome::Stale { current: 100 }]);
         assert_eq!(t.expire(1099), Vec::<u32>::new());
+        assert!(!t.expired_in(i, 1099) && t.expired_in(i, 1100));
+        assert!(!t.expired_in(i + 1, 1100), "another queue has nothing expired");
         assert_eq!(t.expire(1100), vec![i]);
+        assert!(!t.expired_in(i, 1100), "moved to the ready set");
         assert_eq!(t.queue(i).ready.iter().copied().collect::<Vec<_>>(), vec![0, 2]);
         // Popped again: attempt 2, a new handle; the old one is stale.
         assert_eq!(
