@@ -3,6 +3,8 @@
 # (tests/interop_*.rs) into target/interop/ (project-local, idempotent):
 #
 #   target/interop/node/node_modules/ali-ons   Node client ali-ons 3.12.0 (npm)
+#   target/interop/node5/node_modules/rocketmq-client-nodejs
+#                                              Node 5.x gRPC client rocketmq-client-nodejs 1.0.8 (npm)
 #   target/interop/venv5                       Python venv with rocketmq-python-client 5.1.2 (gRPC)
 #   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
 #                                              which bundles the C++ client core 2.1.0 (librocketmq.so)
@@ -28,6 +30,7 @@ cd "$(dirname "$0")/.."
 ROOT="$PWD"
 DIR="${SHARDMQ_INTEROP_DIR:-$ROOT/target/interop}"
 ALIONS_VERSION=3.12.0
+NODE5_VERSION=1.0.8
 CVS_VERSION=2.1.0.3
 PY5_VERSION=5.1.2
 JAVA_SRC="$ROOT/tests/interop/java"
@@ -40,12 +43,13 @@ JAVA5_DIR="$DIR/java5"
 JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
 JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
+STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-client-nodejs=$NODE5_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
 fi
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" && -f "$JAR" && -f "$JAR5" ]]; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" && -f "$JAR" && -f "$JAR5" &&
+    -f "$DIR/node5/node_modules/rocketmq-client-nodejs/package.json" ]]; then
     echo "interop clients already installed in $DIR"
     exit 0
 fi
@@ -81,6 +85,23 @@ if [[ "$have_alions" != "$ALIONS_VERSION" ]]; then
 fi
 node -e "require('$NODE_DIR/node_modules/ali-ons')" || {
     echo "setup-interop: ali-ons does not load" >&2
+    exit 1
+}
+
+# ---- Node: rocketmq-client-nodejs (5.x gRPC), a directory of its own -------
+# (its dependencies, e.g. @grpc/grpc-js, must not meet ali-ons' tree).
+NODE5_DIR="$DIR/node5"
+mkdir -p "$NODE5_DIR"
+have_node5=$(node -e "try{console.log(require('$NODE5_DIR/node_modules/rocketmq-client-nodejs/package.json').version)}catch(e){console.log('')}")
+if [[ "$have_node5" != "$NODE5_VERSION" ]]; then
+    echo "setup-interop: npm install rocketmq-client-nodejs@$NODE5_VERSION into $NODE5_DIR"
+    if [[ ! -f "$NODE5_DIR/package.json" ]]; then
+        printf '{\n  "name": "shardmq-interop-clients-5",\n  "private": true\n}\n' >"$NODE5_DIR/package.json"
+    fi
+    (cd "$NODE5_DIR" && npm install --no-audit --no-fund --loglevel=error "rocketmq-client-nodejs@$NODE5_VERSION")
+fi
+(cd "$NODE5_DIR" && node -e "require('rocketmq-client-nodejs'); require('rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition_pb')") || {
+    echo "setup-interop: rocketmq-client-nodejs does not load" >&2
     exit 1
 }
 

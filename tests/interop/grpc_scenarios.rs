@@ -1,11 +1,14 @@
 //! What the 5.x gRPC scenario programs (Java `grpc` of tests/interop/java5,
-//! Python tests/interop/python5/grpc_scenario.py) must show, shared by
-//! tests/interop_java_grpc.rs and tests/interop_python_grpc.rs.
+//! Python tests/interop/python5/grpc_scenario.py, Node.js
+//! tests/interop/node5/grpc_scenario.js) must show, shared by
+//! tests/interop_java_grpc.rs, tests/interop_python_grpc.rs and
+//! tests/interop_node_grpc.rs; the runners of the Python and Node programs.
 
 #![allow(dead_code)] // each test file uses a part
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,11 +55,30 @@ pub fn start_with(extra: &[(&str, &str)]) -> (Broker, String) {
 /// Runs the Python scenario program to its end (bounded by `timeout`) and
 /// returns its events.
 pub fn run_python(endpoint: &str, group: &str, count: u32, timeout: Duration) -> Vec<Value> {
-    let py = interop_dir().join("venv5").join("bin").join("python");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python5/grpc_scenario.py");
-    let mut child = Command::new(&py)
-        .arg(&script)
-        .args(["--endpoint", endpoint, "--topic", TOPIC, "--group", group])
+    let mut cmd = Command::new(interop_dir().join("venv5").join("bin").join("python"));
+    cmd.arg(scenario_dir().join("python5/grpc_scenario.py"));
+    run_program("Python", cmd, endpoint, group, count, timeout)
+}
+
+/// Runs the Node.js scenario program (rocketmq-client-nodejs, installed in
+/// target/interop/node5) to its end (bounded by `timeout`) and returns its
+/// events.
+pub fn run_node(endpoint: &str, group: &str, count: u32, timeout: Duration) -> Vec<Value> {
+    let mut cmd = Command::new("node");
+    cmd.arg(scenario_dir().join("node5/grpc_scenario.js"));
+    cmd.env("NODE_PATH", interop_dir().join("node5").join("node_modules"));
+    run_program("Node", cmd, endpoint, group, count, timeout)
+}
+
+fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Runs one scenario program (`cmd`, the options added here) to its end:
+/// killed `timeout` + 10 s after its start; it must print `done` and no
+/// `error`. Both output pipes are drained while it runs.
+fn run_program(what: &str, mut cmd: Command, endpoint: &str, group: &str, count: u32, timeout: Duration) -> Vec<Value> {
+    cmd.args(["--endpoint", endpoint, "--topic", TOPIC, "--group", group])
         .args([
             "--count",
             &count.to_string(),
@@ -66,10 +88,12 @@ pub fn run_python(endpoint: &str, group: &str, count: u32, timeout: Duration) ->
             "30000",
         ])
         .args(["--timeout-ms", &timeout.as_millis().to_string()])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", py.display()));
+        .unwrap_or_else(|e| panic!("spawn the {what} gRPC scenario ({cmd:?}): {e}"));
     let stdout = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
@@ -78,29 +102,47 @@ pub fn run_python(endpoint: &str, group: &str, count: u32, timeout: Duration) ->
             .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
             .collect::<Vec<_>>()
     });
-    let deadline = Instant::now() + timeout + Duration::from_secs(10);
-    loop {
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        String::from_utf8_lossy(&b).into_owned()
+    });
+    let started = Instant::now();
+    let deadline = started + timeout + Duration::from_secs(10);
+    let timed_out = loop {
         if let Ok(Some(_)) = child.try_wait() {
-            break;
+            break false;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the Python gRPC scenario did not end within {timeout:?}");
+            break true;
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    };
     let events = reader.join().expect("reader");
+    let err = err_reader.join().expect("stderr reader");
+    eprintln!("the {what} gRPC scenario ran {:?}", started.elapsed());
+    assert!(
+        !timed_out,
+        "the {what} gRPC scenario did not end within {timeout:?}: {events:?}\nstderr:\n{}",
+        tail(&err, 6000)
+    );
     assert!(
         events.iter().any(|e| e["event"] == "done") && !events.iter().any(|e| e["event"] == "error"),
-        "the Python gRPC scenario failed: {events:?}\nstderr:\n{err}"
+        "the {what} gRPC scenario failed: {events:?}\nstderr:\n{}",
+        tail(&err, 6000)
     );
     events
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
 }
 
 /// The scenario's events as the broker must have made them happen.
