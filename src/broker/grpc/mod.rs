@@ -21,7 +21,10 @@
 //! `smq1.<shard>.<queue>.<offset>.<popTime>.<logOffset>` (a handle from
 //! before a re-delivery or an invisible-time change is refused as
 //! INVALID_RECEIPT_HANDLE); transaction ids name the half message's log and
-//! queue offsets. Not done yet: orphaned-transaction recovery pushed over
+//! queue offsets. A consumer group is FIFO when its subscription group
+//! config says `consumeMessageOrderly` (receives are orderly pops; the
+//! settings answer says `fifo`, and max attempts = `retryMaxTimes` + 1, as
+//! Apache's proxy answers). Not done yet: orphaned-transaction recovery pushed over
 //! Telemetry (gRPC producers' unknown transactions are rolled back after
 //! `transactionCheckMax` as no remoting producer answers), automatic lease
 //! renewal for push consumers, the auth header.
