@@ -2,7 +2,8 @@
 //! sockets (SYNC_FLUSH, two shards), driven code by code with our own
 //! remoting client: pop / ack / change-invisible-time / batch ack, re-delivery
 //! after the invisible time with `reconsumeTimes + 1`, stale handles,
-//! groups independent, orderly pops, long polling, the DLQ after the
+//! groups independent, orderly pops (a waiting one woken by the acks of the
+//! batch in flight), long polling, the DLQ after the
 //! group's maximum, kill -9 in the middle, QUERY_ASSIGNMENT, bad input.
 //! The Java 5.x client's POP mode is tested in tests/interop_java_pop.rs.
 
@@ -392,6 +393,41 @@ fn orderly_pops_block_the_queue_and_repeat_an_attempt() {
     let r = p.run(&mut c);
     let got: Vec<(&str, i32)> = r.msgs.iter().map(|m| (m.body.as_str(), m.reconsume)).collect();
     assert_eq!(got, [("o1", 1), ("o2", 0)]);
+}
+
+/// An orderly pop that waits on a queue blocked by the batch in flight is
+/// answered as soon as that batch is acked, not at the end of its poll.
+#[test]
+fn an_orderly_long_polling_pop_is_answered_when_the_batch_in_flight_is_acked() {
+    let dir = common::test_dir();
+    let b = start(dir.path());
+    b.create_topic("OW", 1);
+    let mut c = Client::connect(&b.addr());
+    for i in 0..3 {
+        send(&mut c, "OW", 0, &format!("w{i}"));
+    }
+    let mut p = Pop::new("OW", "GW", 0, 30_000);
+    p.max = 2;
+    p.order = Some("attempt-1");
+    let first = p.run(&mut c);
+    assert_eq!(first.msgs.len(), 2, "{}", first.remark);
+    p.order = Some("attempt-2");
+    p.poll = 8000;
+    let mut s = Client::connect(&b.addr());
+    let t = Instant::now();
+    let id = s.send(p.cmd());
+    std::thread::sleep(Duration::from_millis(300));
+    for m in &first.msgs {
+        assert_eq!(ack(&mut c, "OW", "GW", &handle(&first, m), m).code, response::SUCCESS);
+    }
+    let r = s.recv().expect("pop reply");
+    assert_eq!(r.opaque, id);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the waiting orderly pop was answered {:?} after it was sent (poll 8 s)",
+        t.elapsed()
+    );
 }
 
 #[test]

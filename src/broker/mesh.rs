@@ -180,6 +180,9 @@ pub struct GroupInfo {
     pub retry_max_times: i32,
     /// An orderly consumer of the group holds a queue lock.
     pub holds_locks: bool,
+    /// `consumeMessageOrderly` of its subscription group config (false
+    /// without one): 5.x gRPC consumers of the group are FIFO consumers.
+    pub orderly: bool,
 }
 
 impl Default for GroupInfo {
@@ -190,6 +193,7 @@ impl Default for GroupInfo {
             topics: Vec::new(),
             retry_max_times: super::metadata::DEFAULT_RETRY_MAX_TIMES,
             holds_locks: false,
+            orderly: false,
         }
     }
 }

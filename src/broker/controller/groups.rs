@@ -104,6 +104,10 @@ impl Controller {
                 .map_or(metadata::DEFAULT_RETRY_MAX_TIMES, |n| {
                     n.clamp(0, i32::MAX as i64) as i32
                 }),
+            orderly: config
+                .and_then(|c| c.get("consumeMessageOrderly"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 

@@ -21,7 +21,10 @@
 //! `smq1.<shard>.<queue>.<offset>.<popTime>.<logOffset>` (a handle from
 //! before a re-delivery or an invisible-time change is refused as
 //! INVALID_RECEIPT_HANDLE); transaction ids name the half message's log and
-//! queue offsets; a producer's unknown transactions are checked with
+//! queue offsets. A consumer group is FIFO when its subscription group
+//! config says `consumeMessageOrderly` (receives are orderly pops; the
+//! settings answer says `fifo`, and max attempts = `retryMaxTimes` + 1, as
+//! Apache's proxy answers). A producer's unknown transactions are checked with
 //! `RecoverOrphanedTransactionCommand` down its Telemetry stream
 //! ([`super::transaction::streams`]); a push consumer's leases
 //! (`auto_renew`) are renewed while it lives ([`renew`]). A receive pops

@@ -17,7 +17,7 @@ use crate::store::record::{check_record, RecordCheck};
 use super::convert::{self, ok, status, Handle};
 use crate::broker::dispatch;
 use crate::broker::long_poll::{Parked, ANY_QUEUE};
-use crate::broker::mesh::{Reply, Request};
+use crate::broker::mesh::{GroupInfo, Reply, Request};
 use crate::broker::pop::engine::{self, PopRequest};
 use crate::broker::pop::remoting::{ack_on, MAX_INVISIBLE_MS};
 use crate::broker::pop::state::Outcome;
@@ -187,20 +187,17 @@ impl Inner {
         }
     }
 
-    fn fifo(&self, client: Option<&str>) -> bool {
-        let settings = self.settings.borrow();
-        client
-            .and_then(|c| settings.get(c))
-            .and_then(|s| match &s.pub_sub {
-                Some(pb::settings::PubSub::Subscription(sub)) => sub.fifo,
-                _ => None,
-            })
-            .unwrap_or(false)
+    /// Whether `group` consumes in FIFO order: its subscription group
+    /// config's `consumeMessageOrderly`, read at each request as Apache's
+    /// proxy does (clients never say; the settings answer tells them).
+    async fn fifo(&self, group: &str) -> bool {
+        crate::broker::admin::group_info(&self.shard, group).await.orderly
     }
 
     /// The settings answered to a client: its own, completed with what the
-    /// clients need (v5-grpc.md §2).
-    fn merge(&self, mut s: pb::Settings) -> pb::Settings {
+    /// clients need (v5-grpc.md §2); a consumer's `fifo` and max attempts
+    /// (`retryMaxTimes` + 1) come from its group's config (`group`).
+    fn merge(&self, mut s: pb::Settings, group: &GroupInfo) -> pb::Settings {
         let cfg = &self.shard.cfg;
         let ty = s.client_type.and_then(|t| pb::ClientType::try_from(t).ok());
         match &mut s.pub_sub {
@@ -218,7 +215,7 @@ impl Inner {
             Some(pb::settings::PubSub::Subscription(sub)) => {
                 sub.receive_batch_size = Some(sub.receive_batch_size.unwrap_or(32).clamp(1, 32));
                 sub.long_polling_timeout = Some(convert::duration(MAX_LONG_POLL_MS));
-                sub.fifo = Some(sub.fifo.unwrap_or(false));
+                sub.fifo = Some(group.orderly);
                 let next = if ty == Some(pb::ClientType::PushConsumer) || s.backoff_policy.is_none() {
                     Some(pb::retry_policy::Strategy::CustomizedBackoff(pb::CustomizedBackoff {
                         next: [
@@ -232,7 +229,7 @@ impl Inner {
                     s.backoff_policy.as_ref().and_then(|b| b.strategy.clone())
                 };
                 s.backoff_policy = Some(pb::RetryPolicy {
-                    max_attempts: 17,
+                    max_attempts: group.retry_max_times.saturating_add(1),
                     strategy: next,
                 });
             }
@@ -385,7 +382,7 @@ impl Inner {
         if let Some(d) = ctx.deadline {
             deadline = deadline.min(d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
         }
-        let fifo = self.fifo(Some(client_id));
+        let fifo = self.fifo(&group).await;
         self.renewals.seen(client_id);
         let pop = PopRequest {
             group: group.clone(),
@@ -602,7 +599,7 @@ impl MessagingService for ShardService {
 
     async fn query_assignment(
         &self,
-        ctx: &RequestContext,
+        _ctx: &RequestContext,
         req: pb::QueryAssignmentRequest,
     ) -> Result<pb::QueryAssignmentResponse, GrpcStatus> {
         let me = &self.inner;
@@ -613,7 +610,7 @@ impl MessagingService for ShardService {
                 assignments: Vec::new(),
             });
         };
-        let fifo = me.fifo(ctx.client_id.as_deref());
+        let fifo = me.fifo(name(&req.group)).await;
         let mut assignments = Vec::new();
         for (broker, view, port) in me.entries() {
             let read = match view {
@@ -854,7 +851,13 @@ impl MessagingService for ShardService {
                     },
                     Some(id) => {
                         inner.renewals.seen(id);
-                        let merged = inner.merge(s);
+                        let group = match &s.pub_sub {
+                            Some(pb::settings::PubSub::Subscription(sub)) => {
+                                crate::broker::admin::group_info(&inner.shard, name(&sub.group)).await
+                            }
+                            _ => GroupInfo::default(),
+                        };
+                        let merged = inner.merge(s, &group);
                         let mut table = inner.settings.borrow_mut();
                         if table.len() < MAX_CLIENTS || table.contains_key(id) {
                             table.insert(id.clone(), merged.clone());

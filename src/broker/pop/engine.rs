@@ -464,7 +464,7 @@ pub async fn ack(
         queue: q,
         items: items.to_vec(),
     };
-    let (outcomes, appended) = {
+    let (outcomes, appended, was_blocked) = {
         let mut st = shard.pops.st.borrow_mut();
         // Nothing would change (every handle stale or done): answer
         // without logging.
@@ -482,12 +482,36 @@ pub async fn ack(
         if !current.contains(&Outcome::Done) {
             return Ok(current);
         }
+        let was_blocked = st
+            .find(group, topic, q)
+            .is_some_and(|i| st.queue(i).blocked(super::now_ms()));
         let a = append(shard, &op)?;
-        (st.apply(&op), a)
+        (st.apply(&op), a, was_blocked)
     };
     durable(shard, &appended).await?;
     commit_progress(shard, group, topic, q);
+    if was_blocked {
+        wake_if_unblocked(shard, group, topic, q);
+    }
     Ok(outcomes)
+}
+
+/// An orderly pop skips a queue while a lease of it is still invisible and
+/// then waits on it; when acks leave no such lease and the group has
+/// messages there, the pops waiting on the queue are woken (as Apache's
+/// ackOrderly notifies them), else they would wait out their long poll.
+fn wake_if_unblocked(shard: &Shard, group: &str, topic: &str, q: u32) {
+    let go = {
+        let st = shard.pops.st.borrow();
+        st.find(group, topic, q).is_some_and(|i| {
+            let pq = st.queue(i);
+            !pq.blocked(super::now_ms())
+                && (!pq.ready.is_empty() || pq.next.is_some_and(|n| shard.store.max_offset(topic, q) > n))
+        })
+    };
+    if go {
+        shard.pops.polls.wake(topic, q);
+    }
 }
 
 /// Changes the invisible time of one message: visible again `invisible_ms`
