@@ -55,6 +55,14 @@ fn keep_requested() -> bool {
         .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0"))
 }
 
+/// Wall-clock milliseconds, as the scenario programs report times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
 fn env_ms(name: &str, default: u64) -> Duration {
     Duration::from_millis(std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
@@ -284,13 +292,18 @@ impl Broker {
     /// was written for, never falls back to TBW102 auto-creation: a topic
     /// must exist before its first send. Idempotent.
     pub fn create_topic(&self, topic: &str) {
+        self.create_topic_queues(topic, QUEUES);
+    }
+
+    /// [`Broker::create_topic`] with `queues` queues (spread over the shards).
+    pub fn create_topic_queues(&self, topic: &str, queues: usize) {
         use shardmq::protocol::{codes, encode_frame, FrameDecoder, RemotingCommand};
         use std::io::Read;
         let mut cmd = RemotingCommand::new_request(codes::request::UPDATE_AND_CREATE_TOPIC);
         for (k, v) in [
             ("topic", topic.to_string()),
-            ("readQueueNums", QUEUES.to_string()),
-            ("writeQueueNums", QUEUES.to_string()),
+            ("readQueueNums", queues.to_string()),
+            ("writeQueueNums", queues.to_string()),
             ("perm", "6".to_string()),
             ("onlyIfAbsent", "true".to_string()),
         ] {
@@ -320,6 +333,40 @@ impl Broker {
         // The broker re-registers with the name server right away; give the
         // route a moment to appear.
         std::thread::sleep(Duration::from_millis(200));
+    }
+
+    /// Creates or updates the subscription group config of `group` with
+    /// the admin CLI (`shardmq admin group create`, which sends
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP as `mqadmin updateSubGroup`
+    /// does): its `retryMaxTimes` and `consumeMessageOrderly`.
+    pub fn create_group(&self, group: &str, retry_max_times: i32, orderly: bool) {
+        let broker = format!("127.0.0.1:{}", self.ports.broker);
+        let retry = retry_max_times.to_string();
+        let mut args = vec![
+            "admin",
+            "--broker",
+            &broker,
+            "group",
+            "create",
+            group,
+            "--retry-max-times",
+            &retry,
+        ];
+        if orderly {
+            args.push("--orderly");
+        }
+        let out = Command::new(shardmq_bin())
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shardmq admin");
+        assert!(
+            out.status.success(),
+            "shardmq {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn conf_path(&self) -> PathBuf {
@@ -1124,21 +1171,32 @@ pub fn assert_intact(client: Client, topic: &str, sent: &[Sent], recv: &[Recv]) 
 
 /// Every key in `want` delivered exactly once in `recv`, nothing else.
 pub fn assert_exactly_once(ctx: &str, want: &[Sent], recv: &[Recv]) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in recv {
-        *counts.entry(r.key.as_str()).or_default() += 1;
+    let want: Vec<&str> = want.iter().map(|m| m.key.as_str()).collect();
+    let got: Vec<(&str, i64)> = recv.iter().map(|r| (r.key.as_str(), r.reconsume_times)).collect();
+    assert_keys_once(ctx, &want, &got);
+}
+
+/// Every key of `want` exactly once in `got`, nothing else. `got` pairs
+/// each delivered key with a number shown for the keys delivered more than
+/// once (the delivery's reconsume count or attempt).
+pub fn assert_keys_once(ctx: &str, want: &[&str], got: &[(&str, i64)]) {
+    let mut counts: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (k, n) in got {
+        counts.entry(k).or_default().push(*n);
     }
-    let want_keys: BTreeSet<&str> = want.iter().map(|m| m.key.as_str()).collect();
+    let want_keys: BTreeSet<&str> = want.iter().copied().collect();
     let missing: Vec<&str> = want_keys.iter().copied().filter(|k| !counts.contains_key(k)).collect();
-    let dup: Vec<(&str, usize)> = counts.iter().filter(|(_, &n)| n > 1).map(|(k, n)| (*k, *n)).collect();
+    let dup: Vec<(&str, &Vec<i64>)> = counts
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, v)| (*k, v))
+        .collect();
     let extra: Vec<&str> = counts.keys().copied().filter(|k| !want_keys.contains(k)).collect();
     assert!(
         missing.is_empty() && dup.is_empty() && extra.is_empty(),
-        "{ctx}: expected each of {} messages exactly once; missing {:?}, duplicated {:?}, unexpected {:?}",
-        want_keys.len(),
-        missing,
-        dup,
-        extra
+        "{ctx}: expected each of {} keys exactly once; missing {missing:?}, delivered more than once (key: \
+         reconsumeTimes or attempt of each delivery) {dup:?}, unexpected {extra:?}",
+        want_keys.len()
     );
 }
 

@@ -19,7 +19,7 @@
 
 use crate::harness::*;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How early a re-delivery may come (ms rounding of the two clock readings).
@@ -58,13 +58,6 @@ pub fn name(base: &str) -> String {
         Some(_) => format!("{base}_{}", now_ms() % 100_000_000),
         None => base.to_string(),
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
 }
 
 fn num(v: &Value) -> Option<i64> {
@@ -210,24 +203,8 @@ pub fn assert_same(ctx: &str, topic: &str, sent: &Sent, p: &Popped) {
 
 /// Every key of `want` exactly once in `got`, nothing else.
 pub fn assert_each_once(ctx: &str, want: &[&str], got: &[Popped]) {
-    let mut counts: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for p in got {
-        counts.entry(p.key.as_str()).or_default().push(p.reconsume_times);
-    }
-    let want_set: BTreeSet<&str> = want.iter().copied().collect();
-    let missing: Vec<&str> = want_set.iter().copied().filter(|k| !counts.contains_key(k)).collect();
-    let dup: Vec<(&str, &Vec<i64>)> = counts
-        .iter()
-        .filter(|(_, v)| v.len() > 1)
-        .map(|(k, v)| (*k, v))
-        .collect();
-    let extra: Vec<&str> = counts.keys().copied().filter(|k| !want_set.contains(k)).collect();
-    assert!(
-        missing.is_empty() && dup.is_empty() && extra.is_empty(),
-        "{ctx}: expected each of {} keys exactly once; missing {missing:?}, delivered more than once \
-         (key: reconsumeTimes of each delivery) {dup:?}, unexpected {extra:?}",
-        want_set.len()
-    );
+    let got: Vec<(&str, i64)> = got.iter().map(|p| (p.key.as_str(), p.reconsume_times)).collect();
+    assert_keys_once(ctx, want, &got);
 }
 
 // ---------------------------------------------------------------------------

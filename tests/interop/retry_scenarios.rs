@@ -178,13 +178,6 @@ pub fn produce_timed(args: Args, prefix: &str, count: u64) -> Vec<SentAt> {
     sent
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
-
 fn ids(e: &Value, field: &str) -> Vec<String> {
     e[field]
         .as_array()

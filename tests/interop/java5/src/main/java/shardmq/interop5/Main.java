@@ -6,13 +6,15 @@ import org.apache.rocketmq.common.message.MessageRequestMode;
 
 /**
  * Entry point of the POP scenario programs (rocketmq-client 5.x, remoting):
- * {@code java -jar shardmq-interop-java5.jar pop-consume|raw|set-mode --namesrv ...}.
+ * {@code java -jar shardmq-interop-java5.jar pop-consume|raw|set-mode --namesrv ...}, and of the
+ * 5.x gRPC client ones (rocketmq-client-java): {@code grpc} (GrpcScenario),
+ * {@code grpc-send|grpc-simple|grpc-push} (GrpcMoreScenarios).
  * Messages are produced with the 4.9.8 producer of tests/interop/java.
  */
 public final class Main {
     public static void main(String[] argv) throws Exception {
         if (argv.length == 0) {
-            Common.emit(Common.obj("event", "error", "stage", "args", "error", "usage: pop-consume|raw|set-mode [options]"));
+            Common.emit(Common.obj("event", "error", "stage", "args", "error", "usage: pop-consume|raw|set-mode|grpc|grpc-send|grpc-simple|grpc-push [options]"));
             Runtime.getRuntime().halt(2);
         }
         String[] rest = java.util.Arrays.copyOfRange(argv, 1, argv.length);
@@ -28,6 +30,15 @@ public final class Main {
                 break;
             case "grpc":
                 GrpcScenario.main(rest);
+                break;
+            case "grpc-send":
+                GrpcMoreScenarios.send(rest);
+                break;
+            case "grpc-simple":
+                GrpcMoreScenarios.simple(rest);
+                break;
+            case "grpc-push":
+                GrpcMoreScenarios.push(rest);
                 break;
             default:
                 Common.emit(Common.obj("event", "error", "stage", "args", "error", "unknown program " + argv[0]));
