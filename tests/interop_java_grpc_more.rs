@@ -108,6 +108,20 @@ fn pairs(got: &[Got]) -> Vec<(&str, i64)> {
     got.iter().map(|g| (g.key.as_str(), g.attempt)).collect()
 }
 
+/// The keys sent, in send order.
+fn keys(sent: &[SentMsg]) -> Vec<&str> {
+    sent.iter().map(|m| m.key.as_str()).collect()
+}
+
+/// The keys sent per message group, in send order.
+fn by_message_group(sent: &[SentMsg]) -> BTreeMap<&str, Vec<&str>> {
+    let mut of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for m in sent {
+        of.entry(m.mgroup.as_str()).or_default().push(m.key.as_str());
+    }
+    of
+}
+
 /// `grpc-send`: `count` messages, FIFO in `groups` interleaved message
 /// groups when `groups` > 0; all must be answered with a message id.
 fn send(broker: &Broker, endpoint: &str, topic: &str, prefix: &str, count: usize, groups: usize) -> Vec<SentMsg> {
@@ -286,16 +300,13 @@ fn java_grpc_fifo_keeps_each_message_group_in_order() {
     let acked = keys_of(&events, "acked");
     let acked: Vec<&str> = acked.iter().map(String::as_str).collect();
     let unacked = keys_of(&events, "unacked");
-    let all: Vec<&str> = sent.iter().map(|m| m.key.as_str()).collect();
+    let all = keys(&sent);
     assert_keys_once(
         &format!("{ctx}: acks"),
         &all,
         &acked.iter().map(|k| (*k, 0)).collect::<Vec<_>>(),
     );
-    let mut want_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in &sent {
-        want_of.entry(m.mgroup.as_str()).or_default().push(m.key.as_str());
-    }
+    let want_of = by_message_group(&sent);
     assert_eq!(want_of.len(), groups, "{ctx}: message groups sent");
     let hold_group = sent.iter().find(|m| m.key == hold).map(|m| m.mgroup.as_str()).unwrap();
     for (mg, want) in &want_of {
@@ -397,10 +408,7 @@ fn java_grpc_fifo_push_consumer_retries_in_place_then_dead_letters() {
     let events = stop_push(ctx, &mut c, true, 3);
     let d = consumed(&events);
     assert_intact(ctx, topic, &sent, &d);
-    let mut want_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for m in &sent {
-        want_of.entry(m.mgroup.as_str()).or_default().push(m.key.as_str());
-    }
+    let want_of = by_message_group(&sent);
     for (mg, want) in &want_of {
         let mut expect: Vec<(String, i64, String)> = Vec::new();
         for k in want {
@@ -474,7 +482,7 @@ fn java_grpc_two_groups_each_get_every_message() {
         .arg("linger-ms", 2000)
         .label("b")
         .spawn();
-    let all: Vec<&str> = sent.iter().map(|m| m.key.as_str()).collect();
+    let all = keys(&sent);
     for (p, name) in [(&mut a, "A"), (&mut b, "B")] {
         let events = finish(p, PROC_TIMEOUT);
         let gctx = format!("{ctx}: group {name}");
@@ -539,7 +547,7 @@ fn java_grpc_push_consumer_failures_retry_then_dead_letter() {
     let sent = send(&broker, &endpoint, topic, "p", 10, 0);
     let (once, always) = ("p-2", "p-5");
     let mut c = push(&broker, &endpoint, topic, group, once, always);
-    let all: Vec<&str> = sent.iter().map(|m| m.key.as_str()).collect();
+    let all = keys(&sent);
     let consumed = |ev: &[Value]| got_of(ev, "consumed");
     // Backoff 1 s + 5 s between the attempts, and slack for the client.
     c.wait_for(
