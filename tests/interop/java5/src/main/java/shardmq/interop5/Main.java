@@ -31,12 +31,9 @@ public final class Main {
             case "grpc":
                 GrpcScenario.main(rest);
                 break;
-<<<<<<< HEAD
             case "grpc-renew":
                 GrpcRenewScenario.main(rest);
                 break;
-=======
->>>>>>> grpc-scenarios
             case "grpc-send":
                 GrpcMoreScenarios.send(rest);
                 break;
