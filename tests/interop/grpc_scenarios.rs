@@ -185,8 +185,11 @@ pub fn check(ctx: &str, events: &[Value], count: usize) {
                 let gap = n(d[1], "recvMs") - n(d[0], "recvMs");
                 // The client must come back to that queue: this one takes
                 // turns over every queue, long-polling 5 s on each empty one.
+                // The lease starts at the pop, before the SYNC_FLUSH the
+                // reply waits for: measured at the client it may look up to
+                // one flush shorter (2–54 ms seen; a loaded disk: more).
                 assert!(
-                    (9_900..=35_000).contains(&gap),
+                    (9_500..=35_000).contains(&gap),
                     "{ctx}: nack-me came back {gap} ms after its first delivery (invisible time 10 s)"
                 );
             }
@@ -256,7 +259,9 @@ pub fn check_orphans(ctx: &str, events: &[Value]) {
         );
         let after = n(checks[0], "atMs") - n(sent[0], "atMs");
         assert!(
-            (2_900..=12_000).contains(&after),
+            // `atMs` is taken after the send's flush, the check counts
+            // from the store time: up to one flush earlier.
+            (2_500..=12_000).contains(&after),
             "{ctx}: {key} checked {after} ms after its send (transactionTimeOut 3 s, checks every 2 s)"
         );
     }
