@@ -90,8 +90,9 @@ impl Renewals {
         self.seen.borrow_mut().remove(client);
     }
 
-    /// A lease handed out with `auto_renew`; starts the renewal task of
-    /// `shard` when it is not running.
+    /// A lease handed out with `auto_renew` (the receive has marked its
+    /// client [`seen`](Self::seen)); starts the renewal task of `shard` when
+    /// it is not running.
     #[allow(clippy::too_many_arguments)]
     pub fn hold(
         self: &Rc<Self>,
@@ -104,7 +105,6 @@ impl Renewals {
         pop_time: i64,
         visible_at: i64,
     ) {
-        self.seen(client);
         {
             let mut leases = self.leases.borrow_mut();
             if leases.len() >= MAX_LEASES {

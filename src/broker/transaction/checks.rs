@@ -228,6 +228,17 @@ pub(super) async fn check(shard: &Rc<Shard>) {
 /// ([`super::streams`]), else CHECK_TRANSACTION_STATE on a remoting
 /// connection of the group (on whichever shard holds it).
 pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result<(), String> {
+    // Where it would go, before the half message is read: a group with no
+    // producer online costs no disk read per round.
+    let grpc = shard.tx.streams.has(&o.group);
+    let mut channel = if grpc {
+        None
+    } else {
+        producer_channel(shard, &o.group).await
+    };
+    if !grpc && channel.is_none() {
+        return Err(format!("no producer of group {} is online", o.group));
+    }
     let pos = PhysicalOffset::new(shard.id, LogOffset(o.pos));
     let rec = shard
         .store
@@ -254,16 +265,12 @@ pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result
         position: pos.0 as i64,
         record: body,
     };
-    if shard.tx.streams.offer(&o.group, &check) {
-        return Ok(());
+    if grpc {
+        if shard.tx.streams.offer(&o.group, &check) {
+            return Ok(());
+        }
+        channel = producer_channel(shard, &o.group).await;
     }
-    let channel = match &shard.controller {
-        Some(c) => c.producer_channel(&o.group),
-        None => match shard.ask(0, Request::ProducerChannel { group: o.group.clone() }).await {
-            Some(Reply::Channel(c)) => c,
-            _ => None,
-        },
-    };
     let Some((to, conn)) = channel else {
         return Err(format!("no producer of group {} is online", o.group));
     };
@@ -285,6 +292,25 @@ pub(super) async fn send_check(shard: &Rc<Shard>, half: u64, o: &Open) -> Result
     cmd.ext_fields.insert("bname", &shard.cfg.broker_name);
     shard.to_conn(to, conn, ConnOp::Push(cmd.with_body(check.record))).await;
     Ok(())
+}
+
+/// One remoting connection of the producer group, if any is online.
+async fn producer_channel(shard: &Rc<Shard>, group: &str) -> Option<(u16, u64)> {
+    match &shard.controller {
+        Some(c) => c.producer_channel(group),
+        None => match shard
+            .ask(
+                0,
+                Request::ProducerChannel {
+                    group: group.to_string(),
+                },
+            )
+            .await
+        {
+            Some(Reply::Channel(c)) => c,
+            _ => None,
+        },
+    }
 }
 
 /// Stores the state file when something changed; then forgets resolutions

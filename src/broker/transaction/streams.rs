@@ -126,6 +126,12 @@ impl CheckStreams {
         sent
     }
 
+    /// Whether some stream publishes `topic` (checked before a check reads
+    /// its half message).
+    pub fn has(&self, topic: &str) -> bool {
+        self.by_topic.borrow().contains_key(topic)
+    }
+
     pub fn streams(&self) -> usize {
         self.by_topic.borrow().values().map(Vec::len).sum()
     }
