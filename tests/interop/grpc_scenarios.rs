@@ -147,6 +147,11 @@ fn tail(s: &str, max: usize) -> &str {
 
 /// The scenario's events as the broker must have made them happen.
 pub fn check(ctx: &str, events: &[Value], count: usize) {
+    // Captured by the test harness: shown only when a check below fails.
+    eprintln!("{ctx}: the client's events:");
+    for e in events {
+        eprintln!("  {e}");
+    }
     // The orphaned transactions of the Java program: `check_orphans`.
     let sent: BTreeMap<String, String> = events
         .iter()

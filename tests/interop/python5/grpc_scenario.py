@@ -5,7 +5,7 @@ in one process: a producer sends --count normal messages (keys n0..), one
 rolled back); then a SimpleConsumer receives with invisible time 10 s and
 acks everything except `nack-me` on its first delivery, until --linger-ms
 after the last delivery. JSON lines on stdout: sent, delay, received,
-acked, ack-error, receive-error, error, done (the same events as the Java
+acked, ack-error, receive-error, poll, error, done (the same events as the Java
 program `grpc` of tests/interop/java5)."""
 
 import argparse
@@ -104,12 +104,15 @@ def main():
     nacked = set()
     last = now_ms()
     while now_ms() - last < o.linger_ms:
+        began = now_ms()
         try:
             msgs = consumer.receive(16, 10)
         except Exception as e:  # noqa: BLE001
             emit(event="receive-error", error=repr(e))
             time.sleep(0.2)
             continue
+        # One line per receive, for the test's diagnostics on a failure.
+        emit(event="poll", atMs=began, ms=now_ms() - began, n=len(msgs or []))
         for m in msgs or []:
             keys = m.keys
             if isinstance(keys, (list, tuple, set, frozenset)):
