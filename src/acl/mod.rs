@@ -8,7 +8,7 @@
 //!
 //! # Files
 //!
-//! * [`file`] — the ACL file (`plain_acl.yml` keys), parse and write.
+//! * [`file`](mod@file) — the ACL file (`plain_acl.yml` keys), parse and write.
 //! * [`account`] — accounts, permissions, wildcard/prefix resources.
 //! * [`address`] — client address patterns (CIDR and RocketMQ's forms).
 //! * [`signature`] — the HMAC-SHA1 request signature and client quirks.
