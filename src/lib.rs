@@ -15,11 +15,14 @@
 //! * [`store`] — the per-shard storage engine: CommitLog, consume queues,
 //!   group commit, crash recovery, retention.
 //! * [`protocol`] — the RocketMQ remoting protocol codec and JSON bodies.
+//! * [`acl`] — access control (RocketMQ's plain ACL: accounts, request
+//!   signatures, permissions), pure logic the broker calls per request.
 //! * [`namesrv`] — the name server's route table and request handling, as
 //!   pure logic driven by the runtime (requests, connection closes, clock).
 //! * [`runtime`] — shard executors and the glommio glue kept behind our own
 //!   small module so that it can be swapped.
 
+pub mod acl;
 pub mod admin;
 #[cfg(feature = "alloc-count")]
 pub mod alloc_count;

@@ -1,5 +1,7 @@
 //! The source tree stays a map: `src/runtime/` (the layer over glommio)
-//! and `src/grpc/` (the 5.x gRPC transport) never reach into the broker, and the files of `src/broker/` import
+//! and `src/grpc/` (the 5.x gRPC transport) never reach into the broker,
+//! `src/acl/` (access control) uses nothing of the crate but the protocol
+//! codec, and the files of `src/broker/` import
 //! each other without cycles, so each can be read knowing only what is
 //! below it. A file-level graph from `super::…` and `crate::broker::…`
 //! paths (comments and test modules ignored).
@@ -103,6 +105,35 @@ fn grpc_does_not_reach_into_the_broker() {
             "{} imports the broker: grpc/ is the layer below it",
             f.display()
         );
+    }
+}
+
+#[test]
+fn acl_uses_only_the_protocol() {
+    // src/acl is pure logic the broker calls: it may use the protocol
+    // codec (commands, codes, bodies) and nothing else of the crate. Test
+    // files (`tests.rs`, `*_tests.rs`) may compare with the broker.
+    let mut files = Vec::new();
+    rust_files(Path::new("src/acl"), &mut files);
+    assert!(files.len() >= 5, "found only {} files", files.len());
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == "tests.rs" || name.ends_with("_tests.rs") {
+            continue;
+        }
+        let code = code_of(&f);
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            assert!(
+                rest.starts_with("protocol"),
+                "{} uses crate::{}: src/acl may use only crate::protocol",
+                f.display(),
+                rest.chars().take(30).collect::<String>()
+            );
+        }
     }
 }
 
