@@ -118,7 +118,18 @@ pub struct BrokerConfig {
     /// `grpcShardPortBase`: shard k serves gRPC on this + k (default
     /// `grpcListenPort + 10`), what shard-aware routes advertise.
     pub grpc_shard_port_base: u16,
+    /// `aclEnable`: check every request's signature and permissions
+    /// against the ACL file (default off: anyone may do anything).
+    pub acl_enable: bool,
+    /// `aclFile`: the ACL file (RocketMQ's `plain_acl.yml` keys). Default:
+    /// `plain_acl.yml` beside the broker.conf, or
+    /// `<storePathRootDir>/config/plain_acl.yml` without one; a relative
+    /// path is taken from the broker.conf's folder (or the working one).
+    pub acl_file: Option<PathBuf>,
 }
+
+/// The ACL file's default name (RocketMQ's).
+pub const ACL_FILE_NAME: &str = "plain_acl.yml";
 
 /// RocketMQ's `messageDelayLevel` default.
 pub const DEFAULT_DELAY_LEVELS: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
@@ -212,6 +223,8 @@ impl Default for BrokerConfig {
             default_pop_share_queue_num: -1,
             grpc_listen_port: 8081,
             grpc_shard_port_base: 0,
+            acl_enable: false,
+            acl_file: None,
         }
     }
 }
@@ -254,7 +267,21 @@ impl BrokerConfig {
             let (k, v) = o.split_once('=').ok_or_else(|| ConfigError::Override(o.clone()))?;
             props.insert(k.trim().to_string(), v.trim().to_string());
         }
-        BrokerConfig::from_properties(&props)
+        let (mut c, unknown) = BrokerConfig::from_properties(&props)?;
+        // The ACL file lives beside the broker.conf (RocketMQ keeps it in
+        // the same conf folder), relative names taken from there too.
+        if let Some(dir) = file.and_then(std::path::Path::parent) {
+            let f = c.acl_file.take().unwrap_or_else(|| PathBuf::from(ACL_FILE_NAME));
+            c.acl_file = Some(if f.is_relative() { dir.join(f) } else { f });
+        }
+        Ok((c, unknown))
+    }
+
+    /// The ACL file ([`BrokerConfig::acl_file`], or its default).
+    pub fn acl_path(&self) -> PathBuf {
+        self.acl_file
+            .clone()
+            .unwrap_or_else(|| self.store_path_root_dir.join("config").join(ACL_FILE_NAME))
     }
 
     pub fn from_properties(props: &BTreeMap<String, String>) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
@@ -371,6 +398,13 @@ impl BrokerConfig {
                 "defaultPopShareQueueNum" => c.default_pop_share_queue_num = number(k, v)?,
                 "grpcListenPort" => c.grpc_listen_port = if v == "0" { 0 } else { port(k, v)? },
                 "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
+                "aclEnable" => c.acl_enable = boolean(k, v)?,
+                "aclFile" => {
+                    if v.is_empty() {
+                        return Err(invalid(k, v, "must not be empty"));
+                    }
+                    c.acl_file = Some(expand_home(v));
+                }
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

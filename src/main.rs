@@ -33,7 +33,7 @@ enum Command {
         set: Vec<String>,
     },
     /// Administer a broker and name server (like mqadmin).
-    Admin(shardmq::admin::AdminArgs),
+    Admin(Box<shardmq::admin::AdminArgs>),
     /// Start a standalone name server.
     Namesrv {
         /// Port to listen on.
@@ -51,7 +51,7 @@ fn main() {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
-        if let Err(e) = shardmq::admin::run(args) {
+        if let Err(e) = shardmq::admin::run(*args) {
             eprintln!("shardmq admin: {e}");
             std::process::exit(1);
         }

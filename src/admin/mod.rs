@@ -14,6 +14,7 @@
 //! Output is a human-readable table, or JSON with `--json`. Errors are one
 //! line on stderr and a non-zero exit code.
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod dlq;
@@ -31,7 +32,7 @@ use crate::protocol::bodies::{ClusterInfo, JsonBody};
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 
-use client::Client;
+use client::{Client, Credentials};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -47,6 +48,14 @@ pub struct AdminArgs {
     /// Seconds to wait for each answer.
     #[arg(long, global = true, default_value_t = 10)]
     pub timeout: u64,
+    /// Sign requests as this ACL account (a broker with aclEnable=true);
+    /// the secret key comes from --secret-key or SHARDMQ_SECRET_KEY.
+    #[arg(long, global = true)]
+    pub access_key: Option<String>,
+    /// The account's secret key (prefer SHARDMQ_SECRET_KEY: a command
+    /// line is visible to every user of the machine).
+    #[arg(long, global = true)]
+    pub secret_key: Option<String>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -83,6 +92,9 @@ pub enum AdminCommand {
         #[arg(long)]
         group: Option<String>,
     },
+    /// ACL accounts and the global white list (aclEnable=true brokers).
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 /// Connection settings shared by the commands.
@@ -91,11 +103,15 @@ pub struct Ctx {
     pub broker: Option<String>,
     pub json: bool,
     pub timeout: Duration,
+    pub credentials: Option<Credentials>,
 }
 
 impl Ctx {
     fn connect(&self, addr: &str) -> Result<Client, String> {
-        Client::connect_with(addr, Duration::from_secs(5).min(self.timeout), self.timeout)
+        Ok(
+            Client::connect_with(addr, Duration::from_secs(5).min(self.timeout), self.timeout)?
+                .with_credentials(self.credentials.clone()),
+        )
     }
 
     /// Calls the name server; a non-SUCCESS answer is an error.
@@ -171,11 +187,20 @@ fn check(what: &str, addr: &str, r: RemotingCommand) -> Result<RemotingCommand, 
 
 /// Runs one `shardmq admin` command.
 pub fn run(args: AdminArgs) -> Result<(), String> {
+    let secret_given = args.secret_key.is_some();
+    let secret = args.secret_key.or_else(|| std::env::var("SHARDMQ_SECRET_KEY").ok());
+    let credentials = match (args.access_key, secret) {
+        (Some(ak), Some(sk)) => Some(Credentials::new(ak, sk)),
+        (Some(_), None) => return Err("--access-key needs a secret key: --secret-key or SHARDMQ_SECRET_KEY".into()),
+        (None, Some(_)) if secret_given => return Err("--secret-key needs --access-key".into()),
+        (None, _) => None,
+    };
     let ctx = Ctx {
         namesrv: args.namesrv,
         broker: args.broker,
         json: args.json,
         timeout: Duration::from_secs(args.timeout.max(1)),
+        credentials,
     };
     match args.command {
         AdminCommand::Topic(c) => topic::run(&ctx, c),
@@ -188,6 +213,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Dlq(c) => dlq::run(&ctx, c),
         AdminCommand::Schedule => stats::schedule(&ctx),
         AdminCommand::Transactions { group } => stats::transactions(&ctx, group.as_deref()),
+        AdminCommand::Acl(c) => acl::run(&ctx, c),
     }
 }
 

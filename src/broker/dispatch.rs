@@ -77,10 +77,13 @@ fn is_send_code(code: i32) -> bool {
 /// Entry point for a request read from a connection of this shard.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     // Refused where it arrived, before any hop.
+    if let Err(refusal) = shard.access.check(&cmd, client.addr.ip()) {
+        return super::access::refuse(&cmd, &refusal);
+    }
     if let Some(refusal) = super::group_names::check_header(&cmd) {
         return refusal;
     }
-    if is_controller_code(cmd.code) {
+    if is_controller_code(cmd.code) || super::acl_admin::is_admin_code(cmd.code) {
         return run_on(shard, 0, cmd, client).await;
     }
     if cmd.code == request::END_TRANSACTION {
@@ -254,9 +257,9 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::PEEK_MESSAGE => pop::remoting::peek(shard, cmd, client).await,
         request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
         request::POLLING_INFO => pop::remoting::polling_info(shard, cmd),
-        request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd).await,
-        request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd).await,
-        request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd).await,
+        request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd, client.addr.ip()).await,
+        request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd, client.addr.ip()).await,
+        request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd, client.addr.ip()).await,
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
         | request::GET_MAX_OFFSET
@@ -265,6 +268,10 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
         code if super::admin::is_local_code(code) => super::admin::handle(shard, cmd, client).await,
         super::stats::GET_BROKER_STATS => super::stats::handle(shard, cmd).await,
+        code if super::acl_admin::is_admin_code(code) => match shard.id {
+            0 => super::acl_admin::handle(shard, cmd).await,
+            _ => Box::pin(run_on(shard, 0, cmd, client)).await,
+        },
         code if is_controller_code(code) => match &shard.controller {
             Some(c) => c.handle(&**shard, cmd, client).await,
             None => Box::pin(run_on(shard, 0, cmd, client)).await,
@@ -310,6 +317,7 @@ pub fn on_envelope(shard: &Rc<Shard>, env: Envelope<Request, Reply, Event>) {
         }
         Envelope::Reply { id, rep } => shard.mesh.complete(id, rep),
         Envelope::Event(Event::Metadata(m)) => shard.install(m),
+        Envelope::Event(Event::Acl(acl)) => shard.access.install(acl),
         Envelope::Event(Event::Conn { conn, op }) => shard.on_conn(conn, op),
         Envelope::Event(Event::ConnClosed(client)) => {
             let shard = shard.clone();

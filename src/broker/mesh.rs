@@ -135,6 +135,8 @@ pub struct Stored {
 pub enum Event {
     /// A new metadata snapshot from the controller.
     Metadata(Arc<Metadata>),
+    /// A new ACL from the controller (ACL on).
+    Acl(Arc<crate::acl::Acl>),
     /// Something for one of the receiving shard's connections.
     Conn { conn: u64, op: ConnOp },
     /// For the controller: a client connection closed.

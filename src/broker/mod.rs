@@ -12,6 +12,8 @@
 //! * [`registration`] — REGISTER_BROKER to the name servers.
 //! * [`shard`] — per-shard state and the connection service.
 
+pub mod access;
+pub mod acl_admin;
 pub mod admin;
 pub mod consumer_offsets;
 pub mod controller;

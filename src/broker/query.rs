@@ -3,11 +3,15 @@
 //! owning shard, so the id resolves on any port: the request runs on that
 //! shard wherever it arrives.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
+use crate::acl::Need;
 use crate::protocol::codes::response;
+use crate::protocol::properties::{keys, Properties};
 use crate::protocol::RemotingCommand;
-use crate::store::PhysicalOffset;
+use crate::store::record::{check_record, RecordCheck};
+use crate::store::{PhysicalOffset, SCHEDULE_TOPIC};
 
 use super::reply::error;
 use super::shard::Shard;
@@ -19,13 +23,22 @@ pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
     PhysicalOffset::decode(raw).map(|p| p.shard())
 }
 
-pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+/// VIEW_MESSAGE_BY_ID: the record at an offset, to a client that may
+/// subscribe to its topic (`peer`: the client's address, for the ACL).
+pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand, peer: IpAddr) -> Option<RemotingCommand> {
     let raw = match cmd.required_i64("offset") {
         Ok(o) => o,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
     };
     match record_at(shard, raw).await {
-        Ok(rec) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(rec)),
+        Ok(rec) => {
+            if shard.access.enabled() {
+                if let Err((code, remark)) = super::access::may(&shard.access, &cmd, peer, &topic_of(&rec), Need::Sub) {
+                    return error(&cmd, code, remark);
+                }
+            }
+            Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(rec))
+        }
         Err(Lookup::NotFound) => error(
             &cmd,
             response::SYSTEM_ERROR,
@@ -36,6 +49,19 @@ pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Rem
             response::SYSTEM_ERROR,
             format!("read of offset {raw} failed: {e}"),
         ),
+    }
+}
+
+/// The topic a client sees the record `rec` in: its own, or for a message
+/// parked in a system topic (delayed, half) the `REAL_TOPIC` it goes to.
+pub fn topic_of(rec: &[u8]) -> String {
+    let RecordCheck::Record(v) = check_record(rec, None, false) else {
+        return String::new();
+    };
+    let props = Properties::parse_bytes(v.properties);
+    match props.get(keys::REAL_TOPIC) {
+        Some(real) if v.topic == SCHEDULE_TOPIC.as_bytes() || v.topic.starts_with(b"RMQ_SYS_") => real.to_owned(),
+        _ => String::from_utf8_lossy(v.topic).into_owned(),
     }
 }
 

@@ -42,14 +42,19 @@ const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
 /// an ordinary message.
 const TRANSACTION_BITS: i32 = 0xC;
 
-pub async fn send_back(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    match send_back_inner(shard, &cmd).await {
+/// CONSUMER_SEND_MSG_BACK (`peer`: the client's address, for the ACL).
+pub async fn send_back(shard: &Rc<Shard>, cmd: RemotingCommand, peer: std::net::IpAddr) -> Option<RemotingCommand> {
+    match send_back_inner(shard, &cmd, peer).await {
         Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
         Err((code, remark)) => error(&cmd, code, remark),
     }
 }
 
-async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(), (i32, String)> {
+async fn send_back_inner(
+    shard: &Rc<Shard>,
+    cmd: &RemotingCommand,
+    peer: std::net::IpAddr,
+) -> Result<(), (i32, String)> {
     let bad = |e: crate::protocol::HeaderError| (response::INVALID_PARAMETER, e.to_string());
     let offset = cmd.required_i64("offset").map_err(bad)?;
     let group = cmd.required_str("group").map_err(bad)?;
@@ -82,6 +87,9 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(),
     };
     let topic = String::from_utf8_lossy(v.topic).into_owned();
     check_belongs(&topic, group, offset)?;
+    // The group was checked on arrival; the message must be one the client
+    // may consume.
+    super::access::may(&shard.access, cmd, peer, &topic, crate::acl::Need::Sub)?;
     let max = match max_from_request {
         Some(m) if cmd.version >= VERSION_WITH_MAX_RECONSUME_TIMES => m,
         _ => info.retry_max_times,

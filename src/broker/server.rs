@@ -133,20 +133,33 @@ fn run_shards(
     ctl.load_request_modes().map_err(start)?;
     crate::broker::admin::mark_boot();
     let meta = ctl.snapshot();
+    let acl = if cfg.acl_enable {
+        let path = cfg.acl_path();
+        let loaded = super::access::Loaded::load(&path).map_err(|e| start(format!("aclEnable=true: {e}")))?;
+        log::info!(
+            "ACL on: {} accounts, {} global white address patterns, from {}",
+            loaded.acl.accounts().len(),
+            loaded.acl.global_white_remote_addresses().len(),
+            path.display()
+        );
+        Some(loaded)
+    } else {
+        None
+    };
     let cfg = Arc::new(cfg);
     let mesh = MeshBuilder::<ShardEnvelope, _>::full(shards as usize, 1024);
     let (tx, rx) = mpsc::channel::<Report>();
     let mut ctl = Some(ctl);
     let mut handles = Vec::new();
     for k in 0..shards {
-        let (cfg, mesh, tx, meta) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone());
+        let (cfg, mesh, tx, meta, acl) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone(), acl.clone());
         let controller = if k == 0 { ctl.take() } else { None };
         let placement = Placement::Fixed(k as usize % cores);
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{k}"))
             .spin_before_park(cfg.spin_before_park)
             .spawn(move || async move {
-                match run_shard(k, cfg, mesh, meta, controller, tx.clone()).await {
+                match run_shard(k, cfg, mesh, meta, controller, acl, tx.clone()).await {
                     Ok(()) => {
                         let _ = tx.send(Report::Stopped);
                     }
@@ -349,6 +362,7 @@ async fn run_shard(
     mesh: MeshBuilder<ShardEnvelope, glommio::channels::channel_mesh::Full>,
     meta: Arc<Metadata>,
     controller: Option<Controller>,
+    acl: Option<super::access::Loaded>,
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
     let mut scfg = StoreConfig::new(
@@ -387,7 +401,9 @@ async fn run_shard(
         Mesh::new(k, senders),
         meta,
         controller,
+        acl.as_ref(),
     ));
+    glommio::spawn_local(super::acl_admin::watch(shard.clone())).detach();
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
     glommio::spawn_local(super::transaction::run(shard.clone())).detach();

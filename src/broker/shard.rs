@@ -45,6 +45,10 @@ pub struct Shard {
     pub pops: super::pop::state::Pops,
     /// Shard 0 only.
     pub controller: Option<Controller>,
+    /// The ACL in force here (`aclEnable`).
+    pub access: super::access::Access,
+    /// Shard 0 with ACL on: the ACL file it edits and watches.
+    pub acl_file: Option<super::access::AclFile>,
     /// Signalled when a new metadata snapshot is installed.
     meta_changed: crate::store::notify::Notify,
 }
@@ -57,7 +61,9 @@ impl Shard {
         mesh: ShardMesh,
         meta: Arc<Metadata>,
         controller: Option<Controller>,
+        acl: Option<&super::access::Loaded>,
     ) -> Shard {
+        let (access, acl_file) = super::access::Loaded::for_shard(acl, controller.is_some());
         let offsets = ConsumerOffsets::load(&store.dir());
         let timer = super::timer::state::Timer::new(&store.dir(), cfg.timer_max_in_memory);
         let tx = super::transaction::state::Transactions::new(&store.dir());
@@ -77,6 +83,8 @@ impl Shard {
             offsets,
             pulls: LongPolls::default(),
             metrics: crate::metrics::ShardMetrics::default(),
+            acl_file,
+            access,
             controller,
             meta_changed: Default::default(),
         }

@@ -115,8 +115,12 @@ pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
 
 /// END_TRANSACTION (37). Usually oneway: the remark of an error is logged
 /// then (a client that asks for a reply gets it).
-pub async fn end_transaction(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    match end_inner(shard, &cmd).await {
+pub async fn end_transaction(
+    shard: &Rc<Shard>,
+    cmd: RemotingCommand,
+    peer: std::net::IpAddr,
+) -> Option<RemotingCommand> {
+    match end_inner(shard, &cmd, peer).await {
         Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
         Err((code, remark)) => {
             if cmd.is_oneway() {
@@ -127,7 +131,7 @@ pub async fn end_transaction(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<
     }
 }
 
-async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(), (i32, String)> {
+async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand, peer: std::net::IpAddr) -> Result<(), (i32, String)> {
     let bad = |e: crate::protocol::HeaderError| (response::INVALID_PARAMETER, e.to_string());
     let group = cmd.required_str("producerGroup").map_err(bad)?;
     let table_offset = cmd.required_i64("tranStateTableOffset").map_err(bad)?;
@@ -164,6 +168,10 @@ async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand) -> Result<(), (i32,
         return Err(not_found());
     }
     let props = Properties::parse_bytes(v.properties);
+    // The header's topic (if any) was checked on arrival; the transaction
+    // must be one of a topic the client may publish to.
+    let real = props.get(keys::REAL_TOPIC).unwrap_or("");
+    super::access::may(&shard.access, cmd, peer, real, crate::acl::Need::Pub)?;
     if props.get(keys::PRODUCER_GROUP) != Some(group) {
         return Err((
             response::SYSTEM_ERROR,
