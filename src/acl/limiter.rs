@@ -1,7 +1,12 @@
 //! Slowing down addresses that keep failing authentication.
 //!
-//! Pure bookkeeping, the clock passed in: per client address, the count of
-//! failures since its last success and the time of the last one. After
+//! Pure bookkeeping, the clock passed in: per client address and account,
+//! the count of failures since its last success and the time of the last
+//! one. The account is the access key of a request that named a known one
+//! (a wrong secret, a refused address), "" for the rest (no or an unknown
+//! access key): a client guessing one account's secret does not slow down
+//! the other accounts' clients behind the same address (a NAT, a host
+//! running many applications), and guessing access keys is one bucket. After
 //! [`LimiterConfig::free_failures`] failures an address must wait
 //! `base_delay · 2^(n − free − 1)` (capped at `max_delay`) after its last
 //! failure before its next request is checked; the broker answers requests
@@ -52,12 +57,22 @@ struct Entry {
 #[derive(Debug)]
 pub struct Limiter {
     cfg: LimiterConfig,
-    entries: HashMap<IpAddr, Entry>,
+    entries: HashMap<Key, Entry>,
 }
+
+/// Longest account name kept in a key.
+const MAX_WHO: usize = 256;
+
+type Key = (IpAddr, Box<str>);
 
 /// The key an address is counted under: IPv4 as is (mapped IPv6 too),
 /// IPv6 by its /64.
-fn key(ip: IpAddr) -> IpAddr {
+fn key(ip: IpAddr, who: &str) -> Key {
+    let who = if who.len() > MAX_WHO { "" } else { who };
+    (address(ip), who.into())
+}
+
+fn address(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -88,17 +103,20 @@ impl Limiter {
         self.cfg.base_delay.saturating_mul(factor).min(self.cfg.max_delay)
     }
 
-    /// `Some(wait)` when a request from `ip` arriving at `now` must be
-    /// refused unchecked, and how much longer the address has to wait.
-    pub fn retry_after(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let e = self.entries.get(&key(ip))?;
+    /// `Some(wait)` when a request from `ip` for account `who` arriving at
+    /// `now` must be refused unchecked, and how much longer it has to wait.
+    pub fn retry_after(&self, ip: IpAddr, who: &str, now: Instant) -> Option<Duration> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let e = self.entries.get(&key(ip, who))?;
         let due = e.last_failure + self.delay_after(e.failures);
         due.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
-    /// Counts a failed authentication from `ip`; the wait now owed.
-    pub fn record_failure(&mut self, ip: IpAddr, now: Instant) -> Duration {
-        let k = key(ip);
+    /// Counts a failed authentication from `ip` for `who`; the wait now owed.
+    pub fn record_failure(&mut self, ip: IpAddr, who: &str, now: Instant) -> Duration {
+        let k = key(ip, who);
         if !self.entries.contains_key(&k) && self.entries.len() >= self.cfg.max_entries {
             self.make_room(now);
         }
@@ -112,9 +130,11 @@ impl Limiter {
         self.delay_after(failures)
     }
 
-    /// A successful authentication from `ip` clears its count.
-    pub fn record_success(&mut self, ip: IpAddr) {
-        self.entries.remove(&key(ip));
+    /// A successful authentication from `ip` as `who` clears its count.
+    pub fn record_success(&mut self, ip: IpAddr, who: &str) {
+        if !self.entries.is_empty() {
+            self.entries.remove(&key(ip, who));
+        }
     }
 
     /// Addresses tracked now.
@@ -134,7 +154,11 @@ impl Limiter {
                 .is_none_or(|idle| idle < forget)
         });
         if self.entries.len() >= self.cfg.max_entries {
-            let oldest = self.entries.iter().min_by_key(|(_, e)| e.last_failure).map(|(k, _)| *k);
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_failure)
+                .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 self.entries.remove(&k);
             }
@@ -182,20 +206,34 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Limiter::new(cfg());
         let ip = v4(1);
-        assert_eq!(l.record_failure(ip, t0), Duration::ZERO);
-        assert_eq!(l.record_failure(ip, t0), Duration::ZERO);
-        assert_eq!(l.retry_after(ip, t0), None);
-        assert_eq!(l.record_failure(ip, t0), 100 * MS);
-        assert_eq!(l.retry_after(ip, t0), Some(100 * MS));
-        assert_eq!(l.retry_after(ip, t0 + 40 * MS), Some(60 * MS));
-        assert_eq!(l.retry_after(ip, t0 + 100 * MS), None);
+        assert_eq!(l.record_failure(ip, "", t0), Duration::ZERO);
+        assert_eq!(l.record_failure(ip, "", t0), Duration::ZERO);
+        assert_eq!(l.retry_after(ip, "", t0), None);
+        assert_eq!(l.record_failure(ip, "", t0), 100 * MS);
+        assert_eq!(l.retry_after(ip, "", t0), Some(100 * MS));
+        assert_eq!(l.retry_after(ip, "", t0 + 40 * MS), Some(60 * MS));
+        assert_eq!(l.retry_after(ip, "", t0 + 100 * MS), None);
         // Another address is not affected.
-        assert_eq!(l.retry_after(v4(2), t0), None);
-        assert_eq!(l.record_failure(ip, t0 + 100 * MS), 200 * MS);
-        assert_eq!(l.retry_after(ip, t0 + 250 * MS), Some(50 * MS));
-        l.record_success(ip);
-        assert_eq!(l.retry_after(ip, t0 + 250 * MS), None);
+        assert_eq!(l.retry_after(v4(2), "", t0), None);
+        assert_eq!(l.record_failure(ip, "", t0 + 100 * MS), 200 * MS);
+        assert_eq!(l.retry_after(ip, "", t0 + 250 * MS), Some(50 * MS));
+        l.record_success(ip, "");
+        assert_eq!(l.retry_after(ip, "", t0 + 250 * MS), None);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn each_account_of_an_address_counts_alone() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(cfg());
+        for _ in 0..3 {
+            l.record_failure(v4(1), "guessed", t0);
+        }
+        assert!(l.retry_after(v4(1), "guessed", t0).is_some());
+        assert_eq!(l.retry_after(v4(1), "other", t0), None);
+        assert_eq!(l.retry_after(v4(1), "", t0), None);
+        l.record_success(v4(1), "other");
+        assert!(l.retry_after(v4(1), "guessed", t0).is_some());
     }
 
     #[test]
@@ -204,17 +242,17 @@ mod tests {
         let mut l = Limiter::new(cfg());
         for i in 0..3u16 {
             let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            l.record_failure(ip, t0);
+            l.record_failure(ip, "", t0);
         }
         let sibling: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        assert!(l.retry_after(sibling, t0).is_some());
+        assert!(l.retry_after(sibling, "", t0).is_some());
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(l.retry_after(other, t0), None);
+        assert_eq!(l.retry_after(other, "", t0), None);
         let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
         for _ in 0..3 {
-            l.record_failure(mapped, t0);
+            l.record_failure(mapped, "", t0);
         }
-        assert!(l.retry_after(v4(9), t0).is_some());
+        assert!(l.retry_after(v4(9), "", t0).is_some());
         assert_eq!(l.len(), 2);
     }
 
@@ -223,18 +261,18 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Limiter::new(cfg());
         for i in 0..3 {
-            l.record_failure(v4(i), t0 + u32::from(i) * MS);
+            l.record_failure(v4(i), "", t0 + u32::from(i) * MS);
         }
         // Full, none idle: the least recently failed (10.0.0.0) goes.
-        l.record_failure(v4(10), t0 + 10 * MS);
+        l.record_failure(v4(10), "", t0 + 10 * MS);
         assert_eq!(l.len(), 3);
-        assert!(!l.entries.contains_key(&v4(0)));
+        assert!(!l.entries.contains_key(&key(v4(0), "")));
         // Later, every old entry is idle and is dropped at once.
-        l.record_failure(v4(11), t0 + Duration::from_secs(120));
+        l.record_failure(v4(11), "", t0 + Duration::from_secs(120));
         assert_eq!(l.len(), 1);
         for i in 0..1000u32 {
             let ip = IpAddr::V4(Ipv4Addr::from(i));
-            l.record_failure(ip, t0 + Duration::from_secs(200));
+            l.record_failure(ip, "", t0 + Duration::from_secs(200));
             assert!(l.len() <= 3);
         }
     }
@@ -244,12 +282,12 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(10);
         let mut l = Limiter::new(cfg());
         for _ in 0..5 {
-            l.record_failure(v4(1), t0);
+            l.record_failure(v4(1), "", t0);
         }
-        assert!(l.retry_after(v4(1), t0 - Duration::from_secs(5)).is_some());
-        l.record_failure(v4(1), t0 - Duration::from_secs(5));
+        assert!(l.retry_after(v4(1), "", t0 - Duration::from_secs(5)).is_some());
+        l.record_failure(v4(1), "", t0 - Duration::from_secs(5));
         for i in 2..6 {
-            l.record_failure(v4(i), t0 - Duration::from_secs(9));
+            l.record_failure(v4(i), "", t0 - Duration::from_secs(9));
         }
         assert!(l.len() <= 3);
     }

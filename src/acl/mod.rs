@@ -36,14 +36,14 @@
 //!
 //! ```ignore
 //! if acl_enabled {
-//!     if let Some(wait) = limiter.retry_after(peer_ip, now) {
+//!     if let Some(wait) = limiter.retry_after(peer_ip, account_or_blank, now) {
 //!         return refuse(Refusal::throttled(peer_ip, wait));
 //!     }
 //!     match acl.check(peer_ip, &cmd) {
-//!         Ok(_identity) => limiter.record_success(peer_ip),
+//!         Ok(_identity) => limiter.record_success(peer_ip, account_or_blank),
 //!         Err(refusal) => {
 //!             if refusal.is_authentication_failure() {
-//!                 limiter.record_failure(peer_ip, now);
+//!                 limiter.record_failure(peer_ip, account_or_blank, now);
 //!             }
 //!             // NO_PERMISSION with the remark; nothing for a oneway request.
 //!             return reply(refusal.response_code(), refusal.remark());

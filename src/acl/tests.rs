@@ -311,13 +311,13 @@ fn limiter_slows_repeated_failures_as_the_broker_would_use_it() {
     );
     let mut now = t0;
     for _ in 0..LimiterConfig::default().free_failures + 1 {
-        assert_eq!(limiter.retry_after(c, now), None);
+        assert_eq!(limiter.retry_after(c, "", now), None);
         let r = refusal(a.check(c, &bad));
         assert!(r.is_authentication_failure());
-        limiter.record_failure(c, now);
+        limiter.record_failure(c, "", now);
         now += std::time::Duration::from_millis(1);
     }
-    let wait = limiter.retry_after(c, now).expect("slowed down");
+    let wait = limiter.retry_after(c, "", now).expect("slowed down");
     let r = Refusal::throttled(c, wait);
     assert!(r.remark().contains("retry in"), "{r}");
     // A permission refusal is not a guess: not counted.

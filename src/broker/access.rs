@@ -64,20 +64,23 @@ impl Access {
             return Ok(());
         };
         let now = Instant::now();
-        if let Some(wait) = self.limiter.borrow().retry_after(peer, now) {
+        // The limiter's bucket: the account named, if there is one.
+        let who = cmd
+            .ext_fields
+            .get_str(crate::acl::signature::ACCESS_KEY)
+            .filter(|k| acl.account(k).is_some())
+            .unwrap_or("");
+        if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
             return Err(Refusal::throttled(peer, wait));
         }
         match acl.check(peer, cmd) {
             Ok(_) => {
-                let mut limiter = self.limiter.borrow_mut();
-                if !limiter.is_empty() {
-                    limiter.record_success(peer);
-                }
+                self.limiter.borrow_mut().record_success(peer, who);
                 Ok(())
             }
             Err(refusal) => {
                 if refusal.is_authentication_failure() {
-                    let wait = self.limiter.borrow_mut().record_failure(peer, now);
+                    let wait = self.limiter.borrow_mut().record_failure(peer, who, now);
                     log::warn!(
                         "ACL: refused {} from {peer}: {}{}",
                         request::name(cmd.code).unwrap_or("a request"),

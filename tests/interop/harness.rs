@@ -369,6 +369,11 @@ impl Broker {
         );
     }
 
+    /// The log of the broker's current run (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     pub fn conf_path(&self) -> PathBuf {
         self.dir.path().join("broker.conf")
     }
