@@ -12,6 +12,7 @@
 //! * [`account`] — accounts, permissions, wildcard/prefix resources.
 //! * [`address`] — client address patterns (CIDR and RocketMQ's forms).
 //! * [`signature`] — the HMAC-SHA1 request signature and client quirks.
+//! * [`grpc_signature`] — the 5.x gRPC clients' `authorization` header.
 //! * [`resources`] — what each request code needs (the table is there).
 //! * [`edit`] — the admin operations (codes 50–53) and the secret-free view.
 //! * [`limiter`] — slowing down addresses that keep failing.
@@ -100,6 +101,7 @@ pub mod account;
 pub mod address;
 pub mod edit;
 pub mod file;
+pub mod grpc_signature;
 pub mod limiter;
 pub mod refusal;
 pub mod resources;

@@ -30,6 +30,14 @@ pub enum Refusal {
     /// The account's `whiteRemoteAddress` does not admit the client.
     #[error("ACL: accessKey={access_key} may not connect from {remote} (whiteRemoteAddress)")]
     AddressNotAllowed { access_key: String, remote: IpAddr },
+    /// A gRPC `authorization` header that is not MQv2-HMAC-SHA1.
+    #[error("ACL: {reason}")]
+    BadAuthorization { reason: &'static str },
+    /// A gRPC call signed for a date-time far from the broker's clock.
+    #[error(
+        "ACL: accessKey={access_key} signed x-mq-date-time {date_time:?}, more than 15 minutes from the broker's clock"
+    )]
+    StaleDateTime { access_key: String, date_time: String },
     /// Missing, malformed or wrong `Signature`.
     #[error("ACL: check signature failed for accessKey={access_key}")]
     BadSignature { access_key: String },
@@ -71,6 +79,8 @@ impl Refusal {
                 | Refusal::UnknownAccessKey { .. }
                 | Refusal::AddressNotAllowed { .. }
                 | Refusal::BadSignature { .. }
+                | Refusal::BadAuthorization { .. }
+                | Refusal::StaleDateTime { .. }
         )
     }
 

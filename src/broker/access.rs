@@ -25,6 +25,7 @@ use glommio::sync::Semaphore;
 use crate::acl::{Acl, Identity, Limiter, LimiterConfig, Need, Needs, Refusal};
 use crate::protocol::codes::request;
 use crate::protocol::RemotingCommand;
+use crate::runtime::mesh::{ClientRef, Verified};
 
 pub struct Access {
     acl: RefCell<Option<Arc<Acl>>>,
@@ -73,44 +74,102 @@ impl Access {
         if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
             return Err(Refusal::throttled(peer, wait));
         }
-        match acl.check(peer, cmd) {
-            Ok(_) => {
-                self.limiter.borrow_mut().record_success(peer, who);
-                Ok(())
+        let checked = acl.check(peer, cmd).map(|_| ());
+        let what = request::name(cmd.code).unwrap_or("a request");
+        self.settle(peer, who, now, checked, what)
+    }
+
+    /// Counts the outcome of a check with the limiter; logs a failed
+    /// authentication (bounded: the limiter answers the next ones unchecked).
+    fn settle(
+        &self,
+        peer: IpAddr,
+        who: &str,
+        now: Instant,
+        checked: Result<(), Refusal>,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        match &checked {
+            Ok(()) => self.limiter.borrow_mut().record_success(peer, who),
+            Err(refusal) if refusal.is_authentication_failure() => {
+                let wait = self.limiter.borrow_mut().record_failure(peer, who, now);
+                log::warn!(
+                    "ACL: refused {what} from {peer}: {}{}",
+                    refusal.remark(),
+                    if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!("; its next requests wait {} ms", wait.as_millis())
+                    }
+                );
             }
-            Err(refusal) => {
-                if refusal.is_authentication_failure() {
-                    let wait = self.limiter.borrow_mut().record_failure(peer, who, now);
-                    log::warn!(
-                        "ACL: refused {} from {peer}: {}{}",
-                        request::name(cmd.code).unwrap_or("a request"),
-                        refusal.remark(),
-                        if wait.is_zero() {
-                            String::new()
-                        } else {
-                            format!("; its next requests wait {} ms", wait.as_millis())
-                        }
-                    );
-                } else {
-                    log::debug!("ACL: refused code {} from {peer}: {}", cmd.code, refusal.remark());
-                }
-                Err(refusal)
-            }
+            Err(refusal) => log::debug!("ACL: refused {what} from {peer}: {}", refusal.remark()),
         }
+        checked
+    }
+
+    /// Whether a gRPC call from `peer` with these `authorization` and
+    /// `x-mq-date-time` headers may make a request needing `needs`.
+    pub fn check_grpc(
+        &self,
+        peer: IpAddr,
+        authorization: Option<&str>,
+        date_time: Option<&str>,
+        needs: &Needs<'_>,
+    ) -> Result<Verified, Refusal> {
+        let Some(acl) = self.current() else {
+            return Ok(Verified::No);
+        };
+        let now = Instant::now();
+        let who = authorization
+            .and_then(|h| crate::acl::grpc_signature::parse(h).ok())
+            .map(|a| a.access_key)
+            .filter(|k| acl.account(k).is_some())
+            .unwrap_or("");
+        if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
+            return Err(Refusal::throttled(peer, wait));
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let checked = acl
+            .authenticate_grpc(peer, authorization, date_time, now_ms)
+            .and_then(|id| match id {
+                Identity::WhiteListed => Ok(Verified::WhiteListed),
+                Identity::Account(account) => acl
+                    .authorize(account, needs)
+                    .map(|()| Verified::Account(account.access_key().into())),
+            });
+        let verdict = checked.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.settle(peer, who, now, verdict, "a gRPC call")?;
+        checked
     }
 
     /// For requests that name a message by its offset (VIEW_MESSAGE_BY_ID,
     /// CONSUMER_SEND_MSG_BACK, END_TRANSACTION): once the handler has read
-    /// the message, whether the sender may `need` its real `topic` (the
+    /// the message, whether `client` may `need` its real `topic` (the
     /// header's topic, checked on arrival, is the client's word).
-    pub fn check_topic(&self, cmd: &RemotingCommand, peer: IpAddr, topic: &str, need: Need) -> Result<(), Refusal> {
+    pub fn check_topic(
+        &self,
+        cmd: &RemotingCommand,
+        client: &ClientRef,
+        topic: &str,
+        need: Need,
+    ) -> Result<(), Refusal> {
         let Some(acl) = self.current() else {
             return Ok(());
         };
-        match acl.authenticate(peer, cmd)? {
-            Identity::WhiteListed => Ok(()),
-            Identity::Account(account) => acl.authorize(account, &Needs::none().topic(topic, need)),
-        }
+        let account = match &client.verified {
+            Verified::WhiteListed => return Ok(()),
+            Verified::Account(key) => acl.account(key).ok_or_else(|| Refusal::UnknownAccessKey {
+                access_key: key.to_string(),
+            })?,
+            Verified::No => match acl.authenticate(client.addr.ip(), cmd)? {
+                Identity::WhiteListed => return Ok(()),
+                Identity::Account(account) => account,
+            },
+        };
+        acl.authorize(account, &Needs::none().topic(topic, need))
     }
 }
 
@@ -179,9 +238,15 @@ impl Loaded {
 }
 
 /// [`Access::check_topic`] as a handler's error: (NO_PERMISSION, remark).
-pub fn may(access: &Access, cmd: &RemotingCommand, peer: IpAddr, topic: &str, need: Need) -> Result<(), (i32, String)> {
+pub fn may(
+    access: &Access,
+    cmd: &RemotingCommand,
+    client: &ClientRef,
+    topic: &str,
+    need: Need,
+) -> Result<(), (i32, String)> {
     access
-        .check_topic(cmd, peer, topic, need)
+        .check_topic(cmd, client, topic, need)
         .map_err(|r| (r.response_code(), r.remark()))
 }
 
@@ -248,13 +313,36 @@ mod tests {
         assert!(a.check(&ok, "10.1.2.4".parse().unwrap()).is_ok());
     }
 
+    fn client(verified: Verified) -> ClientRef {
+        ClientRef {
+            shard: 0,
+            conn: 1,
+            addr: std::net::SocketAddr::new(peer(), 40000),
+            view: crate::runtime::mesh::View::Main,
+            verified,
+        }
+    }
+
     #[test]
     fn check_topic_authorizes_the_real_topic() {
         let a = Access::new(Some(Arc::new(Acl::parse(FILE).unwrap())));
         let cmd = signed(request::END_TRANSACTION, &[("topic", "orders")], "secret-producer-1");
         assert!(a.check(&cmd, peer()).is_ok());
-        assert!(a.check_topic(&cmd, peer(), "orders", Need::Pub).is_ok());
-        let r = a.check_topic(&cmd, peer(), "payments", Need::Pub).unwrap_err();
+        let remoting = client(Verified::No);
+        assert!(a.check_topic(&cmd, &remoting, "orders", Need::Pub).is_ok());
+        let r = a.check_topic(&cmd, &remoting, "payments", Need::Pub).unwrap_err();
         assert!(r.remark().contains("payments"), "{}", r.remark());
+        // A request the gRPC endpoint made for an account it verified
+        // carries no signature: the account decides.
+        let unsigned = RemotingCommand::new_request(request::END_TRANSACTION);
+        let grpc = client(Verified::Account("producer1".into()));
+        assert!(a.check_topic(&unsigned, &grpc, "orders", Need::Pub).is_ok());
+        assert!(a.check_topic(&unsigned, &grpc, "payments", Need::Pub).is_err());
+        assert!(a
+            .check_topic(&unsigned, &client(Verified::No), "orders", Need::Pub)
+            .is_err());
+        assert!(a
+            .check_topic(&unsigned, &client(Verified::WhiteListed), "payments", Need::Pub)
+            .is_ok());
     }
 }

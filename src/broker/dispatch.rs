@@ -74,12 +74,18 @@ fn is_send_code(code: i32) -> bool {
     )
 }
 
-/// Entry point for a request read from a connection of this shard.
+/// Entry point for a request read from a connection of this shard: the
+/// ACL (when on) is checked where it arrives, before any hop.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    // Refused where it arrived, before any hop.
     if let Err(refusal) = shard.access.check(&cmd, client.addr.ip()) {
         return super::access::refuse(&cmd, &refusal);
     }
+    route_trusted(shard, cmd, client).await
+}
+
+/// [`route`] for a request the broker made itself on behalf of a client it
+/// has checked already (the gRPC endpoint checks its own signatures).
+pub async fn route_trusted(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     if let Some(refusal) = super::group_names::check_header(&cmd) {
         return refusal;
     }
@@ -257,9 +263,9 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::PEEK_MESSAGE => pop::remoting::peek(shard, cmd, client).await,
         request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
         request::POLLING_INFO => pop::remoting::polling_info(shard, cmd),
-        request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd, client.addr.ip()).await,
-        request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd, client.addr.ip()).await,
-        request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd, client.addr.ip()).await,
+        request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd, client).await,
+        request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd, client).await,
+        request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd, client).await,
         request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET
         | request::GET_MAX_OFFSET

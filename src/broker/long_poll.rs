@@ -234,6 +234,7 @@ mod tests {
             conn,
             addr: "127.0.0.1:1".parse().expect("addr"),
             view: View::Main,
+            verified: Default::default(),
         };
         Parked::new(RemotingCommand::new_request(11), client, topic.into(), queue)
     }

@@ -3,13 +3,13 @@
 //! owning shard, so the id resolves on any port: the request runs on that
 //! shard wherever it arrives.
 
-use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::acl::Need;
 use crate::protocol::codes::response;
 use crate::protocol::properties::{keys, Properties};
 use crate::protocol::RemotingCommand;
+use crate::runtime::mesh::ClientRef;
 use crate::store::record::{check_record, RecordCheck};
 use crate::store::{PhysicalOffset, SCHEDULE_TOPIC};
 
@@ -24,8 +24,8 @@ pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
 }
 
 /// VIEW_MESSAGE_BY_ID: the record at an offset, to a client that may
-/// subscribe to its topic (`peer`: the client's address, for the ACL).
-pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand, peer: IpAddr) -> Option<RemotingCommand> {
+/// subscribe to its topic.
+pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     let raw = match cmd.required_i64("offset") {
         Ok(o) => o,
         Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
@@ -33,7 +33,8 @@ pub async fn view_message(shard: &Rc<Shard>, cmd: RemotingCommand, peer: IpAddr)
     match record_at(shard, raw).await {
         Ok(rec) => {
             if shard.access.enabled() {
-                if let Err((code, remark)) = super::access::may(&shard.access, &cmd, peer, &topic_of(&rec), Need::Sub) {
+                if let Err((code, remark)) = super::access::may(&shard.access, &cmd, client, &topic_of(&rec), Need::Sub)
+                {
                     return error(&cmd, code, remark);
                 }
             }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::protocol::codes::response;
 use crate::protocol::properties::{keys, Properties};
 use crate::protocol::{java_string_hash, OffsetMessageId, RemotingCommand};
-use crate::runtime::mesh::View;
+use crate::runtime::mesh::{ClientRef, View};
 use crate::store::record::{check_record, RecordCheck, RecordView};
 use crate::store::{MessageInput, PhysicalOffset, PutStatus, MARK_PROPERTY, SCHEDULE_TOPIC};
 
@@ -42,19 +42,15 @@ const VERSION_WITH_MAX_RECONSUME_TIMES: i32 = 121;
 /// an ordinary message.
 const TRANSACTION_BITS: i32 = 0xC;
 
-/// CONSUMER_SEND_MSG_BACK (`peer`: the client's address, for the ACL).
-pub async fn send_back(shard: &Rc<Shard>, cmd: RemotingCommand, peer: std::net::IpAddr) -> Option<RemotingCommand> {
-    match send_back_inner(shard, &cmd, peer).await {
+/// CONSUMER_SEND_MSG_BACK.
+pub async fn send_back(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    match send_back_inner(shard, &cmd, client).await {
         Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
         Err((code, remark)) => error(&cmd, code, remark),
     }
 }
 
-async fn send_back_inner(
-    shard: &Rc<Shard>,
-    cmd: &RemotingCommand,
-    peer: std::net::IpAddr,
-) -> Result<(), (i32, String)> {
+async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand, client: &ClientRef) -> Result<(), (i32, String)> {
     let bad = |e: crate::protocol::HeaderError| (response::INVALID_PARAMETER, e.to_string());
     let offset = cmd.required_i64("offset").map_err(bad)?;
     let group = cmd.required_str("group").map_err(bad)?;
@@ -89,7 +85,7 @@ async fn send_back_inner(
     check_belongs(&topic, group, offset)?;
     // The group was checked on arrival; the message must be one the client
     // may consume.
-    super::access::may(&shard.access, cmd, peer, &topic, crate::acl::Need::Sub)?;
+    super::access::may(&shard.access, cmd, client, &topic, crate::acl::Need::Sub)?;
     let max = match max_from_request {
         Some(m) if cmd.version >= VERSION_WITH_MAX_RECONSUME_TIMES => m,
         _ => info.retry_max_times,

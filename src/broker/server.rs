@@ -539,6 +539,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy
             conn,
             addr,
             view,
+            verified: Default::default(),
         };
         let (service, shard2) = (service.clone(), shard.clone());
         let (limits, budget) = (policy.limits.clone(), policy.budget.clone());

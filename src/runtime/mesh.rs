@@ -33,6 +33,21 @@ pub struct ClientRef {
     pub conn: u64,
     pub addr: SocketAddr,
     pub view: View,
+    /// Who the client proved to be, when its transport checked that once
+    /// for every request made on its behalf (the gRPC endpoint); `No` for
+    /// remoting, whose requests each carry their own signature.
+    pub verified: Verified,
+}
+
+/// See [`ClientRef::verified`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Verified {
+    #[default]
+    No,
+    /// From an address that needs no credentials.
+    WhiteListed,
+    /// Signed with this account's secret.
+    Account(std::sync::Arc<str>),
 }
 
 /// What travels between two shards.

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 
+use crate::acl::{Need, Needs, Refusal};
 use crate::grpc::pb::{self, telemetry_command::Command};
 use crate::grpc::{GrpcStatus, MessagingService, RequestContext, ResponseStream, Streaming};
 use crate::protocol::codes::{request, response};
 use crate::protocol::{OffsetMessageId, RemotingCommand};
-use crate::runtime::mesh::{ClientRef, View};
+use crate::runtime::mesh::{ClientRef, Verified, View};
 use crate::store::record::{check_record, RecordCheck};
 
 use super::convert::{self, ok, status, Handle};
@@ -129,12 +130,37 @@ fn accepted_types() -> Vec<i32> {
 }
 
 impl Inner {
-    fn client_ref(&self, ctx: &RequestContext) -> ClientRef {
+    fn client_ref(&self, ctx: &RequestContext, verified: Verified) -> ClientRef {
         ClientRef {
             shard: self.shard.id,
             conn: self.shard.new_conn_id() | (1 << 62),
             addr: ctx.peer,
             view: self.view,
+            verified,
+        }
+    }
+
+    /// The ACL's verdict (when on) on a call that needs `needs`: its
+    /// `authorization` signature, the account's address rule and the
+    /// permissions. The client, as the requests the broker makes on its
+    /// behalf carry it.
+    fn allowed(&self, ctx: &RequestContext, needs: &Needs<'_>) -> Result<ClientRef, pb::Status> {
+        let checked = self.shard.access.check_grpc(
+            ctx.peer.ip(),
+            ctx.authorization.as_deref(),
+            ctx.date_time.as_deref(),
+            needs,
+        );
+        match checked {
+            Ok(verified) => Ok(self.client_ref(ctx, verified)),
+            Err(r) => {
+                let code = if r.is_authentication_failure() || matches!(r, Refusal::Throttled { .. }) {
+                    pb::Code::Unauthorized
+                } else {
+                    pb::Code::Forbidden
+                };
+                Err(status(code, r.remark()))
+            }
         }
     }
 
@@ -240,7 +266,8 @@ impl Inner {
 
     async fn run(&self, cmd: RemotingCommand, client: &ClientRef) -> Result<RemotingCommand, pb::Status> {
         let shard = &self.shard;
-        match dispatch::route(shard, cmd, client).await {
+        // Checked by the gRPC endpoint ([`Inner::allowed`]), not signed.
+        match dispatch::route_trusted(shard, cmd, client).await {
             Some(r) => Ok(r),
             None => Err(status(pb::Code::InternalError, "the broker gave no answer")),
         }
@@ -382,6 +409,13 @@ impl Inner {
         if let Some(d) = ctx.deadline {
             deadline = deadline.min(d.checked_sub(DEADLINE_MARGIN).unwrap_or(d));
         }
+        let client = match self.allowed(
+            ctx,
+            &Needs::none().topic(topic.as_str(), Need::Sub).group(group.as_str()),
+        ) {
+            Ok(c) => c,
+            Err(s) => return end(s),
+        };
         let fifo = self.fifo(&group).await;
         self.renewals.seen(client_id);
         let pop = PopRequest {
@@ -400,7 +434,6 @@ impl Inner {
             order: fifo,
             attempt_id: req.attempt_id.clone().unwrap_or_default(),
         };
-        let client = self.client_ref(ctx);
         loop {
             let batch = match engine::pop(&self.shard, &pop).await {
                 Ok(b) => b,
@@ -513,10 +546,16 @@ fn overall(statuses: &[pb::Status]) -> pb::Status {
 impl MessagingService for ShardService {
     async fn query_route(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         req: pb::QueryRouteRequest,
     ) -> Result<pb::QueryRouteResponse, GrpcStatus> {
         let me = &self.inner;
+        if let Err(s) = me.allowed(ctx, &Needs::none()) {
+            return Ok(pb::QueryRouteResponse {
+                status: Some(s),
+                message_queues: Vec::new(),
+            });
+        }
         let topic = name(&req.topic).to_string();
         let Some(info) = me.shard.topic(&topic) else {
             return Ok(pb::QueryRouteResponse {
@@ -555,8 +594,17 @@ impl MessagingService for ShardService {
     async fn heartbeat(
         &self,
         ctx: &RequestContext,
-        _req: pb::HeartbeatRequest,
+        req: pb::HeartbeatRequest,
     ) -> Result<pb::HeartbeatResponse, GrpcStatus> {
+        let group = req.group.as_ref().map_or("", |g| g.name.as_str());
+        let needs = if group.is_empty() {
+            Needs::none()
+        } else {
+            Needs::none().group(group)
+        };
+        if let Err(s) = self.inner.allowed(ctx, &needs) {
+            return Ok(pb::HeartbeatResponse { status: Some(s) });
+        }
         let s = match &ctx.client_id {
             None => status(pb::Code::ClientIdRequired, "x-mq-client-id is required"),
             Some(id) => {
@@ -585,7 +633,19 @@ impl MessagingService for ShardService {
                 entries: Vec::new(),
             });
         }
-        let client = me.client_ref(ctx);
+        let mut needs = Needs::none();
+        for m in &req.messages {
+            needs.add_topic(name(&m.topic).into(), Need::Pub);
+        }
+        let client = match me.allowed(ctx, &needs) {
+            Ok(c) => c,
+            Err(s) => {
+                return Ok(pb::SendMessageResponse {
+                    status: Some(s),
+                    entries: Vec::new(),
+                })
+            }
+        };
         let mut entries = Vec::with_capacity(req.messages.len());
         for m in &req.messages {
             entries.push(me.send_one(m, &client).await);
@@ -599,11 +659,20 @@ impl MessagingService for ShardService {
 
     async fn query_assignment(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         req: pb::QueryAssignmentRequest,
     ) -> Result<pb::QueryAssignmentResponse, GrpcStatus> {
         let me = &self.inner;
         let topic = name(&req.topic).to_string();
+        if let Err(s) = me.allowed(
+            ctx,
+            &Needs::none().topic(topic.as_str(), Need::Sub).group(name(&req.group)),
+        ) {
+            return Ok(pb::QueryAssignmentResponse {
+                status: Some(s),
+                assignments: Vec::new(),
+            });
+        }
         let Some(info) = me.shard.topic(&topic) else {
             return Ok(pb::QueryAssignmentResponse {
                 status: Some(status(pb::Code::TopicNotFound, format!("topic {topic} does not exist"))),
@@ -655,11 +724,20 @@ impl MessagingService for ShardService {
 
     async fn ack_message(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         req: pb::AckMessageRequest,
     ) -> Result<pb::AckMessageResponse, GrpcStatus> {
         let me = &self.inner;
         let (group, topic) = (name(&req.group).to_string(), name(&req.topic).to_string());
+        if let Err(s) = me.allowed(
+            ctx,
+            &Needs::none().topic(topic.as_str(), Need::Sub).group(group.as_str()),
+        ) {
+            return Ok(pb::AckMessageResponse {
+                status: Some(s),
+                entries: Vec::new(),
+            });
+        }
         let mut entries = Vec::with_capacity(req.entries.len());
         for e in &req.entries {
             let s = me.ack_one(&group, &topic, &e.receipt_handle).await;
@@ -678,7 +756,7 @@ impl MessagingService for ShardService {
 
     async fn change_invisible_duration(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         req: pb::ChangeInvisibleDurationRequest,
     ) -> Result<pb::ChangeInvisibleDurationResponse, GrpcStatus> {
         let me = &self.inner;
@@ -686,6 +764,10 @@ impl MessagingService for ShardService {
             status: Some(s),
             receipt_handle: handle,
         };
+        let needs = Needs::none().topic(name(&req.topic), Need::Sub).group(name(&req.group));
+        if let Err(s) = me.allowed(ctx, &needs) {
+            return Ok(answer(s, String::new()));
+        }
         let Some(h) = Handle::decode(&req.receipt_handle) else {
             return Ok(answer(
                 status(pb::Code::InvalidReceiptHandle, "not a receipt handle of this broker"),
@@ -763,6 +845,13 @@ impl MessagingService for ShardService {
             ));
         };
         let (group, topic) = (name(&req.group).to_string(), name(&req.topic).to_string());
+        let client = match me.allowed(
+            ctx,
+            &Needs::none().topic(topic.as_str(), Need::Sub).group(group.as_str()),
+        ) {
+            Ok(c) => c,
+            Err(s) => return done(s),
+        };
         let mut cmd = crate::admin::client::req(
             request::CONSUMER_SEND_MSG_BACK,
             &[
@@ -776,7 +865,7 @@ impl MessagingService for ShardService {
             ],
         );
         cmd.version = 399;
-        match me.run(cmd, &me.client_ref(ctx)).await {
+        match me.run(cmd, &client).await {
             Ok(r) if r.code == response::SUCCESS => {}
             Ok(r) => return done(convert::from_remoting(r.code, r.remark.as_deref().unwrap_or(""))),
             Err(s) => return done(s),
@@ -803,6 +892,10 @@ impl MessagingService for ShardService {
             _ => return done(status(pb::Code::BadRequest, "resolution must be COMMIT or ROLLBACK")),
         };
         let topic = name(&req.topic).to_string();
+        let client = match me.allowed(ctx, &Needs::none().topic(topic.as_str(), Need::Pub)) {
+            Ok(c) => c,
+            Err(s) => return done(s),
+        };
         let cmd = crate::admin::client::req(
             request::END_TRANSACTION,
             &[
@@ -818,7 +911,7 @@ impl MessagingService for ShardService {
                 ("transactionId", req.transaction_id.clone()),
             ],
         );
-        match me.run(cmd, &me.client_ref(ctx)).await {
+        match me.run(cmd, &client).await {
             Ok(r) if r.code == response::SUCCESS => done(ok()),
             Ok(r) => done(convert::from_remoting(r.code, r.remark.as_deref().unwrap_or(""))),
             Err(s) => done(s),
@@ -831,7 +924,16 @@ impl MessagingService for ShardService {
         mut requests: Streaming<pb::TelemetryCommand>,
     ) -> Result<ResponseStream<pb::TelemetryCommand>, GrpcStatus> {
         let (mut tx, rx) = futures::channel::mpsc::channel::<Result<pb::TelemetryCommand, GrpcStatus>>(16);
+        if let Err(s) = self.inner.allowed(ctx, &Needs::none()) {
+            // One answer, then the stream ends.
+            let refused = pb::TelemetryCommand {
+                status: Some(s),
+                command: None,
+            };
+            return Ok(Box::pin(futures::stream::iter([Ok(refused)])));
+        }
         let inner = self.inner.clone();
+        let ctx = ctx.clone();
         let client_id = ctx.client_id.clone();
         let streams = &self.inner.shard.tx.streams;
         let stream = streams.new_stream();
@@ -866,8 +968,15 @@ impl MessagingService for ShardService {
                         // A producer's topics: where transaction checks of
                         // its messages go (see transaction::streams).
                         if let Some(pb::settings::PubSub::Publishing(p)) = &merged.pub_sub {
+                            // Only topics the client may publish to: a
+                            // check carries the half message.
                             for t in p.topics.iter().take(MAX_PUBLISHED_TOPICS) {
-                                inner.shard.tx.streams.register(&t.name, stream, sink.clone());
+                                if inner
+                                    .allowed(&ctx, &Needs::none().topic(t.name.as_str(), Need::Pub))
+                                    .is_ok()
+                                {
+                                    inner.shard.tx.streams.register(&t.name, stream, sink.clone());
+                                }
                             }
                         }
                         pb::TelemetryCommand {
@@ -891,6 +1000,9 @@ impl MessagingService for ShardService {
         ctx: &RequestContext,
         _req: pb::NotifyClientTerminationRequest,
     ) -> Result<pb::NotifyClientTerminationResponse, GrpcStatus> {
+        if let Err(s) = self.inner.allowed(ctx, &Needs::none()) {
+            return Ok(pb::NotifyClientTerminationResponse { status: Some(s) });
+        }
         if let Some(id) = &ctx.client_id {
             self.inner.settings.borrow_mut().remove(id);
             self.inner.renewals.gone(id);

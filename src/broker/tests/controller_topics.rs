@@ -39,6 +39,7 @@ fn client() -> ClientRef {
         conn: 1,
         addr: "127.0.0.1:5".parse().expect("addr"),
         view: View::Main,
+        verified: Default::default(),
     }
 }
 

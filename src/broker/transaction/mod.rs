@@ -118,9 +118,9 @@ pub fn owner_of(cmd: &RemotingCommand) -> Option<u16> {
 pub async fn end_transaction(
     shard: &Rc<Shard>,
     cmd: RemotingCommand,
-    peer: std::net::IpAddr,
+    client: &crate::runtime::mesh::ClientRef,
 ) -> Option<RemotingCommand> {
-    match end_inner(shard, &cmd, peer).await {
+    match end_inner(shard, &cmd, client).await {
         Ok(()) => Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None)),
         Err((code, remark)) => {
             if cmd.is_oneway() {
@@ -131,7 +131,11 @@ pub async fn end_transaction(
     }
 }
 
-async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand, peer: std::net::IpAddr) -> Result<(), (i32, String)> {
+async fn end_inner(
+    shard: &Rc<Shard>,
+    cmd: &RemotingCommand,
+    client: &crate::runtime::mesh::ClientRef,
+) -> Result<(), (i32, String)> {
     let bad = |e: crate::protocol::HeaderError| (response::INVALID_PARAMETER, e.to_string());
     let group = cmd.required_str("producerGroup").map_err(bad)?;
     let table_offset = cmd.required_i64("tranStateTableOffset").map_err(bad)?;
@@ -171,7 +175,7 @@ async fn end_inner(shard: &Rc<Shard>, cmd: &RemotingCommand, peer: std::net::IpA
     // The header's topic (if any) was checked on arrival; the transaction
     // must be one of a topic the client may publish to.
     let real = props.get(keys::REAL_TOPIC).unwrap_or("");
-    super::access::may(&shard.access, cmd, peer, real, crate::acl::Need::Pub)?;
+    super::access::may(&shard.access, cmd, client, real, crate::acl::Need::Pub)?;
     if props.get(keys::PRODUCER_GROUP) != Some(group) {
         return Err((
             response::SYSTEM_ERROR,

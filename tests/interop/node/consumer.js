@@ -34,11 +34,12 @@ const c = require('./common');
 const USAGE = 'usage: node consumer.js --namesrv 127.0.0.1:9876 --topic T --group G [--sub "TagA || TagB"] ' +
   '[--model clustering|broadcasting] [--expect N] [--linger-ms 2000] [--from default|last|first] ' +
   '[--rebalance-ms N] [--parallel 1] [--orderly] [--instance NAME] [--commit-wait-ms 0] [--ignore-tag Warmup] [--timeout-ms 60000] ' +
-  '[--fail-times N | --fail-always] [--max-reconsume-times M] [--poll-ns-ms N]';
+  '[--fail-times N | --fail-always] [--max-reconsume-times M] [--poll-ns-ms N] [--ak AK --sk SK]';
 const args = c.parseOrExit({
   namesrv: null, topic: null, group: null, sub: '*', model: 'clustering', expect: 0, lingerMs: 2000,
   from: 'default', rebalanceMs: 0, parallel: 1, commitWaitMs: 0, ignoreTag: 'Warmup', timeoutMs: 60000,
   orderly: false, instance: '', pollNsMs: 0, failTimes: 0, failAlways: false, maxReconsumeTimes: 0,
+  ak: '', sk: '',
 }, USAGE);
 const SYS_PROPS = [ 'RETRY_TOPIC', 'ORIGIN_MESSAGE_ID', 'DELAY', '__STARTDELIVERTIME', 'TIMER_DELIVER_MS',
   'TIMER_DELAY_SEC', 'REAL_TOPIC', 'REAL_QID', 'MAX_RECONSUME_TIMES', 'RECONSUME_TIME', 'TRAN_MSG', 'PGROUP',
@@ -60,6 +61,7 @@ async function main() {
     parallelConsumeLimit: args.orderly ? 1 : args.parallel,
     logger: c.clientLogger,
   };
+  if (args.ak) Object.assign(options, { accessKeyId: args.ak, accessKeySecret: args.sk }); // ACL account
   if (args.from === 'last') options.consumeFromWhere = 'CONSUME_FROM_LAST_OFFSET';
   if (args.from === 'first') options.consumeFromWhere = 'CONSUME_FROM_FIRST_OFFSET';
   if (args.rebalanceMs > 0) options.rebalanceInterval = args.rebalanceMs;

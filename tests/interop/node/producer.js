@@ -23,11 +23,11 @@ const c = require('./common');
 
 const USAGE = 'usage: node producer.js --namesrv 127.0.0.1:9876 --topic T --group G --count N ' +
   '[--start 0] [--prefix m] [--tags TagA,TagB,TagC] [--mode sync|orderly] [--order-keys 4] [--timeout-ms 60000] ' +
-  '[--deliver-after-ms N] [--delay-level L]';
+  '[--deliver-after-ms N] [--delay-level L] [--ak AK --sk SK]';
 const args = c.parseOrExit({
   namesrv: null, topic: null, group: null, count: null,
   start: 0, prefix: 'm', tags: 'TagA,TagB,TagC', mode: 'sync', orderKeys: 4,
-  timeoutMs: 60000, sendTimeoutMs: 5000, deliverAfterMs: 0, delayLevel: 0,
+  timeoutMs: 60000, sendTimeoutMs: 5000, deliverAfterMs: 0, delayLevel: 0, ak: '', sk: '',
 }, USAGE);
 args.count = Number(args.count);
 if (!Number.isInteger(args.count) || args.count < 0) {
@@ -50,6 +50,9 @@ async function main() {
     clientIP: '127.0.0.1',
     sendMsgTimeout: args.sendTimeoutMs,
     logger: c.clientLogger,
+    // --ak/--sk: every request signed as that ACL account (AccessKey,
+    // OnsChannel, Signature).
+    ...(args.ak ? { accessKeyId: args.ak, accessKeySecret: args.sk } : {}),
   });
   producer.on('error', err => c.log(`[producer error] ${err.message}`));
   await producer.ready();

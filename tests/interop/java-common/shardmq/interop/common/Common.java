@@ -59,9 +59,14 @@ public final class Common {
         halt(1);
     }
 
+    /** The exception and its causes, each as "Class: message". */
     public static String describe(Throwable e) {
-        String s = e.getClass().getSimpleName() + ": " + e.getMessage();
-        return s.length() > 2000 ? s.substring(0, 2000) : s;
+        StringBuilder s = new StringBuilder(e.getClass().getSimpleName() + ": " + e.getMessage());
+        int depth = 0;
+        for (Throwable c = e.getCause(); c != null && c != e && depth < 5; c = c.getCause(), depth++) {
+            s.append("; caused by ").append(c.getClass().getSimpleName()).append(": ").append(c.getMessage());
+        }
+        return s.length() > 2000 ? s.substring(0, 2000) : s.toString();
     }
 
     public static void halt(int code) {

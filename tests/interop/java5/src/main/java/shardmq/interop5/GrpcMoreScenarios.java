@@ -14,6 +14,8 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.rocketmq.client.apis.ClientConfiguration;
+import org.apache.rocketmq.client.apis.ClientConfigurationBuilder;
+import org.apache.rocketmq.client.apis.StaticSessionCredentialsProvider;
 import org.apache.rocketmq.client.apis.ClientServiceProvider;
 import org.apache.rocketmq.client.apis.consumer.ConsumeResult;
 import org.apache.rocketmq.client.apis.consumer.FilterExpression;
@@ -48,13 +50,14 @@ import org.apache.rocketmq.client.apis.producer.SendReceipt;
  * Runs until stdin closes. Events: started, consumed {key, id, attempt, recvMs, result, mgroup, body}, done
  * {maxAttempts, fifo, retryPolicy: what the client took from the broker's Telemetry settings}.
  * </ul>
- * --timeout-ms: the watchdog (exit 3).
+ * --timeout-ms: the watchdog (exit 3). --ak/--sk: sign every call as that ACL account.
  */
 final class GrpcMoreScenarios {
     private GrpcMoreScenarios() {}
 
     private static Common.Opts opts(String program, String[] argv, String... extra) {
-        String[] common = {"endpoint", null, "namesrv", "", "topic", null, "group", "", "timeout-ms", "60000"};
+        String[] common = {"endpoint", null, "namesrv", "", "topic", null, "group", "", "timeout-ms", "60000",
+            "ak", "", "sk", ""};
         String[] all = Arrays.copyOf(common, common.length + extra.length);
         System.arraycopy(extra, 0, all, common.length, extra.length);
         Common.Opts o = new Common.Opts("usage: " + program + " --endpoint HOST:PORT --topic T [options]: see "
@@ -64,8 +67,13 @@ final class GrpcMoreScenarios {
     }
 
     private static ClientConfiguration config(Common.Opts o) {
-        return ClientConfiguration.newBuilder().setEndpoints(o.str("endpoint")).enableSsl(false)
-            .setRequestTimeout(Duration.ofSeconds(5)).build();
+        ClientConfigurationBuilder b = ClientConfiguration.newBuilder().setEndpoints(o.str("endpoint"))
+            .enableSsl(false).setRequestTimeout(Duration.ofSeconds(5));
+        if (!o.str("ak").isEmpty()) {
+            // Every call signed (authorization: MQv2-HMAC-SHA1 ...).
+            b.setCredentialProvider(new StaticSessionCredentialsProvider(o.str("ak"), o.str("sk")));
+        }
+        return b.build();
     }
 
     private static Set<String> keySet(String csv) {
