@@ -126,6 +126,9 @@ pub struct BrokerConfig {
     /// `<storePathRootDir>/config/plain_acl.yml` without one; a relative
     /// path is taken from the broker.conf's folder (or the working one).
     pub acl_file: Option<PathBuf>,
+    /// `auditLogEnable`: the audit log of admin changes and ACL refusals
+    /// (`<storePathRootDir>/audit`, default on).
+    pub audit_log_enable: bool,
 }
 
 /// The ACL file's default name (RocketMQ's).
@@ -225,6 +228,7 @@ impl Default for BrokerConfig {
             grpc_shard_port_base: 0,
             acl_enable: false,
             acl_file: None,
+            audit_log_enable: true,
         }
     }
 }
@@ -399,6 +403,7 @@ impl BrokerConfig {
                 "grpcListenPort" => c.grpc_listen_port = if v == "0" { 0 } else { port(k, v)? },
                 "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
                 "aclEnable" => c.acl_enable = boolean(k, v)?,
+                "auditLogEnable" => c.audit_log_enable = boolean(k, v)?,
                 "aclFile" => {
                     if v.is_empty() {
                         return Err(invalid(k, v, "must not be empty"));

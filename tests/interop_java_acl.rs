@@ -314,7 +314,38 @@ fn java_clients_with_acl_accounts_are_checked_on_every_request() {
         .collect();
     assert_eq!(keys, [ADMIN.0, APP.0, FAR.0, GUESSED.0], "{shown}");
 
+    // The audit log: admin changes with their account, refusals.
+    let store = broker.store_dir().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let out = admin_ok(&broker, &["--json", "audit", "--store", &store]);
+        let events: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let seen = |request: &str, key: &str, resource: &str, result: &str| {
+            events.iter().any(|e| {
+                e["request"] == request && e["accessKey"] == key && e["resource"] == resource && e["result"] == result
+            })
+        };
+        if seen("UPDATE_AND_CREATE_TOPIC", ADMIN.0, "topic:AclOrders", "ok")
+            // `topic create` reads the topics first: refused there.
+            && seen("GET_ALL_TOPIC_CONFIG", APP.0, "", "refused")
+            && seen("UPDATE_AND_CREATE_ACL_CONFIG", ADMIN.0, "account:Viewer001", "ok")
+            && seen("SEND_MESSAGE_V2", GUESSED.0, "topic:AclOrders", "refused")
+        {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the audit log lacks events:\n{out}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let (ok, filtered) = admin(
+        &broker,
+        None,
+        &["--json", "audit", "--store", &store, "--account", GUESSED.0],
+    );
+    assert!(ok && filtered.lines().count() >= 2, "{filtered}");
+    assert!(filtered.lines().all(|l| l.contains(GUESSED.0)), "{filtered}");
+
     // No secret anywhere we print.
+    grep_secrets("the audit log", &audit);
     grep_secrets("acl show --json", &shown);
     grep_secrets("acl show", &admin_ok(&broker, &["acl", "show"]));
     grep_secrets("/metrics", &metrics(metrics_port));

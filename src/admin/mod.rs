@@ -15,6 +15,7 @@
 //! line on stderr and a non-zero exit code.
 
 pub mod acl;
+pub mod audit;
 pub mod client;
 pub mod cluster;
 pub mod dlq;
@@ -95,6 +96,9 @@ pub enum AdminCommand {
     /// ACL accounts and the global white list (aclEnable=true brokers).
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// The audit log (admin changes, ACL refusals) of a broker on this
+    /// machine, read from its data directory.
+    Audit(audit::AuditArgs),
 }
 
 /// Connection settings shared by the commands.
@@ -214,6 +218,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Schedule => stats::schedule(&ctx),
         AdminCommand::Transactions { group } => stats::transactions(&ctx, group.as_deref()),
         AdminCommand::Acl(c) => acl::run(&ctx, c),
+        AdminCommand::Audit(a) => audit::run(&ctx, a),
     }
 }
 

@@ -78,9 +78,15 @@ fn is_send_code(code: i32) -> bool {
 /// ACL (when on) is checked where it arrives, before any hop.
 pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     if let Err(refusal) = shard.access.check(&cmd, client.addr.ip()) {
+        shard.audit.refused(&cmd, client.addr, &refusal);
         return super::access::refuse(&cmd, &refusal);
     }
-    route_trusted(shard, cmd, client).await
+    let Some(note) = super::audit::note(&cmd, client.addr) else {
+        return route_trusted(shard, cmd, client).await;
+    };
+    let reply = route_trusted(shard, cmd, client).await;
+    shard.audit.answered(note, reply.as_ref());
+    reply
 }
 
 /// [`route`] for a request the broker made itself on behalf of a client it

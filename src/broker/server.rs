@@ -404,6 +404,11 @@ async fn run_shard(
         acl.as_ref(),
     ));
     glommio::spawn_local(super::acl_admin::watch(shard.clone())).detach();
+    let stopping = shard.clone();
+    glommio::spawn_local(super::audit::run(shard.audit.clone(), move || {
+        stopping.store.is_stopping()
+    }))
+    .detach();
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
     glommio::spawn_local(super::transaction::run(shard.clone())).detach();

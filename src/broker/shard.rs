@@ -49,6 +49,7 @@ pub struct Shard {
     pub access: super::access::Access,
     /// Shard 0 with ACL on: the ACL file it edits and watches.
     pub acl_file: Option<super::access::AclFile>,
+    pub audit: Rc<super::audit::Audit>,
     /// Signalled when a new metadata snapshot is installed.
     meta_changed: crate::store::notify::Notify,
 }
@@ -64,6 +65,11 @@ impl Shard {
         acl: Option<&super::access::Loaded>,
     ) -> Shard {
         let (access, acl_file) = super::access::Loaded::for_shard(acl, controller.is_some());
+        let audit = Rc::new(super::audit::Audit::new(
+            &cfg.store_path_root_dir,
+            id,
+            cfg.audit_log_enable,
+        ));
         let offsets = ConsumerOffsets::load(&store.dir());
         let timer = super::timer::state::Timer::new(&store.dir(), cfg.timer_max_in_memory);
         let tx = super::transaction::state::Transactions::new(&store.dir());
@@ -85,6 +91,7 @@ impl Shard {
             metrics: crate::metrics::ShardMetrics::default(),
             acl_file,
             access,
+            audit,
             controller,
             meta_changed: Default::default(),
         }

@@ -369,6 +369,11 @@ impl Broker {
         );
     }
 
+    /// The broker's storePathRootDir.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
     /// The log of the broker's current run (stdout and stderr).
     pub fn log_path(&self) -> &Path {
         &self.log_path

@@ -154,6 +154,13 @@ impl Inner {
         match checked {
             Ok(verified) => Ok(self.client_ref(ctx, verified)),
             Err(r) => {
+                let key = ctx
+                    .authorization
+                    .as_deref()
+                    .and_then(|h| crate::acl::grpc_signature::parse(h).ok())
+                    .map_or("", |a| a.access_key);
+                let key: String = key.chars().filter(|c| !c.is_control()).take(64).collect();
+                self.shard.audit.refused_call(ctx.peer, &key, ctx.method.name(), &r);
                 let code = if r.is_authentication_failure() || matches!(r, Refusal::Throttled { .. }) {
                     pb::Code::Unauthorized
                 } else {
