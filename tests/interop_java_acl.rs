@@ -9,7 +9,9 @@
 //! with NO_PERMISSION (16) and a remark naming what is missing, and write
 //! or read nothing; an account created with `shardmq admin acl update`
 //! works on every shard at once; an edit of the file on disk is picked up;
-//! no secret appears in the broker's log, metrics or admin output.
+//! no secret appears in the broker's log, metrics or admin output. The
+//! same for the Java 5.x gRPC client, ali-ons and the C++ core, each with
+//! its own signer.
 
 #[path = "interop/harness.rs"]
 mod harness;
@@ -466,6 +468,18 @@ fn java_grpc_clients_with_acl_accounts_are_checked_on_every_call() {
 /// with a wrong secret or to a topic it may only read are refused.
 #[test]
 fn alions_with_acl_accounts_is_checked_on_every_request() {
+    remoting_client_with_acl(Client::AliOns);
+}
+
+/// The C++ core (rocketmq-client-cpp 2.x through its Python binding,
+/// `set_session_credentials`: its own signer) as ali-ons above.
+#[test]
+fn cpp_with_acl_accounts_is_checked_on_every_request() {
+    remoting_client_with_acl(Client::Cpp);
+}
+
+fn remoting_client_with_acl(client: Client) {
+    let ctx = format!("[{} acl]", client.name());
     let _g = serial();
     ensure_clients();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -477,7 +491,7 @@ fn alions_with_acl_accounts_is_checked_on_every_request() {
         admin_ok(&broker, &["topic", "create", t]);
     }
     let produce = |who: (&str, &str), topic: &str| {
-        Client::AliOns
+        client
             .program("producer", &broker, topic, "PG_acl")
             .arg("ak", who.0)
             .arg("sk", who.1)
@@ -486,9 +500,9 @@ fn alions_with_acl_accounts_is_checked_on_every_request() {
             .label("acl")
     };
     let sent = sent_of(&produce(APP, "AclOrders").run());
-    assert_eq!(sent.len(), 3, "[ali-ons acl] the permitted account's sends");
+    assert_eq!(sent.len(), 3, "{ctx} the permitted account's sends");
     // It runs until stdin closes (or --expect and --linger-ms are met).
-    let mut consumer = Client::AliOns
+    let mut consumer = client
         .program("consumer", &broker, "AclOrders", "CG_acl")
         .arg("ak", APP.0)
         .arg("sk", APP.1)
@@ -499,11 +513,11 @@ fn alions_with_acl_accounts_is_checked_on_every_request() {
         .spawn();
     consumer.wait_event("done", Duration::from_secs(40));
     consumer.stop();
-    assert_exactly_once("[ali-ons acl]", &sent, &recv_of(&consumer.events()));
-    // ali-ons reports a refused send without the broker's remark ("Send
-    // [4] times, still failed"): what was refused shows in the store and,
-    // for a failed authentication, in the broker's log.
-    for (ctx, who, topic) in [
+    assert_exactly_once(&ctx, &sent, &recv_of(&consumer.events()));
+    // These clients report a refused send without the broker's remark
+    // (ali-ons: "Send [4] times, still failed"): what was refused shows in
+    // the store and, for a failed authentication, in the broker's log.
+    for (case, who, topic) in [
         ("wrong secret", (GUESSED.0, WRONG), "AclOrders"),
         ("SUB only", APP, "AclOther"),
     ] {
@@ -511,19 +525,16 @@ fn alions_with_acl_accounts_is_checked_on_every_request() {
         p.close_stdin();
         p.wait_exit(PROC_TIMEOUT);
         let ev = p.events();
-        assert!(
-            sent_of(&ev).is_empty(),
-            "[ali-ons acl] {ctx}: a send was accepted: {ev:?}"
-        );
+        assert!(sent_of(&ev).is_empty(), "{ctx} {case}: a send was accepted: {ev:?}");
         assert!(
             ev.iter().any(|e| e["event"] == "error" && e["stage"] == "send"),
-            "[ali-ons acl] {ctx}: the send fails: {ev:?}"
+            "{ctx} {case}: the send fails: {ev:?}"
         );
     }
     let log = std::fs::read_to_string(broker.log_path()).expect("broker log");
     assert!(
         log.contains("ACL: check signature failed for accessKey=Guessed01"),
-        "[ali-ons acl] the wrong secret is logged:\n{}",
+        "{ctx} the wrong secret is logged:\n{}",
         broker.log_tail()
     );
     assert_eq!(stored(&broker, "AclOrders"), 3);

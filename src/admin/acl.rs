@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::protocol::codes::request;
 
 use super::client::req;
-use super::output::{print_json, table};
+use super::output::{cell, print_json, table};
 use super::Ctx;
 
 #[derive(Subcommand, Debug)]
@@ -127,11 +127,8 @@ fn show(ctx: &Ctx) -> Result<(), String> {
         print_json(&v);
         return Ok(());
     }
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "*".to_owned(),
-        other => other.to_string(),
-    };
+    // No address rule: anywhere.
+    let text = |v: &Value| if v.is_null() { "*".to_owned() } else { cell(v) };
     let list = |v: &Value| {
         v.as_array()
             .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))

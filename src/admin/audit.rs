@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::Value;
 
-use super::output::table;
+use super::output::{cell, table};
 use super::time::parse_time;
 use super::Ctx;
 
@@ -95,35 +95,19 @@ pub fn run(ctx: &Ctx, a: AuditArgs) -> Result<(), String> {
         }
         return Ok(());
     }
-    let mut t = table(
-        &[
-            "TIME",
-            "SHARD",
-            "CLIENT",
-            "ACCESS KEY",
-            "REQUEST",
-            "RESOURCE",
-            "RESULT",
-            "REMARK",
-        ],
-        8,
-    );
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
+    const COLUMNS: [(&str, &str); 8] = [
+        ("TIME", "time"),
+        ("SHARD", "shard"),
+        ("CLIENT", "client"),
+        ("ACCESS KEY", "accessKey"),
+        ("REQUEST", "request"),
+        ("RESOURCE", "resource"),
+        ("RESULT", "result"),
+        ("REMARK", "remark"),
+    ];
+    let mut t = table(&COLUMNS.map(|(h, _)| h), COLUMNS.len());
     for e in events {
-        t.add_row(vec![
-            text(&e["time"]),
-            text(&e["shard"]),
-            text(&e["client"]),
-            text(&e["accessKey"]),
-            text(&e["request"]),
-            text(&e["resource"]),
-            text(&e["result"]),
-            text(&e["remark"]),
-        ]);
+        t.add_row(COLUMNS.iter().map(|(_, k)| cell(&e[*k])).collect::<Vec<_>>());
     }
     println!("{t}");
     Ok(())

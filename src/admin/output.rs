@@ -17,6 +17,15 @@ pub fn table(header: &[&str], left: usize) -> Table {
     t
 }
 
+/// A JSON value as a table cell: strings bare, null empty.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 pub fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }

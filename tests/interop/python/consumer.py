@@ -55,6 +55,8 @@ def main():
     p.add_argument("--shutdown", action="store_true",
                    help="call ShutdownPushConsumer (final offset commit + UNREGISTER_CLIENT); this turns on "
                         "message trace (RMQ_SYS_TRACE_TOPIC), because 2.1.0 crashes in shutdown without it")
+    p.add_argument("--ak", default="", help="sign every request as this ACL account")
+    p.add_argument("--sk", default="", help="the ACL account's secret key")
     args = p.parse_args()
     common.start_watchdog(args.timeout_ms, "consumer")
     client, ffi = common.import_client(args.log_dir)
@@ -64,6 +66,10 @@ def main():
     if args.log_dir:
         consumer.set_log_root_path(args.log_dir)
     consumer.set_namesrv_addr(args.namesrv)
+    if args.ak:
+        # The C++ core's session credentials: AccessKey, Signature and the
+        # channel in OnsChannel, on every request.
+        consumer.set_session_credentials(args.ak, args.sk, "ALIYUN")
     if args.threads:
         consumer.set_thread_count(args.threads)
     if args.instance:

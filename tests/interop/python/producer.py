@@ -40,6 +40,8 @@ def main():
     p.add_argument("--order-keys", type=int, default=4)
     p.add_argument("--send-timeout-ms", type=int, default=5000)
     p.add_argument("--delay-level", type=int, default=0)
+    p.add_argument("--ak", default="", help="sign every request as this ACL account")
+    p.add_argument("--sk", default="", help="the ACL account's secret key")
     args = p.parse_args()
     common.start_watchdog(args.timeout_ms, "producer")
     client, ffi = common.import_client(args.log_dir)
@@ -49,6 +51,10 @@ def main():
     if args.log_dir:
         producer.set_log_root_path(args.log_dir)
     producer.set_namesrv_addr(args.namesrv)
+    if args.ak:
+        # The C++ core's session credentials: AccessKey, Signature and the
+        # channel in OnsChannel, on every request.
+        producer.set_session_credentials(args.ak, args.sk, "ALIYUN")
     try:
         producer.start()
     except Exception as e:
