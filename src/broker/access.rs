@@ -129,11 +129,8 @@ impl Access {
         if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
             return Err(Refusal::throttled(peer, wait));
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
         let checked = acl
-            .authenticate_grpc(peer, authorization, date_time, now_ms)
+            .authenticate_grpc(peer, authorization, date_time, crate::runtime::epoch_ms())
             .and_then(|id| match id {
                 Identity::WhiteListed => Ok(Verified::WhiteListed),
                 Identity::Account(account) => acl

@@ -43,12 +43,6 @@ pub fn is_admin_code(code: i32) -> bool {
     )
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs an ACL admin request (on the controller).
 pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let (Some(current), Some(file)) = (shard.access.current(), shard.acl_file.as_ref()) else {
@@ -71,17 +65,22 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
     let mut acl = (*current).clone();
     let edited = match cmd.code {
         request::UPDATE_AND_CREATE_ACL_CONFIG => AccountUpdate::from_ext_fields(&cmd.ext_fields)
-            .and_then(|u| acl.upsert_account(u, now_ms()))
+            .and_then(|u| acl.upsert_account(u, crate::runtime::epoch_ms()))
             .map(|done| format!("{done:?}")),
         request::DELETE_ACL_CONFIG => match cmd.ext_fields.get_str("accessKey") {
-            Some(key) => acl.delete_account(key, now_ms()).map(|()| "Deleted".to_owned()),
+            Some(key) => acl
+                .delete_account(key, crate::runtime::epoch_ms())
+                .map(|()| "Deleted".to_owned()),
             None => Err(AclError::Invalid {
                 origin: "ACL update".into(),
                 message: "the custom field accessKey is null".into(),
             }),
         },
         _ => acl
-            .set_global_white_addrs_text(cmd.ext_fields.get_str("globalWhiteAddrs").unwrap_or(""), now_ms())
+            .set_global_white_addrs_text(
+                cmd.ext_fields.get_str("globalWhiteAddrs").unwrap_or(""),
+                crate::runtime::epoch_ms(),
+            )
             .map(|()| "Updated".to_owned()),
     };
     let done = match edited {

@@ -80,12 +80,6 @@ pub struct Note {
     resource: String,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The resource a request names, for the log: topic, group or account.
 fn resource_of(cmd: &RemotingCommand) -> String {
     let ext = &cmd.ext_fields;
@@ -165,7 +159,7 @@ impl Audit {
         resource: &str,
     ) -> serde_json::Value {
         json!({
-            "time": crate::admin::time::format_ms(now_ms()),
+            "time": crate::admin::time::format_ms(crate::runtime::epoch_ms()),
             "shard": self.shard,
             "client": client.to_string(),
             "accessKey": access_key,
@@ -226,7 +220,7 @@ impl Audit {
         if dropped > 0 {
             lines.push(
                 json!({
-                    "time": crate::admin::time::format_ms(now_ms()),
+                    "time": crate::admin::time::format_ms(crate::runtime::epoch_ms()),
                     "shard": self.shard,
                     "result": "dropped",
                     "remark": format!("{dropped} audit lines dropped: more than {MAX_PENDING} waited to be written"),

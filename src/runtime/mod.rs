@@ -97,6 +97,14 @@ where
         .unwrap_or_else(|e| panic!("executor {name} failed: {e}"))
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is
+/// before it): the time RocketMQ stamps on everything.
+pub fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub mod blocking;
 pub mod client;
 pub mod connection;
