@@ -129,6 +129,18 @@ pub struct BrokerConfig {
     /// `auditLogEnable`: the audit log of admin changes and ACL refusals
     /// (`<storePathRootDir>/audit`, default on).
     pub audit_log_enable: bool,
+    /// TLS on the client-facing ports (remoting main, VIP and shard ports,
+    /// the embedded name server, gRPC): `tlsServerMode`
+    /// (disabled|permissive|enforcing), `tlsServerCertPath`,
+    /// `tlsServerKeyPath`, `tlsServerNeedClientAuth` (none|optional|
+    /// require), `tlsServerTrustCertPath`. See `runtime::tls`.
+    pub tls_server: crate::runtime::tls::ServerSettings,
+    /// `tlsEnable`: the broker's own connections to name servers use TLS
+    /// (default: on when `tlsServerMode=enforcing`, so a broker reaches
+    /// its embedded name server). With `tlsClientAuthServer`,
+    /// `tlsClientTrustCertPath`, `tlsClientCertPath`, `tlsClientKeyPath`.
+    pub tls_enable: Option<bool>,
+    pub tls_client: crate::runtime::tls::ClientSettings,
 }
 
 /// The ACL file's default name (RocketMQ's).
@@ -229,6 +241,9 @@ impl Default for BrokerConfig {
             acl_enable: false,
             acl_file: None,
             audit_log_enable: true,
+            tls_server: Default::default(),
+            tls_enable: None,
+            tls_client: Default::default(),
         }
     }
 }
@@ -277,8 +292,25 @@ impl BrokerConfig {
         if let Some(dir) = file.and_then(std::path::Path::parent) {
             let f = c.acl_file.take().unwrap_or_else(|| PathBuf::from(ACL_FILE_NAME));
             c.acl_file = Some(if f.is_relative() { dir.join(f) } else { f });
+            let from_conf = |p: &mut Option<PathBuf>| {
+                if let Some(f) = p.as_mut().filter(|f| f.is_relative()) {
+                    *f = dir.join(&*f);
+                }
+            };
+            from_conf(&mut c.tls_server.cert);
+            from_conf(&mut c.tls_server.key);
+            from_conf(&mut c.tls_server.trust);
+            from_conf(&mut c.tls_client.trust);
+            from_conf(&mut c.tls_client.cert);
+            from_conf(&mut c.tls_client.key);
         }
         Ok((c, unknown))
+    }
+
+    /// Whether the broker's own connections to name servers use TLS.
+    pub fn tls_outgoing(&self) -> bool {
+        self.tls_enable
+            .unwrap_or(self.tls_server.mode == crate::runtime::tls::Mode::Enforcing)
     }
 
     /// The ACL file ([`BrokerConfig::acl_file`], or its default).
@@ -410,6 +442,22 @@ impl BrokerConfig {
                     }
                     c.acl_file = Some(expand_home(v));
                 }
+                "tlsServerMode" => {
+                    c.tls_server.mode = crate::runtime::tls::Mode::parse(v)
+                        .ok_or_else(|| invalid(k, v, "disabled, permissive or enforcing"))?;
+                }
+                "tlsServerNeedClientAuth" => {
+                    c.tls_server.client_auth = crate::runtime::tls::ClientAuth::parse(v)
+                        .ok_or_else(|| invalid(k, v, "none, optional or require"))?;
+                }
+                "tlsServerCertPath" => c.tls_server.cert = Some(path_value(k, v)?),
+                "tlsServerKeyPath" => c.tls_server.key = Some(path_value(k, v)?),
+                "tlsServerTrustCertPath" => c.tls_server.trust = Some(path_value(k, v)?),
+                "tlsEnable" => c.tls_enable = Some(boolean(k, v)?),
+                "tlsClientAuthServer" => c.tls_client.verify_server = boolean(k, v)?,
+                "tlsClientTrustCertPath" => c.tls_client.trust = Some(path_value(k, v)?),
+                "tlsClientCertPath" => c.tls_client.cert = Some(path_value(k, v)?),
+                "tlsClientKeyPath" => c.tls_client.key = Some(path_value(k, v)?),
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }
@@ -567,6 +615,13 @@ fn normalize(p: &std::path::Path) -> PathBuf {
         }
     }
     out
+}
+
+fn path_value(k: &str, v: &str) -> Result<PathBuf, ConfigError> {
+    if v.is_empty() {
+        return Err(invalid(k, v, "must not be empty"));
+    }
+    Ok(expand_home(v))
 }
 
 fn expand_home(v: &str) -> PathBuf {

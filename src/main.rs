@@ -39,7 +39,23 @@ enum Command {
         /// Port to listen on.
         #[arg(long, default_value_t = 9876)]
         port: u16,
+        /// TLS settings, with the broker's key names, e.g. --set
+        /// tlsServerMode=enforcing --set tlsServerCertPath=cert.pem (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
+}
+
+/// `shardmq namesrv`: only the TLS keys of `--set` apply to it.
+fn namesrv(port: u16, set: Vec<String>) -> Result<(), String> {
+    if let Some(other) = set.iter().find(|s| !s.trim_start().starts_with("tlsServer")) {
+        return Err(format!("--set {other}: the name server takes only tlsServer* settings"));
+    }
+    let (cfg, unknown) = shardmq::config::BrokerConfig::load(None, &set).map_err(|e| e.to_string())?;
+    if let Some(k) = unknown.first() {
+        return Err(format!("unknown setting {k}"));
+    }
+    shardmq::namesrv::server::run_standalone(port, &cfg.tls_server)
 }
 
 fn main() {
@@ -61,7 +77,7 @@ fn main() {
     let result = match cli.command {
         Command::Admin(_) => Ok(()),
         Command::Serve { config, set } => serve(config, set),
-        Command::Namesrv { port } => shardmq::namesrv::server::run_standalone(port),
+        Command::Namesrv { port, set } => namesrv(port, set),
     };
     #[cfg(feature = "alloc-count")]
     eprintln!(

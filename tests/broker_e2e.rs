@@ -220,6 +220,7 @@ fn garbage_frames_never_take_the_broker_down() {
     for round in 0..200 {
         let mut c = Client::connect(&b.addr());
         c.stream
+            .socket()
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("timeout");
         let len = (next() % 300) as usize;

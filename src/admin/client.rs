@@ -4,14 +4,56 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 
 use crate::protocol::{encode_frame, FrameDecoder, RemotingCommand};
+use crate::runtime::tls;
+
+/// A connection's bytes: plain TCP, or TLS over it.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tls::BlockingClient>),
+}
+
+impl Stream {
+    /// The TCP socket under it (timeouts, shutdown).
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
 
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     addr: String,
     buf: BytesMut,
     next: i32,
@@ -82,7 +124,7 @@ impl Client {
                     stream.set_read_timeout(Some(read)).map_err(|e| fail(&e))?;
                     let _ = stream.set_nodelay(true);
                     return Ok(Client {
-                        stream,
+                        stream: Stream::Plain(stream),
                         addr: addr.to_string(),
                         buf: BytesMut::new(),
                         next: 1,
@@ -98,6 +140,18 @@ impl Client {
         })
     }
 
+    /// Speaks TLS from now on (`None`: stays plain). Call it right after
+    /// connecting: the handshake runs with the first request.
+    pub fn with_tls(mut self, config: Option<Arc<rustls::ClientConfig>>) -> Result<Self, String> {
+        if let Some(config) = config {
+            let Stream::Plain(sock) = self.stream else {
+                return Err(format!("{}: TLS already started", self.addr));
+            };
+            self.stream = Stream::Tls(Box::new(tls::blocking_client(config, &self.addr, sock)?));
+        }
+        Ok(self)
+    }
+
     /// Signs every request from now on with `credentials`.
     pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
         self.credentials = credentials;
@@ -109,7 +163,7 @@ impl Client {
     }
 
     pub fn set_read_timeout(&self, d: Duration) {
-        let _ = self.stream.set_read_timeout(Some(d));
+        let _ = self.stream.socket().set_read_timeout(Some(d));
     }
 
     /// Sends a request and returns its opaque.
@@ -123,6 +177,7 @@ impl Client {
         encode_frame(&cmd, &mut out).map_err(|e| format!("cannot encode the request: {e}"))?;
         self.stream
             .write_all(&out)
+            .and_then(|_| self.stream.flush())
             .map_err(|e| format!("{}: {}", self.addr, io_error_text(&e)))?;
         Ok(cmd.opaque)
     }

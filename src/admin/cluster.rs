@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::protocol::bodies::{ClusterInfo, JsonBody, KvTable};
 use crate::protocol::codes::request;
 
-use super::client::{req, Client};
+use super::client::req;
 use super::output::{print_json, table};
 use super::Ctx;
 
@@ -18,7 +18,7 @@ pub enum ClusterCommand {
 }
 
 fn runtime(ctx: &Ctx, addr: &str) -> Result<KvTable, String> {
-    let mut c = Client::connect_with(addr, ctx.timeout.min(std::time::Duration::from_secs(5)), ctx.timeout)?;
+    let mut c = ctx.connect(addr)?;
     let r = c.call(req(request::GET_BROKER_RUNTIME_INFO, &[]))?;
     if r.code != 0 {
         return Err(r.remark.unwrap_or_else(|| format!("code {}", r.code)));

@@ -57,6 +57,21 @@ pub struct AdminArgs {
     /// line is visible to every user of the machine).
     #[arg(long, global = true)]
     pub secret_key: Option<String>,
+    /// Connect with TLS (a broker or name server with tlsServerMode
+    /// permissive or enforcing). The server's certificate is not checked
+    /// unless --tls-trust names its CA.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// Verify the server's certificate against these PEM CA certificates
+    /// (implies --tls).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_trust: Option<std::path::PathBuf>,
+    /// Our certificate and key, for a server that asks for one
+    /// (tlsServerNeedClientAuth); implies --tls.
+    #[arg(long, global = true, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, global = true, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -108,12 +123,16 @@ pub struct Ctx {
     pub json: bool,
     pub timeout: Duration,
     pub credentials: Option<Credentials>,
+    /// TLS for every connection (`--tls`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Ctx {
-    fn connect(&self, addr: &str) -> Result<Client, String> {
+    /// A connection to `addr` with the command's credentials and TLS.
+    pub fn connect(&self, addr: &str) -> Result<Client, String> {
         Ok(
             Client::connect_with(addr, Duration::from_secs(5).min(self.timeout), self.timeout)?
+                .with_tls(self.tls.clone())?
                 .with_credentials(self.credentials.clone()),
         )
     }
@@ -199,12 +218,24 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         (None, Some(_)) if secret_given => return Err("--secret-key needs --access-key".into()),
         (None, _) => None,
     };
+    let tls = if args.tls || args.tls_trust.is_some() || args.tls_cert.is_some() {
+        let settings = crate::runtime::tls::ClientSettings {
+            verify_server: args.tls_trust.is_some(),
+            trust: args.tls_trust,
+            cert: args.tls_cert,
+            key: args.tls_key,
+        };
+        Some(crate::runtime::tls::client_config(&settings)?)
+    } else {
+        None
+    };
     let ctx = Ctx {
         namesrv: args.namesrv,
         broker: args.broker,
         json: args.json,
         timeout: Duration::from_secs(args.timeout.max(1)),
         credentials,
+        tls,
     };
     match args.command {
         AdminCommand::Topic(c) => topic::run(&ctx, c),

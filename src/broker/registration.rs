@@ -135,9 +135,19 @@ pub async fn register_all(shard: &Shard, clients: &mut [RemotingClient], version
 /// `first_round` is told when the first round of registrations has been
 /// tried (whatever its outcome), so that start-up can report ready only
 /// once clients can find the broker through the name servers that answer.
-pub async fn run(shard: Rc<Shard>, first_round: futures::channel::oneshot::Sender<()>) {
+/// With `tls` (`tlsEnable`), the connections to name servers use TLS.
+pub async fn run(
+    shard: Rc<Shard>,
+    first_round: futures::channel::oneshot::Sender<()>,
+    tls: Option<crate::runtime::tls::ClientTls>,
+) {
     let Some(ctl) = &shard.controller else { return };
-    let mut clients: Vec<RemotingClient> = shard.cfg.namesrv_addrs.iter().map(RemotingClient::new).collect();
+    let mut clients: Vec<RemotingClient> = shard
+        .cfg
+        .namesrv_addrs
+        .iter()
+        .map(|a| RemotingClient::new(a).with_tls(tls.clone()))
+        .collect();
     let mut version = 1u64;
     let mut first_round = Some(first_round);
     loop {

@@ -24,6 +24,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::runtime::mesh::{ClientRef, Envelope, Mesh, View};
 use crate::runtime::shutdown::{SHUTDOWN, SHUTDOWN_GRACE};
+use crate::runtime::tls::{ClientTls, ServerTls};
 use crate::runtime::{connection, ports};
 use crate::store::{MessageStore, StoreConfig};
 
@@ -95,15 +96,16 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
         None => wanted as u16,
     };
     crate::runtime::ports::check_free(&listen_plan(&cfg, shards)).map_err(start)?;
+    let tls = NetTls::load(&cfg).map_err(start)?;
     // The embedded name server runs on its own thread, never on a shard
     // (heavy registrations must not stall sends); it stops on SHUTDOWN.
     let namesrv = if cfg.embedded_namesrv {
         let addr = SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port);
-        Some(crate::namesrv::server::spawn(addr, cfg.conn_limits.clone()).map_err(start)?)
+        Some(crate::namesrv::server::spawn(addr, cfg.conn_limits.clone(), tls.server.clone()).map_err(start)?)
     } else {
         None
     };
-    let outcome = run_shards(cfg, cores, root, shards, topics);
+    let outcome = run_shards(cfg, cores, root, shards, topics, tls);
     // Every exit from run_shards has set SHUTDOWN (the signal, or a failed
     // start stopping the shards); make sure, and wait for the name server
     // (it polls SHUTDOWN every 100 ms).
@@ -124,6 +126,7 @@ fn run_shards(
     root: &std::path::Path,
     shards: u16,
     topics: Vec<metadata::TopicInfo>,
+    tls: NetTls,
 ) -> Result<(), Failure> {
     let start = Failure::Start;
     let ctl = Controller::new(root.to_path_buf(), shards, topics);
@@ -153,13 +156,14 @@ fn run_shards(
     let mut handles = Vec::new();
     for k in 0..shards {
         let (cfg, mesh, tx, meta, acl) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone(), acl.clone());
+        let security = Security { acl, tls: tls.clone() };
         let controller = if k == 0 { ctl.take() } else { None };
         let placement = Placement::Fixed(k as usize % cores);
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{k}"))
             .spin_before_park(cfg.spin_before_park)
             .spawn(move || async move {
-                match run_shard(k, cfg, mesh, meta, controller, acl, tx.clone()).await {
+                match run_shard(k, cfg, mesh, meta, controller, security, tx.clone()).await {
                     Ok(()) => {
                         let _ = tx.send(Report::Stopped);
                     }
@@ -194,7 +198,7 @@ fn run_shards(
         }
     }
     println!(
-        "shardmq ready: {} shards, broker {} ({} routes{}), name server {}, data in {}",
+        "shardmq ready: {} shards, broker {} ({} routes{}{}), name server {}, data in {}",
         shards,
         cfg.broker_addr(),
         if cfg.shard_aware_routes {
@@ -210,6 +214,11 @@ fn run_shards(
             )
         } else {
             String::new()
+        },
+        match cfg.tls_server.mode {
+            crate::runtime::tls::Mode::Disabled => "",
+            crate::runtime::tls::Mode::Permissive => ", TLS permissive",
+            crate::runtime::tls::Mode::Enforcing => ", TLS enforcing",
         },
         if cfg.embedded_namesrv {
             format!(
@@ -362,9 +371,10 @@ async fn run_shard(
     mesh: MeshBuilder<ShardEnvelope, glommio::channels::channel_mesh::Full>,
     meta: Arc<Metadata>,
     controller: Option<Controller>,
-    acl: Option<super::access::Loaded>,
+    security: Security,
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
+    let Security { acl, tls } = security;
     let mut scfg = StoreConfig::new(
         cfg.store_path_root_dir.join(format!("shard-{k}")),
         k,
@@ -429,6 +439,7 @@ async fn run_shard(
         limits: cfg.conn_limits.clone(),
         admission: connection::ConnLimits::new(cfg.max_connections_per_shard, cfg.max_connections_per_address),
         budget: connection::InboundBudget::new(cfg.inbound_frame_budget, cfg.request_budget),
+        tls: tls.server.clone(),
     };
     for (addr, view, _) in listeners {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -436,7 +447,7 @@ async fn run_shard(
     }
     for (addr, view, _) in grpc_listeners(&cfg, k) {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view)).detach();
+        glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view, tls.server.clone())).detach();
     }
     // Shard 0 registers with the name servers before it reports ready (at
     // most REGISTERED_WAIT: a name server that does not answer is retried
@@ -444,7 +455,7 @@ async fn run_shard(
     let mut registered = None;
     if k == 0 {
         let (tx, rx) = futures::channel::oneshot::channel();
-        glommio::spawn_local(super::registration::run(shard.clone(), tx)).detach();
+        glommio::spawn_local(super::registration::run(shard.clone(), tx, tls.client.clone())).detach();
         registered = Some(rx);
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
@@ -511,12 +522,42 @@ fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// What every connection of one shard shares: limits, admission, budget.
+/// What every connection of one shard shares: limits, admission, budget,
+/// TLS.
 #[derive(Clone)]
 struct ConnPolicy {
     limits: connection::Limits,
     admission: Rc<connection::ConnLimits>,
     budget: Rc<connection::InboundBudget>,
+    tls: ServerTls,
+}
+
+/// What a shard starts with to check its clients: the ACL, TLS.
+struct Security {
+    acl: Option<super::access::Loaded>,
+    tls: NetTls,
+}
+
+/// The process's TLS, loaded on the main thread before anything listens
+/// (a bad certificate fails the start, naming the setting).
+#[derive(Clone)]
+pub(super) struct NetTls {
+    /// The client-facing ports (remoting, name server, gRPC).
+    server: ServerTls,
+    /// The broker's own connections to name servers (`tlsEnable`).
+    client: Option<ClientTls>,
+}
+
+impl NetTls {
+    fn load(cfg: &BrokerConfig) -> Result<NetTls, String> {
+        let server = ServerTls::load(&cfg.tls_server)?;
+        let client = if cfg.tls_outgoing() {
+            Some(ClientTls::load(&cfg.tls_client)?)
+        } else {
+            None
+        };
+        Ok(NetTls { server, client })
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy: ConnPolicy) {
@@ -547,8 +588,17 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy
             verified: Default::default(),
         };
         let (service, shard2) = (service.clone(), shard.clone());
-        let (limits, budget) = (policy.limits.clone(), policy.budget.clone());
+        let (limits, budget, tls) = (policy.limits.clone(), policy.budget.clone(), policy.tls.clone());
         glommio::spawn_local(async move {
+            let _ = stream.set_nodelay(true);
+            let stream = match tls.accept(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("shard {}: connection from {addr}: {e}", shard2.id);
+                    shard2.metrics.connection(false);
+                    return;
+                }
+            };
             connection::serve(service, conn, stream, limits, budget, move |outbox| {
                 shard2.conns.borrow_mut().insert(conn, (outbox, client));
             })

@@ -23,6 +23,7 @@ use super::{ConnId, NameServer, NamesrvConfig, SCAN_INTERVAL};
 use crate::protocol::RemotingCommand;
 use crate::runtime::connection::{self, Service};
 use crate::runtime::shutdown::SHUTDOWN;
+use crate::runtime::tls::ServerTls;
 
 struct NamesrvService {
     ns: RefCell<NameServer>,
@@ -46,7 +47,7 @@ impl Service for NamesrvService {
 }
 
 /// Starts the name server on the current executor, listening on `addr`.
-fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String> {
+fn start(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("name server cannot listen on {addr}: {e}"))?;
     let svc = Rc::new(NamesrvService {
         ns: RefCell::new(NameServer::new(NamesrvConfig::default())),
@@ -75,8 +76,17 @@ fn start(addr: SocketAddr, limits: connection::Limits) -> Result<(), String> {
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);
                     svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
-                    let (svc, limits, budget) = (svc.clone(), limits.clone(), budget.clone());
+                    let (svc, limits, budget, tls) = (svc.clone(), limits.clone(), budget.clone(), tls.clone());
                     glommio::spawn_local(async move {
+                        let _ = stream.set_nodelay(true);
+                        let stream = match tls.accept(stream).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::debug!("name server: connection from {peer}: {e}");
+                                svc.closed(conn);
+                                return;
+                            }
+                        };
                         connection::serve(svc, conn, stream, limits, budget, |_| {}).await;
                         drop(admitted);
                     })
@@ -108,12 +118,12 @@ impl Running {
 /// Starts the name server on a new, unpinned executor thread and returns
 /// once it listens on `addr`, or with why it cannot (the listener is bound
 /// before this returns, so a taken port fails the caller's start).
-pub fn spawn(addr: SocketAddr, limits: connection::Limits) -> Result<Running, String> {
+pub fn spawn(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Result<Running, String> {
     let (tx, rx) = mpsc::channel();
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("namesrv")
         .spawn(move || async move {
-            let r = start(addr, limits);
+            let r = start(addr, limits, tls);
             let failed = r.is_err();
             let _ = tx.send(r);
             if failed {
@@ -139,12 +149,20 @@ pub fn spawn(addr: SocketAddr, limits: connection::Limits) -> Result<Running, St
 }
 
 /// `shardmq namesrv`: a standalone name server until SIGINT/SIGTERM.
-pub fn run_standalone(port: u16) -> Result<(), String> {
+pub fn run_standalone(port: u16, tls: &crate::runtime::tls::ServerSettings) -> Result<(), String> {
     crate::runtime::ensure_memlock()?;
     crate::runtime::shutdown::install_signal_handler()?;
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
-    let running = spawn(addr, connection::Limits::default())?;
-    println!("shardmq name server ready on {addr}");
+    let server_tls = ServerTls::load(tls)?;
+    let running = spawn(addr, connection::Limits::default(), server_tls)?;
+    println!(
+        "shardmq name server ready on {addr}{}",
+        match tls.mode {
+            crate::runtime::tls::Mode::Disabled => "",
+            crate::runtime::tls::Mode::Permissive => " (TLS permissive)",
+            crate::runtime::tls::Mode::Enforcing => " (TLS enforcing)",
+        }
+    );
     running.join()
 }
 
@@ -156,7 +174,7 @@ mod tests {
     fn a_taken_port_fails_the_spawn_naming_the_address() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = held.local_addr().expect("addr");
-        let e = super::spawn(addr, Default::default())
+        let e = super::spawn(addr, Default::default(), Default::default())
             .err()
             .expect("spawn on a taken port");
         assert!(e.contains(&format!("name server cannot listen on {addr}")), "{e}");

@@ -7,11 +7,13 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::tls::{ClientTls, Io};
 use crate::protocol::{encode_frame, FrameDecoder, RemotingCommand};
 
 pub struct RemotingClient {
     addr: String,
-    stream: Option<TcpStream>,
+    tls: Option<ClientTls>,
+    stream: Option<Io>,
     next_opaque: i32,
     buf: BytesMut,
 }
@@ -20,10 +22,17 @@ impl RemotingClient {
     pub fn new(addr: impl Into<String>) -> RemotingClient {
         RemotingClient {
             addr: addr.into(),
+            tls: None,
             stream: None,
             next_opaque: 1,
             buf: BytesMut::new(),
         }
+    }
+
+    /// Connects with TLS from now on (`None`: plain TCP).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -53,7 +62,10 @@ impl RemotingClient {
                 .await
                 .map_err(|e| format!("connect {}: {e}", self.addr))?;
             let _ = s.set_nodelay(true);
-            self.stream = Some(s);
+            self.stream = Some(match &self.tls {
+                Some(tls) => tls.connect(&self.addr, s).await?,
+                None => Io::Plain(s),
+            });
             self.buf.clear();
         }
         let opaque = self.next_opaque;
@@ -68,6 +80,7 @@ impl RemotingClient {
             .write_all(&out)
             .await
             .map_err(|e| format!("write {}: {e}", self.addr))?;
+        stream.flush().await.map_err(|e| format!("write {}: {e}", self.addr))?;
         let decoder = FrameDecoder::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {

@@ -112,3 +112,4 @@ pub mod doctor;
 pub mod mesh;
 pub mod ports;
 pub mod shutdown;
+pub mod tls;

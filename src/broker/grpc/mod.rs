@@ -45,7 +45,14 @@ use super::shard::Shard;
 
 /// Accepts gRPC connections on `listener` for shard `shard` until the
 /// broker stops; each connection is served in a task of its own.
-pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, view: View) {
+/// With TLS on (`tlsServerMode`), connections are TLS or plain as the mode
+/// allows, like the remoting ports.
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    view: View,
+    tls: crate::runtime::tls::ServerTls,
+) {
     let service = Rc::new(ShardService::new(shard.clone(), view));
     let limits = crate::grpc::Limits::default();
     let open = Rc::new(std::cell::Cell::new(0usize));
@@ -70,9 +77,23 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, 
             continue;
         }
         open.set(open.get() + 1);
-        let (service, limits, open) = (service.clone(), limits.clone(), open.clone());
+        let (service, limits, open, tls) = (service.clone(), limits.clone(), open.clone(), tls.clone());
         glommio::spawn_local(async move {
-            if let Err(e) = crate::grpc::serve_connection(stream, service, &limits).await {
+            let r = match stream.peer_addr() {
+                Ok(peer) => {
+                    let _ = stream.set_nodelay(true);
+                    match tls.accept(stream).await {
+                        Ok(io) => crate::grpc::serve_io(io, peer, service, &limits, || {
+                            crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
+                        })
+                        .await
+                        .map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("{peer}: {e}")),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = r {
                 log::debug!("gRPC connection ended: {e}");
             }
             open.set(open.get() - 1);

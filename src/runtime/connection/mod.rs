@@ -34,12 +34,11 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
-
+use super::tls::Io;
 use crate::protocol::{encode_frame, FrameDecoder, RemotingCommand};
 use crate::store::notify::Notify;
+use bytes::BytesMut;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 mod limits;
 mod watch;
@@ -52,11 +51,11 @@ const REPLY_QUEUE: usize = 1024;
 /// Frames up to this size are read through a per-connection chunk.
 pub const READ_CHUNK: usize = 16 * 1024;
 
-/// The socket shared by the reader and the writer task. Each poll borrows
-/// it only for the duration of that poll (never across an await), and
-/// glommio keeps separate read and write readiness sources.
+/// The socket (plain or TLS) shared by the reader and the writer task.
+/// Each poll borrows it only for the duration of that poll (never across
+/// an await), and glommio keeps separate read and write readiness sources.
 #[derive(Clone)]
-struct Shared(Rc<RefCell<TcpStream>>);
+struct Shared(Rc<RefCell<Io>>);
 
 impl AsyncRead for Shared {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
@@ -231,12 +230,11 @@ impl Outbox {
 pub async fn serve<S: Service>(
     service: Rc<S>,
     conn: u64,
-    stream: TcpStream,
+    stream: Io,
     limits: Limits,
     budget: Rc<InboundBudget>,
     register: impl FnOnce(Rc<Outbox>),
 ) {
-    let _ = stream.set_nodelay(true);
     let sock = Shared(Rc::new(RefCell::new(stream)));
     let watch = Rc::new(Watch::new(MAX_IN_FLIGHT));
     let outbox = Rc::new(Outbox::new(limits.outbox_max_bytes, watch.clone()));
@@ -300,6 +298,11 @@ async fn write_loop<S: Service>(service: Rc<S>, conn: u64, mut wsock: Shared, ou
                 }
             };
             at += n;
+        }
+        // TLS keeps what it could not send yet; plain TCP has nothing.
+        if wsock.flush().await.is_err() {
+            out.close();
+            return;
         }
         watch.writing_since.set(None);
         // Do not keep a large batch's buffer for an idle connection.
