@@ -447,7 +447,7 @@ async fn run_shard(
     }
     for (addr, view, _) in grpc_listeners(&cfg, k) {
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view, tls.server.clone())).detach();
+        glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view, tls.grpc.clone())).detach();
     }
     // Shard 0 registers with the name servers before it reports ready (at
     // most REGISTERED_WAIT: a name server that does not answer is retried
@@ -542,8 +542,10 @@ struct Security {
 /// (a bad certificate fails the start, naming the setting).
 #[derive(Clone)]
 pub(super) struct NetTls {
-    /// The client-facing ports (remoting, name server, gRPC).
+    /// The remoting ports and the name server.
     server: ServerTls,
+    /// The gRPC ports (ALPN `h2`).
+    grpc: ServerTls,
     /// The broker's own connections to name servers (`tlsEnable`).
     client: Option<ClientTls>,
 }
@@ -551,12 +553,13 @@ pub(super) struct NetTls {
 impl NetTls {
     fn load(cfg: &BrokerConfig) -> Result<NetTls, String> {
         let server = ServerTls::load(&cfg.tls_server)?;
+        let grpc = ServerTls::load_alpn(&cfg.tls_server, &[b"h2"])?;
         let client = if cfg.tls_outgoing() {
             Some(ClientTls::load(&cfg.tls_client)?)
         } else {
             None
         };
-        Ok(NetTls { server, client })
+        Ok(NetTls { server, grpc, client })
     }
 }
 

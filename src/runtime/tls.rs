@@ -277,12 +277,22 @@ impl ServerTls {
     /// Loads the certificates now (on the main thread, before any shard),
     /// so a bad file fails the start with its name.
     pub fn load(s: &ServerSettings) -> Result<ServerTls, String> {
+        ServerTls::load_alpn(s, &[])
+    }
+
+    /// [`ServerTls::load`] offering these ALPN protocols (gRPC clients
+    /// insist on `h2`; RocketMQ's remoting clients send none).
+    pub fn load_alpn(s: &ServerSettings, alpn: &[&[u8]]) -> Result<ServerTls, String> {
         if s.mode == Mode::Disabled {
             return Ok(ServerTls::default());
         }
+        let mut config = server_config(s)?;
+        if !alpn.is_empty() {
+            Arc::make_mut(&mut config).alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        }
         Ok(ServerTls {
             mode: s.mode,
-            acceptor: Some(TlsAcceptor::from(server_config(s)?)),
+            acceptor: Some(TlsAcceptor::from(config)),
         })
     }
 

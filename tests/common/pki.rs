@@ -3,6 +3,8 @@
 //! unrelated CA with a client certificate of its own — PEM files in a
 //! directory, keys in PKCS#8 (what Netty's JDK provider reads).
 
+#![allow(dead_code)] // each test uses a subset
+
 use std::path::{Path, PathBuf};
 
 use rcgen::{

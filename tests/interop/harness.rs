@@ -596,7 +596,7 @@ impl Client {
         }
     }
 
-    fn command(self, script: &str, home: &Path) -> Command {
+    fn command(self, script: &str, home: &Path, jvm: &[String]) -> Command {
         let mut cmd = match self {
             Client::AliOns => {
                 let mut c = Command::new("node");
@@ -620,6 +620,7 @@ impl Client {
                 // client's logs and broadcasting offsets go under it.
                 c.arg(format!("-Duser.home={}", home.display()));
                 c.arg(format!("-Drocketmq.client.logRoot={}", home.join("logs").display()));
+                c.args(jvm);
                 let jar = if self == Client::Java5 { java5_jar() } else { java_jar() };
                 c.arg("-jar").arg(jar).arg(script);
                 c
@@ -667,6 +668,8 @@ pub struct Args {
     label: String,
     home: PathBuf,
     args: Vec<String>,
+    /// JVM options (`-Dname=value`) of a Java client.
+    jvm: Vec<String>,
 }
 
 static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -692,7 +695,18 @@ impl Args {
             label,
             home,
             args,
+            jvm: Vec::new(),
         }
+    }
+
+    /// A Java system property (e.g. the 4.x client's `tls.enable`).
+    pub fn jvm(mut self, name: &str, value: impl ToString) -> Args {
+        assert!(
+            matches!(self.client, Client::Java | Client::Java5),
+            "JVM options are for Java clients"
+        );
+        self.jvm.push(format!("-D{name}={}", value.to_string()));
+        self
     }
 
     pub fn arg(mut self, name: &str, value: impl ToString) -> Args {
@@ -713,7 +727,7 @@ impl Args {
 
     /// Starts the program; its stdin stays open until `close_stdin`.
     pub fn spawn(self) -> Proc {
-        let mut cmd = self.client.command(self.script, &self.home);
+        let mut cmd = self.client.command(self.script, &self.home, &self.jvm);
         cmd.args(&self.args);
         let stderr_path = self.home.join("stderr.log");
         let stderr = File::create(&stderr_path).expect("stderr file");

@@ -50,14 +50,15 @@ import org.apache.rocketmq.client.apis.producer.SendReceipt;
  * Runs until stdin closes. Events: started, consumed {key, id, attempt, recvMs, result, mgroup, body}, done
  * {maxAttempts, fifo, retryPolicy: what the client took from the broker's Telemetry settings}.
  * </ul>
- * --timeout-ms: the watchdog (exit 3). --ak/--sk: sign every call as that ACL account.
+ * --timeout-ms: the watchdog (exit 3). --ak/--sk: sign every call as that ACL account. --ssl true: TLS
+ * (the client trusts any server certificate, as rocketmq-client-java does).
  */
 final class GrpcMoreScenarios {
     private GrpcMoreScenarios() {}
 
     private static Common.Opts opts(String program, String[] argv, String... extra) {
         String[] common = {"endpoint", null, "namesrv", "", "topic", null, "group", "", "timeout-ms", "60000",
-            "ak", "", "sk", ""};
+            "ak", "", "sk", "", "ssl", "false"};
         String[] all = Arrays.copyOf(common, common.length + extra.length);
         System.arraycopy(extra, 0, all, common.length, extra.length);
         Common.Opts o = new Common.Opts("usage: " + program + " --endpoint HOST:PORT --topic T [options]: see "
@@ -68,7 +69,7 @@ final class GrpcMoreScenarios {
 
     private static ClientConfiguration config(Common.Opts o) {
         ClientConfigurationBuilder b = ClientConfiguration.newBuilder().setEndpoints(o.str("endpoint"))
-            .enableSsl(false).setRequestTimeout(Duration.ofSeconds(5));
+            .enableSsl(o.str("ssl").equals("true")).setRequestTimeout(Duration.ofSeconds(5));
         if (!o.str("ak").isEmpty()) {
             // Every call signed (authorization: MQv2-HMAC-SHA1 ...).
             b.setCredentialProvider(new StaticSessionCredentialsProvider(o.str("ak"), o.str("sk")));
