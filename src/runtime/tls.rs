@@ -337,9 +337,13 @@ pub struct ClientTls {
 
 impl ClientTls {
     pub fn load(s: &ClientSettings) -> Result<ClientTls, String> {
-        Ok(ClientTls {
-            connector: TlsConnector::from(client_config(s)?),
-        })
+        Ok(ClientTls::from_config(client_config(s)?))
+    }
+
+    pub fn from_config(config: Arc<ClientConfig>) -> ClientTls {
+        ClientTls {
+            connector: TlsConnector::from(config),
+        }
     }
 
     /// TLS over a connected stream to `addr` (`host:port`), within

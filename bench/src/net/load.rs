@@ -22,6 +22,7 @@ use shardmq::protocol::{
     encode_batch_entry, encode_frame, CommandHeader, FrameDecoder, PullMessageRequestHeader, PullMessageResponseHeader,
     RemotingCommand, SendMessageRequestHeader, UniqIdGenerator,
 };
+use shardmq::runtime::tls::{ClientTls, Io};
 
 use super::setup::Target;
 use super::stats::{code_kind, AliveGuard, Done, Local, Op, Shared};
@@ -103,7 +104,7 @@ pub async fn executor_main(shared: Arc<Shared>, cfg: Arc<RunCfg>, plans: Vec<Con
 
 /// Resolves `addr` (from the name server's route, so it may be anything)
 /// and connects within the request timeout.
-async fn connect(ctx: &Ctx, addr: &str, op: Op) -> Option<TcpStream> {
+async fn connect(ctx: &Ctx, addr: &str, op: Op) -> Option<Io> {
     let fail = |detail: String| {
         ctx.local.error(
             &ctx.shared,
@@ -123,7 +124,13 @@ async fn connect(ctx: &Ctx, addr: &str, op: Op) -> Option<TcpStream> {
     match TcpStream::connect_timeout(sa, ctx.cfg.request_timeout).await {
         Ok(s) => {
             let _ = s.set_nodelay(true);
-            Some(s)
+            match super::setup::tls() {
+                None => Some(Io::Plain(s)),
+                Some(config) => match ClientTls::from_config(config).connect(addr, s).await {
+                    Ok(io) => Some(io),
+                    Err(e) => fail(e),
+                },
+            }
         }
         Err(e) => fail(e.to_string()),
     }
@@ -389,7 +396,11 @@ async fn produce_conn(ctx: Rc<Ctx>, addr: String, queues: Vec<Target>, index: us
             }
         }
         if !buf.is_empty() {
-            if let Err(e) = wr.write_all(&buf).await {
+            let written = async {
+                wr.write_all(&buf).await?;
+                wr.flush().await // TLS: out of rustls' buffer
+            };
+            if let Err(e) = written.await {
                 let kind = format!("write to {addr} failed");
                 if oneway {
                     for (m, measured) in [(oneway_msgs[0], false), (oneway_msgs[1], true)] {
@@ -465,7 +476,7 @@ async fn expire_sends(ctx: Rc<Ctx>, st: Rc<SendState>) {
     }
 }
 
-async fn send_reader(ctx: Rc<Ctx>, mut rd: ReadHalf<TcpStream>, st: Rc<SendState>) {
+async fn send_reader(ctx: Rc<Ctx>, mut rd: ReadHalf<Io>, st: Rc<SendState>) {
     let decoder = FrameDecoder::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];
@@ -545,7 +556,7 @@ enum CallError {
 /// A connection with any number of requests in flight, each answered
 /// through a oneshot (pulls: low request rate, simplicity first).
 struct Conn {
-    wr: futures::lock::Mutex<WriteHalf<TcpStream>>,
+    wr: futures::lock::Mutex<WriteHalf<Io>>,
     pending: RefCell<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     next: Cell<i32>,
 }
@@ -562,12 +573,13 @@ impl Conn {
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(opaque, tx);
         let exchange = async {
-            self.wr
-                .lock()
-                .await
-                .write_all(&buf)
-                .await
-                .map_err(|e| CallError::Closed(format!("write: {e}")))?;
+            let mut wr = self.wr.lock().await;
+            let written = async {
+                wr.write_all(&buf).await?;
+                wr.flush().await
+            };
+            written.await.map_err(|e| CallError::Closed(format!("write: {e}")))?;
+            drop(wr);
             rx.await.map_err(|_| CallError::Closed("connection closed".to_string()))
         };
         let timer = async {
@@ -582,7 +594,7 @@ impl Conn {
     }
 }
 
-async fn conn_reader(conn: Rc<Conn>, mut rd: ReadHalf<TcpStream>) {
+async fn conn_reader(conn: Rc<Conn>, mut rd: ReadHalf<Io>) {
     let decoder = FrameDecoder::new();
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut chunk = vec![0u8; READ_CHUNK];

@@ -116,6 +116,11 @@ pub struct NetArgs {
     /// so it only sees messages sent while it runs.
     #[arg(long)]
     pub from_start: bool,
+    /// Every connection (set-up and load) over TLS, for a broker with
+    /// tlsServerMode permissive or enforcing; the server's certificate is
+    /// not checked.
+    #[arg(long)]
+    pub tls: bool,
     /// maxMsgNums of each pull.
     #[arg(long, default_value_t = 32)]
     pub pull_batch: i32,
@@ -364,6 +369,9 @@ pub fn run(kind: Kind, args: NetArgs) -> Result<(), String> {
         secs_arg("duration", d, false)?;
     }
     shardmq::runtime::ensure_memlock()?;
+    if args.tls {
+        setup::enable_tls()?;
+    }
     let cores = parse_cores(args.cores.as_deref())?;
     let duration = match (args.duration, args.messages) {
         (None, None) => Some(10.0),

@@ -8,6 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use shardmq::admin::client::Stream;
 use shardmq::protocol::bodies::route::TopicRouteData;
 use shardmq::protocol::bodies::topic_config::perm;
 use shardmq::protocol::bodies::JsonBody;
@@ -16,11 +17,27 @@ use shardmq::protocol::{encode_frame, FrameDecoder, RemotingCommand};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `--tls`: every connection of this run (set-up and load) speaks TLS.
+static TLS: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Turns TLS on for the whole run (the server's certificate is not checked:
+/// the bench measures the cost of the channel, not the PKI).
+pub fn enable_tls() -> Result<(), String> {
+    let config = shardmq::runtime::tls::client_config(&Default::default())?;
+    let _ = TLS.set(config);
+    Ok(())
+}
+
+/// The TLS configuration when `--tls` was given.
+pub fn tls() -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    TLS.get().cloned()
+}
+
 /// One request at a time over a blocking socket; connecting, each write
 /// and each read wait at most [`TIMEOUT`].
 pub struct BlockingClient {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
     decoder: FrameDecoder,
     opaque: i32,
@@ -39,6 +56,10 @@ impl BlockingClient {
             .set_read_timeout(Some(TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
             .map_err(|e| format!("{addr}: {e}"))?;
+        let stream = match tls() {
+            Some(config) => Stream::Tls(Box::new(shardmq::runtime::tls::blocking_client(config, addr, stream)?)),
+            None => Stream::Plain(stream),
+        };
         Ok(BlockingClient {
             addr: addr.to_string(),
             stream,
@@ -55,6 +76,7 @@ impl BlockingClient {
         encode_frame(&cmd, &mut out).map_err(|e| e.to_string())?;
         self.stream
             .write_all(&out)
+            .and_then(|()| self.stream.flush())
             .map_err(|e| format!("write {}: {e}", self.addr))?;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
