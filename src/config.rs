@@ -141,6 +141,11 @@ pub struct BrokerConfig {
     /// `tlsClientTrustCertPath`, `tlsClientCertPath`, `tlsClientKeyPath`.
     pub tls_enable: Option<bool>,
     pub tls_client: crate::runtime::tls::ClientSettings,
+    /// `storeEncryptionEnable`: seal message bodies and properties in the
+    /// CommitLog (AES-256-GCM-SIV, see `store::crypt`) with the keys of
+    /// `storeEncryptionKeyFile` (required then; keep it off the data disk).
+    pub store_encryption_enable: bool,
+    pub store_encryption_key_file: Option<PathBuf>,
 }
 
 /// The ACL file's default name (RocketMQ's).
@@ -244,6 +249,8 @@ impl Default for BrokerConfig {
             tls_server: Default::default(),
             tls_enable: None,
             tls_client: Default::default(),
+            store_encryption_enable: false,
+            store_encryption_key_file: None,
         }
     }
 }
@@ -303,6 +310,7 @@ impl BrokerConfig {
             from_conf(&mut c.tls_client.trust);
             from_conf(&mut c.tls_client.cert);
             from_conf(&mut c.tls_client.key);
+            from_conf(&mut c.store_encryption_key_file);
         }
         Ok((c, unknown))
     }
@@ -458,6 +466,8 @@ impl BrokerConfig {
                 "tlsClientTrustCertPath" => c.tls_client.trust = Some(path_value(k, v)?),
                 "tlsClientCertPath" => c.tls_client.cert = Some(path_value(k, v)?),
                 "tlsClientKeyPath" => c.tls_client.key = Some(path_value(k, v)?),
+                "storeEncryptionEnable" => c.store_encryption_enable = boolean(k, v)?,
+                "storeEncryptionKeyFile" => c.store_encryption_key_file = Some(path_value(k, v)?),
                 "metricsPort" => {
                     c.metrics_port = if v == "0" { 0 } else { port(k, v)? };
                 }

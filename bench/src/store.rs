@@ -73,6 +73,9 @@ pub struct StoreArgs {
     /// glommio preempt_timer in microseconds (0: glommio's default, 100 ms).
     #[arg(long, default_value_t = 0)]
     preempt_us: u64,
+    /// Encryption at rest (storeEncryptionEnable) with a fresh random key.
+    #[arg(long)]
+    encrypt: bool,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -290,6 +293,15 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         .max_record_size
         .min(args.segment_size as usize / 2)
         .max(args.record_size + 1024);
+    if args.encrypt {
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let ring = shardmq::store::crypt::KeyRing::parse(&format!("1 {hex}"))?;
+        cfg.encryption = Some(std::sync::Arc::new(ring));
+    }
     let store_host = cfg.store_host;
     let (store, _report) = MessageStore::open(cfg).await.map_err(|e| format!("open store: {e}"))?;
 
@@ -470,7 +482,7 @@ fn params_json(args: &StoreArgs, dir: &Path, record_bytes: u64) -> serde_json::V
 fn print_params(args: &StoreArgs, dir: &Path, record_bytes: u64) {
     println!(
         "store bench: dir {} flush {:?} body {} B (record {} B) appenders {} queues {} segment {} MiB \
-         pre_zero {} tail_cache {} MiB cpu {} spin {} us preempt {} us; warm-up {} s, measure {} s",
+         pre_zero {} encrypt {} tail_cache {} MiB cpu {} spin {} us preempt {} us; warm-up {} s, measure {} s",
         dir.display(),
         args.flush,
         args.record_size,
@@ -479,6 +491,7 @@ fn print_params(args: &StoreArgs, dir: &Path, record_bytes: u64) {
         args.queues,
         args.segment_size >> 20,
         args.pre_zero,
+        args.encrypt,
         args.tail_cache_mib,
         if args.unpinned {
             "unpinned".to_string()

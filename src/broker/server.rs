@@ -97,6 +97,7 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
     };
     crate::runtime::ports::check_free(&listen_plan(&cfg, shards)).map_err(start)?;
     let tls = NetTls::load(&cfg).map_err(start)?;
+    let keys = store_keys(&cfg).map_err(start)?;
     // The embedded name server runs on its own thread, never on a shard
     // (heavy registrations must not stall sends); it stops on SHUTDOWN.
     let namesrv = if cfg.embedded_namesrv {
@@ -105,7 +106,7 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
     } else {
         None
     };
-    let outcome = run_shards(cfg, cores, root, shards, topics, tls);
+    let outcome = run_shards(cfg, cores, root, shards, topics, Security { acl: None, tls, keys });
     // Every exit from run_shards has set SHUTDOWN (the signal, or a failed
     // start stopping the shards); make sure, and wait for the name server
     // (it polls SHUTDOWN every 100 ms).
@@ -126,8 +127,9 @@ fn run_shards(
     root: &std::path::Path,
     shards: u16,
     topics: Vec<metadata::TopicInfo>,
-    tls: NetTls,
+    security: Security,
 ) -> Result<(), Failure> {
+    let Security { tls, keys, .. } = security;
     let start = Failure::Start;
     let ctl = Controller::new(root.to_path_buf(), shards, topics);
     ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)
@@ -156,7 +158,11 @@ fn run_shards(
     let mut handles = Vec::new();
     for k in 0..shards {
         let (cfg, mesh, tx, meta, acl) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone(), acl.clone());
-        let security = Security { acl, tls: tls.clone() };
+        let security = Security {
+            acl,
+            tls: tls.clone(),
+            keys: keys.clone(),
+        };
         let controller = if k == 0 { ctl.take() } else { None };
         let placement = Placement::Fixed(k as usize % cores);
         let spawned = LocalExecutorBuilder::new(placement)
@@ -374,7 +380,7 @@ async fn run_shard(
     security: Security,
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
-    let Security { acl, tls } = security;
+    let Security { acl, tls, keys } = security;
     let mut scfg = StoreConfig::new(
         cfg.store_path_root_dir.join(format!("shard-{k}")),
         k,
@@ -391,6 +397,7 @@ async fn run_shard(
     scfg.disk_full_policy = cfg.disk_full_policy;
     scfg.tail_cache_bytes = cfg.tail_cache_bytes;
     scfg.max_record_size = cfg.max_message_size + 64 * 1024;
+    scfg.encryption = keys;
     let (store, report_rec) = MessageStore::open(scfg).await.map_err(|e| e.to_string())?;
     if let Some(stop) = &report_rec.stop {
         log::info!(
@@ -532,10 +539,36 @@ struct ConnPolicy {
     tls: ServerTls,
 }
 
-/// What a shard starts with to check its clients: the ACL, TLS.
+/// What a shard starts with to check its clients and keep its data: the
+/// ACL, TLS, the keys of encryption at rest.
 struct Security {
     acl: Option<super::access::Loaded>,
     tls: NetTls,
+    keys: Option<Arc<crate::store::crypt::KeyRing>>,
+}
+
+/// The key ring of `storeEncryptionEnable`, read now (main thread).
+fn store_keys(cfg: &BrokerConfig) -> Result<Option<Arc<crate::store::crypt::KeyRing>>, String> {
+    if !cfg.store_encryption_enable {
+        return Ok(None);
+    }
+    let path = cfg
+        .store_encryption_key_file
+        .as_deref()
+        .ok_or("storeEncryptionEnable=true needs storeEncryptionKeyFile")?;
+    if path.starts_with(&cfg.store_path_root_dir) {
+        log::warn!(
+            "storeEncryptionKeyFile {} is inside storePathRootDir: a copy of the data directory carries its key",
+            path.display()
+        );
+    }
+    let ring = crate::store::crypt::KeyRing::load(path)?;
+    log::info!(
+        "encryption at rest on: new records sealed with key {} of {}",
+        ring.active(),
+        path.display()
+    );
+    Ok(Some(Arc::new(ring)))
 }
 
 /// The process's TLS, loaded on the main thread before anything listens

@@ -77,6 +77,9 @@ pub struct StoreConfig {
     /// A fault plan consulted at every store I/O point (tests only; see
     /// [`super::faults`]). `None`, the default, costs one branch per call.
     pub faults: Option<Rc<DiskFaults>>,
+    /// `storeEncryptionEnable`: seal record bodies and properties with
+    /// these keys (see [`super::crypt`]); `None`: plaintext.
+    pub encryption: Option<std::sync::Arc<super::crypt::KeyRing>>,
 }
 
 impl StoreConfig {
@@ -101,6 +104,7 @@ impl StoreConfig {
             disk_full_policy: DiskFullPolicy::Reject,
             clean_interval: Duration::from_secs(10),
             faults: None,
+            encryption: None,
         }
     }
 

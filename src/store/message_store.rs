@@ -26,7 +26,8 @@ use super::notify::Notify;
 use super::position::{LogOffset, PhysicalOffset};
 use super::reader::{self, GetResult, TagFilter};
 use super::record::{
-    encode_record, property_of, Mark, MessageInput, RecordView, StoreStamp, DUE_PROPERTY, MARK_TOPIC, SCHEDULE_TOPIC,
+    encode_record, encode_sealed, property_of, Mark, MessageInput, RecordView, StoreStamp, DUE_PROPERTY, MARK_TOPIC,
+    SCHEDULE_TOPIC,
 };
 use super::recovery::{self, RecoveryReport, Refusal};
 use super::retention::{self, DiskUsage};
@@ -182,6 +183,7 @@ impl MessageStore {
         for d in [&cfg.dir, &log_dir, &cq_dir] {
             std::fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
         }
+        super::crypt::check_and_record(&cfg.dir, cfg.encryption.as_deref()).map_err(StoreError::Config)?;
         crate::runtime::prime_dma_probe(&cfg.dir)
             .await
             .map_err(|e| StoreError::io(&cfg.dir, e))?;
@@ -225,8 +227,12 @@ impl MessageStore {
                 faults: cfg.faults.clone(),
             };
             let mut skipped = Vec::new();
+            let ring = cfg.encryption.clone();
+            let mut opened = Vec::new();
             let outcome = recovery::recover(&log_dir, params, |v, pos| {
-                dispatch_recovered(&mut table, v, pos, rebuilding, &mut skipped)
+                let props = super::record::properties_of(ring.as_deref(), shard, v, &mut opened)
+                    .map_err(recovery::Refusal::Fatal)?;
+                dispatch_recovered(&mut table, v, props, pos, rebuilding, &mut skipped)
             })
             .await?;
             problems.extend(skipped);
@@ -451,10 +457,19 @@ impl MessageStore {
             )));
         }
         let host = inner.cfg.store_host;
+        let ring = inner.cfg.encryption.as_deref();
+        let overhead = if ring.is_some() { super::crypt::OVERHEAD } else { 0 };
         let mut total = 0usize;
         for m in msgs {
             m.validate().map_err(|e| PutStatus::MessageIllegal(e.to_string()))?;
-            let size = m.record_size(&host);
+            if ring.is_some() && m.properties.len() + super::crypt::TAG_LEN > super::record::MAX_PROPERTIES_LEN {
+                return Err(PutStatus::MessageIllegal(format!(
+                    "properties longer than {} bytes (encryption at rest adds {})",
+                    super::record::MAX_PROPERTIES_LEN - super::crypt::TAG_LEN,
+                    super::crypt::TAG_LEN
+                )));
+            }
+            let size = m.record_size(&host) + overhead;
             if size > inner.cfg.max_record_size {
                 return Err(PutStatus::MessageIllegal(format!(
                     "record of {size} bytes exceeds the limit of {}",
@@ -491,7 +506,7 @@ impl MessageStore {
         let mut first_offset = None;
         for m in msgs {
             let rec_pos = pos + scratch.len() as u64;
-            let size = m.record_size(&host) as u32;
+            let size = (m.record_size(&host) + overhead) as u32;
             let indexed = !is_prepared_or_rollback(m.sys_flag);
             let queue_offset = if indexed {
                 let qi = queues.get_or_create(&m.topic, m.queue_id, 0);
@@ -518,7 +533,10 @@ impl MessageStore {
                 physical_offset: phys,
                 store_timestamp: now,
             };
-            encode_record(m, &stamp, &host, &mut scratch);
+            match ring {
+                Some(ring) => encode_sealed(m, &stamp, &host, ring, shard, &mut scratch),
+                None => encode_record(m, &stamp, &host, &mut scratch),
+            }
             positions.push(phys);
         }
         drop(queues);
@@ -928,13 +946,14 @@ fn validate_checkpoint(c: &Checkpoint, segment_size: u64) -> Result<(), String> 
 fn dispatch_recovered(
     table: &mut QueueTable,
     v: &RecordView<'_>,
+    properties: &[u8],
     pos: u64,
     rebuilding: bool,
     problems: &mut Vec<String>,
 ) -> Result<(), Refusal> {
     // The mark first: a record's mark is dispatched whatever its own queue
     // does with it (a half message is not indexed, its mark still is).
-    if let Some(mark) = Mark::of_properties(v.properties) {
+    if let Some(mark) = Mark::of_properties(properties) {
         let qi = table.get_or_create(MARK_TOPIC, mark.queue, 0);
         table.queues[qi].push(CqEntry {
             pos,
@@ -976,9 +995,9 @@ fn dispatch_recovered(
         *q = ConsumeQueue::new(q.topic.clone(), v.queue_id, v.queue_offset, v.queue_offset);
     }
     let tags_code = if topic == SCHEDULE_TOPIC {
-        due_of(v.properties)
+        due_of(properties)
     } else {
-        tags_code_of(v.properties)
+        tags_code_of(properties)
     };
     q.push(CqEntry {
         pos,

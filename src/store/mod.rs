@@ -52,6 +52,7 @@ pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
 pub mod cq_files;
+pub mod crypt;
 pub mod error;
 pub mod faults;
 pub mod message_store;

@@ -5,7 +5,7 @@ use super::consume_queue::CqEntry;
 use super::error::StoreError;
 use super::message_store::{Boundary, MessageStore};
 use super::position::PhysicalOffset;
-use super::record::{check_record, store_timestamp_of, RecordCheck};
+use super::record::{check_record, open_record, store_timestamp_of, RecordCheck};
 
 /// Broker-side tag filter (message.md §10): all, or a set of tag hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +145,14 @@ pub(super) async fn get_messages(
         r.body.resize(start + e.size as usize, 0);
         read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
         verify_entry(store, &e, &r.body[start..], topic, queue_id, next - 1)?;
+        if let Some(ring) = store.config().encryption.as_deref() {
+            // Sealed: replaced by its opened form (32 bytes shorter).
+            let sealed = r.body.split_off(start);
+            open_record(Some(ring), store.shard(), &sealed, &mut r.body).map_err(|what| StoreError::Corrupt {
+                path: store.log().dir().to_path_buf(),
+                what,
+            })?;
+        }
         r.offsets.push(next - 1);
         r.count += 1;
     }
@@ -266,9 +274,20 @@ pub(super) async fn read_record_sized(
     }
     let rec = log.read(pos, size).await?;
     match check_record(&rec, Some(phys.0), false) {
-        RecordCheck::Record(v) if v.total_size as usize == rec.len() => Ok(Some(rec)),
-        _ => Ok(None),
+        RecordCheck::Record(v) if v.total_size as usize == rec.len() => {}
+        _ => return Ok(None),
     }
+    if crate::store::crypt::key_id_of(super::record::sys_flag_of(&rec)) == 0 {
+        return Ok(Some(rec));
+    }
+    let mut out = Vec::with_capacity(rec.len());
+    open_record(store.config().encryption.as_deref(), store.shard(), &rec, &mut out).map_err(|what| {
+        StoreError::Corrupt {
+            path: store.log().dir().to_path_buf(),
+            what,
+        }
+    })?;
+    Ok(Some(out))
 }
 
 pub(super) async fn store_time_at(

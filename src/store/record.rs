@@ -30,12 +30,18 @@
 //! End of segment: a BLANK marker `TOTALSIZE = bytes left, MAGIC =
 //! 0xCBD43194` fills the tail of a segment that cannot hold the next record.
 //!
+//! With encryption at rest (`storeEncryptionEnable`) BODY and PROPERTIES
+//! are sealed (each 16 bytes longer), SYSFLAG bits 24..=30 name the key and
+//! BODYCRC covers the sealed body: see [`super::crypt`]. Readers get the
+//! record opened ([`open_record`]).
+//!
 //! Recovery validates a record with [`check_record`]: magic, declared vs
 //! computed size, PHYSICALOFFSET equal to where it was found, and the body
 //! CRC. A torn write or a zeroed block fails one of those.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use super::crypt::{self, Field, KeyRing};
 use super::position::PhysicalOffset;
 
 pub const MAGIC_V1: u32 = 0xDAA3_20A7;
@@ -193,18 +199,47 @@ pub struct StoreStamp {
 /// Appends the encoded record to `out`. `out` grows by exactly
 /// `msg.record_size(store_host)` bytes.
 pub fn encode_record(msg: &MessageInput, stamp: &StoreStamp, store_host: &SocketAddr, out: &mut Vec<u8>) {
-    let size = msg.record_size(store_host);
+    encode(msg, stamp, store_host, None, out);
+}
+
+/// [`encode_record`] with BODY and PROPERTIES sealed by `ring`'s active key
+/// (see `crypt`): `out` grows by `record_size + crypt::OVERHEAD` bytes.
+pub fn encode_sealed(
+    msg: &MessageInput,
+    stamp: &StoreStamp,
+    store_host: &SocketAddr,
+    ring: &KeyRing,
+    shard: u16,
+    out: &mut Vec<u8>,
+) {
+    encode(msg, stamp, store_host, Some((ring, shard)), out);
+}
+
+fn encode(
+    msg: &MessageInput,
+    stamp: &StoreStamp,
+    store_host: &SocketAddr,
+    seal: Option<(&KeyRing, u16)>,
+    out: &mut Vec<u8>,
+) {
+    let overhead = if seal.is_some() { crypt::OVERHEAD } else { 0 };
+    let size = msg.record_size(store_host) + overhead;
     let start = out.len();
     out.reserve(size);
-    let mut sys_flag = msg.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6);
+    // Bits 24..=30 name the sealing key: never a client's to set.
+    let mut sys_flag = msg.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6 | crypt::KEY_ID_MASK);
     if msg.born_host.is_ipv6() {
         sys_flag |= SYSFLAG_BORNHOST_V6;
     }
     if store_host.is_ipv6() {
         sys_flag |= SYSFLAG_STOREHOST_V6;
     }
+    if let Some((ring, _)) = seal {
+        sys_flag |= (ring.active() as i32) << crypt::KEY_ID_SHIFT;
+    }
     out.extend_from_slice(&(size as u32).to_be_bytes());
     out.extend_from_slice(&MAGIC_V1.to_be_bytes());
+    let crc_at = out.len();
     out.extend_from_slice(&body_crc(&msg.body).to_be_bytes());
     out.extend_from_slice(&msg.queue_id.to_be_bytes());
     out.extend_from_slice(&msg.flag.to_be_bytes());
@@ -217,13 +252,118 @@ pub fn encode_record(msg: &MessageInput, stamp: &StoreStamp, store_host: &Socket
     put_host(out, store_host);
     out.extend_from_slice(&msg.reconsume_times.to_be_bytes());
     out.extend_from_slice(&msg.prepared_transaction_offset.to_be_bytes());
-    out.extend_from_slice(&(msg.body.len() as u32).to_be_bytes());
+    let tag = if seal.is_some() { crypt::TAG_LEN } else { 0 };
+    out.extend_from_slice(&((msg.body.len() + tag) as u32).to_be_bytes());
+    let body_at = out.len();
     out.extend_from_slice(&msg.body);
+    if let Some((ring, shard)) = seal {
+        let at = crypt::Site {
+            shard,
+            physical: stamp.physical_offset.0,
+            topic: msg.topic.as_bytes(),
+        };
+        ring.seal(Field::Body, at, out, body_at);
+        // The CRC covers what is stored, so recovery checks without the key.
+        let crc = body_crc(&out[body_at..]);
+        out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+    }
     out.push(msg.topic.len() as u8);
     out.extend_from_slice(msg.topic.as_bytes());
-    out.extend_from_slice(&(msg.properties.len() as u16).to_be_bytes());
+    out.extend_from_slice(&((msg.properties.len() + tag) as u16).to_be_bytes());
+    let props_at = out.len();
     out.extend_from_slice(&msg.properties);
+    if let Some((ring, shard)) = seal {
+        let at = crypt::Site {
+            shard,
+            physical: stamp.physical_offset.0,
+            topic: msg.topic.as_bytes(),
+        };
+        ring.seal(Field::Properties, at, out, props_at);
+    }
     debug_assert_eq!(out.len() - start, size);
+}
+
+/// Appends `rec` (one whole stored record) to `out` as a client must see
+/// it: a sealed record opened (BODY and PROPERTIES in plaintext, sizes and
+/// BODYCRC of the plaintext, the key id cleared from SYSFLAG), a plaintext
+/// one as it is. `ring` is the store's (None: encryption off).
+pub fn open_record(ring: Option<&KeyRing>, shard: u16, rec: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let RecordCheck::Record(v) = check_record(rec, None, false) else {
+        return Err("not a whole record".into());
+    };
+    let id = crypt::key_id_of(v.sys_flag);
+    if id == 0 {
+        out.extend_from_slice(&rec[..v.total_size as usize]);
+        return Ok(());
+    }
+    let Some(ring) = ring else {
+        return Err(format!("record sealed with key {id} but storeEncryptionEnable is off"));
+    };
+    let start = out.len();
+    // Everything before BODYLEN is copied, then patched.
+    let body_len_at = v.body.as_ptr() as usize - rec.as_ptr() as usize - 4;
+    out.extend_from_slice(&rec[..body_len_at + 4]);
+    let body_at = out.len();
+    let fail = |what: &str, e: crypt::OpenError, out: &mut Vec<u8>| {
+        out.truncate(start);
+        format!("record at physical offset {}: {what} {e}", v.physical_offset)
+    };
+    let at = crypt::Site {
+        shard,
+        physical: v.physical_offset,
+        topic: v.topic,
+    };
+    if let Err(e) = ring.open(id, Field::Body, at, v.body, out) {
+        return Err(fail("body", e, out));
+    }
+    let body_len = out.len() - body_at;
+    let crc = body_crc(&out[body_at..]);
+    out.push(v.topic.len() as u8);
+    out.extend_from_slice(v.topic);
+    let props_len_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let props_at = out.len();
+    if let Err(e) = ring.open(id, Field::Properties, at, v.properties, out) {
+        return Err(fail("properties", e, out));
+    }
+    let props_len = out.len() - props_at;
+    let total = (out.len() - start) as u32;
+    let r = &mut out[start..];
+    r[0..4].copy_from_slice(&total.to_be_bytes());
+    r[8..12].copy_from_slice(&crc.to_be_bytes());
+    r[SYSFLAG_POS..SYSFLAG_POS + 4].copy_from_slice(&(v.sys_flag & !crypt::KEY_ID_MASK).to_be_bytes());
+    r[body_len_at..body_len_at + 4].copy_from_slice(&(body_len as u32).to_be_bytes());
+    let pl = props_len_at - start;
+    r[pl..pl + 2].copy_from_slice(&(props_len as u16).to_be_bytes());
+    Ok(())
+}
+
+/// The plaintext PROPERTIES of a stored record (opened when sealed).
+pub fn properties_of<'a>(
+    ring: Option<&KeyRing>,
+    shard: u16,
+    v: &RecordView<'a>,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
+    let id = crypt::key_id_of(v.sys_flag);
+    if id == 0 {
+        return Ok(v.properties);
+    }
+    let Some(ring) = ring else {
+        return Err(format!(
+            "the record at physical offset {} is sealed with key {id} but storeEncryptionEnable is off",
+            v.physical_offset
+        ));
+    };
+    buf.clear();
+    let at = crypt::Site {
+        shard,
+        physical: v.physical_offset,
+        topic: v.topic,
+    };
+    ring.open(id, Field::Properties, at, v.properties, buf)
+        .map_err(|e| format!("the record at physical offset {}: properties {e}", v.physical_offset))?;
+    Ok(&buf[..])
 }
 
 fn put_host(out: &mut Vec<u8>, addr: &SocketAddr) {
@@ -245,6 +385,11 @@ pub fn encode_blank(remaining: u32) -> [u8; BLANK_SIZE] {
     b[..4].copy_from_slice(&remaining.to_be_bytes());
     b[4..].copy_from_slice(&MAGIC_BLANK.to_be_bytes());
     b
+}
+
+/// SYSFLAG of a whole record (0 when too short).
+pub fn sys_flag_of(rec: &[u8]) -> i32 {
+    be_u32(rec, SYSFLAG_POS).map_or(0, |v| v as i32)
 }
 
 /// The fields of a stored record that the store itself needs.
@@ -277,7 +422,7 @@ impl RecordView<'_> {
             flag: self.flag,
             body: bytes::Bytes::copy_from_slice(self.body),
             properties: bytes::Bytes::copy_from_slice(self.properties),
-            sys_flag: self.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6),
+            sys_flag: self.sys_flag & !(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6 | crypt::KEY_ID_MASK),
             born_timestamp: self.born_timestamp,
             born_host: self.born_host,
             reconsume_times: self.reconsume_times,

@@ -114,7 +114,7 @@ pub fn list_segments(dir: &Path, report: &mut RecoveryReport) -> Result<Vec<u64>
 }
 
 /// Why re-dispatch refused a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The record is valid but disagrees with the checkpoint (its queue
     /// offset does not continue its queue, or its queue is unknown): the
@@ -123,6 +123,10 @@ pub enum Refusal {
     /// The record itself is unusable (e.g. its topic is not UTF-8): the
     /// log ends before it like at a failed check.
     Record(&'static str),
+    /// The record cannot be read with this configuration (a sealed record
+    /// whose key is missing, or that does not authenticate): the start is
+    /// refused before anything on disk is touched — never truncated.
+    Fatal(String),
 }
 
 /// Outcome of [`recover`].
@@ -248,6 +252,12 @@ where
                             return Ok(Recovery::CheckpointRejected {
                                 at: pos,
                                 why: why.to_string(),
+                            });
+                        }
+                        Err(Refusal::Fatal(what)) => {
+                            return Err(StoreError::Corrupt {
+                                path: dir.to_path_buf(),
+                                what,
                             });
                         }
                         Err(Refusal::Record(why)) => {

@@ -177,6 +177,7 @@ mod api;
 mod cleaning;
 mod disk_faults;
 mod disk_faults_cq;
+mod encryption;
 mod faults;
 mod marks;
 mod review;
