@@ -146,6 +146,12 @@ pub struct BrokerConfig {
     /// `storeEncryptionKeyFile` (required then; keep it off the data disk).
     pub store_encryption_enable: bool,
     pub store_encryption_key_file: Option<PathBuf>,
+    /// `namesrvAccessKey` / `namesrvSecretKey`: the account this broker's
+    /// registrations are signed with, for name servers with `aclEnable`
+    /// (the embedded one needs none: the broker uses an account made up at
+    /// start).
+    pub namesrv_access_key: Option<String>,
+    pub namesrv_secret_key: Option<String>,
 }
 
 /// The ACL file's default name (RocketMQ's).
@@ -251,6 +257,8 @@ impl Default for BrokerConfig {
             tls_client: Default::default(),
             store_encryption_enable: false,
             store_encryption_key_file: None,
+            namesrv_access_key: None,
+            namesrv_secret_key: None,
         }
     }
 }
@@ -466,6 +474,8 @@ impl BrokerConfig {
                 "tlsClientTrustCertPath" => c.tls_client.trust = Some(path_value(k, v)?),
                 "tlsClientCertPath" => c.tls_client.cert = Some(path_value(k, v)?),
                 "tlsClientKeyPath" => c.tls_client.key = Some(path_value(k, v)?),
+                "namesrvAccessKey" => c.namesrv_access_key = Some(v.to_string()),
+                "namesrvSecretKey" => c.namesrv_secret_key = Some(v.to_string()),
                 "storeEncryptionEnable" => c.store_encryption_enable = boolean(k, v)?,
                 "storeEncryptionKeyFile" => c.store_encryption_key_file = Some(path_value(k, v)?),
                 "metricsPort" => {

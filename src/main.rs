@@ -39,8 +39,9 @@ enum Command {
         /// Port to listen on.
         #[arg(long, default_value_t = 9876)]
         port: u16,
-        /// TLS settings, with the broker's key names, e.g. --set
-        /// tlsServerMode=enforcing --set tlsServerCertPath=cert.pem (repeatable).
+        /// TLS and ACL settings, with the broker's key names, e.g. --set
+        /// tlsServerMode=enforcing --set tlsServerCertPath=cert.pem --set
+        /// aclEnable=true --set aclFile=plain_acl.yml (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
@@ -48,14 +49,28 @@ enum Command {
 
 /// `shardmq namesrv`: only the TLS keys of `--set` apply to it.
 fn namesrv(port: u16, set: Vec<String>) -> Result<(), String> {
-    if let Some(other) = set.iter().find(|s| !s.trim_start().starts_with("tlsServer")) {
-        return Err(format!("--set {other}: the name server takes only tlsServer* settings"));
+    let allowed = |s: &str| {
+        let k = s.trim_start();
+        k.starts_with("tlsServer") || k.starts_with("aclEnable=") || k.starts_with("aclFile=")
+    };
+    if let Some(other) = set.iter().find(|s| !allowed(s)) {
+        return Err(format!(
+            "--set {other}: the name server takes only tlsServer*, aclEnable and aclFile settings"
+        ));
     }
     let (cfg, unknown) = shardmq::config::BrokerConfig::load(None, &set).map_err(|e| e.to_string())?;
     if let Some(k) = unknown.first() {
         return Err(format!("unknown setting {k}"));
     }
-    shardmq::namesrv::server::run_standalone(port, &cfg.tls_server)
+    let acl = match (cfg.acl_enable, &cfg.acl_file) {
+        (false, _) => None,
+        (true, None) => return Err("aclEnable=true needs aclFile on a standalone name server".into()),
+        (true, Some(path)) => Some(shardmq::namesrv::acl::NamesrvAclConfig {
+            path: path.clone(),
+            inner: None,
+        }),
+    };
+    shardmq::namesrv::server::run_standalone(port, &cfg.tls_server, acl)
 }
 
 fn main() {

@@ -109,12 +109,23 @@ fn register_request(shard: &Shard, e: &Entry) -> RemotingCommand {
 
 /// Registers every entry with every name server once; returns how many
 /// registrations succeeded.
-pub async fn register_all(shard: &Shard, clients: &mut [RemotingClient], version: u64) -> usize {
+/// `sign`: the account registrations are signed with (name servers with
+/// `aclEnable`).
+pub async fn register_all(
+    shard: &Shard,
+    clients: &mut [RemotingClient],
+    version: u64,
+    sign: Option<&crate::admin::client::Credentials>,
+) -> usize {
     let entries = entries(shard, version);
     let mut ok = 0;
     for c in clients.iter_mut() {
         for e in &entries {
-            match c.call(register_request(shard, e), Duration::from_secs(3)).await {
+            let mut cmd = register_request(shard, e);
+            if let Some(creds) = sign {
+                creds.sign(&mut cmd);
+            }
+            match c.call(cmd, Duration::from_secs(3)).await {
                 Ok(r) if r.code == response::SUCCESS => ok += 1,
                 Ok(r) => log::warn!(
                     "register {} with {}: code {} {:?}",
@@ -135,11 +146,13 @@ pub async fn register_all(shard: &Shard, clients: &mut [RemotingClient], version
 /// `first_round` is told when the first round of registrations has been
 /// tried (whatever its outcome), so that start-up can report ready only
 /// once clients can find the broker through the name servers that answer.
-/// With `tls` (`tlsEnable`), the connections to name servers use TLS.
+/// With `tls` (`tlsEnable`), the connections to name servers use TLS;
+/// with `sign`, registrations are signed with that account.
 pub async fn run(
     shard: Rc<Shard>,
     first_round: futures::channel::oneshot::Sender<()>,
     tls: Option<crate::runtime::tls::ClientTls>,
+    sign: Option<crate::admin::client::Credentials>,
 ) {
     let Some(ctl) = &shard.controller else { return };
     let mut clients: Vec<RemotingClient> = shard
@@ -153,7 +166,7 @@ pub async fn run(
     loop {
         let seen = ctl.topics_changed.generation();
         version += 1;
-        register_all(&shard, &mut clients, version).await;
+        register_all(&shard, &mut clients, version, sign.as_ref()).await;
         if let Some(tx) = first_round.take() {
             let _ = tx.send(());
         }

@@ -100,13 +100,44 @@ fn start_and_run(cfg: BrokerConfig, cores: usize, root: &std::path::Path) -> Res
     let keys = store_keys(&cfg).map_err(start)?;
     // The embedded name server runs on its own thread, never on a shard
     // (heavy registrations must not stall sends); it stops on SHUTDOWN.
-    let namesrv = if cfg.embedded_namesrv {
-        let addr = SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port);
-        Some(crate::namesrv::server::spawn(addr, cfg.conn_limits.clone(), tls.server.clone()).map_err(start)?)
+    // With ACL on, the embedded name server checks every request too; this
+    // broker registers with it under an account made up for this process.
+    let inner = if cfg.acl_enable && cfg.embedded_namesrv {
+        Some(crate::namesrv::acl::InnerAccount::generate().map_err(start)?)
     } else {
         None
     };
-    let outcome = run_shards(cfg, cores, root, shards, topics, Security { acl: None, tls, keys });
+    let namesrv = if cfg.embedded_namesrv {
+        let addr = SocketAddr::new(cfg.namesrv_bind_ip(), cfg.namesrv_listen_port);
+        let acl = cfg.acl_enable.then(|| crate::namesrv::acl::NamesrvAclConfig {
+            path: cfg.acl_path(),
+            inner: inner.clone(),
+        });
+        Some(crate::namesrv::server::spawn(addr, cfg.conn_limits.clone(), tls.server.clone(), acl).map_err(start)?)
+    } else {
+        None
+    };
+    let sign = match (&cfg.namesrv_access_key, &cfg.namesrv_secret_key, &inner) {
+        (Some(ak), Some(sk), _) => Some(crate::admin::client::Credentials::new(ak.clone(), sk.clone())),
+        (_, _, Some(i)) => Some(crate::admin::client::Credentials::new(
+            i.access_key.clone(),
+            i.secret_key.clone(),
+        )),
+        _ => None,
+    };
+    let outcome = run_shards(
+        cfg,
+        cores,
+        root,
+        shards,
+        topics,
+        Security {
+            acl: None,
+            tls,
+            keys,
+            sign,
+        },
+    );
     // Every exit from run_shards has set SHUTDOWN (the signal, or a failed
     // start stopping the shards); make sure, and wait for the name server
     // (it polls SHUTDOWN every 100 ms).
@@ -129,7 +160,7 @@ fn run_shards(
     topics: Vec<metadata::TopicInfo>,
     security: Security,
 ) -> Result<(), Failure> {
-    let Security { tls, keys, .. } = security;
+    let Security { tls, keys, sign, .. } = security;
     let start = Failure::Start;
     let ctl = Controller::new(root.to_path_buf(), shards, topics);
     ctl.ensure_system_topics(cfg.auto_create_topic_enable, cfg.default_topic_queue_nums)
@@ -162,6 +193,7 @@ fn run_shards(
             acl,
             tls: tls.clone(),
             keys: keys.clone(),
+            sign: sign.clone(),
         };
         let controller = if k == 0 { ctl.take() } else { None };
         let placement = Placement::Fixed(k as usize % cores);
@@ -380,7 +412,7 @@ async fn run_shard(
     security: Security,
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
-    let Security { acl, tls, keys } = security;
+    let Security { acl, tls, keys, sign } = security;
     let mut scfg = StoreConfig::new(
         cfg.store_path_root_dir.join(format!("shard-{k}")),
         k,
@@ -462,7 +494,13 @@ async fn run_shard(
     let mut registered = None;
     if k == 0 {
         let (tx, rx) = futures::channel::oneshot::channel();
-        glommio::spawn_local(super::registration::run(shard.clone(), tx, tls.client.clone())).detach();
+        glommio::spawn_local(super::registration::run(
+            shard.clone(),
+            tx,
+            tls.client.clone(),
+            sign.clone(),
+        ))
+        .detach();
         registered = Some(rx);
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
@@ -545,6 +583,8 @@ struct Security {
     acl: Option<super::access::Loaded>,
     tls: NetTls,
     keys: Option<Arc<crate::store::crypt::KeyRing>>,
+    /// The account registrations with name servers are signed with.
+    sign: Option<crate::admin::client::Credentials>,
 }
 
 /// The key ring of `storeEncryptionEnable`, read now (main thread).

@@ -13,6 +13,7 @@
 //! soft: brokers re-register every 30 s, so a restarted name server is
 //! complete again after one registration period.
 
+pub mod acl;
 pub mod kv_config;
 pub mod processor;
 pub mod route_table;

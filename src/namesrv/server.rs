@@ -25,9 +25,15 @@ use crate::runtime::connection::{self, Service};
 use crate::runtime::shutdown::SHUTDOWN;
 use crate::runtime::tls::ServerTls;
 
+use super::acl::{NamesrvAcl, NamesrvAclConfig};
+
 struct NamesrvService {
     ns: RefCell<NameServer>,
     next_conn: Cell<u64>,
+    /// `aclEnable`: every request checked first.
+    acl: Option<NamesrvAcl>,
+    /// Client address of each open connection (for the ACL).
+    peers: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
 }
 
 impl Service for NamesrvService {
@@ -37,22 +43,57 @@ impl Service for NamesrvService {
         cmd: RemotingCommand,
         _received: Instant,
     ) -> impl Future<Output = Option<RemotingCommand>> + 'static {
+        if let Some(acl) = &self.acl {
+            let peer = self.peers.borrow().get(&conn).copied();
+            let refused = match peer {
+                Some(ip) => acl.check(&cmd, ip),
+                None => Some(RemotingCommand::response_to(
+                    &cmd,
+                    crate::protocol::codes::response::NO_PERMISSION,
+                    Some("unknown connection".into()),
+                )),
+            };
+            if let Some(r) = refused {
+                return std::future::ready((!cmd.is_oneway()).then_some(r));
+            }
+        }
         let reply = self.ns.borrow_mut().handle(ConnId(conn), &cmd, Instant::now());
         std::future::ready(reply)
     }
 
     fn closed(&self, conn: u64) {
+        self.peers.borrow_mut().remove(&conn);
         self.ns.borrow_mut().connection_closed(ConnId(conn));
     }
 }
 
 /// Starts the name server on the current executor, listening on `addr`.
-fn start(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Result<(), String> {
+fn start(
+    addr: SocketAddr,
+    limits: connection::Limits,
+    tls: ServerTls,
+    acl: Option<NamesrvAclConfig>,
+) -> Result<(), String> {
+    let acl = acl.map(NamesrvAcl::load).transpose()?;
     let listener = TcpListener::bind(addr).map_err(|e| format!("name server cannot listen on {addr}: {e}"))?;
     let svc = Rc::new(NamesrvService {
         ns: RefCell::new(NameServer::new(NamesrvConfig::default())),
         next_conn: Cell::new(1),
+        acl,
+        peers: RefCell::new(std::collections::HashMap::new()),
     });
+    if svc.acl.is_some() {
+        let s = svc.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(super::acl::CHECK_INTERVAL).await;
+                if let Some(a) = &s.acl {
+                    a.reload_if_changed().await;
+                }
+            }
+        })
+        .detach();
+    }
     // Name server connections: brokers and clients, far fewer than a
     // data shard's; register requests are small (a broker's topic table).
     let admission = connection::ConnLimits::new(10_000, 1_000);
@@ -76,6 +117,7 @@ fn start(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Result
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);
                     svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
+                    svc.peers.borrow_mut().insert(conn, peer.ip());
                     let (svc, limits, budget, tls) = (svc.clone(), limits.clone(), budget.clone(), tls.clone());
                     glommio::spawn_local(async move {
                         let _ = stream.set_nodelay(true);
@@ -118,12 +160,17 @@ impl Running {
 /// Starts the name server on a new, unpinned executor thread and returns
 /// once it listens on `addr`, or with why it cannot (the listener is bound
 /// before this returns, so a taken port fails the caller's start).
-pub fn spawn(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Result<Running, String> {
+pub fn spawn(
+    addr: SocketAddr,
+    limits: connection::Limits,
+    tls: ServerTls,
+    acl: Option<NamesrvAclConfig>,
+) -> Result<Running, String> {
     let (tx, rx) = mpsc::channel();
     let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .name("namesrv")
         .spawn(move || async move {
-            let r = start(addr, limits, tls);
+            let r = start(addr, limits, tls, acl);
             let failed = r.is_err();
             let _ = tx.send(r);
             if failed {
@@ -149,12 +196,16 @@ pub fn spawn(addr: SocketAddr, limits: connection::Limits, tls: ServerTls) -> Re
 }
 
 /// `shardmq namesrv`: a standalone name server until SIGINT/SIGTERM.
-pub fn run_standalone(port: u16, tls: &crate::runtime::tls::ServerSettings) -> Result<(), String> {
+pub fn run_standalone(
+    port: u16,
+    tls: &crate::runtime::tls::ServerSettings,
+    acl: Option<NamesrvAclConfig>,
+) -> Result<(), String> {
     crate::runtime::ensure_memlock()?;
     crate::runtime::shutdown::install_signal_handler()?;
     let addr = SocketAddr::from(([0, 0, 0, 0], port));
     let server_tls = ServerTls::load(tls)?;
-    let running = spawn(addr, connection::Limits::default(), server_tls)?;
+    let running = spawn(addr, connection::Limits::default(), server_tls, acl)?;
     println!(
         "shardmq name server ready on {addr}{}",
         match tls.mode {
@@ -174,7 +225,7 @@ mod tests {
     fn a_taken_port_fails_the_spawn_naming_the_address() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = held.local_addr().expect("addr");
-        let e = super::spawn(addr, Default::default(), Default::default())
+        let e = super::spawn(addr, Default::default(), Default::default(), None)
             .err()
             .expect("spawn on a taken port");
         assert!(e.contains(&format!("name server cannot listen on {addr}")), "{e}");
