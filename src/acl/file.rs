@@ -39,6 +39,28 @@ use super::address::AddressPattern;
 use super::AclError;
 use crate::protocol::bodies::DataVersion;
 
+/// What identifies one content of the ACL file without reading it: a
+/// change (edit in place or replacement by rename) changes one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime_s: i64,
+    mtime_ns: i64,
+}
+
+/// The file's [`Stamp`] (one `stat`: blocking, off a shard's thread).
+pub fn stamp(path: &std::path::Path) -> std::io::Result<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(Stamp {
+        ino: m.ino(),
+        len: m.len(),
+        mtime_s: m.mtime(),
+        mtime_ns: m.mtime_nsec(),
+    })
+}
+
 /// Largest ACL file read.
 pub const MAX_FILE_BYTES: usize = 4 << 20;
 /// Deepest `[`/`{` nesting read. The YAML parser's time grows with the

@@ -15,28 +15,25 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use glommio::sync::Semaphore;
 
-use crate::acl::{Acl, Identity, Limiter, LimiterConfig, Need, Needs, Refusal};
-use crate::protocol::codes::request;
+use crate::acl::{stamp, Acl, Gate, Identity, Need, Needs, Refusal, Stamp};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::{ClientRef, Verified};
 
 pub struct Access {
     acl: RefCell<Option<Arc<Acl>>>,
-    limiter: RefCell<Limiter>,
+    gate: Gate,
 }
 
 impl Access {
     pub fn new(acl: Option<Arc<Acl>>) -> Self {
         Self {
             acl: RefCell::new(acl),
-            limiter: RefCell::new(Limiter::new(LimiterConfig::default())),
+            gate: Gate::default(),
         }
     }
 
@@ -61,51 +58,10 @@ impl Access {
     /// Whether `cmd` from `peer` may run: its signature, its account's
     /// address rule and every permission it needs.
     pub fn check(&self, cmd: &RemotingCommand, peer: IpAddr) -> Result<(), Refusal> {
-        let Some(acl) = self.current() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        // The limiter's bucket: the account named, if there is one.
-        let who = cmd
-            .ext_fields
-            .get_str(crate::acl::signature::ACCESS_KEY)
-            .filter(|k| acl.account(k).is_some())
-            .unwrap_or("");
-        if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
-            return Err(Refusal::throttled(peer, wait));
+        match self.current() {
+            Some(acl) => self.gate.check(&acl, cmd, peer),
+            None => Ok(()),
         }
-        let checked = acl.check(peer, cmd).map(|_| ());
-        let what = request::name(cmd.code).unwrap_or("a request");
-        self.settle(peer, who, now, checked, what)
-    }
-
-    /// Counts the outcome of a check with the limiter; logs a failed
-    /// authentication (bounded: the limiter answers the next ones unchecked).
-    fn settle(
-        &self,
-        peer: IpAddr,
-        who: &str,
-        now: Instant,
-        checked: Result<(), Refusal>,
-        what: &str,
-    ) -> Result<(), Refusal> {
-        match &checked {
-            Ok(()) => self.limiter.borrow_mut().record_success(peer, who),
-            Err(refusal) if refusal.is_authentication_failure() => {
-                let wait = self.limiter.borrow_mut().record_failure(peer, who, now);
-                log::warn!(
-                    "ACL: refused {what} from {peer}: {}{}",
-                    refusal.remark(),
-                    if wait.is_zero() {
-                        String::new()
-                    } else {
-                        format!("; its next requests wait {} ms", wait.as_millis())
-                    }
-                );
-            }
-            Err(refusal) => log::debug!("ACL: refused {what} from {peer}: {}", refusal.remark()),
-        }
-        checked
     }
 
     /// Whether a gRPC call from `peer` with these `authorization` and
@@ -120,26 +76,20 @@ impl Access {
         let Some(acl) = self.current() else {
             return Ok(Verified::No);
         };
-        let now = Instant::now();
         let who = authorization
             .and_then(|h| crate::acl::grpc_signature::parse(h).ok())
             .map(|a| a.access_key)
             .filter(|k| acl.account(k).is_some())
             .unwrap_or("");
-        if let Some(wait) = self.limiter.borrow().retry_after(peer, who, now) {
-            return Err(Refusal::throttled(peer, wait));
-        }
-        let checked = acl
-            .authenticate_grpc(peer, authorization, date_time, crate::runtime::epoch_ms())
-            .and_then(|id| match id {
-                Identity::WhiteListed => Ok(Verified::WhiteListed),
-                Identity::Account(account) => acl
-                    .authorize(account, needs)
-                    .map(|()| Verified::Account(account.access_key().into())),
-            });
-        let verdict = checked.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.settle(peer, who, now, verdict, "a gRPC call")?;
-        checked
+        self.gate.guard(peer, who, "a gRPC call", || {
+            acl.authenticate_grpc(peer, authorization, date_time, crate::runtime::epoch_ms())
+                .and_then(|id| match id {
+                    Identity::WhiteListed => Ok(Verified::WhiteListed),
+                    Identity::Account(account) => acl
+                        .authorize(account, needs)
+                        .map(|()| Verified::Account(account.access_key().into())),
+                })
+        })
     }
 
     /// For requests that name a message by its offset (VIEW_MESSAGE_BY_ID,
@@ -168,25 +118,6 @@ impl Access {
         };
         acl.authorize(account, &Needs::none().topic(topic, need))
     }
-}
-
-/// What identifies one content of the ACL file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stamp {
-    ino: u64,
-    len: u64,
-    mtime_s: i64,
-    mtime_ns: i64,
-}
-
-pub(super) fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = std::fs::metadata(path)?;
-    Ok(Stamp {
-        ino: m.ino(),
-        len: m.len(),
-        mtime_s: m.mtime(),
-        mtime_ns: m.mtime_nsec(),
-    })
 }
 
 /// The controller's hold on the ACL file.
@@ -256,6 +187,7 @@ pub fn refuse(cmd: &RemotingCommand, refusal: &Refusal) -> Option<RemotingComman
 mod tests {
     use super::*;
     use crate::acl::signature;
+    use crate::protocol::codes::request;
 
     const FILE: &str = "accounts:\n  - accessKey: producer1\n    secretKey: secret-producer-1\n    defaultTopicPerm: DENY\n    topicPerms:\n      - orders=PUB\n";
 

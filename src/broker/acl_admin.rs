@@ -25,10 +25,10 @@ use crate::acl::{AccountUpdate, Acl, AclError};
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 
-use super::access::{stamp, Stamp};
 use super::mesh::Event;
 use super::reply::error;
 use super::shard::Shard;
+use crate::acl::{stamp, Stamp};
 
 /// How often the ACL file is looked at for changes.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);

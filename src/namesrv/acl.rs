@@ -24,9 +24,9 @@ use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::acl::{AccountUpdate, Acl, Limiter, LimiterConfig};
+use crate::acl::{stamp, AccountUpdate, Acl, Gate, Stamp};
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
 
@@ -68,34 +68,25 @@ pub struct NamesrvAclConfig {
     pub inner: Option<InnerAccount>,
 }
 
-/// File identity for change detection: inode, length, mtime.
-type Stamp = (u64, u64, i64, i64);
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-}
-
 /// The checks of one name server (its own thread).
 pub struct NamesrvAcl {
     cfg: NamesrvAclConfig,
     acl: RefCell<Arc<Acl>>,
     seen: Cell<Option<Stamp>>,
-    limiter: RefCell<Limiter>,
+    gate: Gate,
 }
 
 impl NamesrvAcl {
     /// Reads the file (start-up: a bad file fails the start).
     pub fn load(cfg: NamesrvAclConfig) -> Result<NamesrvAcl, String> {
-        let seen = stamp(&cfg.path);
+        let seen = stamp(&cfg.path).ok();
         let acl = Acl::load(&cfg.path).map_err(|e| format!("aclEnable=true: {e}"))?;
         let acl = with_inner(acl, cfg.inner.as_ref())?;
         Ok(NamesrvAcl {
             cfg,
             acl: RefCell::new(Arc::new(acl)),
             seen: Cell::new(seen),
-            limiter: RefCell::new(Limiter::new(LimiterConfig::default())),
+            gate: Gate::default(),
         })
     }
 
@@ -109,40 +100,7 @@ impl NamesrvAcl {
             return None;
         }
         let acl = self.acl.borrow().clone();
-        let now = Instant::now();
-        let who = cmd
-            .ext_fields
-            .get_str(crate::acl::signature::ACCESS_KEY)
-            .filter(|k| acl.account(k).is_some())
-            .unwrap_or("")
-            .to_owned();
-        // Not borrowed across the match: a failure below records itself.
-        let retry = self.limiter.borrow().retry_after(peer, &who, now);
-        let refusal = match retry {
-            Some(wait) => crate::acl::Refusal::throttled(peer, wait),
-            None => match acl.check(peer, cmd) {
-                Ok(_) => {
-                    self.limiter.borrow_mut().record_success(peer, &who);
-                    return None;
-                }
-                Err(r) => {
-                    if r.is_authentication_failure() {
-                        let wait = self.limiter.borrow_mut().record_failure(peer, &who, now);
-                        log::warn!(
-                            "name server ACL: refused {} from {peer}: {}{}",
-                            request::name(cmd.code).unwrap_or("a request"),
-                            r.remark(),
-                            if wait.is_zero() {
-                                String::new()
-                            } else {
-                                format!("; its next requests wait {} ms", wait.as_millis())
-                            }
-                        );
-                    }
-                    r
-                }
-            },
-        };
+        let refusal = self.gate.check(&acl, cmd, peer).err()?;
         Some(RemotingCommand::response_to(
             cmd,
             response::NO_PERMISSION,
@@ -155,12 +113,12 @@ impl NamesrvAcl {
     /// stays.
     pub async fn reload_if_changed(&self) {
         let path = self.cfg.path.clone();
-        let now = crate::runtime::blocking::run(move || stamp(&path)).await;
+        let now = crate::runtime::blocking::run(move || stamp(&path).ok()).await;
         if now == self.seen.get() {
             return;
         }
         let path = self.cfg.path.clone();
-        let (before, loaded) = crate::runtime::blocking::run(move || (stamp(&path), Acl::load(&path))).await;
+        let (before, loaded) = crate::runtime::blocking::run(move || (stamp(&path).ok(), Acl::load(&path))).await;
         self.seen.set(before);
         match loaded
             .map_err(|e| e.to_string())
