@@ -626,7 +626,7 @@ pub(super) struct NetTls {
 impl NetTls {
     fn load(cfg: &BrokerConfig) -> Result<NetTls, String> {
         let server = ServerTls::load(&cfg.tls_server)?;
-        let grpc = ServerTls::load_alpn(&cfg.tls_server, &[b"h2"])?;
+        let grpc = server.with_alpn(&[b"h2"]);
         let client = if cfg.tls_outgoing() {
             Some(ClientTls::load(&cfg.tls_client)?)
         } else {
@@ -666,7 +666,6 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, view: View, policy
         let (service, shard2) = (service.clone(), shard.clone());
         let (limits, budget, tls) = (policy.limits.clone(), policy.budget.clone(), policy.tls.clone());
         glommio::spawn_local(async move {
-            let _ = stream.set_nodelay(true);
             let stream = match tls.accept(stream).await {
                 Ok(s) => s,
                 Err(e) => {

@@ -191,6 +191,11 @@ impl NameServer {
         self.peers.insert(conn, peer);
     }
 
+    /// The client address of an open connection.
+    pub fn peer(&self, conn: ConnId) -> Option<std::net::IpAddr> {
+        self.peers.get(&conn).copied()
+    }
+
     /// Refuses a (un)registration of `broker_name`/`broker_id` over `conn`
     /// while that broker is alive and registered over a connection from
     /// another address. Connections whose peer is unknown are not checked.

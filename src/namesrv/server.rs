@@ -32,8 +32,6 @@ struct NamesrvService {
     next_conn: Cell<u64>,
     /// `aclEnable`: every request checked first.
     acl: Option<NamesrvAcl>,
-    /// Client address of each open connection (for the ACL).
-    peers: RefCell<std::collections::HashMap<u64, std::net::IpAddr>>,
 }
 
 impl Service for NamesrvService {
@@ -44,7 +42,7 @@ impl Service for NamesrvService {
         _received: Instant,
     ) -> impl Future<Output = Option<RemotingCommand>> + 'static {
         if let Some(acl) = &self.acl {
-            let peer = self.peers.borrow().get(&conn).copied();
+            let peer = self.ns.borrow().peer(ConnId(conn));
             let refused = match peer {
                 Some(ip) => acl.check(&cmd, ip),
                 None => Some(RemotingCommand::response_to(
@@ -62,7 +60,6 @@ impl Service for NamesrvService {
     }
 
     fn closed(&self, conn: u64) {
-        self.peers.borrow_mut().remove(&conn);
         self.ns.borrow_mut().connection_closed(ConnId(conn));
     }
 }
@@ -80,7 +77,6 @@ fn start(
         ns: RefCell::new(NameServer::new(NamesrvConfig::default())),
         next_conn: Cell::new(1),
         acl,
-        peers: RefCell::new(std::collections::HashMap::new()),
     });
     if svc.acl.is_some() {
         let s = svc.clone();
@@ -117,10 +113,8 @@ fn start(
                     let conn = svc.next_conn.get();
                     svc.next_conn.set(conn + 1);
                     svc.ns.borrow_mut().connection_opened(ConnId(conn), peer.ip());
-                    svc.peers.borrow_mut().insert(conn, peer.ip());
                     let (svc, limits, budget, tls) = (svc.clone(), limits.clone(), budget.clone(), tls.clone());
                     glommio::spawn_local(async move {
-                        let _ = stream.set_nodelay(true);
                         let stream = match tls.accept(stream).await {
                             Ok(s) => s,
                             Err(e) => {

@@ -266,47 +266,54 @@ pub fn server_name(addr: &str) -> ServerName<'static> {
 }
 
 /// What every listener of one process shares: the mode and, unless it is
-/// disabled, the acceptor. Cheap to clone (an `Arc`).
+/// disabled, the server configuration. Cheap to clone (an `Arc`).
 #[derive(Clone, Default)]
 pub struct ServerTls {
     mode: Mode,
-    acceptor: Option<TlsAcceptor>,
+    config: Option<Arc<ServerConfig>>,
 }
 
 impl ServerTls {
     /// Loads the certificates now (on the main thread, before any shard),
     /// so a bad file fails the start with its name.
     pub fn load(s: &ServerSettings) -> Result<ServerTls, String> {
-        ServerTls::load_alpn(s, &[])
-    }
-
-    /// [`ServerTls::load`] offering these ALPN protocols (gRPC clients
-    /// insist on `h2`; RocketMQ's remoting clients send none).
-    pub fn load_alpn(s: &ServerSettings, alpn: &[&[u8]]) -> Result<ServerTls, String> {
         if s.mode == Mode::Disabled {
             return Ok(ServerTls::default());
         }
-        let mut config = server_config(s)?;
-        if !alpn.is_empty() {
-            Arc::make_mut(&mut config).alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        }
         Ok(ServerTls {
             mode: s.mode,
-            acceptor: Some(TlsAcceptor::from(config)),
+            config: Some(server_config(s)?),
         })
+    }
+
+    /// The same certificates, offering these ALPN protocols (gRPC clients
+    /// insist on `h2`; RocketMQ's remoting clients send none).
+    pub fn with_alpn(&self, alpn: &[&[u8]]) -> ServerTls {
+        let config = self.config.as_ref().map(|c| {
+            let mut c = (**c).clone();
+            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            Arc::new(c)
+        });
+        ServerTls {
+            mode: self.mode,
+            config,
+        }
     }
 
     pub fn mode(&self) -> Mode {
         self.mode
     }
 
-    /// Turns an accepted connection into its byte stream: plain, or TLS
-    /// after a handshake within [`HANDSHAKE_TIMEOUT`]. An error means the
-    /// connection must be dropped (it says why, for a debug line).
+    /// Turns an accepted connection into its byte stream (TCP_NODELAY
+    /// set): plain, or TLS after a handshake within [`HANDSHAKE_TIMEOUT`].
+    /// An error means the connection must be dropped (it says why, for a
+    /// debug line).
     pub async fn accept(&self, stream: TcpStream) -> Result<Io, String> {
-        let Some(acceptor) = &self.acceptor else {
+        let _ = stream.set_nodelay(true);
+        let Some(config) = &self.config else {
             return Ok(Io::Plain(stream));
         };
+        let acceptor = TlsAcceptor::from(config.clone());
         let mode = self.mode;
         let handshake = async move {
             if mode == Mode::Permissive {

@@ -80,18 +80,15 @@ pub async fn accept_loop(
         let (service, limits, open, tls) = (service.clone(), limits.clone(), open.clone(), tls.clone());
         glommio::spawn_local(async move {
             let r = match stream.peer_addr() {
-                Ok(peer) => {
-                    let _ = stream.set_nodelay(true);
-                    match tls.accept(stream).await {
-                        Ok(io) => crate::grpc::serve_io(io, peer, service, &limits, || {
-                            crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
-                        })
-                        .await
-                        .map_err(|e| e.to_string()),
-                        Err(e) => Err(format!("{peer}: {e}")),
-                    }
-                }
                 Err(e) => Err(e.to_string()),
+                Ok(peer) => match tls.accept(stream).await {
+                    Err(e) => Err(format!("{peer}: {e}")),
+                    Ok(io) => crate::grpc::serve_io(io, peer, service, &limits, || {
+                        crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+                },
             };
             if let Err(e) = r {
                 log::debug!("gRPC connection ended: {e}");
