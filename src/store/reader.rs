@@ -115,6 +115,7 @@ pub(super) async fn get_messages(
     let entries = store.entries(topic, queue_id, offset, examine).await?;
     let mut next = offset;
     let mut disk = DiskWindow::default();
+    let mut sealed = Vec::new();
     for e in entries {
         if r.count >= max_msgs || (r.count > 0 && r.body.len() + e.size as usize > max_bytes) {
             break;
@@ -141,17 +142,24 @@ pub(super) async fn get_messages(
         if !filter.matches(e.tags_code) {
             continue;
         }
-        let start = r.body.len();
-        r.body.resize(start + e.size as usize, 0);
-        read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
-        verify_entry(store, &e, &r.body[start..], topic, queue_id, next - 1)?;
-        if let Some(ring) = store.config().encryption.as_deref() {
-            // Sealed: replaced by its opened form (32 bytes shorter).
-            let sealed = r.body.split_off(start);
-            open_record(Some(ring), store.shard(), &sealed, &mut r.body).map_err(|what| StoreError::Corrupt {
-                path: store.log().dir().to_path_buf(),
-                what,
-            })?;
+        match store.config().encryption.as_deref() {
+            None => {
+                let start = r.body.len();
+                r.body.resize(start + e.size as usize, 0);
+                read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
+                verify_entry(store, &e, &r.body[start..], topic, queue_id, next - 1)?;
+            }
+            Some(ring) => {
+                // Sealed: read into one reused buffer, opened into the
+                // body (32 bytes shorter).
+                sealed.resize(e.size as usize, 0);
+                read_into(store, &e, &mut disk, &mut sealed).await?;
+                verify_entry(store, &e, &sealed, topic, queue_id, next - 1)?;
+                open_record(Some(ring), store.shard(), &sealed, &mut r.body).map_err(|what| StoreError::Corrupt {
+                    path: store.log().dir().to_path_buf(),
+                    what,
+                })?;
+            }
         }
         r.offsets.push(next - 1);
         r.count += 1;

@@ -222,6 +222,15 @@ fn encode(
     seal: Option<(&KeyRing, u16)>,
     out: &mut Vec<u8>,
 ) {
+    // Where the sealed fields live: their nonce and associated data.
+    let seal = seal.map(|(ring, shard)| {
+        let site = crypt::Site {
+            shard,
+            physical: stamp.physical_offset.0,
+            topic: msg.topic.as_bytes(),
+        };
+        (ring, site)
+    });
     let overhead = if seal.is_some() { crypt::OVERHEAD } else { 0 };
     let size = msg.record_size(store_host) + overhead;
     let start = out.len();
@@ -240,7 +249,9 @@ fn encode(
     out.extend_from_slice(&(size as u32).to_be_bytes());
     out.extend_from_slice(&MAGIC_V1.to_be_bytes());
     let crc_at = out.len();
-    out.extend_from_slice(&body_crc(&msg.body).to_be_bytes());
+    // Sealed: the CRC of the stored bytes, patched in once they exist.
+    let crc = if seal.is_some() { 0 } else { body_crc(&msg.body) };
+    out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(&msg.queue_id.to_be_bytes());
     out.extend_from_slice(&msg.flag.to_be_bytes());
     out.extend_from_slice(&stamp.queue_offset.to_be_bytes());
@@ -256,13 +267,8 @@ fn encode(
     out.extend_from_slice(&((msg.body.len() + tag) as u32).to_be_bytes());
     let body_at = out.len();
     out.extend_from_slice(&msg.body);
-    if let Some((ring, shard)) = seal {
-        let at = crypt::Site {
-            shard,
-            physical: stamp.physical_offset.0,
-            topic: msg.topic.as_bytes(),
-        };
-        ring.seal(Field::Body, at, out, body_at);
+    if let Some((ring, site)) = seal {
+        ring.seal(Field::Body, site, out, body_at);
         // The CRC covers what is stored, so recovery checks without the key.
         let crc = body_crc(&out[body_at..]);
         out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
@@ -272,13 +278,8 @@ fn encode(
     out.extend_from_slice(&((msg.properties.len() + tag) as u16).to_be_bytes());
     let props_at = out.len();
     out.extend_from_slice(&msg.properties);
-    if let Some((ring, shard)) = seal {
-        let at = crypt::Site {
-            shard,
-            physical: stamp.physical_offset.0,
-            topic: msg.topic.as_bytes(),
-        };
-        ring.seal(Field::Properties, at, out, props_at);
+    if let Some((ring, site)) = seal {
+        ring.seal(Field::Properties, site, out, props_at);
     }
     debug_assert_eq!(out.len() - start, size);
 }
@@ -308,11 +309,7 @@ pub fn open_record(ring: Option<&KeyRing>, shard: u16, rec: &[u8], out: &mut Vec
         out.truncate(start);
         format!("record at physical offset {}: {what} {e}", v.physical_offset)
     };
-    let at = crypt::Site {
-        shard,
-        physical: v.physical_offset,
-        topic: v.topic,
-    };
+    let at = v.site(shard);
     if let Err(e) = ring.open(id, Field::Body, at, v.body, out) {
         return Err(fail("body", e, out));
     }
@@ -356,11 +353,7 @@ pub fn properties_of<'a>(
         ));
     };
     buf.clear();
-    let at = crypt::Site {
-        shard,
-        physical: v.physical_offset,
-        topic: v.topic,
-    };
+    let at = v.site(shard);
     ring.open(id, Field::Properties, at, v.properties, buf)
         .map_err(|e| format!("the record at physical offset {}: properties {e}", v.physical_offset))?;
     Ok(&buf[..])
@@ -411,7 +404,17 @@ pub struct RecordView<'a> {
     pub properties: &'a [u8],
 }
 
-impl RecordView<'_> {
+impl<'a> RecordView<'a> {
+    /// Where this record's sealed fields live (their nonce and associated
+    /// data) in shard `shard`'s log.
+    pub fn site(&self, shard: u16) -> crypt::Site<'a> {
+        crypt::Site {
+            shard,
+            physical: self.physical_offset,
+            topic: self.topic,
+        }
+    }
+
     /// The record as a message to store again (same body, flag, born
     /// information and properties; the store assigns the rest).
     pub fn to_input(&self) -> Option<MessageInput> {
