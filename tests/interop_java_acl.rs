@@ -97,14 +97,7 @@ fn assert_sends_refused(ctx: &str, events: &[Value], count: usize, why: &str) {
 
 /// Messages stored in `topic` (sum of the queues' max offsets).
 fn stored(broker: &Broker, topic: &str) -> i64 {
-    let out = admin_ok(broker, &["--json", "topic", "status", topic]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("topic status JSON: {e}: {out}"));
-    v["queues"]
-        .as_array()
-        .expect("queues")
-        .iter()
-        .map(|q| q["maxOffset"].as_i64().unwrap_or(0))
-        .sum()
+    stored_per_topic_status(&admin_ok(broker, &["--json", "topic", "status", topic]))
 }
 
 fn grep_secrets(what: &str, text: &str) {

@@ -79,15 +79,12 @@ fn max_offset_sum(broker: &Broker, topic: &str, tls: &[&str]) -> i64 {
     ]);
     cmd.args(tls);
     let out = cmd.args(["topic", "status", topic]).output().expect("shardmq admin");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("topic status: {e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
-    v["queues"]
-        .as_array()
-        .expect("queues")
-        .iter()
-        .map(|q| q["maxOffset"].as_i64().unwrap_or(0))
-        .sum()
+    assert!(
+        out.status.success(),
+        "topic status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stored_per_topic_status(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[test]

@@ -294,11 +294,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         .min(args.segment_size as usize / 2)
         .max(args.record_size + 1024);
     if args.encrypt {
-        let mut key = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = shardmq::runtime::random_hex(32)?;
         let ring = shardmq::store::crypt::KeyRing::parse(&format!("1 {hex}"))?;
         cfg.encryption = Some(std::sync::Arc::new(ring));
     }

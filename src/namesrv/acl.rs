@@ -49,14 +49,9 @@ impl std::fmt::Debug for InnerAccount {
 impl InnerAccount {
     /// A fresh random account (key and secret from /dev/urandom).
     pub fn generate() -> Result<InnerAccount, String> {
-        let mut b = [0u8; 24];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
-        let hex = |s: &[u8]| s.iter().map(|x| format!("{x:02x}")).collect::<String>();
         Ok(InnerAccount {
-            access_key: format!("shardmq-inner-{}", hex(&b[..4])),
-            secret_key: hex(&b[4..]),
+            access_key: format!("shardmq-inner-{}", crate::runtime::random_hex(4)?),
+            secret_key: crate::runtime::random_hex(20)?,
         })
     }
 }

@@ -105,6 +105,16 @@ pub fn epoch_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `n` random bytes from the kernel, as lower-case hex (made-up accounts,
+/// bench keys). Blocking: at start-up only.
+pub fn random_hex(n: usize) -> Result<String, String> {
+    let mut b = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 pub mod blocking;
 pub mod client;
 pub mod connection;

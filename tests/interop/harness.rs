@@ -1287,3 +1287,15 @@ pub fn settle_time() -> Duration {
 pub fn offset_flush_wait() -> Duration {
     env_ms("SHARDMQ_INTEROP_OFFSET_FLUSH_MS", 6_000)
 }
+
+/// Messages stored in a topic: the sum of the queues' max offsets in the
+/// output of `shardmq admin --json topic status`.
+pub fn stored_per_topic_status(json: &str) -> i64 {
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("topic status JSON: {e}: {json}"));
+    v["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["maxOffset"].as_i64().unwrap_or(0))
+        .sum()
+}
