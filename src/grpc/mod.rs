@@ -26,9 +26,11 @@
 //! let limits = grpc::Limits::default();
 //! loop {
 //!     let stream = listener.accept().await?;
+//!     let peer = stream.peer_addr()?;
 //!     let (service, limits) = (service.clone(), limits.clone());
 //!     glommio::spawn_local(async move {
-//!         if let Err(e) = grpc::serve_connection(stream, service, &limits).await {
+//!         let io = tls.accept(stream).await?; // runtime::tls: plain or TLS
+//!         if let Err(e) = grpc::serve_io(io, peer, service, &limits, || stopping()).await {
 //!             log::debug!("grpc connection: {e}");
 //!         }
 //!     })
@@ -58,7 +60,7 @@ pub mod streaming;
 mod tests;
 
 pub use context::{RequestContext, RpcMethod};
-pub use server::{serve_connection, serve_io, Limits, ServeError};
+pub use server::{serve_io, Limits, ServeError};
 pub use service::{MessagingService, ResponseStream};
 pub use status::{GrpcCode, GrpcStatus};
 pub use streaming::Streaming;

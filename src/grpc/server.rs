@@ -11,12 +11,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -70,8 +68,6 @@ impl Default for Limits {
 /// after a graceful shutdown, is `Ok`).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("peer address: {0}")]
-    PeerAddr(String),
     #[error("HTTP/2: {0}")]
     Http(#[from] hyper::Error),
     #[error("closed after {0:?} without traffic")]
@@ -81,29 +77,12 @@ pub enum ServeError {
 /// How often a connection checks its idle time and the shutdown flag.
 const WATCH_TICK: Duration = Duration::from_secs(1);
 
-/// Serves gRPC on an accepted glommio TCP connection until the client
-/// closes it, a protocol error or the idle timeout ends it, or the process
-/// shuts down (`runtime::shutdown::SHUTDOWN`: GOAWAY, then the calls in
-/// flight finish). Run it on the connection's shard; dropping the future
-/// closes the connection at once.
-pub async fn serve_connection<S: MessagingService>(
-    stream: TcpStream,
-    service: Rc<S>,
-    limits: &Limits,
-) -> Result<(), ServeError> {
-    let peer = stream.peer_addr().map_err(|e| ServeError::PeerAddr(e.to_string()))?;
-    if let Err(e) = stream.set_nodelay(true) {
-        log::debug!("grpc {peer}: TCP_NODELAY: {e}");
-    }
-    serve_io(stream, peer, service, limits, || {
-        crate::runtime::shutdown::SHUTDOWN.load(Ordering::Relaxed)
-    })
-    .await
-}
-
-/// [`serve_connection`] over any futures-io byte stream (tests, TLS
-/// later). `stop()` is checked every second; once true the connection shuts
-/// down gracefully: GOAWAY, no new calls, the calls in flight finish.
+/// Serves gRPC on a connection's byte stream (plain TCP or TLS, see
+/// `runtime::tls`) until the client closes it, a protocol error or the
+/// idle timeout ends it, or `stop()` — checked every second — says the
+/// process shuts down: GOAWAY, no new calls, the calls in flight finish.
+/// Run it on the connection's shard; dropping the future closes the
+/// connection at once.
 pub async fn serve_io<S, IO>(
     io: IO,
     peer: SocketAddr,

@@ -20,7 +20,7 @@ use super::streaming::Streaming;
 /// Local (`!Send`): it runs on the connection's shard.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>>>>;
 
-/// `apache.rocketmq.v2.MessagingService`, served by [`super::serve_connection`].
+/// `apache.rocketmq.v2.MessagingService`, served by [`super::serve_io`].
 ///
 /// The futures are deliberately `!Send` (thread-per-core: handlers hold
 /// `Rc`s and `RefCell`s of their shard), hence `async fn` in the trait

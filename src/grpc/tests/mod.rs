@@ -1,6 +1,6 @@
 //! End-to-end tests of the gRPC transport: a real gRPC client (tonic, on a
 //! tokio runtime in the test's own thread) against [`echo::EchoService`]
-//! served by `serve_io` (the body of `serve_connection`) on a glommio executor, over real sockets on
+//! served by `serve_io` on a glommio executor, over real sockets on
 //! 127.0.0.1:0.
 //!
 //! One server thread serves every test of the binary (glommio executors
