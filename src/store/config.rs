@@ -80,6 +80,8 @@ pub struct StoreConfig {
     /// `storeEncryptionEnable`: seal record bodies and properties with
     /// these keys (see [`super::crypt`]); `None`: plaintext.
     pub encryption: Option<std::sync::Arc<super::crypt::KeyRing>>,
+    /// The key index (`messageIndexEnable` and its budgets).
+    pub key_index: super::key_index::KeyIndexConfig,
 }
 
 impl StoreConfig {
@@ -105,6 +107,7 @@ impl StoreConfig {
             clean_interval: Duration::from_secs(10),
             faults: None,
             encryption: None,
+            key_index: Default::default(),
         }
     }
 

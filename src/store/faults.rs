@@ -32,6 +32,8 @@
 //! | `CqSync` | `CqFiles::sync_dirty` (checkpoint) | `fdatasync` |
 //! | `CheckpointWrite` | `Checkpoint::store` | buffered `pwrite` of `checkpoint.tmp` |
 //! | `CheckpointSync` | `Checkpoint::store` | `fdatasync` of `checkpoint.tmp` |
+//! | `IndexWrite` | `key_index::run::RunWriter` | O_DIRECT `pwrite` of a key-index run |
+//! | `IndexSync` | `key_index::run::RunWriter::finish` | `fdatasync` of a key-index run |
 //!
 //! # The faults ([`Fault`])
 //!
@@ -66,9 +68,11 @@ pub enum DiskOp {
     CqSync,
     CheckpointWrite,
     CheckpointSync,
+    IndexWrite,
+    IndexSync,
 }
 
-const OPS: usize = 7;
+const OPS: usize = 9;
 
 impl DiskOp {
     fn index(self) -> usize {
@@ -77,7 +81,10 @@ impl DiskOp {
 
     /// Whether the op writes a buffer (a short write is possible).
     pub fn is_write(self) -> bool {
-        matches!(self, DiskOp::SegmentWrite | DiskOp::CqWrite | DiskOp::CheckpointWrite)
+        matches!(
+            self,
+            DiskOp::SegmentWrite | DiskOp::CqWrite | DiskOp::CheckpointWrite | DiskOp::IndexWrite
+        )
     }
 }
 

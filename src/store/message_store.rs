@@ -151,6 +151,7 @@ pub(super) struct Inner {
     /// timer: its undelivered scheduled records); expiry keeps segments
     /// from there on. `u64::MAX`: nothing pinned.
     pub(super) pins: [Cell<u64>; PIN_OWNERS],
+    pub(super) index: super::key_index::KeyIndex,
 }
 
 #[derive(Clone)]
@@ -274,6 +275,14 @@ impl MessageStore {
         let cq_files = CqFiles::new(cq_dir, cfg.cq_entries_per_file, shard, cfg.faults.clone());
         let disk: SharedDiskUsage = Rc::new(RefCell::new(Box::new(retention::StatVfs::new(cfg.dir.clone()))));
         log.set_space_check(disk.clone(), cfg.disk_max_used_ratio);
+        let index = super::key_index::KeyIndex::open(
+            cfg.dir.join("index"),
+            cfg.key_index.clone(),
+            cfg.faults.clone(),
+            log.min_offset(),
+            end,
+        )
+        .await?;
         let inner = Rc::new(Inner {
             log: Rc::new(log),
             queues: RefCell::new(table),
@@ -291,6 +300,7 @@ impl MessageStore {
             checkpoint_done: Notify::default(),
             checkpoints_stopped: RefCell::new(None),
             pins: [Cell::new(u64::MAX), Cell::new(u64::MAX)],
+            index,
             cfg,
         });
         let store = MessageStore { inner };
@@ -341,6 +351,9 @@ impl MessageStore {
         let me = self.clone();
         periodic.push(spawn_bg(Box::pin(async move { retention::run(me).await })));
         periodic.push(spawn_bg(Box::pin(self.clone().watch_write_state())));
+        if self.inner.index.enabled() {
+            periodic.push(spawn_bg(Box::pin(self.clone().run_key_index())));
+        }
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -537,6 +550,7 @@ impl MessageStore {
                 Some(ring) => encode_sealed(m, &stamp, &host, ring, shard, &mut scratch),
                 None => encode_record(m, &stamp, &host, &mut scratch),
             }
+            inner.index.add(&m.topic, &m.properties, rec_pos, size, now);
             positions.push(phys);
         }
         drop(queues);
@@ -742,7 +756,7 @@ impl MessageStore {
     /// Bytes of memory held: tail cache plus consume-queue tails.
     pub fn memory_used(&self) -> usize {
         let q: usize = self.inner.queues.borrow().queues.iter().map(|q| q.memory()).sum();
-        self.inner.log.cache_memory() + q
+        self.inner.log.cache_memory() + q + self.inner.index.memory()
     }
 
     /// Writes consume-queue entries behind the CommitLog and records a
@@ -789,6 +803,9 @@ impl MessageStore {
             let mut queues = self.inner.queues.borrow_mut();
             queues.queues[i].mark_written(from + entries.len() as u64, keep);
         }
+        // The key index does not hold the checkpoint back: what it loses
+        // in a crash is indexed again from the log at the next open.
+        let _ = self.inner.index.flush(durable, self.inner.stopping.get()).await;
         let log_min = self.inner.log.min_offset();
         let sig = (durable, log_min, n);
         let dirty = self.inner.cq_files.dirty();

@@ -5,6 +5,7 @@
 //!   commitlog/<20-digit log offset>            fixed-size O_DIRECT segments
 //!   consumequeue/<topic>/<queueId>/<20-digit>  20-byte entries, write-behind
 //!   checkpoint                                 recovery start + queue offsets
+//!   index/<from>-<to>.run                      key index runs (key_index)
 //!   timer/, transactions                       the broker's timer and open
 //!                                              transactions (broker::timer,
 //!                                              broker::transaction)
@@ -22,6 +23,7 @@
 //! * [`consume_queue`], [`cq_files`] — per-queue index and its files.
 //! * [`recovery`], [`checkpoint`] — crash safety.
 //! * [`retention`] — expiry and disk-space protection.
+//! * [`key_index`] — keys and message ids → records (QUERY_MESSAGE).
 //! * [`write_state`] — whether the shard takes appends, and why not.
 //! * [`message_store`] — the facade a shard uses ([`MessageStore`]).
 //! * [`faults`] — an injectable faulty disk under every store I/O point
@@ -55,6 +57,7 @@ pub mod cq_files;
 pub mod crypt;
 pub mod error;
 pub mod faults;
+pub mod key_index;
 pub mod message_store;
 pub mod notify;
 pub mod position;

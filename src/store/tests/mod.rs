@@ -179,5 +179,6 @@ mod disk_faults;
 mod disk_faults_cq;
 mod encryption;
 mod faults;
+mod key_index;
 mod marks;
 mod review;
