@@ -38,6 +38,9 @@ pub struct BrokerConfig {
     pub disk_max_used_space_ratio: u8,
     /// `diskFullPolicy`: `reject` (default) or `deleteOldest`.
     pub disk_full_policy: crate::store::DiskFullPolicy,
+    /// `messageIndexEnable`: keep the key index (QUERY_MESSAGE by key and
+    /// message id); default on, as in RocketMQ.
+    pub message_index_enable: bool,
     pub sync_flush_timeout: Duration,
     /// `shardSpinBeforeParkMicros`: how long an idle shard polls for work
     /// before it parks its thread (glommio's spin-before-park; 0 = park at
@@ -219,6 +222,7 @@ impl Default for BrokerConfig {
             file_reserved_time: Duration::from_secs(72 * 3600),
             disk_max_used_space_ratio: 90,
             disk_full_policy: crate::store::DiskFullPolicy::Reject,
+            message_index_enable: true,
             sync_flush_timeout: Duration::from_secs(5),
             spin_before_park: Duration::ZERO,
             max_message_size: 4 << 20,
@@ -390,6 +394,7 @@ impl BrokerConfig {
                 }
                 "fileReservedTime" => c.file_reserved_time = Duration::from_secs(number::<u64>(k, v)? * 3600),
                 "diskMaxUsedSpaceRatio" => c.disk_max_used_space_ratio = number(k, v)?,
+                "messageIndexEnable" => c.message_index_enable = boolean(k, v)?,
                 "diskFullPolicy" => {
                     c.disk_full_policy = match v {
                         "reject" => crate::store::DiskFullPolicy::Reject,

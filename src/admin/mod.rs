@@ -20,6 +20,7 @@ pub mod client;
 pub mod cluster;
 pub mod dlq;
 pub mod group;
+pub mod message;
 pub mod output;
 pub mod stats;
 pub mod time;
@@ -100,6 +101,9 @@ pub enum AdminCommand {
     /// Dead letters of a consumer group: list, resend to the original topic.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Stored messages: by key, by id, in full with who consumed them.
+    #[command(subcommand)]
+    Message(message::MessageCommand),
     /// Delayed and scheduled messages waiting: per shard, per topic, next due.
     Schedule,
     /// Open transactions: producer group, age, checks so far.
@@ -246,6 +250,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Stats(a) => stats::stats(&ctx, a),
         AdminCommand::Subscriptions => stats::subscriptions(&ctx),
         AdminCommand::Dlq(c) => dlq::run(&ctx, c),
+        AdminCommand::Message(c) => message::run(&ctx, c),
         AdminCommand::Schedule => stats::schedule(&ctx),
         AdminCommand::Transactions { group } => stats::transactions(&ctx, group.as_deref()),
         AdminCommand::Acl(c) => acl::run(&ctx, c),

@@ -270,6 +270,8 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
         request::POLLING_INFO => pop::remoting::polling_info(shard, cmd),
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd, client).await,
+        request::QUERY_MESSAGE => super::query::query_message(shard, cmd).await,
+        request::QUERY_TOPIC_CONSUME_BY_WHO => super::query::consumed_by(shard, cmd).await,
         request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd, client).await,
         request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd, client).await,
         request::QUERY_CONSUMER_OFFSET
@@ -415,5 +417,19 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
         Request::ProducerChannel { group } => {
             Reply::Channel(controller().ok().and_then(|c| c.producer_channel(&group)))
         }
+        Request::TopicGroups { topic } => Reply::Groups(super::query::topic_groups_here(shard, &topic)),
+        Request::QueryKey {
+            topic,
+            key,
+            begin_ms,
+            end_ms,
+            max,
+        } => Reply::Keys(
+            shard
+                .store
+                .query_key(&topic, &key, begin_ms, end_ms, max)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
     }
 }

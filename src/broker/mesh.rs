@@ -93,6 +93,17 @@ pub enum Request {
     /// Controller: one live connection of a producer group (for a
     /// transaction check), round robin.
     ProducerChannel { group: String },
+    /// Groups that committed offsets of the shard's queues of `topic`
+    /// (and, on the controller, whose consumers subscribe to it).
+    TopicGroups { topic: String },
+    /// The shard's records of `topic` found by `key` (QUERY_MESSAGE).
+    QueryKey {
+        topic: String,
+        key: String,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    },
 }
 
 /// The answer to a [`Request`] (the variant of the same name).
@@ -118,6 +129,8 @@ pub enum Reply {
     PopAcked(Result<Vec<super::pop::state::Outcome>, (i32, String)>),
     /// What a [`Request::PopChange`] did, and the new pop time.
     PopChanged(Result<(super::pop::state::Outcome, i64), (i32, String)>),
+    /// What a [`Request::QueryKey`] found, or why the lookup failed.
+    Keys(Result<crate::store::key_index::KeyHits, String>),
 }
 
 /// Where a message the broker made was stored.

@@ -1,20 +1,170 @@
-//! VIEW_MESSAGE_BY_ID (33): the record at a physical offset, decoded from
-//! an offset message id (store host + position). The position carries the
-//! owning shard, so the id resolves on any port: the request runs on that
-//! shard wherever it arrives.
+//! Finding messages.
+//!
+//! * VIEW_MESSAGE_BY_ID (33): the record at a physical offset, decoded from
+//!   an offset message id (store host + position). The position carries
+//!   the owning shard, so the id resolves on any port: the request runs on
+//!   that shard wherever it arrives.
+//! * QUERY_MESSAGE (12): records of a topic by key — a word of `KEYS`, or
+//!   with `_UNIQUE_KEY_QUERY=true` the message id (`UNIQ_KEY`) — stored
+//!   within a time range, from every shard's key index
+//!   ([`crate::store::key_index`]), newest first.
 
 use std::rc::Rc;
 
 use crate::acl::Need;
+use crate::protocol::bodies::{GroupList, JsonBody};
 use crate::protocol::codes::response;
 use crate::protocol::properties::{keys, Properties};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::ClientRef;
-use crate::store::record::{check_record, RecordCheck};
-use crate::store::{PhysicalOffset, SCHEDULE_TOPIC};
+use crate::store::record::{check_record, store_timestamp_of, RecordCheck};
+use crate::store::{LogOffset, PhysicalOffset, SCHEDULE_TOPIC};
 
+use super::mesh::{unexpected, Reply, Request};
 use super::reply::error;
 use super::shard::Shard;
+
+/// Records a QUERY_MESSAGE answers at most (RocketMQ's `maxMsgsNumBatch`);
+/// a query by message id at most `defaultQueryMaxNum`.
+pub const QUERY_MAX_NUM: usize = 64;
+pub const UNIQUE_QUERY_MAX_NUM: usize = 32;
+/// Body bytes a QUERY_MESSAGE answers at most (at least one record).
+pub const QUERY_MAX_BYTES: usize = 8 << 20;
+
+/// QUERY_MESSAGE: every shard's records of `topic` found by `key`.
+pub async fn query_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let parsed = (|| -> Result<_, crate::protocol::HeaderError> {
+        Ok((
+            cmd.required_str("topic")?.to_owned(),
+            cmd.required_str("key")?.to_owned(),
+            cmd.required_i64("maxNum")?,
+            cmd.ext_i64("beginTimestamp")?.unwrap_or(0),
+            cmd.ext_i64("endTimestamp")?.unwrap_or(i64::MAX),
+        ))
+    })();
+    let (topic, key, max_num, begin_ms, end_ms) = match parsed {
+        Ok(v) => v,
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    let unique = cmd.ext_str("_UNIQUE_KEY_QUERY") == Some("true");
+    let cap = if unique { UNIQUE_QUERY_MAX_NUM } else { QUERY_MAX_NUM };
+    let max = usize::try_from(max_num).unwrap_or(0).min(cap);
+    if max == 0 || key.is_empty() {
+        return error(
+            &cmd,
+            response::INVALID_PARAMETER,
+            format!("maxNum must be positive (at most {cap}) and key non-empty"),
+        );
+    }
+    match find_by_key(shard, &topic, &key, begin_ms, end_ms, max).await {
+        Ok((records, (last_pos, last_ms))) => {
+            if records.is_empty() {
+                return error(
+                    &cmd,
+                    response::QUERY_NOT_FOUND,
+                    format!("can not find message of topic {topic} by key {key}, maybe time range not correct"),
+                );
+            }
+            let mut body = Vec::new();
+            for r in records {
+                if !body.is_empty() && body.len() + r.len() > QUERY_MAX_BYTES {
+                    break;
+                }
+                body.extend_from_slice(&r);
+            }
+            let mut reply = RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body);
+            reply.ext_fields.insert_display("indexLastUpdateTimestamp", last_ms);
+            reply.ext_fields.insert_display("indexLastUpdatePhyoffset", last_pos);
+            Some(reply)
+        }
+        Err(e) => error(&cmd, response::SYSTEM_ERROR, format!("query by key failed: {e}")),
+    }
+}
+
+/// Records of `topic` found by `key` on every shard, newest (by store
+/// time) first, at most `max`; and the newest indexed entry (physical
+/// offset, store time ms) of all shards.
+pub async fn find_by_key(
+    shard: &Rc<Shard>,
+    topic: &str,
+    key: &str,
+    begin_ms: i64,
+    end_ms: i64,
+    max: usize,
+) -> Result<(Vec<Vec<u8>>, (i64, i64)), String> {
+    let mut all: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut last = (0i64, 0i64);
+    for k in 0..shard.shard_count() {
+        let hits = if k == shard.id {
+            shard
+                .store
+                .query_key(topic, key, begin_ms, end_ms, max)
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            let req = Request::QueryKey {
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+                begin_ms,
+                end_ms,
+                max,
+            };
+            match shard.ask(k, req).await {
+                Some(Reply::Keys(r)) => r?,
+                Some(_) => return Err(unexpected("QueryKey")),
+                None => return Err(format!("shard {k} did not answer")),
+            }
+        };
+        let (pos, ms) = hits.last_update;
+        if ms >= last.1 {
+            last = (PhysicalOffset::new(k, LogOffset(pos)).0 as i64, ms);
+        }
+        for r in hits.records {
+            all.push((store_timestamp_of(&r).unwrap_or(0), r));
+        }
+    }
+    all.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+    all.truncate(max);
+    Ok((all.into_iter().map(|(_, r)| r).collect(), last))
+}
+
+/// QUERY_TOPIC_CONSUME_BY_WHO (300): groups that committed offsets of the
+/// topic on any shard, or whose consumers subscribe to it.
+pub async fn consumed_by(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+    let topic = match cmd.required_str("topic") {
+        Ok(t) => t.to_owned(),
+        Err(e) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
+    };
+    let mut groups: std::collections::BTreeSet<String> = topic_groups_here(shard, &topic).into_iter().collect();
+    for k in (0..shard.shard_count()).filter(|k| *k != shard.id) {
+        match shard.ask(k, Request::TopicGroups { topic: topic.clone() }).await {
+            Some(Reply::Groups(g)) => groups.extend(g),
+            Some(_) => return error(&cmd, response::SYSTEM_ERROR, unexpected("TopicGroups")),
+            None => return error(&cmd, response::SYSTEM_ERROR, format!("shard {k} did not answer")),
+        }
+    }
+    let body = GroupList {
+        group_list: groups.into_iter().collect(),
+    };
+    Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body.encode()))
+}
+
+/// This shard's part of [`consumed_by`].
+pub fn topic_groups_here(shard: &Shard, topic: &str) -> Vec<String> {
+    let mut groups: Vec<String> = shard
+        .offsets
+        .snapshot()
+        .into_iter()
+        .filter(|(_, t, _, _)| t == topic)
+        .map(|(g, _, _, _)| g)
+        .collect();
+    if let Some(c) = &shard.controller {
+        groups.extend(c.groups_subscribing(topic));
+    }
+    groups.sort();
+    groups.dedup();
+    groups
+}
 
 /// The shard that stores `offset` (VIEW_MESSAGE_BY_ID, CONSUMER_SEND_MSG_BACK),
 /// if the value is a valid position.

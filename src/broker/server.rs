@@ -427,6 +427,7 @@ async fn run_shard(
     scfg.file_reserved_time = cfg.file_reserved_time;
     scfg.disk_max_used_ratio = cfg.disk_max_used_space_ratio;
     scfg.disk_full_policy = cfg.disk_full_policy;
+    scfg.key_index.enabled = cfg.message_index_enable;
     scfg.tail_cache_bytes = cfg.tail_cache_bytes;
     scfg.max_record_size = cfg.max_message_size + 64 * 1024;
     scfg.encryption = keys;

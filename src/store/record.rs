@@ -616,6 +616,14 @@ pub fn store_timestamp_of(rec: &[u8]) -> Option<i64> {
     be_u64(rec, BORN_HOST_POS + born_len).map(|v| v as i64)
 }
 
+/// The store host of an encoded record (with its physical offset, the
+/// offset message id).
+pub fn store_host_of(rec: &[u8]) -> Option<SocketAddr> {
+    let sys_flag = be_u32(rec, SYSFLAG_POS)? as i32;
+    let born_len = if sys_flag & SYSFLAG_BORNHOST_V6 != 0 { 20 } else { 8 };
+    host_at(rec, BORN_HOST_POS + born_len + 8, sys_flag & SYSFLAG_STOREHOST_V6 != 0)
+}
+
 /// A loopback store host, for tests and tools.
 pub fn localhost(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)

@@ -76,6 +76,26 @@ impl Controller {
         }
     }
 
+    /// Groups whose online consumers subscribe to `topic`, or that
+    /// subscribed to it through gRPC (QUERY_TOPIC_CONSUME_BY_WHO).
+    pub fn groups_subscribing(&self, topic: &str) -> Vec<String> {
+        let mut out: BTreeSet<String> = self
+            .groups
+            .borrow()
+            .iter()
+            .filter(|(_, g)| g.subs.values().any(|s| s.contains_key(topic)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        out.extend(
+            self.subscriptions
+                .borrow()
+                .keys()
+                .filter(|(_, t)| t == topic)
+                .map(|(g, _)| g.clone()),
+        );
+        out.into_iter().collect()
+    }
+
     /// What the controller knows of `group`.
     pub fn group_info(&self, group: &str) -> GroupInfo {
         let groups = self.groups.borrow();

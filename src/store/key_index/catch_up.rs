@@ -38,12 +38,11 @@ pub async fn index_gap(store: &MessageStore, idx: &KeyIndex, from: u64, to: u64)
             let phys = PhysicalOffset::new(shard, super::super::position::LogOffset(at)).0;
             match check_record(&data[off..], Some(phys), false) {
                 RecordCheck::Record(v) => {
-                    let props = properties_of(ring.as_deref(), shard, &v, &mut opened).map_err(|what| {
-                        StoreError::Corrupt {
+                    let props =
+                        properties_of(ring.as_deref(), shard, &v, &mut opened).map_err(|what| StoreError::Corrupt {
                             path: log.dir().to_path_buf(),
                             what,
-                        }
-                    })?;
+                        })?;
                     let topic = String::from_utf8_lossy(v.topic);
                     let time_s = (v.store_timestamp / 1000).clamp(0, u32::MAX as i64) as u32;
                     for k in super::keys_of(props) {

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use super::error::StoreError;
 use super::faults::DiskFaults;
 use super::record::property_of;
+pub use glue::KeyHits;
 use run::{Run, RunWriter};
 
 /// One key of one record.
@@ -197,7 +198,7 @@ impl KeyIndex {
             let ent = ent.map_err(|e| StoreError::io(&dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                std::fs::remove_file(ent.path()).map_err(|e| StoreError::io(&ent.path(), e))?;
+                std::fs::remove_file(ent.path()).map_err(|e| StoreError::io(ent.path(), e))?;
             } else if let Some(r) = run::parse_name(&name) {
                 names.push((r, ent.path()));
             }
@@ -314,7 +315,10 @@ impl KeyIndex {
             }
             Err(e) => {
                 self.flush_failures.set(self.flush_failures.get() + 1);
-                let quiet = self.last_error_log.get().is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+                let quiet = self
+                    .last_error_log
+                    .get()
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
                 if !quiet {
                     self.last_error_log.set(Some(Instant::now()));
                     log::error!(
@@ -340,9 +344,22 @@ impl KeyIndex {
 
     /// Candidates for `hash` stored in `[begin_s, end_s]`, newest first,
     /// each position once. Records still have to be checked.
-    pub async fn lookup(&self, hash: u64, begin_s: u32, end_s: u32, log_min: u64) -> Result<Vec<IndexEntry>, StoreError> {
+    pub async fn lookup(
+        &self,
+        hash: u64,
+        begin_s: u32,
+        end_s: u32,
+        log_min: u64,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
         let in_range = |e: &IndexEntry| e.hash == hash && e.pos >= log_min && (begin_s..=end_s).contains(&e.time_s);
-        let mut out: Vec<IndexEntry> = self.mem.borrow().entries.iter().filter(|e| in_range(e)).copied().collect();
+        let mut out: Vec<IndexEntry> = self
+            .mem
+            .borrow()
+            .entries
+            .iter()
+            .filter(|e| in_range(e))
+            .copied()
+            .collect();
         let runs: Vec<Rc<Run>> = self.runs.borrow().iter().rev().cloned().collect();
         for r in runs {
             if r.entries == 0 || r.to <= log_min || r.max_s < begin_s || r.min_s > end_s {
@@ -350,7 +367,7 @@ impl KeyIndex {
             }
             out.extend(r.lookup(hash).await?.into_iter().filter(|e| in_range(e)));
         }
-        out.sort_unstable_by(|a, b| b.pos.cmp(&a.pos));
+        out.sort_unstable_by_key(|e| std::cmp::Reverse(e.pos));
         out.dedup_by_key(|e| e.pos);
         Ok(out)
     }

@@ -70,7 +70,18 @@ impl IndexEntry {
     }
 
     fn get(b: &[u8]) -> IndexEntry {
-        let u64_at = |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        let u64_at = |i: usize| {
+            u64::from_le_bytes([
+                b[i],
+                b[i + 1],
+                b[i + 2],
+                b[i + 3],
+                b[i + 4],
+                b[i + 5],
+                b[i + 6],
+                b[i + 7],
+            ])
+        };
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         IndexEntry {
             hash: u64_at(0),
@@ -107,7 +118,9 @@ fn decode_block(b: &[u8], path: &Path, block: usize) -> Result<Vec<IndexEntry>, 
     if n == 0 || n > PER_BLOCK {
         return Err(corrupt(format!("entry count {n}")));
     }
-    Ok((0..n).map(|i| IndexEntry::get(&b[i * ENTRY..(i + 1) * ENTRY])).collect())
+    Ok((0..n)
+        .map(|i| IndexEntry::get(&b[i * ENTRY..(i + 1) * ENTRY]))
+        .collect())
 }
 
 /// An open run: its footer facts and fence in memory, its file open for
@@ -134,13 +147,20 @@ impl Run {
             path: path.to_path_buf(),
             what,
         };
-        let file = OpenOptions::new().read(true).dma_open(path).await.map_err(|e| gerr("open", e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .dma_open(path)
+            .await
+            .map_err(|e| gerr("open", e))?;
         let size = file.file_size().await.map_err(|e| gerr("stat", e))?;
         if size < BLOCK as u64 || size % BLOCK as u64 != 0 {
             let _ = file.close().await;
             return Err(corrupt(format!("size {size} is not a whole number of blocks")));
         }
-        let footer = file.read_at(size - BLOCK as u64, BLOCK).await.map_err(|e| gerr("read", e))?;
+        let footer = file
+            .read_at(size - BLOCK as u64, BLOCK)
+            .await
+            .map_err(|e| gerr("read", e))?;
         let checked = footer.len() == BLOCK
             && &footer[..8] == MAGIC
             && crc32fast::hash(&footer[..BLOCK - 4]) == le_u32(&footer, BLOCK - 4);
@@ -202,7 +222,11 @@ impl Run {
         let data = self.read_blocks(start, end - start).await?;
         let mut out = Vec::new();
         for (i, b) in data.chunks(BLOCK).enumerate() {
-            out.extend(decode_block(b, &self.path, start + i)?.into_iter().filter(|e| e.hash == hash));
+            out.extend(
+                decode_block(b, &self.path, start + i)?
+                    .into_iter()
+                    .filter(|e| e.hash == hash),
+            );
         }
         Ok(out)
     }
@@ -286,7 +310,12 @@ pub struct RunWriter {
 }
 
 impl RunWriter {
-    pub async fn create(dir: &Path, from: u64, to: u64, faults: Option<Rc<DiskFaults>>) -> Result<RunWriter, StoreError> {
+    pub async fn create(
+        dir: &Path,
+        from: u64,
+        to: u64,
+        faults: Option<Rc<DiskFaults>>,
+    ) -> Result<RunWriter, StoreError> {
         let tmp = dir.join(format!("{}.tmp", file_name(from, to)));
         let file = OpenOptions::new()
             .write(true)
@@ -422,7 +451,11 @@ impl RunWriter {
         footer[16..24].copy_from_slice(&to.to_le_bytes());
         footer[24..32].copy_from_slice(&self.entries.to_le_bytes());
         footer[32..36].copy_from_slice(&(self.fence.len() as u32).to_le_bytes());
-        let (min_s, max_s) = if self.entries == 0 { (0, 0) } else { (self.min_s, self.max_s) };
+        let (min_s, max_s) = if self.entries == 0 {
+            (0, 0)
+        } else {
+            (self.min_s, self.max_s)
+        };
         footer[36..40].copy_from_slice(&min_s.to_le_bytes());
         footer[40..44].copy_from_slice(&max_s.to_le_bytes());
         footer[44..48].copy_from_slice(&fence_crc.to_le_bytes());

@@ -36,7 +36,11 @@ async fn found(store: &MessageStore, key: &str, max: usize) -> Vec<Vec<u8>> {
 
 /// Bodies of messages `i` with `i % 50 == k`, below `n`, newest first.
 fn expected_order(k: usize, n: usize) -> Vec<Vec<u8>> {
-    (0..n).rev().filter(|i| i % 50 == k).map(|i| body_of(i, 200 + i % 50)).collect()
+    (0..n)
+        .rev()
+        .filter(|i| i % 50 == k)
+        .map(|i| body_of(i, 200 + i % 50))
+        .collect()
 }
 
 #[test]
@@ -54,7 +58,10 @@ fn keys_and_ids_find_their_records_across_runs_merges_and_restarts() {
             }
         }
         let s = store.key_index_stats();
-        assert!(s.run_entries > 0 && s.runs < 12, "runs must be written and merged: {s:?}");
+        assert!(
+            s.run_entries > 0 && s.runs < 12,
+            "runs must be written and merged: {s:?}"
+        );
         assert_eq!(found(&store, "order-7", 100).await, expected_order(7, 1500));
         assert_eq!(found(&store, "order-7", 5).await, expected_order(7, 1500)[..5].to_vec());
         assert_eq!(found(&store, "U1234", 10).await, vec![body_of(1234, 200 + 1234 % 50)]);
@@ -63,12 +70,19 @@ fn keys_and_ids_find_their_records_across_runs_merges_and_restarts() {
         let other = store.query_key("U", "order-7", 0, i64::MAX, 10).await.unwrap();
         assert!(other.records.is_empty(), "another topic's key must not match");
         let past = store.query_key("T", "order-7", 0, 1000, 10).await.unwrap();
-        assert!(past.records.is_empty(), "a time range before the messages finds nothing");
+        assert!(
+            past.records.is_empty(),
+            "a time range before the messages finds nothing"
+        );
         store.shutdown().await.unwrap();
     });
     run_on_executor("t", move || async move {
         let (store, _) = MessageStore::open(index_cfg(&d2)).await.unwrap();
-        assert_eq!(store.key_index_stats().pending_bytes, 0, "a clean shutdown leaves no gap");
+        assert_eq!(
+            store.key_index_stats().pending_bytes,
+            0,
+            "a clean shutdown leaves no gap"
+        );
         assert_eq!(found(&store, "order-7", 100).await, expected_order(7, 1500));
         for i in 1500..1600 {
             assert_eq!(store.put(keyed(i)).await.status, PutStatus::Ok);
