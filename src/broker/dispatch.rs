@@ -270,7 +270,7 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         request::NOTIFICATION => pop::remoting::notification(shard, cmd, client).await,
         request::POLLING_INFO => pop::remoting::polling_info(shard, cmd),
         request::VIEW_MESSAGE_BY_ID => super::query::view_message(shard, cmd, client).await,
-        request::QUERY_MESSAGE => super::query::query_message(shard, cmd).await,
+        request::QUERY_MESSAGE => super::query::query_message(shard, cmd, client).await,
         request::QUERY_TOPIC_CONSUME_BY_WHO => super::query::consumed_by(shard, cmd).await,
         request::CONSUMER_SEND_MSG_BACK => super::retry::send_back(shard, cmd, client).await,
         request::END_TRANSACTION => super::transaction::end_transaction(shard, cmd, client).await,

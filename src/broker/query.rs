@@ -6,8 +6,12 @@
 //!   that shard wherever it arrives.
 //! * QUERY_MESSAGE (12): records of a topic by key — a word of `KEYS`, or
 //!   with `_UNIQUE_KEY_QUERY=true` the message id (`UNIQ_KEY`) — stored
-//!   within a time range, from every shard's key index
-//!   ([`crate::store::key_index`]), newest first.
+//!   within a time range, from the key index ([`crate::store::key_index`]),
+//!   newest first. On the main port every shard answers; on a shard port
+//!   only that shard: a client with shard-aware routes sees one broker
+//!   entry per shard and asks each of them (as a Java client asks every
+//!   broker of the route), so each record is answered once — its queue id
+//!   in the entry's numbering.
 
 use std::rc::Rc;
 
@@ -17,7 +21,8 @@ use crate::protocol::codes::response;
 use crate::protocol::properties::{keys, Properties};
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::ClientRef;
-use crate::store::record::{check_record, store_timestamp_of, RecordCheck};
+use crate::runtime::mesh::View;
+use crate::store::record::{check_record, patch_delivery, store_timestamp_of, RecordCheck};
 use crate::store::{LogOffset, PhysicalOffset, SCHEDULE_TOPIC};
 
 use super::mesh::{unexpected, Reply, Request};
@@ -32,7 +37,7 @@ pub const UNIQUE_QUERY_MAX_NUM: usize = 32;
 pub const QUERY_MAX_BYTES: usize = 8 << 20;
 
 /// QUERY_MESSAGE: every shard's records of `topic` found by `key`.
-pub async fn query_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn query_message(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     let parsed = (|| -> Result<_, crate::protocol::HeaderError> {
         Ok((
             cmd.required_str("topic")?.to_owned(),
@@ -56,8 +61,24 @@ pub async fn query_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Re
             format!("maxNum must be positive (at most {cap}) and key non-empty"),
         );
     }
-    match find_by_key(shard, &topic, &key, begin_ms, end_ms, max).await {
-        Ok((records, (last_pos, last_ms))) => {
+    let shards: Vec<u16> = match client.view {
+        View::Main => (0..shard.shard_count()).collect(),
+        View::Shard(k) => vec![k],
+    };
+    match find_by_key(shard, &shards, &topic, &key, begin_ms, end_ms, max).await {
+        Ok((mut records, (last_pos, last_ms))) => {
+            if let View::Shard(k) = client.view {
+                let info = shard.topic(&topic);
+                for r in &mut records {
+                    let global = match check_record(r, None, false) {
+                        RecordCheck::Record(v) => v.queue_id,
+                        _ => continue,
+                    };
+                    if let Some(local) = info.as_ref().and_then(|i| i.global_to_local(k, global)) {
+                        patch_delivery(r, Some(local), None);
+                    }
+                }
+            }
             if records.is_empty() {
                 return error(
                     &cmd,
@@ -81,11 +102,12 @@ pub async fn query_message(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Re
     }
 }
 
-/// Records of `topic` found by `key` on every shard, newest (by store
-/// time) first, at most `max`; and the newest indexed entry (physical
-/// offset, store time ms) of all shards.
+/// Records of `topic` found by `key` on `shards`, newest (by store time)
+/// first, at most `max`; and the newest indexed entry (physical offset,
+/// store time ms) of those shards.
 pub async fn find_by_key(
     shard: &Rc<Shard>,
+    shards: &[u16],
     topic: &str,
     key: &str,
     begin_ms: i64,
@@ -94,7 +116,7 @@ pub async fn find_by_key(
 ) -> Result<(Vec<Vec<u8>>, (i64, i64)), String> {
     let mut all: Vec<(i64, Vec<u8>)> = Vec::new();
     let mut last = (0i64, 0i64);
-    for k in 0..shard.shard_count() {
+    for &k in shards {
         let hits = if k == shard.id {
             shard
                 .store
