@@ -1,7 +1,9 @@
 //! `message by-key|by-id|show`: finding stored messages, like mqadmin's
 //! `queryMsgByKey` / `queryMsgById` and the dashboard's message page.
 //!
-//! * by key: QUERY_MESSAGE — the broker asks every shard's key index.
+//! * by key: QUERY_MESSAGE to every broker entry of the topic's route (or
+//!   just `--broker`), as RocketMQ clients do: a main port answers from
+//!   every shard's key index, a shard port from its own shard's.
 //! * by id: an offset id (32 or 56 hex chars that decode to a store
 //!   address and position) is read with VIEW_MESSAGE_BY_ID; any other id
 //!   is a client id (`UNIQ_KEY`, what producers print) and needs
@@ -15,7 +17,7 @@
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
-use crate::protocol::bodies::{GroupList, JsonBody};
+use crate::protocol::bodies::{GroupList, JsonBody, TopicRouteData};
 use crate::protocol::codes::{request, response};
 use crate::protocol::message_id::OffsetMessageId;
 use crate::protocol::properties::{keys, Properties};
@@ -189,11 +191,46 @@ pub fn query(
     if unique {
         cmd.ext_fields.insert_display("_UNIQUE_KEY_QUERY", "true");
     }
-    match call(ctx, cmd)? {
-        r if r.code == response::SUCCESS => decode_records(&r.body),
-        r if r.code == response::QUERY_NOT_FOUND => Ok(Vec::new()),
-        r => Err(refused(ctx, &r)),
+    let mut all = Vec::new();
+    for addr in entries(ctx, topic)? {
+        match ctx.connect(&addr)?.call(cmd.clone())? {
+            r if r.code == response::SUCCESS => all.extend(decode_records(&r.body)?),
+            r if r.code == response::QUERY_NOT_FOUND => {}
+            r => return Err(refused(ctx, &r)),
+        }
     }
+    all.sort_by_key(|m| std::cmp::Reverse(m.store_ms));
+    let mut seen = std::collections::HashSet::new();
+    all.retain(|m| seen.insert(m.offset_id.clone()));
+    all.truncate(max);
+    Ok(all)
+}
+
+/// The broker entries to ask about `topic`: `--broker`, or the master of
+/// every broker entry of its route.
+fn entries(ctx: &Ctx, topic: &str) -> Result<Vec<String>, String> {
+    if let Some(b) = &ctx.broker {
+        return Ok(vec![b.clone()]);
+    }
+    let r = ctx
+        .connect(&ctx.namesrv)?
+        .call(req(request::GET_ROUTEINFO_BY_TOPIC, &[("topic", topic.to_owned())]))?;
+    if r.code == response::TOPIC_NOT_EXIST {
+        return Err(format!("topic {topic} does not exist (name server {})", ctx.namesrv));
+    }
+    if r.code != response::SUCCESS {
+        return Err(format!(
+            "name server {}: route of {topic}: {}",
+            ctx.namesrv,
+            r.remark.unwrap_or_default()
+        ));
+    }
+    let route = TopicRouteData::decode(&r.body).map_err(|e| e.to_string())?;
+    Ok(route
+        .broker_datas
+        .iter()
+        .filter_map(|b| b.broker_addrs.get(&0).cloned())
+        .collect())
 }
 
 fn call(ctx: &Ctx, cmd: RemotingCommand) -> Result<RemotingCommand, String> {
