@@ -76,6 +76,21 @@ pub struct StoreArgs {
     /// Encryption at rest (storeEncryptionEnable) with a fresh random key.
     #[arg(long)]
     encrypt: bool,
+    /// Turn the key index off (messageIndexEnable=false).
+    #[arg(long)]
+    no_index: bool,
+    /// Give every message its own UNIQ_KEY (as producers do) instead of one
+    /// shared id.
+    #[arg(long)]
+    unique_ids: bool,
+    /// Business keys (words of KEYS) per message, each unique.
+    #[arg(long, default_value_t = 0)]
+    keys: usize,
+    /// After the run, look up this many random stored messages by key
+    /// (the first KEYS word, else the UNIQ_KEY; needs --unique-ids or
+    /// --keys) and report the latency.
+    #[arg(long, default_value_t = 0)]
+    query_samples: usize,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -93,6 +108,8 @@ struct Stats {
     busy: Cell<u64>,
     errors: RefCell<BTreeMap<String, u64>>,
     hist: RefCell<Option<Histogram<u64>>>,
+    /// Number of the next message built (its ids and keys).
+    next_seq: Cell<u64>,
 }
 
 impl Stats {
@@ -118,15 +135,54 @@ fn status_kind(s: &PutStatus) -> &'static str {
     }
 }
 
-fn message(body: &Bytes, queue_id: u32) -> MessageInput {
-    // A typical producer's properties: UNIQ_KEY, WAIT, TAGS.
-    const PROPS: &[u8] = b"UNIQ_KEY\x017F0000010001A2B3C4D5E6F7A8B9C0D1E2\x02WAIT\x01true\x02TAGS\x01TagA\x02";
+/// A typical producer's properties: UNIQ_KEY, WAIT, TAGS.
+const PROPS: &[u8] = b"UNIQ_KEY\x017F0000010001A2B3C4D5E6F7A8B9C0D1E2\x02WAIT\x01true\x02TAGS\x01TagA\x02";
+
+/// The UNIQ_KEY of message `seq` (with --unique-ids).
+fn uniq_id(seq: u64) -> String {
+    format!("7F0000010001A2B3{seq:016X}")
+}
+
+/// The `j`-th business key of message `seq`.
+fn business_key(seq: u64, j: usize) -> String {
+    format!("order-{seq}-{j}")
+}
+
+/// Properties of message `seq`: [`PROPS`], or its own UNIQ_KEY and `keys`
+/// business keys.
+fn properties(args: &StoreArgs, seq: u64) -> Bytes {
+    if !args.unique_ids && args.keys == 0 {
+        return Bytes::from_static(PROPS);
+    }
+    let mut p = String::with_capacity(96 + 24 * args.keys);
+    if args.keys > 0 {
+        p.push_str("KEYS\x01");
+        for j in 0..args.keys {
+            if j > 0 {
+                p.push(' ');
+            }
+            p.push_str(&business_key(seq, j));
+        }
+        p.push('\x02');
+    }
+    if args.unique_ids {
+        p.push_str(&format!(
+            "UNIQ_KEY\x01{}\x02WAIT\x01true\x02TAGS\x01TagA\x02",
+            uniq_id(seq)
+        ));
+    } else {
+        p.push_str(std::str::from_utf8(PROPS).unwrap_or(""));
+    }
+    Bytes::from(p)
+}
+
+fn message(body: &Bytes, queue_id: u32, properties: Bytes) -> MessageInput {
     MessageInput {
         topic: TOPIC.into(),
         queue_id,
         flag: 0,
         body: body.clone(),
-        properties: Bytes::from_static(PROPS),
+        properties,
         sys_flag: 0,
         born_timestamp: 1,
         born_host: std::net::SocketAddr::from(([127, 0, 0, 1], 5555)),
@@ -137,11 +193,14 @@ fn message(body: &Bytes, queue_id: u32) -> MessageInput {
     }
 }
 
-async fn appender(store: MessageStore, stats: Rc<Stats>, queue_id: u32, body: Bytes) {
+async fn appender(store: MessageStore, stats: Rc<Stats>, queue_id: u32, body: Bytes, args: Rc<StoreArgs>) {
     while !stats.stop.get() {
         let t0 = Instant::now();
+        let seq = stats.next_seq.get();
+        stats.next_seq.set(seq + 1);
+        let props = properties(&args, seq);
         loop {
-            let r = store.put(message(&body, queue_id)).await;
+            let r = store.put(message(&body, queue_id, props.clone())).await;
             match r.status {
                 PutStatus::Ok => {
                     let ns = t0.elapsed().as_nanos() as u64;
@@ -293,6 +352,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         .max_record_size
         .min(args.segment_size as usize / 2)
         .max(args.record_size + 1024);
+    cfg.key_index.enabled = !args.no_index;
     if args.encrypt {
         let hex = shardmq::runtime::random_hex(32)?;
         let ring = shardmq::store::crypt::KeyRing::parse(&format!("1 {hex}"))?;
@@ -302,10 +362,11 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     let (store, _report) = MessageStore::open(cfg).await.map_err(|e| format!("open store: {e}"))?;
 
     let body = Bytes::from((0..args.record_size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    let record_bytes = message(&body, 0).record_size(&store_host) as u64;
+    let record_bytes = message(&body, 0, properties(&args, 0)).record_size(&store_host) as u64;
     print_params(&args, &dir, record_bytes);
 
     let stats = Rc::new(Stats::new());
+    let shared_args = Rc::new(args.clone());
     let tasks: Vec<_> = (0..args.appenders)
         .map(|i| {
             glommio::spawn_local(appender(
@@ -313,6 +374,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
                 stats.clone(),
                 (i as u32) % args.queues,
                 body.clone(),
+                shared_args.clone(),
             ))
         })
         .collect();
@@ -334,14 +396,17 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
             let dt = now.duration_since(last.0).as_secs_f64();
             let rate = (acked - last.1) as f64 / dt;
             let p99 = stats.hist.borrow().as_ref().map_or(0, |h| h.value_at_quantile(0.99));
+            let ix = store.key_index_stats();
             println!(
-                "{:>5.1}s {} {:>10.0} appends/s {:>9.1} MiB/s  p99 so far {:>9.1} us  busy {}",
+                "{:>5.1}s {} {:>10.0} appends/s {:>9.1} MiB/s  p99 so far {:>9.1} us  busy {}  index runs {} mem {}",
                 now.duration_since(t_start).as_secs_f64(),
                 if stats.measuring.get() { "     " } else { "[warm]" },
                 rate,
                 rate * args.record_size as f64 / MIB,
                 p99 as f64 / 1000.0,
                 stats.busy.get(),
+                ix.runs,
+                ix.mem_entries,
             );
             last = (now, acked);
             next_tick += Duration::from_secs(1);
@@ -364,6 +429,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
     for t in tasks {
         t.await;
     }
+    let queries = query_phase(&args, &store, stats.next_seq.get()).await?;
     store.shutdown().await.map_err(|e| format!("shutdown: {e}"))?;
 
     let hist = stats.hist.borrow_mut().take().expect("histogram");
@@ -453,6 +519,76 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         "machine_busy_cores": machine_busy,
         "online_cpus": ncpu,
         "other_processes_cpu_cores": foreign,
+        "queries": queries,
+    }))
+}
+
+/// `--query-samples`: random stored messages looked up by key once the
+/// index has written its runs (a checkpoint, then its merges).
+async fn query_phase(args: &StoreArgs, store: &MessageStore, messages: u64) -> Result<serde_json::Value, String> {
+    let s = store.key_index_stats();
+    println!(
+        "key index: {} entries in {} runs, {} in memory; {} keys left to the log catch-up, {} log bytes pending",
+        s.run_entries, s.runs, s.mem_entries, s.deferred, s.pending_bytes
+    );
+    if args.query_samples == 0 || messages == 0 || (args.keys == 0 && !args.unique_ids) {
+        return Ok(serde_json::Value::Null);
+    }
+    let t = Instant::now();
+    store
+        .flush_key_index(true)
+        .await
+        .map_err(|e| format!("index flush: {e}"))?;
+    store.key_index_pass().await.map_err(|e| format!("index upkeep: {e}"))?;
+    let s = store.key_index_stats();
+    println!(
+        "after a checkpoint and merges ({:.1} s): {} entries in {} runs, {} in memory",
+        t.elapsed().as_secs_f64(),
+        s.run_entries,
+        s.runs,
+        s.mem_entries
+    );
+    let mut hist = new_hist();
+    let mut misses = 0u64;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ messages;
+    for _ in 0..args.query_samples {
+        // xorshift64*: a random message number.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let seq = x.wrapping_mul(0x2545_F491_4F6C_DD1D) % messages;
+        let key = if args.keys > 0 {
+            business_key(seq, 0)
+        } else {
+            uniq_id(seq)
+        };
+        let t0 = Instant::now();
+        let hits = store
+            .query_key(TOPIC, &key, 0, i64::MAX, 32)
+            .await
+            .map_err(|e| format!("query {key}: {e}"))?;
+        hist.saturating_record((t0.elapsed().as_nanos() as u64).max(1));
+        if hits.records.len() != 1 {
+            misses += 1;
+        }
+    }
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "query by key ({} samples over {} messages, {} keys): p50 {:.1} us  p99 {:.1} us  p999 {:.1} us  max {:.1} us; \
+         not found exactly once: {}",
+        args.query_samples,
+        messages,
+        s.run_entries + s.mem_entries,
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        hist.max() as f64 / 1000.0,
+        misses
+    );
+    Ok(json!({
+        "samples": args.query_samples, "messages": messages, "index_entries": s.run_entries + s.mem_entries,
+        "runs": s.runs, "misses": misses,
+        "latency_us": {"p50": us(0.5), "p99": us(0.99), "p999": us(0.999), "max": hist.max() as f64 / 1000.0},
     }))
 }
 
@@ -472,6 +608,10 @@ fn params_json(args: &StoreArgs, dir: &Path, record_bytes: u64) -> serde_json::V
         "cpu": if args.unpinned { None } else { Some(args.cpu) },
         "spin_us": args.spin_us,
         "preempt_us": args.preempt_us,
+        "encrypt": args.encrypt,
+        "index": !args.no_index,
+        "unique_ids": args.unique_ids,
+        "keys": args.keys,
     })
 }
 

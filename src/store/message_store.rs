@@ -353,6 +353,7 @@ impl MessageStore {
         periodic.push(spawn_bg(Box::pin(self.clone().watch_write_state())));
         if self.inner.index.enabled() {
             periodic.push(spawn_bg(Box::pin(self.clone().run_key_index())));
+            periodic.push(spawn_bg(Box::pin(self.clone().run_key_index_flusher())));
         }
     }
 
@@ -803,9 +804,6 @@ impl MessageStore {
             let mut queues = self.inner.queues.borrow_mut();
             queues.queues[i].mark_written(from + entries.len() as u64, keep);
         }
-        // The key index does not hold the checkpoint back: what it loses
-        // in a crash is indexed again from the log at the next open.
-        let _ = self.inner.index.flush(durable, self.inner.stopping.get()).await;
         let log_min = self.inner.log.min_offset();
         let sig = (durable, log_min, n);
         let dirty = self.inner.cq_files.dirty();
@@ -887,6 +885,9 @@ impl MessageStore {
         let deadline = Instant::now() + FINAL_FLUSH_TIMEOUT;
         let flushed = self.inner.log.wait_durable(end, deadline).await;
         let res = self.checkpoint().await;
+        // The key index's last entries (an error is logged; the next open
+        // indexes them from the log).
+        let _ = self.inner.index.flush(&self.inner.log, true).await;
         self.inner.log.stop_preparer();
         let tasks = std::mem::take(&mut *self.inner.tasks.borrow_mut());
         for t in tasks {

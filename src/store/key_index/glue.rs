@@ -100,6 +100,27 @@ impl MessageStore {
         Ok(())
     }
 
+    /// Writes the key index's memtable as a run when it is due (size, age)
+    /// or `force`d; its entries of records not yet durable stay.
+    pub async fn flush_key_index(&self, force: bool) -> Result<(), StoreError> {
+        self.inner.index.flush(self.log(), force).await
+    }
+
+    /// [`Self::flush_key_index`] every checkpoint interval until the store
+    /// stops (shutdown flushes the rest). Apart from the checkpoint: the
+    /// index never holds the consume queues' checkpoint back, and what it
+    /// loses in a crash is indexed again from the log at the next open.
+    pub(in crate::store) async fn run_key_index_flusher(self) {
+        while !self.is_stopping() {
+            self.sleep_unless_stopping(self.config().checkpoint_interval).await;
+            if self.is_stopping() {
+                break;
+            }
+            // Errors are logged (rate-limited) and retried by the index.
+            let _ = self.flush_key_index(false).await;
+        }
+    }
+
     /// [`Self::key_index_pass`] every second until the store stops.
     pub(in crate::store) async fn run_key_index(self) {
         let mut failing = false;

@@ -9,7 +9,8 @@
 //! * **Memtable.** Each append adds one [`IndexEntry`] per key (64-bit
 //!   FNV-1a of `"<topic>#<key>"`, log offset, store time, size) to an
 //!   in-memory vector, in log order — no I/O on the append path.
-//! * **Runs.** The checkpoint writes the memtable's durable prefix as an
+//! * **Runs.** A background task (every checkpoint interval, apart from
+//!   the checkpoint itself) writes the memtable's durable prefix as an
 //!   immutable run file sorted by (hash, log offset) covering a log range
 //!   `[from, to)` ([`run`] documents the format) once it holds
 //!   `flush_entries` entries or is `flush_interval` old. Runs are written
@@ -32,9 +33,12 @@
 //! stale entries (a run that outlived a crash, an expired range) and
 //! duplicates never reach a client.
 //!
-//! Memory: the memtable holds at most `max_mem_entries` (24 bytes each;
-//! past it keys are not indexed and counted as dropped — only when runs
-//! cannot be written), a run's fence 8 bytes per 170 entries.
+//! Memory: the memtable holds at most `max_mem_entries` (24 bytes each). A
+//! memtable that fills up (runs written slower than keys arrive, or not
+//! at all) stops taking entries; once it is written out, the records it
+//! skipped become a gap that the background task indexes from the log —
+//! bounded memory, no key lost, the index only lags. A run's fence costs
+//! 8 bytes per 170 entries.
 
 mod catch_up;
 mod glue;
@@ -45,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::commit_log::CommitLog;
 use super::error::StoreError;
 use super::faults::DiskFaults;
 use super::record::property_of;
@@ -129,7 +134,12 @@ struct Mem {
     from: u64,
     /// When its oldest entry was added.
     since: Option<Instant>,
-    dropped: u64,
+    /// The memtable filled up at this log offset: records from there on
+    /// are not added until it is written out, and then become a gap
+    /// indexed from the log like a crash's.
+    full_at: Option<u64>,
+    /// Keys left to the log catch-up that way.
+    deferred: u64,
 }
 
 /// Counters for metrics and `admin stats`.
@@ -138,9 +148,11 @@ pub struct IndexStats {
     pub mem_entries: u64,
     pub runs: u64,
     pub run_entries: u64,
-    /// Log bytes still to index from the CommitLog (after a crash).
+    /// Log bytes still to index from the CommitLog (after a crash, or
+    /// while the memtable was full).
     pub pending_bytes: u64,
-    pub dropped: u64,
+    /// Keys left to the log catch-up because the memtable was full.
+    pub deferred: u64,
     pub flush_failures: u64,
 }
 
@@ -158,6 +170,8 @@ pub struct KeyIndex {
     last_error_log: Cell<Option<Instant>>,
     /// One upkeep pass (catch-up, merges, expiry) at a time.
     pub(super) upkeep: glommio::sync::Semaphore,
+    /// One memtable flush at a time (the periodic one, a forced one).
+    flushing: glommio::sync::Semaphore,
 }
 
 impl KeyIndex {
@@ -177,7 +191,8 @@ impl KeyIndex {
                 entries: Vec::new(),
                 from: log_end,
                 since: None,
-                dropped: 0,
+                full_at: None,
+                deferred: 0,
             }),
             runs: RefCell::new(Vec::new()),
             gaps: RefCell::new(Vec::new()),
@@ -187,6 +202,7 @@ impl KeyIndex {
             flush_failures: Cell::new(0),
             last_error_log: Cell::new(None),
             upkeep: glommio::sync::Semaphore::new(1),
+            flushing: glommio::sync::Semaphore::new(1),
         };
         if !index.cfg.enabled {
             return Ok(index);
@@ -258,7 +274,9 @@ impl KeyIndex {
         self.cfg.enabled
     }
 
-    /// Indexes one appended record (the append path: no I/O).
+    /// Indexes one appended record (the append path: no I/O). When the
+    /// memtable is full the record is left to the log catch-up instead:
+    /// memory stays bounded, no key is lost.
     pub fn add(&self, topic: &str, props: &[u8], pos: u64, size: u32, store_ms: i64) {
         if !self.cfg.enabled {
             return;
@@ -268,8 +286,10 @@ impl KeyIndex {
             return;
         }
         let mut mem = self.mem.borrow_mut();
-        if mem.entries.len() + keys.len() > self.cfg.max_mem_entries {
-            mem.dropped += keys.len() as u64;
+        let fits = mem.entries.len() + keys.len() <= self.cfg.max_mem_entries;
+        if mem.full_at.is_some() || !fits {
+            mem.full_at.get_or_insert(pos);
+            mem.deferred += keys.len() as u64;
             return;
         }
         if mem.entries.is_empty() {
@@ -286,30 +306,52 @@ impl KeyIndex {
         }
     }
 
-    /// Writes the memtable's entries below `durable` as a run when it is
-    /// due (size or age) or `force`d (shutdown). A failure keeps them for
-    /// the next call.
-    pub async fn flush(&self, durable: u64, force: bool) -> Result<(), StoreError> {
-        let (from, mut batch) = {
+    /// Writes the memtable's entries of durable records as a run when it
+    /// is due (size or age, or full) or `force`d (shutdown). A failure
+    /// keeps them for the next call. The sort runs on the executor's
+    /// blocking thread: a few million entries would hold the shard for a
+    /// while.
+    pub async fn flush(&self, log: &CommitLog, force: bool) -> Result<(), StoreError> {
+        let _turn = self
+            .flushing
+            .acquire_permit(1)
+            .await
+            .map_err(|e| StoreError::Glommio(format!("key index flush: {e}")))?;
+        let durable = log.flushed();
+        let (from, to, batch) = {
             let mem = self.mem.borrow();
-            let n = mem.entries.partition_point(|e| e.pos < durable);
-            let due = n > 0
-                && (force
-                    || n >= self.cfg.flush_entries
-                    || mem.since.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval)
-                    || mem.entries.len() >= self.cfg.max_mem_entries / 2);
-            if !due || durable <= mem.from {
+            let to = mem.full_at.map_or(durable, |p| p.min(durable));
+            let n = mem.entries.partition_point(|e| e.pos < to);
+            let due = force
+                || mem.full_at.is_some()
+                || n >= self.cfg.flush_entries
+                || mem.since.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
+            if !due || n == 0 || to <= mem.from {
                 return Ok(());
             }
-            (mem.from, mem.entries[..n].to_vec())
+            (mem.from, to, mem.entries[..n].to_vec())
         };
-        batch.sort_unstable_by_key(|e| (e.hash, e.pos));
-        match self.write_run(from, durable, &batch).await {
+        let n = batch.len();
+        let batch = crate::runtime::blocking::run(move || {
+            let mut b = batch;
+            b.sort_unstable_by_key(|e| (e.hash, e.pos));
+            b
+        })
+        .await;
+        match self.write_run(from, to, &batch).await {
             Ok(run) => {
                 let mut mem = self.mem.borrow_mut();
-                mem.entries.drain(..batch.len());
-                mem.from = durable;
+                mem.entries.drain(..n);
+                mem.from = to;
                 mem.since = (!mem.entries.is_empty()).then(Instant::now);
+                if mem.full_at == Some(to) && mem.entries.is_empty() {
+                    // Written out since it filled up: every record since
+                    // then is a gap; the memtable goes on from the end.
+                    let end = log.write_pos();
+                    mem.full_at = None;
+                    mem.from = end;
+                    self.gaps.borrow_mut().push((to, end));
+                }
                 self.runs.borrow_mut().push(Rc::new(run));
                 Ok(())
             }
@@ -322,8 +364,7 @@ impl KeyIndex {
                 if !quiet {
                     self.last_error_log.set(Some(Instant::now()));
                     log::error!(
-                        "key index: cannot write the run of log [{from}, {durable}) ({} entries kept in memory, retried): {e}",
-                        batch.len()
+                        "key index: cannot write the run of log [{from}, {to}) ({n} entries kept in memory, retried): {e}"
                     );
                 }
                 Err(e)
@@ -360,12 +401,17 @@ impl KeyIndex {
             .filter(|e| in_range(e))
             .copied()
             .collect();
-        let runs: Vec<Rc<Run>> = self.runs.borrow().iter().rev().cloned().collect();
-        for r in runs {
-            if r.entries == 0 || r.to <= log_min || r.max_s < begin_s || r.min_s > end_s {
-                continue;
-            }
-            out.extend(r.lookup(hash).await?.into_iter().filter(|e| in_range(e)));
+        let runs: Vec<Rc<Run>> = self
+            .runs
+            .borrow()
+            .iter()
+            .filter(|r| r.entries > 0 && r.to > log_min && r.max_s >= begin_s && r.min_s <= end_s)
+            .cloned()
+            .collect();
+        // One read per run, all in flight at once.
+        let found = futures::future::join_all(runs.iter().map(|r| r.lookup(hash))).await;
+        for entries in found {
+            out.extend(entries?.into_iter().filter(|e| in_range(e)));
         }
         out.sort_unstable_by_key(|e| std::cmp::Reverse(e.pos));
         out.dedup_by_key(|e| e.pos);
@@ -390,7 +436,7 @@ impl KeyIndex {
             runs: runs.len() as u64,
             run_entries: runs.iter().map(|r| r.entries).sum(),
             pending_bytes: self.gaps.borrow().iter().map(|(a, b)| b - a).sum(),
-            dropped: mem.dropped,
+            deferred: mem.deferred,
             flush_failures: self.flush_failures.get(),
         }
     }
@@ -447,28 +493,16 @@ impl KeyIndex {
         Ok(dead.len())
     }
 
-    /// Merges the newest contiguous runs of one size class when there are
-    /// [`FAN_IN`] of them; returns whether it merged (call again: merges
-    /// cascade).
+    /// Merges [`FAN_IN`] or more contiguous runs of one size class (the
+    /// newest such group; catch-up runs sit anywhere); returns whether it
+    /// merged (call again: merges cascade).
     pub async fn merge_once(&self) -> Result<bool, StoreError> {
         let inputs: Vec<Rc<Run>> = {
             let runs = self.runs.borrow();
-            let Some(last) = runs.last() else {
-                return Ok(false);
-            };
-            let class = size_class(last.entries);
-            let mut n = 1;
-            while n < runs.len() && n < MAX_FAN_IN {
-                let (a, b) = (&runs[runs.len() - n - 1], &runs[runs.len() - n]);
-                if a.to != b.from || size_class(a.entries) != class {
-                    break;
-                }
-                n += 1;
+            match mergeable(&runs) {
+                Some(range) => runs[range].to_vec(),
+                None => return Ok(false),
             }
-            if n < FAN_IN {
-                return Ok(false);
-            }
-            runs[runs.len() - n..].to_vec()
         };
         let (from, to) = (inputs[0].from, inputs[inputs.len() - 1].to);
         let mut w = RunWriter::create(&self.dir, from, to, self.faults.clone()).await?;
@@ -513,6 +547,29 @@ impl KeyIndex {
 /// Runs merged at once, at least and at most.
 const FAN_IN: usize = 4;
 const MAX_FAN_IN: usize = 8;
+
+/// The newest group of at least [`FAN_IN`] (at most [`MAX_FAN_IN`])
+/// adjacent runs (each ends where the next begins) of one size class.
+fn mergeable(runs: &[Rc<Run>]) -> Option<std::ops::Range<usize>> {
+    let mut end = runs.len();
+    while end >= FAN_IN {
+        let class = size_class(runs[end - 1].entries);
+        let mut start = end - 1;
+        while start > 0
+            && end - start < MAX_FAN_IN
+            && runs[start - 1].to == runs[start].from
+            && size_class(runs[start - 1].entries) == class
+        {
+            start -= 1;
+        }
+        if end - start >= FAN_IN {
+            return Some(start..end);
+        }
+        // Too few: try the group before this one.
+        end = start;
+    }
+    None
+}
 
 /// Size classes: up to 16 Ki entries, then ×4 each.
 fn size_class(entries: u64) -> u32 {

@@ -53,7 +53,7 @@ fn keys_and_ids_find_their_records_across_runs_merges_and_restarts() {
         for i in 0..1500 {
             assert_eq!(store.put(keyed(i)).await.status, PutStatus::Ok);
             if i % 50 == 49 {
-                store.checkpoint().await.unwrap();
+                store.flush_key_index(false).await.unwrap();
                 store.key_index_pass().await.unwrap();
             }
         }
@@ -102,7 +102,7 @@ fn a_crash_loses_the_memtable_and_the_log_indexes_it_again() {
         for i in 0..400 {
             assert_eq!(store.put(keyed(i)).await.status, PutStatus::Ok);
             if i == 199 {
-                store.checkpoint().await.unwrap();
+                store.flush_key_index(true).await.unwrap();
             }
         }
         // Abandoned without shutdown: entries of 200.. were only in memory.
@@ -169,7 +169,7 @@ fn failing_index_writes_never_fail_puts_and_lose_no_key() {
         for i in 0..300 {
             assert_eq!(store.put(keyed(i)).await.status, PutStatus::Ok);
             if i % 50 == 49 {
-                store.checkpoint().await.unwrap();
+                assert!(store.flush_key_index(false).await.is_err());
             }
         }
         let s = store.key_index_stats();
@@ -178,7 +178,7 @@ fn failing_index_writes_never_fail_puts_and_lose_no_key() {
         let leftovers = std::fs::read_dir(d.join("index")).unwrap().count();
         assert_eq!(leftovers, 0, "failed runs leave no file behind");
         faults.clear();
-        store.checkpoint().await.unwrap();
+        store.flush_key_index(false).await.unwrap();
         let s = store.key_index_stats();
         assert!(s.runs > 0 && s.mem_entries == 0, "{s:?}");
         assert_eq!(found(&store, "order-7", 100).await, expected_order(7, 300));
@@ -198,5 +198,37 @@ fn a_disabled_index_finds_nothing_and_writes_nothing() {
         assert!(found(&store, "order-7", 10).await.is_empty());
         store.shutdown().await.unwrap();
         assert!(!d.join("index").exists());
+    });
+}
+
+#[test]
+fn a_full_memtable_leaves_keys_to_the_log_and_loses_none() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    run_on_executor("t", move || async move {
+        let mut c = index_cfg(&d);
+        c.key_index.max_mem_entries = 100; // 3 keys a message: 33 messages
+        c.key_index.flush_entries = 1 << 20;
+        let (store, _) = MessageStore::open(c).await.unwrap();
+        for i in 0..200 {
+            assert_eq!(store.put(keyed(i)).await.status, PutStatus::Ok);
+            if i == 120 {
+                // Written out while full: later records resume the
+                // memtable, the skipped ones become a gap.
+                store.flush_key_index(false).await.unwrap();
+            }
+        }
+        let s = store.key_index_stats();
+        assert!(s.deferred > 0 && s.mem_entries <= 100, "{s:?}");
+        assert!(s.pending_bytes > 0, "the skipped records are a gap: {s:?}");
+        store.flush_key_index(true).await.unwrap();
+        store.key_index_pass().await.unwrap();
+        let s = store.key_index_stats();
+        assert_eq!(s.pending_bytes, 0, "{s:?}");
+        assert_eq!(found(&store, "order-7", 100).await, expected_order(7, 200));
+        for i in [0, 40, 99, 121, 150, 199] {
+            assert_eq!(found(&store, &format!("U{i}"), 10).await.len(), 1, "U{i}");
+        }
+        store.shutdown().await.unwrap();
     });
 }
