@@ -129,6 +129,14 @@ pub struct BrokerConfig {
     /// `<storePathRootDir>/config/plain_acl.yml` without one; a relative
     /// path is taken from the broker.conf's folder (or the working one).
     pub acl_file: Option<PathBuf>,
+    /// `alertRulesFile`: the alert rules (`broker::alerts::rules`).
+    /// Default `<storePathRootDir>/config/alertRules.json`.
+    pub alert_rules_file: Option<PathBuf>,
+    /// `alertWebhookUrl`: where rules without their own webhook POST.
+    pub alert_webhook_url: Option<String>,
+    /// `alertWebhookTrustCertPath`: PEM CA certificates that https://
+    /// webhooks are verified against (default: the public roots).
+    pub alert_webhook_trust: Option<PathBuf>,
     /// `auditLogEnable`: the audit log of admin changes and ACL refusals
     /// (`<storePathRootDir>/audit`, default on).
     pub audit_log_enable: bool,
@@ -255,6 +263,9 @@ impl Default for BrokerConfig {
             grpc_shard_port_base: 0,
             acl_enable: false,
             acl_file: None,
+            alert_rules_file: None,
+            alert_webhook_url: None,
+            alert_webhook_trust: None,
             audit_log_enable: true,
             tls_server: Default::default(),
             tls_enable: None,
@@ -457,6 +468,14 @@ impl BrokerConfig {
                 "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
                 "aclEnable" => c.acl_enable = boolean(k, v)?,
                 "auditLogEnable" => c.audit_log_enable = boolean(k, v)?,
+                "alertRulesFile" => c.alert_rules_file = Some(path_value(k, v)?),
+                "alertWebhookUrl" => {
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        return Err(invalid(k, v, "an http:// or https:// URL"));
+                    }
+                    c.alert_webhook_url = Some(v.to_owned());
+                }
+                "alertWebhookTrustCertPath" => c.alert_webhook_trust = Some(path_value(k, v)?),
                 "aclFile" => {
                     if v.is_empty() {
                         return Err(invalid(k, v, "must not be empty"));

@@ -15,6 +15,7 @@
 //! line on stderr and a non-zero exit code.
 
 pub mod acl;
+pub mod alert;
 pub mod audit;
 pub mod client;
 pub mod cluster;
@@ -101,6 +102,9 @@ pub enum AdminCommand {
     /// Dead letters of a consumer group: list, resend to the original topic.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Alert rules evaluated in the broker: add, list, rm, status.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
     /// Stored messages: by key, by id, in full with who consumed them.
     #[command(subcommand)]
     Message(message::MessageCommand),
@@ -251,6 +255,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::Subscriptions => stats::subscriptions(&ctx),
         AdminCommand::Dlq(c) => dlq::run(&ctx, c),
         AdminCommand::Message(c) => message::run(&ctx, c),
+        AdminCommand::Alert(c) => alert::run(&ctx, c),
         AdminCommand::Schedule => stats::schedule(&ctx),
         AdminCommand::Transactions { group } => stats::transactions(&ctx, group.as_deref()),
         AdminCommand::Acl(c) => acl::run(&ctx, c),

@@ -120,6 +120,10 @@ pub async fn queue_rows(shard: &Shard, topics: Vec<String>, group: Option<&str>,
                 Some(c) if c > min && c <= max => time_at(c - 1).await.ok().flatten().unwrap_or(0),
                 _ => 0,
             };
+            let next_timestamp = match consumer_offset {
+                Some(c) if c >= min && c < max => time_at(c).await.ok().flatten().unwrap_or(0),
+                _ => 0,
+            };
             rows.push(QueueRow {
                 topic: topic.clone(),
                 queue_id: qid,
@@ -128,6 +132,7 @@ pub async fn queue_rows(shard: &Shard, topics: Vec<String>, group: Option<&str>,
                 last_update,
                 consumer_offset,
                 last_timestamp,
+                next_timestamp,
             });
         }
     }
@@ -136,7 +141,7 @@ pub async fn queue_rows(shard: &Shard, topics: Vec<String>, group: Option<&str>,
 
 /// Asks every shard for its rows of `topics` (and, with `group_topics`,
 /// of every topic the group committed offsets for).
-async fn fan_out(
+pub(super) async fn fan_out(
     shard: &Rc<Shard>,
     topics: &[String],
     group: Option<&str>,

@@ -95,7 +95,10 @@ pub async fn route_trusted(shard: &Rc<Shard>, cmd: RemotingCommand, client: &Cli
     if let Some(refusal) = super::group_names::check_header(&cmd) {
         return refusal;
     }
-    if is_controller_code(cmd.code) || super::acl_admin::is_admin_code(cmd.code) {
+    if is_controller_code(cmd.code)
+        || super::acl_admin::is_admin_code(cmd.code)
+        || super::alerts::is_alert_code(cmd.code)
+    {
         return run_on(shard, 0, cmd, client).await;
     }
     if cmd.code == request::END_TRANSACTION {
@@ -282,6 +285,10 @@ pub async fn execute(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef
         | request::GET_EARLIEST_MSG_STORETIME => offsets::handle(shard, cmd).await,
         code if super::admin::is_local_code(code) => super::admin::handle(shard, cmd, client).await,
         super::stats::GET_BROKER_STATS => super::stats::handle(shard, cmd).await,
+        code if super::alerts::is_alert_code(code) => match shard.id {
+            0 => super::alerts::handle(shard, cmd).await,
+            _ => Box::pin(run_on(shard, 0, cmd, client)).await,
+        },
         code if super::acl_admin::is_admin_code(code) => match shard.id {
             0 => super::acl_admin::handle(shard, cmd).await,
             _ => Box::pin(run_on(shard, 0, cmd, client)).await,

@@ -181,6 +181,9 @@ pub struct QueueRow {
     pub consumer_offset: Option<u64>,
     /// Store time of the message at `consumer_offset - 1` (0 if unknown).
     pub last_timestamp: i64,
+    /// Store time of the message at `consumer_offset`, the oldest not
+    /// consumed (0 if none or unknown).
+    pub next_timestamp: i64,
 }
 
 /// What the controller knows of a consumer group.

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod acl_admin;
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod consumer_offsets;
 pub mod controller;

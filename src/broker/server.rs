@@ -503,6 +503,7 @@ async fn run_shard(
         ))
         .detach();
         registered = Some(rx);
+        start_alerts(&shard, &cfg)?;
         if cfg.metrics_port != 0 {
             start_metrics(&shard, SocketAddr::new(ip, cfg.metrics_port))?;
         }
@@ -552,6 +553,29 @@ async fn run_shard(
 }
 
 /// The Prometheus endpoint; a port that cannot be bound fails the start.
+/// Shard 0: the alert rules' engine (see `broker::alerts`).
+fn start_alerts(shard: &Rc<Shard>, cfg: &crate::config::BrokerConfig) -> Result<(), String> {
+    let path = cfg
+        .alert_rules_file
+        .clone()
+        .unwrap_or_else(|| cfg.store_path_root_dir.join("config").join("alertRules.json"));
+    let tls = match &cfg.alert_webhook_trust {
+        Some(ca) => Some(crate::runtime::tls::client_config(
+            &crate::runtime::tls::ClientSettings {
+                verify_server: true,
+                trust: Some(ca.clone()),
+                cert: None,
+                key: None,
+            },
+        )?),
+        None => None,
+    };
+    let engine = Rc::new(super::alerts::Engine::open(path, cfg.alert_webhook_url.clone(), tls)?);
+    let _ = shard.alerts.set(engine.clone());
+    glommio::spawn_local(engine.run(shard.clone())).detach();
+    Ok(())
+}
+
 fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr} (Prometheus metrics; metricsPort=0 turns it off): {e}"))?;

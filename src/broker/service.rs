@@ -37,9 +37,18 @@ impl Service for BrokerService {
             m.record(Op::Queueing, start - received);
             m.request(cmd.code);
             let oneway = cmd.is_oneway();
+            let is_send = matches!(
+                cmd.code,
+                crate::protocol::codes::request::SEND_MESSAGE
+                    | crate::protocol::codes::request::SEND_MESSAGE_V2
+                    | crate::protocol::codes::request::SEND_BATCH_MESSAGE
+            );
             let op = op_of(cmd.code);
             let reply = super::dispatch::route(&self.shard, cmd, &client).await;
             m.record(op, start.elapsed());
+            if let (true, Some(r)) = (is_send, &reply) {
+                m.send_answered(r.code != response::SUCCESS);
+            }
             if let Some(r) = &reply {
                 if !matches!(
                     r.code,

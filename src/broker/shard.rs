@@ -50,6 +50,8 @@ pub struct Shard {
     /// Shard 0 with ACL on: the ACL file it edits and watches.
     pub acl_file: Option<super::access::AclFile>,
     pub audit: Rc<super::audit::Audit>,
+    /// Shard 0: the alert rules' engine.
+    pub alerts: std::cell::OnceCell<Rc<super::alerts::Engine>>,
     /// Signalled when a new metadata snapshot is installed.
     meta_changed: crate::store::notify::Notify,
 }
@@ -93,6 +95,7 @@ impl Shard {
             access,
             audit,
             controller,
+            alerts: std::cell::OnceCell::new(),
             meta_changed: Default::default(),
         }
     }

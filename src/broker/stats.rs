@@ -115,5 +115,8 @@ pub async fn collect(shard: &Rc<Shard>) -> BrokerStats {
     stats
         .lag
         .sort_by(|a, b| (&a.group, &a.topic, a.queue_id).cmp(&(&b.group, &b.topic, b.queue_id)));
+    if let Some(engine) = shard.alerts.get() {
+        stats.alerts = engine.status();
+    }
     stats
 }

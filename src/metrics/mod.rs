@@ -81,6 +81,12 @@ pub struct Counters {
     pub bytes_out: u64,
     pub connections_opened: u64,
     pub connections_open: u64,
+    /// Send requests (SEND_MESSAGE, _V2, SEND_BATCH_MESSAGE) answered, and
+    /// those answered with an error (the `sendErrorPercent` alert).
+    #[serde(default)]
+    pub sends: u64,
+    #[serde(default)]
+    pub send_errors: u64,
 }
 
 impl Default for ShardMetrics {
@@ -104,6 +110,13 @@ impl ShardMetrics {
 
     pub fn request(&self, code: i32) {
         *self.counters.borrow_mut().requests_by_code.entry(code).or_default() += 1;
+    }
+
+    /// A send request answered, failed or not.
+    pub fn send_answered(&self, failed: bool) {
+        let mut c = self.counters.borrow_mut();
+        c.sends += 1;
+        c.send_errors += failed as u64;
     }
 
     pub fn error(&self, code: i32) {
@@ -247,6 +260,29 @@ pub struct BrokerStats {
     pub shards: Vec<ShardSnapshot>,
     pub lag: Vec<QueueLag>,
     pub inconsistent_groups: Vec<String>,
+    /// The alert rules' state (shard 0's alert engine).
+    #[serde(default)]
+    pub alerts: Vec<AlertStatus>,
+}
+
+/// One alert rule's state, for `admin alert status` and Prometheus.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertStatus {
+    pub name: String,
+    pub metric: String,
+    pub severity: String,
+    pub threshold: f64,
+    /// The last value evaluated (None before the first evaluation).
+    pub value: Option<f64>,
+    /// Consecutive periods at or above the threshold.
+    pub breaches: u32,
+    pub firing: bool,
+    /// Since when it fires (ms), if it does.
+    pub firing_since: Option<i64>,
+    pub last_evaluated: Option<i64>,
+    /// Notifications sent (fired, repeated, resolved) since start.
+    pub notifications: u64,
 }
 
 /// Backlog of one consumer group on one queue.

@@ -6,6 +6,41 @@ use std::fmt::Write;
 
 use super::{BrokerStats, BUCKETS_US};
 
+/// Alert rules: firing (0/1) and the last value evaluated.
+fn write_alerts(out: &mut String, stats: &BrokerStats) {
+    if stats.alerts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_alert_firing Whether an alert rule fires (1) or not (0).\n\
+         # TYPE shardmq_alert_firing gauge"
+    );
+    for a in &stats.alerts {
+        let _ = writeln!(
+            out,
+            "shardmq_alert_firing{{alert=\"{}\",metric=\"{}\",severity=\"{}\"}} {}",
+            escape(&a.name),
+            escape(&a.metric),
+            escape(&a.severity),
+            a.firing as u8
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_alert_value The value an alert rule last evaluated.\n\
+         # TYPE shardmq_alert_value gauge"
+    );
+    for a in stats.alerts.iter().filter(|a| a.value.is_some()) {
+        let _ = writeln!(
+            out,
+            "shardmq_alert_value{{alert=\"{}\"}} {}",
+            escape(&a.name),
+            a.value.unwrap_or(0.0)
+        );
+    }
+}
+
 pub fn render(stats: &BrokerStats) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = writeln!(
@@ -166,6 +201,7 @@ pub fn render(stats: &BrokerStats) -> String {
             l.lag()
         );
     }
+    write_alerts(&mut out, stats);
     let _ = writeln!(
         out,
         "# HELP shardmq_inconsistent_subscription_groups Consumer groups whose members subscribe differently."
@@ -242,7 +278,7 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Gauges, Op, QueueLag, ShardMetrics};
+    use crate::metrics::{AlertStatus, Gauges, Op, QueueLag, ShardMetrics};
     use std::time::Duration;
 
     #[test]
@@ -266,6 +302,15 @@ mod tests {
                 consumer_offset: 3,
             }],
             inconsistent_groups: vec![],
+            alerts: vec![AlertStatus {
+                name: "b\"1".into(),
+                metric: "groupBacklog".into(),
+                severity: "critical".into(),
+                threshold: 5.0,
+                value: Some(7.0),
+                firing: true,
+                ..Default::default()
+            }],
         };
         let text = render(&stats);
         assert!(
@@ -278,6 +323,8 @@ mod tests {
         assert!(text.contains("shardmq_shard_writable{shard=\"1\"} 1"), "{text}");
         assert!(text.contains("shardmq_shard_read_only_reason{shard=\"1\",reason=\"disk_full\"} 0"));
         assert!(text.contains("shardmq_consumer_lag_messages{group=\"g\\\"1\",topic=\"T\",queue=\"2\"} 7"));
+        assert!(text.contains("shardmq_alert_firing{alert=\"b\\\"1\",metric=\"groupBacklog\",severity=\"critical\"} 1"));
+        assert!(text.contains("shardmq_alert_value{alert=\"b\\\"1\"} 7"), "{text}");
     }
 
     #[test]
@@ -292,6 +339,7 @@ mod tests {
             )],
             lag: vec![],
             inconsistent_groups: vec![],
+            alerts: vec![],
         };
         let text = render(&stats);
         assert!(text.contains("shardmq_shard_writable{shard=\"0\"} 0"), "{text}");
