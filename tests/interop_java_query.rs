@@ -115,3 +115,80 @@ fn java_client_and_mqadmin_find_messages_by_key_and_by_id() {
     assert!(out.contains("Keys:                [q-order-2 q-k7]"), "{out}");
     assert!(out.contains(sent[7]["msgId"].as_str().expect("msgId")), "{out}");
 }
+
+/// `shardmq admin message trace` over the trace records of the Java
+/// client's own trace dispatcher (producer and push consumer built with
+/// enableMsgTrace = true): sent, delivered, consumed, and where it is
+/// stored.
+#[test]
+fn java_message_trace_shows_sent_delivered_consumed_and_stored() {
+    let _serial = serial();
+    ensure_clients();
+    let broker = Broker::start("SYNC_FLUSH");
+    broker.create_topic("TraceJava");
+    let events = Client::Java
+        .program("trace", &broker, "TraceJava", "CG_trace")
+        .arg("count", 3)
+        .arg("prefix", "t")
+        .run();
+    let sent: Vec<&Value> = events.iter().filter(|e| e["event"] == "sent").collect();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(event(&events, "done")["received"], 3, "every message consumed");
+    let id = sent[1]["msgId"].as_str().expect("msgId");
+    let admin = |args: &[&str]| -> Value {
+        let out = Command::new(shardmq_bin())
+            .args(["admin", "--json", "--namesrv", &broker.namesrv(), "message", "trace"])
+            .args(args)
+            .output()
+            .expect("run shardmq admin");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "admin trace: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("admin trace: {e}: {text}"))
+    };
+    // The trace records may reach the broker a little after the client
+    // returned (its dispatcher sends asynchronously): retry briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let timeline = loop {
+        let t = admin(&[id]);
+        let kinds: Vec<String> = t[0]["events"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["type"].as_str().unwrap_or("").to_owned()).collect())
+            .unwrap_or_default();
+        if ["Pub", "SubBefore", "SubAfter"]
+            .iter()
+            .all(|k| kinds.iter().any(|x| x == k))
+            || std::time::Instant::now() > deadline
+        {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let m = &timeline[0];
+    assert_eq!(m["msgId"], id, "{timeline}");
+    assert_eq!(m["topic"], "TraceJava");
+    let ev = m["events"].as_array().expect("events");
+    let of = |kind: &str| {
+        ev.iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {timeline}"))
+    };
+    assert_eq!(of("Pub")["group"], "PCG_trace");
+    assert_eq!(of("Pub")["success"], true);
+    assert_eq!(of("Pub")["keys"], "t-k1");
+    assert_eq!(of("SubBefore")["group"], "CG_trace");
+    assert_eq!(of("SubBefore")["retryTimes"], 0);
+    assert_eq!(of("SubAfter")["group"], "CG_trace");
+    assert_eq!(of("SubAfter")["success"], true);
+    let t = |e: &Value| e["time"].as_i64().unwrap_or(0);
+    assert!(t(of("Pub")) <= t(of("SubBefore")) && t(of("SubBefore")) <= t(of("SubAfter")) + 1000);
+    let stored = &m["stored"][0];
+    assert_eq!(stored["topic"], "TraceJava");
+    assert_eq!(stored["offsetMsgId"], sent[1]["offsetMsgId"]);
+    // By business key too.
+    let by_key = admin(&["t-k2"]);
+    assert_eq!(by_key[0]["msgId"], sent[2]["msgId"], "{by_key}");
+}

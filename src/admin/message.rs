@@ -39,6 +39,9 @@ pub enum MessageCommand {
     /// One message in full (headers, properties, body) and which consumer
     /// groups consumed it.
     Show(ByIdArgs),
+    /// What happened to a message: the trace records clients wrote
+    /// (sent, delivered, consumed), where it is stored.
+    Trace(super::trace::TraceArgs),
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +84,7 @@ pub fn run(ctx: &Ctx, cmd: MessageCommand) -> Result<(), String> {
             print_list(ctx, &found);
             Ok(())
         }
+        MessageCommand::Trace(a) => super::trace::run(ctx, a),
         MessageCommand::Show(a) => {
             let found = by_id(ctx, &a.id, a.topic.as_deref())?;
             let mut all = Vec::new();

@@ -26,6 +26,7 @@ pub mod output;
 pub mod stats;
 pub mod time;
 pub mod topic;
+pub mod trace;
 
 use std::time::Duration;
 
