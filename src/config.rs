@@ -129,6 +129,9 @@ pub struct BrokerConfig {
     /// `<storePathRootDir>/config/plain_acl.yml` without one; a relative
     /// path is taken from the broker.conf's folder (or the working one).
     pub acl_file: Option<PathBuf>,
+    /// `traceBrokerEvents`: the broker writes its own trace records
+    /// (stored, delivered, sent back) to RMQ_SYS_TRACE_TOPIC (default off).
+    pub trace_broker_events: bool,
     /// `alertRulesFile`: the alert rules (`broker::alerts::rules`).
     /// Default `<storePathRootDir>/config/alertRules.json`.
     pub alert_rules_file: Option<PathBuf>,
@@ -263,6 +266,7 @@ impl Default for BrokerConfig {
             grpc_shard_port_base: 0,
             acl_enable: false,
             acl_file: None,
+            trace_broker_events: false,
             alert_rules_file: None,
             alert_webhook_url: None,
             alert_webhook_trust: None,
@@ -468,6 +472,7 @@ impl BrokerConfig {
                 "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
                 "aclEnable" => c.acl_enable = boolean(k, v)?,
                 "auditLogEnable" => c.audit_log_enable = boolean(k, v)?,
+                "traceBrokerEvents" => c.trace_broker_events = boolean(k, v)?,
                 "alertRulesFile" => c.alert_rules_file = Some(path_value(k, v)?),
                 "alertWebhookUrl" => {
                     if !(v.starts_with("http://") || v.starts_with("https://")) {

@@ -118,13 +118,13 @@ fn java_client_and_mqadmin_find_messages_by_key_and_by_id() {
 
 /// `shardmq admin message trace` over the trace records of the Java
 /// client's own trace dispatcher (producer and push consumer built with
-/// enableMsgTrace = true): sent, delivered, consumed, and where it is
-/// stored.
+/// enableMsgTrace = true) and the broker's (traceBrokerEvents=true): sent,
+/// stored, pulled, delivered, consumed, and where it is stored.
 #[test]
 fn java_message_trace_shows_sent_delivered_consumed_and_stored() {
     let _serial = serial();
     ensure_clients();
-    let broker = Broker::start("SYNC_FLUSH");
+    let broker = Broker::start_with("SYNC_FLUSH", &[("traceBrokerEvents", "true")]);
     broker.create_topic("TraceJava");
     let events = Client::Java
         .program("trace", &broker, "TraceJava", "CG_trace")
@@ -183,6 +183,10 @@ fn java_message_trace_shows_sent_delivered_consumed_and_stored() {
     assert_eq!(of("SubBefore")["retryTimes"], 0);
     assert_eq!(of("SubAfter")["group"], "CG_trace");
     assert_eq!(of("SubAfter")["success"], true);
+    // The broker's own records (traceBrokerEvents=true).
+    assert_eq!(of("BrokerStored")["group"], "PCG_trace");
+    assert_eq!(of("BrokerStored")["topic"], "TraceJava");
+    assert_eq!(of("BrokerDelivered")["group"], "CG_trace");
     let t = |e: &Value| e["time"].as_i64().unwrap_or(0);
     assert!(t(of("Pub")) <= t(of("SubBefore")) && t(of("SubBefore")) <= t(of("SubAfter")) + 1000);
     let stored = &m["stored"][0];

@@ -73,7 +73,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn messages_are_found_by_key_and_id_on_every_shard_and_after_kill9() {
     let dir = common::test_dir();
-    let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH"]);
+    let mut b = Broker::start(dir.path(), 2, &["flushDiskType=SYNC_FLUSH", "traceBrokerEvents=true"]);
     b.create_topic(TOPIC, 4);
     let mut c = Client::connect(&b.addr());
     let mut offset_ids = Vec::new();
@@ -178,6 +178,49 @@ fn messages_are_found_by_key_and_id_on_every_shard_and_after_kill9() {
         })
         .collect();
     assert_eq!(consumed, [("g-behind".to_owned(), false), ("g-done".to_owned(), true)]);
+
+    // traceBrokerEvents: the broker's own records of message 12 — stored,
+    // pulled by g-done, sent back for a retry — in one timeline.
+    let r = c.call(common::pull_req(TOPIC, 0, 3, false, "*"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let phys = shardmq::protocol::message_id::OffsetMessageId::decode(&offset_ids[12])
+        .expect("offset id")
+        .commit_log_offset;
+    let r = c.call(req(
+        request::CONSUMER_SEND_MSG_BACK,
+        &[
+            ("offset", phys.to_string()),
+            ("group", "cg".into()),
+            ("delayLevel", "0".into()),
+            ("originMsgId", "UK0012".into()),
+        ],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "send back: {:?}", r.remark);
+    let mut kinds = Vec::new();
+    eventually("the broker's trace records of UK0012", || {
+        let t = admin(&b, &["message", "trace", "UK0012"]);
+        kinds = t[0]["events"]
+            .as_array()
+            .map(|e| e.iter().map(|x| x["type"].as_str().unwrap_or("").to_owned()).collect())
+            .unwrap_or_default();
+        ["BrokerStored", "BrokerDelivered", "BrokerSendBack"]
+            .iter()
+            .all(|k| kinds.iter().any(|x| x == k))
+    });
+    let t = admin(&b, &["message", "trace", "UK0012"]);
+    let ev = t[0]["events"].as_array().expect("events");
+    let of = |kind: &str| ev.iter().find(|e| e["type"] == kind).expect(kind);
+    assert_eq!(of("BrokerStored")["topic"], TOPIC);
+    assert_eq!(
+        (
+            of("BrokerStored")["queueId"].as_i64(),
+            of("BrokerStored")["queueOffset"].as_i64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(of("BrokerDelivered")["group"], "cg");
+    assert_eq!(of("BrokerSendBack")["target"], "%RETRY%cg");
+    assert_eq!(t[0]["stored"][0]["offsetMsgId"], offset_ids[12].as_str());
 
     // kill -9: the index's memtable is gone; the restarted broker indexes
     // the log again and finds everything (and what is sent afterwards).

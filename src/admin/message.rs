@@ -172,7 +172,8 @@ pub fn decode_records(body: &[u8]) -> Result<Vec<Found>, String> {
     Ok(out)
 }
 
-/// QUERY_MESSAGE; none found is an empty list.
+/// QUERY_MESSAGE; none found is an empty list, a topic that does not
+/// exist an error.
 pub fn query(
     ctx: &Ctx,
     topic: &str,
@@ -182,6 +183,19 @@ pub fn query(
     max: usize,
     unique: bool,
 ) -> Result<Vec<Found>, String> {
+    query_in(ctx, topic, key, (begin, end), max, unique)?
+        .ok_or_else(|| format!("topic {topic} does not exist (name server {})", ctx.namesrv))
+}
+
+/// [`query`]; `None` when the topic does not exist.
+pub fn query_in(
+    ctx: &Ctx,
+    topic: &str,
+    key: &str,
+    (begin, end): (i64, i64),
+    max: usize,
+    unique: bool,
+) -> Result<Option<Vec<Found>>, String> {
     let mut cmd = req(
         request::QUERY_MESSAGE,
         &[
@@ -195,8 +209,11 @@ pub fn query(
     if unique {
         cmd.ext_fields.insert_display("_UNIQUE_KEY_QUERY", "true");
     }
+    let Some(addrs) = entries(ctx, topic)? else {
+        return Ok(None);
+    };
     let mut all = Vec::new();
-    for addr in entries(ctx, topic)? {
+    for addr in addrs {
         match ctx.connect(&addr)?.call(cmd.clone())? {
             r if r.code == response::SUCCESS => all.extend(decode_records(&r.body)?),
             r if r.code == response::QUERY_NOT_FOUND => {}
@@ -207,20 +224,20 @@ pub fn query(
     let mut seen = std::collections::HashSet::new();
     all.retain(|m| seen.insert(m.offset_id.clone()));
     all.truncate(max);
-    Ok(all)
+    Ok(Some(all))
 }
 
 /// The broker entries to ask about `topic`: `--broker`, or the master of
-/// every broker entry of its route.
-fn entries(ctx: &Ctx, topic: &str) -> Result<Vec<String>, String> {
+/// every broker entry of its route (`None`: no such topic).
+fn entries(ctx: &Ctx, topic: &str) -> Result<Option<Vec<String>>, String> {
     if let Some(b) = &ctx.broker {
-        return Ok(vec![b.clone()]);
+        return Ok(Some(vec![b.clone()]));
     }
     let r = ctx
         .connect(&ctx.namesrv)?
         .call(req(request::GET_ROUTEINFO_BY_TOPIC, &[("topic", topic.to_owned())]))?;
     if r.code == response::TOPIC_NOT_EXIST {
-        return Err(format!("topic {topic} does not exist (name server {})", ctx.namesrv));
+        return Ok(None);
     }
     if r.code != response::SUCCESS {
         return Err(format!(
@@ -230,11 +247,13 @@ fn entries(ctx: &Ctx, topic: &str) -> Result<Vec<String>, String> {
         ));
     }
     let route = TopicRouteData::decode(&r.body).map_err(|e| e.to_string())?;
-    Ok(route
-        .broker_datas
-        .iter()
-        .filter_map(|b| b.broker_addrs.get(&0).cloned())
-        .collect())
+    Ok(Some(
+        route
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.broker_addrs.get(&0).cloned())
+            .collect(),
+    ))
 }
 
 fn call(ctx: &Ctx, cmd: RemotingCommand) -> Result<RemotingCommand, String> {

@@ -14,11 +14,14 @@
 //! SubAfter       requestId msgId costMs success keys [contextCode [time]]
 //! EndTransaction time region group topic msgId tags keys storeHost msgType transactionId state fromCheck
 //! ```
+//!
+//! and the broker's own (`traceBrokerEvents=true`, see `broker::trace`):
+//! `BrokerStored`, `BrokerDelivered`, `BrokerSendBack`.
 
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::message::{by_id, query, Found};
+use super::message::{by_id, query_in, Found};
 use super::output::print_json;
 use super::time::format_ms;
 use super::Ctx;
@@ -51,6 +54,10 @@ pub struct TraceEvent {
     pub offset_msg_id: String,
     pub client_host: String,
     pub transaction_state: String,
+    /// Broker records: the queue and offset, the retry or DLQ topic.
+    pub queue: Option<i64>,
+    pub queue_offset: Option<i64>,
+    pub target: String,
 }
 
 impl TraceEvent {
@@ -61,6 +68,7 @@ impl TraceEvent {
             "costMs": self.cost_ms, "success": self.success, "retryTimes": self.retry_times,
             "requestId": self.request_id, "offsetMsgId": self.offset_msg_id,
             "clientHost": self.client_host, "transactionState": self.transaction_state,
+            "queueId": self.queue, "queueOffset": self.queue_offset, "target": self.target,
         })
     }
 }
@@ -124,6 +132,30 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
                 transaction_state: at(11),
                 ..Default::default()
             },
+            "BrokerStored" | "BrokerDelivered" if f.len() >= 9 => TraceEvent {
+                kind: f[0].into(),
+                time: num(1).unwrap_or(stored_ms),
+                store_host: at(2),
+                group: at(3),
+                topic: at(4),
+                msg_id: at(5),
+                queue: num(6),
+                queue_offset: num(7),
+                client_host: at(8),
+                retry_times: num(9),
+                ..Default::default()
+            },
+            "BrokerSendBack" if f.len() >= 8 => TraceEvent {
+                kind: f[0].into(),
+                time: num(1).unwrap_or(stored_ms),
+                store_host: at(2),
+                group: at(3),
+                topic: at(4),
+                msg_id: at(5),
+                target: at(6),
+                retry_times: num(7),
+                ..Default::default()
+            },
             _ => continue,
         };
         out.push(e);
@@ -132,7 +164,8 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
 }
 
 pub fn run(ctx: &Ctx, a: TraceArgs) -> Result<(), String> {
-    let records = query(ctx, &a.trace_topic, &a.id, 0, i64::MAX, 64, false)?;
+    // No trace topic yet: nothing was traced.
+    let records = query_in(ctx, &a.trace_topic, &a.id, (0, i64::MAX), 64, false)?.unwrap_or_default();
     let mut events: Vec<TraceEvent> = records
         .iter()
         .flat_map(|r| decode_trace(&String::from_utf8_lossy(&r.body), r.store_ms))
@@ -228,6 +261,29 @@ fn describe(e: &TraceEvent) -> String {
             e.retry_times.unwrap_or(0) + 1
         ),
         "SubAfter" => format!("Consumed by group {} — {}{cost}", e.group, ok(e.success)),
+        "BrokerStored" => format!(
+            "Stored   by broker {} in {}/{} offset {} (from {}, producer group {})",
+            e.store_host,
+            e.topic,
+            e.queue.unwrap_or(-1),
+            e.queue_offset.unwrap_or(-1),
+            e.client_host,
+            e.group
+        ),
+        "BrokerDelivered" => format!(
+            "Pulled   by {} of group {} from {}/{} (reconsumed {} times)",
+            e.client_host,
+            e.group,
+            e.topic,
+            e.queue.unwrap_or(-1),
+            e.retry_times.unwrap_or(0)
+        ),
+        "BrokerSendBack" => format!(
+            "Sent back by group {} to {} (consumption {} failed)",
+            e.group,
+            e.target,
+            e.retry_times.unwrap_or(0)
+        ),
         "EndTransaction" => format!("Transaction {} by producer group {}", e.transaction_state, e.group),
         other => other.to_owned(),
     }

@@ -40,6 +40,7 @@ pub mod service;
 pub mod shard;
 pub mod stats;
 pub mod timer;
+pub mod trace;
 pub mod transaction;
 
 #[cfg(test)]

@@ -110,6 +110,12 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
                 return None;
             }
         }
+        if code == response::SUCCESS && shard.trace.enabled() {
+            let to = client.addr.to_string();
+            shard
+                .trace
+                .delivered(&shard.cfg.broker_name, &h.consumer_group, &to, &r.body);
+        }
         return Some(reply(&cmd, code, next, r));
     }
 }

@@ -112,6 +112,14 @@ async fn send_back_inner(shard: &Rc<Shard>, cmd: &RemotingCommand, client: &Clie
     m.queue_id = pick_queue(&info, v.queue_offset);
     m.topic = target;
     let owner = info.owner(m.queue_id).unwrap_or(shard.id);
+    if shard.trace.enabled() {
+        let id = crate::store::record::property_of(v.properties, keys::UNIQ_KEY.as_bytes())
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        shard
+            .trace
+            .sent_back(&shard.cfg.broker_name, group, &topic, &id, &m.topic, m.reconsume_times);
+    }
     if dead {
         log::info!(
             "send-back: message {offset} of {topic} to {} after {} consumption(s) by {group} (max {max})",

@@ -344,6 +344,20 @@ async fn store_messages(
         }
         PutStatus::FlushFailed(m) => return error(cmd, response::SYSTEM_ERROR, format!("flush failed: {m}")),
     };
+    if shard.trace.enabled() {
+        let client_addr = born.to_string();
+        for (i, id) in uniq.split(',').enumerate() {
+            shard.trace.stored(
+                &shard.cfg.broker_name,
+                h.producer_group,
+                h.topic,
+                id,
+                qid,
+                stored.queue_offset + i as u64,
+                &client_addr,
+            );
+        }
+    }
     if single
         .as_ref()
         .is_none_or(|(m, _)| m.topic != SCHEDULE_TOPIC && m.topic != super::transaction::HALF_TOPIC)

@@ -460,6 +460,7 @@ async fn run_shard(
     }))
     .detach();
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
+    glommio::spawn_local(super::trace::run(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
     glommio::spawn_local(super::transaction::run(shard.clone())).detach();
     glommio::spawn_local(super::pop::run(shard.clone())).detach();

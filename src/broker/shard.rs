@@ -50,6 +50,8 @@ pub struct Shard {
     /// Shard 0 with ACL on: the ACL file it edits and watches.
     pub acl_file: Option<super::access::AclFile>,
     pub audit: Rc<super::audit::Audit>,
+    /// Broker-side trace records (`traceBrokerEvents`).
+    pub trace: super::trace::BrokerTrace,
     /// Shard 0: the alert rules' engine.
     pub alerts: std::cell::OnceCell<Rc<super::alerts::Engine>>,
     /// Signalled when a new metadata snapshot is installed.
@@ -76,6 +78,7 @@ impl Shard {
         let timer = super::timer::state::Timer::new(&store.dir(), cfg.timer_max_in_memory);
         let tx = super::transaction::state::Transactions::new(&store.dir());
         let pops = super::pop::state::Pops::new(&store.dir(), cfg.pop_max_in_flight);
+        let trace = super::trace::BrokerTrace::new(cfg.trace_broker_events);
         Shard {
             pops,
             timer,
@@ -96,6 +99,7 @@ impl Shard {
             audit,
             controller,
             alerts: std::cell::OnceCell::new(),
+            trace,
             meta_changed: Default::default(),
         }
     }

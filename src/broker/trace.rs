@@ -1,0 +1,184 @@
+//! Broker-side message trace (`traceBrokerEvents=true`): what the broker
+//! itself saw happen to a message — stored, delivered to a consumer,
+//! sent back for a retry or to the DLQ — written to `RMQ_SYS_TRACE_TOPIC`
+//! beside the records trace-enabled clients write there, so that
+//! `shardmq admin message trace` shows both in one timeline.
+//!
+//! Records use RocketMQ's trace format (fields split by `\x01`, records by
+//! `\x02`) with kinds of their own, which RocketMQ's decoders skip:
+//!
+//! ```text
+//! BrokerStored    time broker producerGroup topic msgId queueId queueOffset client
+//! BrokerDelivered time broker consumerGroup topic msgId queueId queueOffset client reconsumeTimes
+//! BrokerSendBack  time broker consumerGroup topic msgId target reconsumeTimes
+//! ```
+//!
+//! Each shard buffers its events (at most [`MAX_BUFFERED`]; beyond that
+//! they are counted and dropped — tracing never slows or grows the broker
+//! unboundedly) and every [`FLUSH_EVERY`] stores them as trace messages of
+//! at most [`PER_MESSAGE`] events, keyed by the traced message ids (the
+//! key index finds them), in the trace topic's queue this shard owns (the
+//! topic is created with one queue per shard on first use).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::protocol::properties::{keys, Properties};
+use crate::runtime::epoch_ms;
+use crate::runtime::mesh::View;
+use crate::store::record::{check_record, RecordCheck};
+use crate::store::MessageInput;
+
+use super::shard::Shard;
+
+pub const TRACE_TOPIC: &str = crate::acl::resources::TRACE_TOPIC;
+pub const MAX_BUFFERED: usize = 10_000;
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Events per trace message (its KEYS: the key index takes 32 keys).
+pub const PER_MESSAGE: usize = 32;
+
+#[derive(Default)]
+pub struct BrokerTrace {
+    enabled: bool,
+    /// (traced message id, encoded record).
+    buffer: RefCell<Vec<(String, String)>>,
+    pub dropped: Cell<u64>,
+}
+
+impl BrokerTrace {
+    pub fn new(enabled: bool) -> BrokerTrace {
+        BrokerTrace {
+            enabled,
+            ..Default::default()
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn push(&self, msg_id: &str, fields: &[&str]) {
+        if !self.enabled || msg_id.is_empty() {
+            return;
+        }
+        let mut b = self.buffer.borrow_mut();
+        if b.len() >= MAX_BUFFERED {
+            self.dropped.set(self.dropped.get() + 1);
+            return;
+        }
+        b.push((msg_id.to_owned(), fields.join("\u{1}")));
+    }
+
+    /// A message stored by a producer's send.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(&self, broker: &str, group: &str, topic: &str, msg_id: &str, queue: u32, offset: u64, client: &str) {
+        if topic == TRACE_TOPIC {
+            return;
+        }
+        let (t, q, o) = (epoch_ms().to_string(), queue.to_string(), offset.to_string());
+        self.push(
+            msg_id,
+            &["BrokerStored", &t, broker, group, topic, msg_id, &q, &o, client],
+        );
+    }
+
+    /// The records of a pull body, delivered to `client` of `group`.
+    pub fn delivered(&self, broker: &str, group: &str, client: &str, body: &[u8]) {
+        if !self.enabled {
+            return;
+        }
+        let t = epoch_ms().to_string();
+        let mut at = 0;
+        while at < body.len() {
+            let RecordCheck::Record(v) = check_record(&body[at..], None, false) else {
+                return;
+            };
+            at += v.total_size as usize;
+            if v.topic == TRACE_TOPIC.as_bytes() {
+                continue;
+            }
+            let props = Properties::parse_bytes(v.properties);
+            let Some(id) = props.get(keys::UNIQ_KEY) else { continue };
+            let topic = String::from_utf8_lossy(v.topic);
+            let (q, o, r) = (
+                v.queue_id.to_string(),
+                v.queue_offset.to_string(),
+                v.reconsume_times.to_string(),
+            );
+            self.push(
+                id,
+                &["BrokerDelivered", &t, broker, group, &topic, id, &q, &o, client, &r],
+            );
+        }
+    }
+
+    /// A consumer sent a message back: to its retry topic or the DLQ.
+    pub fn sent_back(&self, broker: &str, group: &str, topic: &str, msg_id: &str, target: &str, reconsume: i32) {
+        let (t, r) = (epoch_ms().to_string(), reconsume.to_string());
+        self.push(
+            msg_id,
+            &["BrokerSendBack", &t, broker, group, topic, msg_id, target, &r],
+        );
+    }
+}
+
+/// Stores the shard's buffered events every [`FLUSH_EVERY`], forever.
+pub async fn run(shard: Rc<Shard>) {
+    if !shard.trace.enabled() {
+        return;
+    }
+    loop {
+        glommio::timer::sleep(FLUSH_EVERY).await;
+        let events = std::mem::take(&mut *shard.trace.buffer.borrow_mut());
+        if events.is_empty() {
+            continue;
+        }
+        if let Err(e) = store(&shard, events).await {
+            log::warn!("shard {}: broker trace records not stored: {e}", shard.id);
+        }
+    }
+}
+
+async fn store(shard: &Rc<Shard>, events: Vec<(String, String)>) -> Result<(), String> {
+    let info = match shard.topic(TRACE_TOPIC) {
+        Some(i) => i,
+        None => shard
+            .auto_create_topic(TRACE_TOPIC, shard.shard_count() as i32, View::Main)
+            .await
+            .map_err(|(_, e)| e)?,
+    };
+    let queue = info.owned_by(shard.id).next();
+    for chunk in events.chunks(PER_MESSAGE) {
+        let mut ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let body: String = chunk.iter().map(|(_, r)| format!("{r}\u{2}")).collect();
+        let uniq = shard.uniq.borrow_mut().next_id();
+        let props = format!("KEYS\x01{}\x02UNIQ_KEY\x01{uniq}\x02", ids.join(" "));
+        let msg = MessageInput {
+            topic: TRACE_TOPIC.into(),
+            queue_id: queue.unwrap_or(0),
+            flag: 0,
+            body: Bytes::from(body),
+            properties: Bytes::from(props),
+            sys_flag: 0,
+            born_timestamp: epoch_ms(),
+            born_host: shard.store.config().store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            tags_code: 0,
+            mark: None,
+        };
+        let owner = match queue {
+            Some(_) => shard.id,
+            None => info.owner(0).unwrap_or(shard.id),
+        };
+        super::retry::store_on(shard, owner, msg, None)
+            .await
+            .map_err(|(_, e)| e)?;
+    }
+    Ok(())
+}
