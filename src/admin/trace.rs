@@ -83,22 +83,27 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
         let at = |i: usize| f.get(i).copied().unwrap_or("").to_owned();
         let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
         let flag = |i: usize| f.get(i).and_then(|v| v.parse::<bool>().ok());
+        // Pub and EndTransaction begin alike: kind time region group topic
+        // msgId tags keys storeHost.
+        let producer = || TraceEvent {
+            kind: f[0].into(),
+            time: num(1).unwrap_or(stored_ms),
+            group: at(3),
+            topic: at(4),
+            msg_id: at(5),
+            tags: at(6),
+            keys: at(7),
+            store_host: at(8),
+            ..Default::default()
+        };
         let e = match f[0] {
             "Pub" if f.len() >= 13 => TraceEvent {
-                kind: "Pub".into(),
-                time: num(1).unwrap_or(stored_ms),
-                group: at(3),
-                topic: at(4),
-                msg_id: at(5),
-                tags: at(6),
-                keys: at(7),
-                store_host: at(8),
                 cost_ms: num(10),
                 // 13 fields: success last; 14+: offsetMsgId, success.
                 success: if f.len() == 13 { flag(12) } else { flag(13) },
                 offset_msg_id: if f.len() >= 14 { at(12) } else { String::new() },
                 client_host: at(14),
-                ..Default::default()
+                ..producer()
             },
             "SubBefore" if f.len() >= 8 => TraceEvent {
                 kind: "SubBefore".into(),
@@ -121,16 +126,8 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
                 ..Default::default()
             },
             "EndTransaction" if f.len() >= 13 => TraceEvent {
-                kind: "EndTransaction".into(),
-                time: num(1).unwrap_or(stored_ms),
-                group: at(3),
-                topic: at(4),
-                msg_id: at(5),
-                tags: at(6),
-                keys: at(7),
-                store_host: at(8),
                 transaction_state: at(11),
-                ..Default::default()
+                ..producer()
             },
             "BrokerStored" | "BrokerDelivered" if f.len() >= 9 => TraceEvent {
                 kind: f[0].into(),

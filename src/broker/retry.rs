@@ -216,6 +216,28 @@ pub async fn group_topic(shard: &Rc<Shard>, topic: &str) -> Result<Arc<TopicInfo
     shard.auto_create_topic(topic, 1, View::Main).await
 }
 
+/// A message the broker writes itself (alerts, its trace records): born
+/// now on the broker, its tags code from its `TAGS`.
+pub fn broker_message(shard: &Shard, topic: &str, queue_id: u32, body: String, properties: String) -> MessageInput {
+    let tags_code = crate::store::record::property_of(properties.as_bytes(), keys::TAGS.as_bytes()).map_or(0, |t| {
+        crate::protocol::java_string_hash(&String::from_utf8_lossy(t)) as i64
+    });
+    MessageInput {
+        topic: topic.into(),
+        queue_id,
+        flag: 0,
+        body: bytes::Bytes::from(body),
+        properties: bytes::Bytes::from(properties),
+        sys_flag: 0,
+        born_timestamp: crate::runtime::epoch_ms(),
+        born_host: shard.store.config().store_host,
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        tags_code,
+        mark: None,
+    }
+}
+
 /// Stores `msg` on shard `owner` (the owner of its queue), scheduled for
 /// `due` when given.
 pub async fn store_on(

@@ -24,13 +24,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::protocol::properties::{keys, Properties};
 use crate::runtime::epoch_ms;
 use crate::runtime::mesh::View;
 use crate::store::record::{check_record, RecordCheck};
-use crate::store::MessageInput;
 
 use super::shard::Shard;
 
@@ -158,20 +155,7 @@ async fn store(shard: &Rc<Shard>, events: Vec<(String, String)>) -> Result<(), S
         let body: String = chunk.iter().map(|(_, r)| format!("{r}\u{2}")).collect();
         let uniq = shard.uniq.borrow_mut().next_id();
         let props = format!("KEYS\x01{}\x02UNIQ_KEY\x01{uniq}\x02", ids.join(" "));
-        let msg = MessageInput {
-            topic: TRACE_TOPIC.into(),
-            queue_id: queue.unwrap_or(0),
-            flag: 0,
-            body: Bytes::from(body),
-            properties: Bytes::from(props),
-            sys_flag: 0,
-            born_timestamp: epoch_ms(),
-            born_host: shard.store.config().store_host,
-            reconsume_times: 0,
-            prepared_transaction_offset: 0,
-            tags_code: 0,
-            mark: None,
-        };
+        let msg = super::retry::broker_message(shard, TRACE_TOPIC, queue.unwrap_or(0), body, props);
         let owner = match queue {
             Some(_) => shard.id,
             None => info.owner(0).unwrap_or(shard.id),

@@ -34,7 +34,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use serde_json::json;
 
 use crate::metrics::{AlertStatus, BrokerStats};
@@ -42,7 +41,6 @@ use crate::protocol::codes::response;
 use crate::protocol::RemotingCommand;
 use crate::runtime::epoch_ms;
 use crate::runtime::mesh::View;
-use crate::store::MessageInput;
 
 use super::reply::error;
 use super::shard::Shard;
@@ -423,24 +421,19 @@ async fn publish(shard: &Rc<Shard>, name: &str, status: &str, body: String) -> R
     let owner = info.owner(0).unwrap_or(shard.id);
     let uniq = shard.uniq.borrow_mut().next_id();
     let props = format!("KEYS\x01{name}\x02TAGS\x01{status}\x02UNIQ_KEY\x01{uniq}\x02");
-    let msg = MessageInput {
-        topic: ALERT_TOPIC.into(),
-        queue_id: 0,
-        flag: 0,
-        body: Bytes::from(body),
-        properties: Bytes::from(props),
-        sys_flag: 0,
-        born_timestamp: epoch_ms(),
-        born_host: shard.store.config().store_host,
-        reconsume_times: 0,
-        prepared_transaction_offset: 0,
-        tags_code: crate::protocol::java_string_hash(status) as i64,
-        mark: None,
-    };
+    let msg = super::retry::broker_message(shard, ALERT_TOPIC, 0, body, props);
     super::retry::store_on(shard, owner, msg, None)
         .await
         .map(|_| ())
         .map_err(|(_, e)| e)
+}
+
+/// Saves and installs `set`, and answers `cmd`.
+async fn save_reply(engine: &Engine, cmd: &RemotingCommand, set: RuleSet) -> Option<RemotingCommand> {
+    match engine.save(set).await {
+        Ok(()) => Some(RemotingCommand::response_to(cmd, response::SUCCESS, None)),
+        Err(e) => error(cmd, response::SYSTEM_ERROR, format!("cannot save the alert rules: {e}")),
+    }
 }
 
 /// ALERT_LIST / UPDATE / DELETE / STATUS, on shard 0.
@@ -472,14 +465,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if let Err(e) = set.upsert(rule) {
                 return error(&cmd, response::INVALID_PARAMETER, e);
             }
-            match engine.save(set).await {
-                Ok(()) => ok(Vec::new()),
-                Err(e) => error(
-                    &cmd,
-                    response::SYSTEM_ERROR,
-                    format!("cannot save the alert rules: {e}"),
-                ),
-            }
+            save_reply(&engine, &cmd, set).await
         }
         ALERT_DELETE => {
             let name = match cmd.required_str("name") {
@@ -492,14 +478,7 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if set.rules.len() == before {
                 return error(&cmd, response::INVALID_PARAMETER, format!("no alert rule named {name}"));
             }
-            match engine.save(set).await {
-                Ok(()) => ok(Vec::new()),
-                Err(e) => error(
-                    &cmd,
-                    response::SYSTEM_ERROR,
-                    format!("cannot save the alert rules: {e}"),
-                ),
-            }
+            save_reply(&engine, &cmd, set).await
         }
         _ => super::reply::not_supported(&cmd),
     }
