@@ -342,6 +342,11 @@ impl KeyIndex {
             Ok(run) => {
                 let mut mem = self.mem.borrow_mut();
                 mem.entries.drain(..n);
+                // A burst's capacity is given back once written out.
+                let keep = (mem.entries.len() * 2).max(self.cfg.flush_entries);
+                if mem.entries.capacity() > 2 * keep {
+                    mem.entries.shrink_to(keep);
+                }
                 mem.from = to;
                 mem.since = (!mem.entries.is_empty()).then(Instant::now);
                 if mem.full_at == Some(to) && mem.entries.is_empty() {
@@ -393,14 +398,32 @@ impl KeyIndex {
         log_min: u64,
     ) -> Result<Vec<IndexEntry>, StoreError> {
         let in_range = |e: &IndexEntry| e.hash == hash && e.pos >= log_min && (begin_s..=end_s).contains(&e.time_s);
-        let mut out: Vec<IndexEntry> = self
-            .mem
-            .borrow()
-            .entries
-            .iter()
-            .filter(|e| in_range(e))
-            .copied()
-            .collect();
+        // The memtable in slices, yielding between them: a full one (4 Mi
+        // entries) must not hold the shard for tens of ms. A slice starts
+        // at a log offset, not an index (a flush may drain the front
+        // meanwhile: those entries are in the run it appends, read below);
+        // entries seen twice are deduplicated below.
+        let mut out: Vec<IndexEntry> = Vec::new();
+        let mut from_pos = 0u64;
+        loop {
+            let done = {
+                let mem = self.mem.borrow();
+                let start = mem.entries.partition_point(|e| e.pos < from_pos);
+                let slice = &mem.entries[start..(start + SCAN_SLICE).min(mem.entries.len())];
+                out.extend(slice.iter().filter(|e| in_range(e)).copied());
+                match slice.last() {
+                    Some(last) if slice.len() == SCAN_SLICE => {
+                        from_pos = last.pos;
+                        false
+                    }
+                    _ => true,
+                }
+            };
+            if done {
+                break;
+            }
+            glommio::yield_if_needed().await;
+        }
         let runs: Vec<Rc<Run>> = self
             .runs
             .borrow()
@@ -543,6 +566,9 @@ impl KeyIndex {
         Ok(true)
     }
 }
+
+/// Memtable entries a lookup scans between yields.
+const SCAN_SLICE: usize = 64 * 1024;
 
 /// Runs merged at once, at least and at most.
 const FAN_IN: usize = 4;

@@ -232,3 +232,39 @@ fn a_full_memtable_leaves_keys_to_the_log_and_loses_none() {
         store.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn lookups_scan_a_large_memtable_in_slices() {
+    let dir = tmp();
+    let d = dir.path().to_path_buf();
+    run_on_executor("t", move || async move {
+        let mut c = index_cfg(&d);
+        c.key_index.flush_entries = 1 << 20;
+        c.segment_size = 16 << 20;
+        c.tail_cache_bytes = 8 << 20;
+        c.flush_mode = FlushMode::Async;
+        let (store, _) = MessageStore::open(c).await.unwrap();
+        for i in 0..30_000 {
+            let mut m = msg("T", 0, Vec::new(), None);
+            m.properties = Bytes::from(format!("KEYS\x01a{i} b{i}\x02UNIQ_KEY\x01U{i}\x02"));
+            put_until_accepted_msg(&store, m).await;
+        }
+        let s = store.key_index_stats();
+        assert!(s.mem_entries >= 90_000 && s.runs == 0, "{s:?}");
+        for key in ["a0", "b0", "U0", "a21845", "U29999", "b29999"] {
+            let hits = store.query_key("T", key, 0, i64::MAX, 10).await.unwrap();
+            assert_eq!(hits.records.len(), 1, "{key}");
+        }
+        store.shutdown().await.unwrap();
+    });
+}
+
+async fn put_until_accepted_msg(store: &MessageStore, m: MessageInput) {
+    loop {
+        match store.put(m.clone()).await.status {
+            PutStatus::Ok => return,
+            PutStatus::Busy => glommio::timer::sleep(Duration::from_millis(1)).await,
+            other => panic!("put: {other:?}"),
+        }
+    }
+}
