@@ -237,3 +237,58 @@ fn messages_are_found_by_key_and_id_on_every_shard_and_after_kill9() {
     assert_eq!(bodies(&mut c, "order-3", "3", false), ["body-40", "body-33", "body-23"]);
     b.stop();
 }
+
+/// traceBrokerEvents records how a transaction ended.
+#[test]
+fn the_broker_traces_a_transaction_commit_and_rollback() {
+    let dir = common::test_dir();
+    let mut b = Broker::start(dir.path(), 1, &["traceBrokerEvents=true"]);
+    b.create_topic("TX", 1);
+    let mut c = Client::connect(&b.addr());
+    let mut ids = Vec::new();
+    for (body, kind) in [("to-commit", 8), ("to-roll-back", 12)] {
+        let mut half = send_v2("TX", 0, body, "TRAN_MSG\x01true\x02PGROUP\x01PG\x02".into());
+        half.ext_fields.insert("a", "PG");
+        half.ext_fields.insert("f", "4");
+        let r = c.call(half);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let uniq = r.ext_str("transactionId").expect("transactionId").to_owned();
+        let phys = shardmq::protocol::message_id::OffsetMessageId::decode(r.ext_str("msgId").expect("msgId"))
+            .expect("offset id")
+            .commit_log_offset;
+        let r = c.call(req(
+            request::END_TRANSACTION,
+            &[
+                ("producerGroup", "PG".into()),
+                (
+                    "tranStateTableOffset",
+                    r.ext_str("queueOffset").expect("queueOffset").to_owned(),
+                ),
+                ("commitLogOffset", phys.to_string()),
+                ("commitOrRollback", kind.to_string()),
+                ("fromTransactionCheck", "false".into()),
+                ("msgId", uniq.clone()),
+                ("transactionId", uniq.clone()),
+            ],
+        ));
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        ids.push(uniq);
+    }
+    for (id, how) in ids.iter().zip(["COMMIT", "ROLLBACK"]) {
+        let mut last = Value::Null;
+        eventually("the transaction's end in the trace", || {
+            last = admin(&b, &["message", "trace", id]);
+            last[0]["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x["type"] == "BrokerEndTransaction"))
+        });
+        let ev = last[0]["events"].as_array().expect("events");
+        let end = ev.iter().find(|x| x["type"] == "BrokerEndTransaction").expect("end");
+        assert_eq!(
+            (end["transactionState"].as_str(), end["group"].as_str()),
+            (Some(how), Some("PG"))
+        );
+        assert_eq!(end["topic"], "TX");
+    }
+    b.stop();
+}

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! and the broker's own (`traceBrokerEvents=true`, see `broker::trace`):
-//! `BrokerStored`, `BrokerDelivered`, `BrokerSendBack`.
+//! `BrokerStored`, `BrokerDelivered`, `BrokerSendBack`,
+//! `BrokerEndTransaction`.
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -140,6 +141,16 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
                 queue_offset: num(7),
                 client_host: at(8),
                 retry_times: num(9),
+                ..Default::default()
+            },
+            "BrokerEndTransaction" if f.len() >= 7 => TraceEvent {
+                kind: f[0].into(),
+                time: num(1).unwrap_or(stored_ms),
+                store_host: at(2),
+                group: at(3),
+                topic: at(4),
+                msg_id: at(5),
+                transaction_state: at(6),
                 ..Default::default()
             },
             "BrokerSendBack" if f.len() >= 8 => TraceEvent {
@@ -280,6 +291,10 @@ fn describe(e: &TraceEvent) -> String {
             e.group,
             e.target,
             e.retry_times.unwrap_or(0)
+        ),
+        "BrokerEndTransaction" => format!(
+            "Transaction {} at broker {} (producer group {})",
+            e.transaction_state, e.store_host, e.group
         ),
         "EndTransaction" => format!("Transaction {} by producer group {}", e.transaction_state, e.group),
         other => other.to_owned(),

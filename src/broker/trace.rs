@@ -1,6 +1,6 @@
 //! Broker-side message trace (`traceBrokerEvents=true`): what the broker
 //! itself saw happen to a message — stored, delivered to a consumer,
-//! sent back for a retry or to the DLQ — written to `RMQ_SYS_TRACE_TOPIC`
+//! sent back for a retry or to the DLQ, its transaction ended — written to `RMQ_SYS_TRACE_TOPIC`
 //! beside the records trace-enabled clients write there, so that
 //! `shardmq admin message trace` shows both in one timeline.
 //!
@@ -11,6 +11,7 @@
 //! BrokerStored    time broker producerGroup topic msgId queueId queueOffset client
 //! BrokerDelivered time broker consumerGroup topic msgId queueId queueOffset client reconsumeTimes
 //! BrokerSendBack  time broker consumerGroup topic msgId target reconsumeTimes
+//! BrokerEndTransaction time broker producerGroup topic msgId COMMIT|ROLLBACK
 //! ```
 //!
 //! Each shard buffers its events (at most [`MAX_BUFFERED`]; beyond that
@@ -110,6 +111,13 @@ impl BrokerTrace {
                 &["BrokerDelivered", &t, broker, group, &topic, id, &q, &o, client, &r],
             );
         }
+    }
+
+    /// A transaction ended by its producer: committed or rolled back.
+    pub fn ended(&self, broker: &str, group: &str, topic: &str, msg_id: &str, commit: bool) {
+        let t = epoch_ms().to_string();
+        let how = if commit { "COMMIT" } else { "ROLLBACK" };
+        self.push(msg_id, &["BrokerEndTransaction", &t, broker, group, topic, msg_id, how]);
     }
 
     /// A consumer sent a message back: to its retry topic or the DLQ.

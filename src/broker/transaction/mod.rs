@@ -200,7 +200,12 @@ async fn end_inner(
             "the half message's topic is not UTF-8".to_string(),
         )
     })?;
-    resolve(shard, v.queue_offset, offset, m, commit).await
+    resolve(shard, v.queue_offset, offset, m, commit).await?;
+    if shard.trace.enabled() {
+        let id = props.get(keys::UNIQ_KEY).unwrap_or("");
+        shard.trace.ended(&shard.cfg.broker_name, group, real, id, commit);
+    }
+    Ok(())
 }
 
 /// Writes the commit (the real message) or the rollback (an op record),
