@@ -41,6 +41,7 @@ pub mod shard;
 pub mod stats;
 pub mod timer;
 pub mod trace;
+pub mod trace_store;
 pub mod transaction;
 
 #[cfg(test)]

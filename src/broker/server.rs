@@ -460,7 +460,7 @@ async fn run_shard(
     }))
     .detach();
     glommio::spawn_local(super::pull::answer_parked(shard.clone())).detach();
-    glommio::spawn_local(super::trace::run(shard.clone())).detach();
+    glommio::spawn_local(super::trace_store::run(shard.clone())).detach();
     glommio::spawn_local(super::timer::run(shard.clone())).detach();
     glommio::spawn_local(super::transaction::run(shard.clone())).detach();
     glommio::spawn_local(super::pop::run(shard.clone())).detach();
@@ -572,8 +572,7 @@ fn start_alerts(shard: &Rc<Shard>, cfg: &crate::config::BrokerConfig) -> Result<
         None => None,
     };
     let engine = Rc::new(super::alerts::Engine::open(path, cfg.alert_webhook_url.clone(), tls)?);
-    let _ = shard.alerts.set(engine.clone());
-    glommio::spawn_local(engine.run(shard.clone())).detach();
+    super::alerts::start(engine, shard.clone());
     Ok(())
 }
 

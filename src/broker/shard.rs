@@ -52,8 +52,9 @@ pub struct Shard {
     pub audit: Rc<super::audit::Audit>,
     /// Broker-side trace records (`traceBrokerEvents`).
     pub trace: super::trace::BrokerTrace,
-    /// Shard 0: the alert rules' engine.
-    pub alerts: std::cell::OnceCell<Rc<super::alerts::Engine>>,
+    /// Shard 0: the alert rules' state, as the engine last published it
+    /// (`broker::alerts`; the engine itself is shard 0's thread-local).
+    pub alert_status: RefCell<Vec<crate::metrics::AlertStatus>>,
     /// Signalled when a new metadata snapshot is installed.
     meta_changed: crate::store::notify::Notify,
 }
@@ -98,7 +99,7 @@ impl Shard {
             access,
             audit,
             controller,
-            alerts: std::cell::OnceCell::new(),
+            alert_status: RefCell::new(Vec::new()),
             trace,
             meta_changed: Default::default(),
         }

@@ -22,15 +22,11 @@
 //! topic is created with one queue per shard on first use).
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 use std::time::Duration;
 
 use crate::protocol::properties::{keys, Properties};
 use crate::runtime::epoch_ms;
-use crate::runtime::mesh::View;
 use crate::store::record::{check_record, RecordCheck};
-
-use super::shard::Shard;
 
 pub const TRACE_TOPIC: &str = crate::acl::resources::TRACE_TOPIC;
 pub const MAX_BUFFERED: usize = 10_000;
@@ -56,6 +52,11 @@ impl BrokerTrace {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The buffered events, for the writer (`broker::trace_store`).
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.buffer.borrow_mut())
     }
 
     fn push(&self, msg_id: &str, fields: &[&str]) {
@@ -128,49 +129,4 @@ impl BrokerTrace {
             &["BrokerSendBack", &t, broker, group, topic, msg_id, target, &r],
         );
     }
-}
-
-/// Stores the shard's buffered events every [`FLUSH_EVERY`], forever.
-pub async fn run(shard: Rc<Shard>) {
-    if !shard.trace.enabled() {
-        return;
-    }
-    loop {
-        glommio::timer::sleep(FLUSH_EVERY).await;
-        let events = std::mem::take(&mut *shard.trace.buffer.borrow_mut());
-        if events.is_empty() {
-            continue;
-        }
-        if let Err(e) = store(&shard, events).await {
-            log::warn!("shard {}: broker trace records not stored: {e}", shard.id);
-        }
-    }
-}
-
-async fn store(shard: &Rc<Shard>, events: Vec<(String, String)>) -> Result<(), String> {
-    let info = match shard.topic(TRACE_TOPIC) {
-        Some(i) => i,
-        None => shard
-            .auto_create_topic(TRACE_TOPIC, shard.shard_count() as i32, View::Main)
-            .await
-            .map_err(|(_, e)| e)?,
-    };
-    let queue = info.owned_by(shard.id).next();
-    for chunk in events.chunks(PER_MESSAGE) {
-        let mut ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let body: String = chunk.iter().map(|(_, r)| format!("{r}\u{2}")).collect();
-        let uniq = shard.uniq.borrow_mut().next_id();
-        let props = format!("KEYS\x01{}\x02UNIQ_KEY\x01{uniq}\x02", ids.join(" "));
-        let msg = super::retry::broker_message(shard, TRACE_TOPIC, queue.unwrap_or(0), body, props);
-        let owner = match queue {
-            Some(_) => shard.id,
-            None => info.owner(0).unwrap_or(shard.id),
-        };
-        super::retry::store_on(shard, owner, msg, None)
-            .await
-            .map_err(|(_, e)| e)?;
-    }
-    Ok(())
 }

@@ -55,6 +55,24 @@ pub const ALERT_STATUS: i32 = 19013;
 /// The topic alert messages go to (`notifyTopic`).
 pub const ALERT_TOPIC: &str = "RMQ_SYS_ALERTS";
 
+thread_local! {
+    /// The engine, on shard 0's thread (set once at start).
+    static ENGINE: std::cell::OnceCell<Rc<Engine>> = const { std::cell::OnceCell::new() };
+}
+
+/// Puts `engine` in force on this thread (shard 0's) and starts it.
+pub fn start(engine: Rc<Engine>, shard: Rc<Shard>) {
+    ENGINE.with(|e| {
+        let _ = e.set(engine.clone());
+    });
+    engine.publish_status(&shard);
+    glommio::spawn_local(engine.run(shard)).detach();
+}
+
+fn engine() -> Option<Rc<Engine>> {
+    ENGINE.with(|e| e.get().cloned())
+}
+
 pub fn is_alert_code(code: i32) -> bool {
     matches!(code, ALERT_LIST | ALERT_UPDATE | ALERT_DELETE | ALERT_STATUS)
 }
@@ -115,12 +133,18 @@ impl Engine {
     }
 
     /// Evaluates due rules every second, forever (shard 0's task).
-    pub async fn run(self: Rc<Self>, shard: Rc<Shard>) {
+    async fn run(self: Rc<Self>, shard: Rc<Shard>) {
         loop {
             glommio::timer::sleep(Duration::from_secs(1)).await;
             self.reload_if_changed().await;
             self.tick(&shard).await;
+            self.publish_status(&shard);
         }
+    }
+
+    /// Copies the rules' state to the shard (`/metrics`, stats).
+    fn publish_status(&self, shard: &Shard) {
+        *shard.alert_status.borrow_mut() = self.status();
     }
 
     async fn reload_if_changed(&self) {
@@ -438,7 +462,7 @@ async fn save_reply(engine: &Engine, cmd: &RemotingCommand, set: RuleSet) -> Opt
 
 /// ALERT_LIST / UPDATE / DELETE / STATUS, on shard 0.
 pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    let Some(engine) = shard.alerts.get().cloned() else {
+    let Some(engine) = engine() else {
         return error(&cmd, response::SYSTEM_ERROR, "the alert engine runs on shard 0 only");
     };
     let ok = |body: Vec<u8>| Some(RemotingCommand::response_to(&cmd, response::SUCCESS, None).with_body(body));
@@ -465,7 +489,9 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if let Err(e) = set.upsert(rule) {
                 return error(&cmd, response::INVALID_PARAMETER, e);
             }
-            save_reply(&engine, &cmd, set).await
+            let reply = save_reply(&engine, &cmd, set).await;
+            engine.publish_status(shard);
+            reply
         }
         ALERT_DELETE => {
             let name = match cmd.required_str("name") {
@@ -478,7 +504,9 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingC
             if set.rules.len() == before {
                 return error(&cmd, response::INVALID_PARAMETER, format!("no alert rule named {name}"));
             }
-            save_reply(&engine, &cmd, set).await
+            let reply = save_reply(&engine, &cmd, set).await;
+            engine.publish_status(shard);
+            reply
         }
         _ => super::reply::not_supported(&cmd),
     }
