@@ -97,6 +97,16 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
             store_host: at(8),
             ..Default::default()
         };
+        // The broker's records begin alike: kind time broker group topic msgId.
+        let broker = || TraceEvent {
+            kind: f[0].into(),
+            time: num(1).unwrap_or(stored_ms),
+            store_host: at(2),
+            group: at(3),
+            topic: at(4),
+            msg_id: at(5),
+            ..Default::default()
+        };
         let e = match f[0] {
             "Pub" if f.len() >= 13 => TraceEvent {
                 cost_ms: num(10),
@@ -131,38 +141,20 @@ pub fn decode_trace(body: &str, stored_ms: i64) -> Vec<TraceEvent> {
                 ..producer()
             },
             "BrokerStored" | "BrokerDelivered" if f.len() >= 9 => TraceEvent {
-                kind: f[0].into(),
-                time: num(1).unwrap_or(stored_ms),
-                store_host: at(2),
-                group: at(3),
-                topic: at(4),
-                msg_id: at(5),
                 queue: num(6),
                 queue_offset: num(7),
                 client_host: at(8),
                 retry_times: num(9),
-                ..Default::default()
+                ..broker()
             },
             "BrokerEndTransaction" if f.len() >= 7 => TraceEvent {
-                kind: f[0].into(),
-                time: num(1).unwrap_or(stored_ms),
-                store_host: at(2),
-                group: at(3),
-                topic: at(4),
-                msg_id: at(5),
                 transaction_state: at(6),
-                ..Default::default()
+                ..broker()
             },
             "BrokerSendBack" if f.len() >= 8 => TraceEvent {
-                kind: f[0].into(),
-                time: num(1).unwrap_or(stored_ms),
-                store_host: at(2),
-                group: at(3),
-                topic: at(4),
-                msg_id: at(5),
                 target: at(6),
                 retry_times: num(7),
-                ..Default::default()
+                ..broker()
             },
             _ => continue,
         };
@@ -329,6 +321,21 @@ mod tests {
             (e[2].request_id.as_str(), e[2].success, e[2].time),
             ("R1", Some(true), 1700000000105)
         );
+        let b = decode_trace(
+            "BrokerStored\u{1}5\u{1}brk\u{1}PG\u{1}T\u{1}ID1\u{1}2\u{1}7\u{1}1.2.3.4:5\u{2}\
+             BrokerSendBack\u{1}6\u{1}brk\u{1}CG\u{1}T\u{1}ID1\u{1}%RETRY%CG\u{1}1\u{2}\
+             BrokerEndTransaction\u{1}7\u{1}brk\u{1}PG\u{1}T\u{1}ID1\u{1}COMMIT",
+            0,
+        );
+        assert_eq!(
+            (b[0].queue, b[0].queue_offset, b[0].client_host.as_str()),
+            (Some(2), Some(7), "1.2.3.4:5")
+        );
+        assert_eq!(
+            (b[1].target.as_str(), b[1].retry_times, b[1].group.as_str()),
+            ("%RETRY%CG", Some(1), "CG")
+        );
+        assert_eq!((b[2].transaction_state.as_str(), b[2].time), ("COMMIT", 7));
         // An old SubAfter without a time takes the trace message's.
         let old = decode_trace("SubAfter\u{1}R\u{1}ID\u{1}5\u{1}false\u{1}k", 42);
         assert_eq!((old[0].time, old[0].success), (42, Some(false)));
