@@ -44,7 +44,7 @@ pub async fn index_gap(store: &MessageStore, idx: &KeyIndex, from: u64, to: u64)
                             what,
                         })?;
                     let topic = String::from_utf8_lossy(v.topic);
-                    let time_s = (v.store_timestamp / 1000).clamp(0, u32::MAX as i64) as u32;
+                    let time_s = super::store_secs(v.store_timestamp);
                     for k in super::keys_of(props) {
                         entries.push(IndexEntry {
                             hash: super::key_hash(topic.as_bytes(), k),

@@ -40,10 +40,11 @@ impl MessageStore {
         if !index.enabled() || max == 0 || end_ms < begin_ms {
             return Ok(hits);
         }
-        let to_s = |ms: i64| (ms.div_euclid(1000)).clamp(0, u32::MAX as i64) as u32;
         let hash = key_hash(topic.as_bytes(), key.as_bytes());
         let log_min = self.log().min_offset();
-        let candidates = index.lookup(hash, to_s(begin_ms), to_s(end_ms), log_min).await?;
+        let candidates = index
+            .lookup(hash, super::store_secs(begin_ms), super::store_secs(end_ms), log_min)
+            .await?;
         for e in candidates.into_iter().take(MAX_CANDIDATES) {
             if hits.records.len() >= max {
                 break;

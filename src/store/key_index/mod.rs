@@ -93,6 +93,11 @@ impl Default for KeyIndexConfig {
     }
 }
 
+/// A store time in ms as an entry's seconds (clamped to what 32 bits hold).
+pub fn store_secs(ms: i64) -> u32 {
+    ms.div_euclid(1000).clamp(0, u32::MAX as i64) as u32
+}
+
 /// 64-bit FNV-1a of `"<topic>#<key>"`.
 pub fn key_hash(topic: &[u8], key: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -295,7 +300,7 @@ impl KeyIndex {
         if mem.entries.is_empty() {
             mem.since = Some(Instant::now());
         }
-        let time_s = (store_ms / 1000).clamp(0, u32::MAX as i64) as u32;
+        let time_s = store_secs(store_ms);
         for k in keys {
             mem.entries.push(IndexEntry {
                 hash: key_hash(topic.as_bytes(), k),
