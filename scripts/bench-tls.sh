@@ -51,7 +51,7 @@ start_broker() {
   rm -rf "$DATA" && mkdir -p "$DATA"
   "$BROKER" serve --set storePathRootDir="$DATA" --set shardCount=2 --set metricsPort=0 \
     --set brokerIP1=127.0.0.1 --set listenPort=30911 --set namesrvListenPort=39876 \
-    --set shardListenPortBase=30921 --set grpcListenPort=0 --set flushDiskType="$FLUSH" \
+    --set shardListenPortBase=30921 --set grpcListenPort=0 --set httpListenPort=0 --set flushDiskType="$FLUSH" \
     --set tlsServerMode=permissive --set tlsServerCertPath="$OUT/cert.pem" \
     --set tlsServerKeyPath="$OUT/key.pem" >"$OUT/broker.log" 2>&1 &
   BPID=$!

@@ -6,6 +6,8 @@
 #   target/interop/node5/node_modules/rocketmq-client-nodejs
 #                                              Node 5.x gRPC client rocketmq-client-nodejs 1.0.8 (npm)
 #   target/interop/venv5                       Python venv with rocketmq-python-client 5.1.2 (gRPC)
+#   target/interop/venv-http                   Python venv with requests and schemathesis (the REST
+#                                              API's tests, tests/rest.rs)
 #   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
 #                                              which bundles the C++ client core 2.1.0 (librocketmq.so)
 #   target/interop/java/build/shardmq-interop-java.jar
@@ -33,6 +35,8 @@ ALIONS_VERSION=3.12.0
 NODE5_VERSION=1.0.8
 CVS_VERSION=2.1.0.3
 PY5_VERSION=5.1.2
+REQUESTS_VERSION=2.32.5
+SCHEMATHESIS_VERSION=4.32.5
 JAVA_SRC="$ROOT/tests/interop/java"
 JAVA_DIR="$DIR/java"
 JAR="$JAVA_DIR/build/shardmq-interop-java.jar"
@@ -43,7 +47,7 @@ JAVA5_DIR="$DIR/java5"
 JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
 JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="ali-ons=$ALIONS_VERSION rocketmq-client-nodejs=$NODE5_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
+STAMP_WANT="requests=$REQUESTS_VERSION schemathesis=$SCHEMATHESIS_VERSION ali-ons=$ALIONS_VERSION rocketmq-client-nodejs=$NODE5_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
@@ -136,6 +140,21 @@ if [[ "$have_py5" != "$PY5_VERSION" ]]; then
     echo "setup-interop: pip install rocketmq-python-client==$PY5_VERSION into $VENV5"
     "$VENV5/bin/pip" install --disable-pip-version-check -q "rocketmq-python-client==$PY5_VERSION"
 fi
+# The REST API's tests: a plain HTTP client and schemathesis.
+VENVH="$DIR/venv-http"
+if [[ ! -x "$VENVH/bin/python" ]] || ! "$VENVH/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$VENVH"
+    "$PY" -m venv "$VENVH"
+fi
+have_http=$("$VENVH/bin/python" -c "import importlib.metadata as m; print(m.version('requests'), m.version('schemathesis'))" 2>/dev/null || true)
+if [[ "$have_http" != "$REQUESTS_VERSION $SCHEMATHESIS_VERSION" ]]; then
+    echo "setup-interop: pip install requests==$REQUESTS_VERSION schemathesis==$SCHEMATHESIS_VERSION into $VENVH"
+    "$VENVH/bin/pip" install --disable-pip-version-check -q "requests==$REQUESTS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+"$VENVH/bin/st" --version >/dev/null || {
+    echo "setup-interop: schemathesis (st) does not run" >&2
+    exit 1
+}
 SO=$("$VENV/bin/python" -c "import os, importlib.util as u; print(os.path.join(os.path.dirname(u.find_spec('rocketmq').origin), 'librocketmq.so'))")
 if [[ ! -f "$SO" ]]; then
     echo "setup-interop: $SO missing: rocketmq-python-cvs should bundle librocketmq.so" >&2

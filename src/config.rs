@@ -121,6 +121,14 @@ pub struct BrokerConfig {
     /// `grpcShardPortBase`: shard k serves gRPC on this + k (default
     /// `grpcListenPort + 10`), what shard-aware routes advertise.
     pub grpc_shard_port_base: u16,
+    /// `httpListenPort`: the REST API and web console (default 8082; 0 =
+    /// off), served by every shard (SO_REUSEPORT).
+    pub http_listen_port: u16,
+    /// `httpMaxBodyBytes`: the largest HTTP request body (default 512 KiB,
+    /// as DMS); larger ones get 413.
+    pub http_max_body_bytes: usize,
+    /// `httpMaxBatch`: messages one REST produce request may carry (default 64).
+    pub http_max_batch: usize,
     /// `aclEnable`: check every request's signature and permissions
     /// against the ACL file (default off: anyone may do anything).
     pub acl_enable: bool,
@@ -264,6 +272,9 @@ impl Default for BrokerConfig {
             default_pop_share_queue_num: -1,
             grpc_listen_port: 8081,
             grpc_shard_port_base: 0,
+            http_listen_port: 8082,
+            http_max_body_bytes: 512 * 1024,
+            http_max_batch: 64,
             acl_enable: false,
             acl_file: None,
             trace_broker_events: false,
@@ -470,6 +481,9 @@ impl BrokerConfig {
                 "defaultPopShareQueueNum" => c.default_pop_share_queue_num = number(k, v)?,
                 "grpcListenPort" => c.grpc_listen_port = if v == "0" { 0 } else { port(k, v)? },
                 "grpcShardPortBase" => c.grpc_shard_port_base = port(k, v)?,
+                "httpListenPort" => c.http_listen_port = if v == "0" { 0 } else { port(k, v)? },
+                "httpMaxBodyBytes" => c.http_max_body_bytes = positive(k, v)?,
+                "httpMaxBatch" => c.http_max_batch = positive(k, v)?,
                 "aclEnable" => c.acl_enable = boolean(k, v)?,
                 "auditLogEnable" => c.audit_log_enable = boolean(k, v)?,
                 "traceBrokerEvents" => c.trace_broker_events = boolean(k, v)?,

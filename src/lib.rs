@@ -29,6 +29,7 @@ pub mod alloc_count;
 pub mod broker;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod namesrv;
 pub mod protocol;

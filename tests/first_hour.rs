@@ -160,6 +160,7 @@ fn serve_args(data: &Path, port: u16, extra: &[&str]) -> Vec<String> {
         format!("namesrvListenPort={}", common::free_port_block(0)),
         "metricsPort=0".into(),
         "grpcListenPort=0".into(),
+        "httpListenPort=0".into(),
         "shardCount=2".into(),
     ];
     settings.extend(extra.iter().map(|s| s.to_string()));

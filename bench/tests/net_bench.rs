@@ -82,6 +82,8 @@ fn start_broker(dir: &Path) -> Broker {
             "--set",
             "grpcListenPort=0",
             "--set",
+            "httpListenPort=0",
+            "--set",
             "brokerIP1=127.0.0.1",
         ])
         .args([

@@ -82,15 +82,15 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn id(&self) -> &str {
+    pub fn id(&self) -> &str {
         self.props.get(keys::UNIQ_KEY).unwrap_or("")
     }
 
-    fn origin(&self) -> &str {
+    pub fn origin(&self) -> &str {
         self.props.get(keys::RETRY_TOPIC).unwrap_or("")
     }
 
-    fn keys(&self) -> &str {
+    pub fn keys(&self) -> &str {
         self.props.get(keys::KEYS).unwrap_or("")
     }
 
@@ -195,7 +195,7 @@ pub fn read_dlq(ctx: &Ctx, group: &str, limit: usize) -> Result<Vec<DeadLetter>,
     Ok(out)
 }
 
-fn pull(topic: &str, qid: u32, offset: u64) -> RemotingCommand {
+pub fn pull(topic: &str, qid: u32, offset: u64) -> RemotingCommand {
     req(
         request::PULL_MESSAGE,
         &[
@@ -315,7 +315,7 @@ fn resend(ctx: &Ctx, a: ResendArgs) -> Result<(), String> {
 /// SEND_MESSAGE_V2 of a dead letter to its original topic: the broker
 /// picks the queue; retry bookkeeping, delays and broker-set properties
 /// are dropped.
-fn resend_request(d: &DeadLetter) -> RemotingCommand {
+pub fn resend_request(d: &DeadLetter) -> RemotingCommand {
     let mut p = d.props.clone();
     for k in [
         keys::RETRY_TOPIC,

@@ -14,6 +14,7 @@
 //! ([`super::mesh`]); [`on_envelope`] is the receiving end.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
@@ -424,6 +425,10 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
         Request::ProducerChannel { group } => {
             Reply::Channel(controller().ok().and_then(|c| c.producer_channel(&group)))
         }
+        Request::Pop { req } => Reply::Popped(pop::engine::pop(shard, &req).await),
+        Request::PopWait { client, topic, wait_ms } => {
+            Reply::Done(pop_wait(shard, client, topic, Duration::from_millis(wait_ms)).await)
+        }
         Request::TopicGroups { topic } => Reply::Groups(super::query::topic_groups_here(shard, &topic)),
         Request::QueryKey {
             topic,
@@ -439,4 +444,24 @@ async fn answer(shard: &Rc<Shard>, req: Request) -> Reply {
                 .map_err(|e| e.to_string()),
         ),
     }
+}
+
+/// Waits until a queue of `topic` this shard owns may have something to pop
+/// for anyone, or `wait` passes (a registration in the shard's long polls,
+/// woken like a parked pop).
+pub async fn pop_wait(shard: &Shard, client: ClientRef, topic: String, wait: Duration) -> Result<(), (i32, String)> {
+    let polls = &shard.pops.polls;
+    if !polls.has_room(&client) {
+        return Err((
+            response::POLLING_FULL,
+            format!("shard {}: too many waiting receives", shard.id),
+        ));
+    }
+    let (tx, rx) = futures::channel::oneshot::channel();
+    polls.park(
+        super::long_poll::Parked::waiter(client, topic, super::long_poll::ANY_QUEUE, tx),
+        wait,
+    );
+    let _ = rx.await; // woken, or the registration expired
+    Ok(())
 }

@@ -96,6 +96,17 @@ pub enum Request {
     /// Groups that committed offsets of the shard's queues of `topic`
     /// (and, on the controller, whose consumers subscribe to it).
     TopicGroups { topic: String },
+    /// Pop messages of the queues of `req.topic` this shard owns (a
+    /// receive that sweeps every shard: the REST API).
+    Pop { req: super::pop::types::PopRequest },
+    /// Answer once a queue of `topic` this shard owns may have something to
+    /// pop (a message arrived, a lease expired), or after `wait_ms`; an
+    /// error when the shard holds too many waiting receives.
+    PopWait {
+        client: ClientRef,
+        topic: String,
+        wait_ms: u64,
+    },
     /// The shard's records of `topic` found by `key` (QUERY_MESSAGE).
     QueryKey {
         topic: String,
@@ -129,6 +140,8 @@ pub enum Reply {
     PopAcked(Result<Vec<super::pop::state::Outcome>, (i32, String)>),
     /// What a [`Request::PopChange`] did, and the new pop time.
     PopChanged(Result<(super::pop::state::Outcome, i64), (i32, String)>),
+    /// What a [`Request::Pop`] popped.
+    Popped(Result<super::pop::types::PopBatch, (i32, String)>),
     /// What a [`Request::QueryKey`] found, or why the lookup failed.
     Keys(Result<crate::store::key_index::KeyHits, String>),
 }

@@ -33,6 +33,7 @@ pub mod pull;
 pub mod query;
 pub mod registration;
 pub mod reply;
+pub mod rest;
 pub mod retry;
 pub mod send;
 pub mod server;

@@ -377,6 +377,17 @@ fn grpc_listeners(cfg: &BrokerConfig, k: u16) -> Vec<(SocketAddr, View, String)>
     v
 }
 
+/// The REST API's listener (every shard accepts on it), unless
+/// `httpListenPort=0`.
+fn http_listener(cfg: &BrokerConfig) -> Option<(SocketAddr, String)> {
+    (cfg.http_listen_port != 0).then(|| {
+        (
+            SocketAddr::new(cfg.broker_ip1, cfg.http_listen_port),
+            "REST API and console, httpListenPort (0 turns it off)".to_string(),
+        )
+    })
+}
+
 /// Every address the broker will listen on, for the up-front check: the
 /// shards' listeners (the shared ones once), the name server, metrics.
 fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
@@ -387,6 +398,9 @@ fn listen_plan(cfg: &BrokerConfig, shards: u16) -> Vec<ports::Wanted> {
                 v.push(ports::Wanted { addr, what });
             }
         }
+    }
+    if let Some((addr, what)) = http_listener(cfg) {
+        v.push(ports::Wanted { addr, what });
     }
     if cfg.embedded_namesrv {
         v.push(ports::Wanted {
@@ -490,6 +504,11 @@ async fn run_shard(
         let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         glommio::spawn_local(super::grpc::accept_loop(shard.clone(), l, view, tls.grpc.clone())).detach();
     }
+    if let Some((addr, _)) = http_listener(&cfg) {
+        let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let render = metrics_render(&shard);
+        glommio::spawn_local(super::rest::accept_loop(shard.clone(), l, tls.server.clone(), render)).detach();
+    }
     // Shard 0 registers with the name servers before it reports ready (at
     // most REGISTERED_WAIT: a name server that does not answer is retried
     // every registration period, not waited for).
@@ -579,17 +598,21 @@ fn start_alerts(shard: &Rc<Shard>, cfg: &crate::config::BrokerConfig) -> Result<
 fn start_metrics(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| format!("cannot listen on {addr} (Prometheus metrics; metricsPort=0 turns it off): {e}"))?;
+    log::info!("metrics on http://{addr}/metrics");
+    glommio::spawn_local(crate::metrics::http::serve(listener, metrics_render(shard))).detach();
+    Ok(())
+}
+
+/// `/metrics`: the broker's statistics as Prometheus text.
+fn metrics_render(shard: &Rc<Shard>) -> crate::metrics::http::Render {
     let s = shard.clone();
-    let render: crate::metrics::http::Render = Rc::new(move || {
+    Rc::new(move || {
         let s = s.clone();
         Box::pin(async move {
             let stats = super::stats::collect(&s).await;
             crate::metrics::prometheus::render(&stats)
         })
-    });
-    log::info!("metrics on http://{addr}/metrics");
-    glommio::spawn_local(crate::metrics::http::serve(listener, render)).detach();
-    Ok(())
+    })
 }
 
 /// What every connection of one shard shares: limits, admission, budget,

@@ -1,77 +1,76 @@
-//! The `/metrics` endpoint: a minimal HTTP/1.1 server on glommio. Requests
-//! are parsed with `httparse`; one request per connection, bounded header
-//! size, a read deadline.
+//! The `/metrics` endpoint (`metricsPort`): Prometheus text over
+//! [`crate::http`] (hyper's HTTP/1.1 on glommio). The REST port serves the
+//! same `/metrics` too.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
+use http::{Method, StatusCode};
+
+use crate::http::{response, Handler, Limits, Req, Resp};
 
 /// Produces the response body for `/metrics`.
 pub type Render = Rc<dyn Fn() -> Pin<Box<dyn Future<Output = String>>>>;
 
-const MAX_REQUEST: usize = 16 * 1024;
+/// Connections the metrics port serves at once (scrapers are few).
+const MAX_CONNECTIONS: usize = 64;
 
-pub async fn serve(listener: TcpListener, render: Render) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                let render = render.clone();
-                glommio::spawn_local(async move {
-                    let _ = glommio::timer::timeout(Duration::from_secs(10), async move {
-                        handle(stream, render).await;
-                        Ok(())
-                    })
-                    .await;
-                })
-                .detach();
-            }
-            Err(e) => {
-                log::warn!("metrics endpoint: accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-        }
+struct Metrics {
+    render: Render,
+}
+
+impl Handler for Metrics {
+    async fn handle(&self, req: Req) -> Resp {
+        answer(&req, &self.render).await
     }
 }
 
-async fn handle(mut stream: TcpStream, render: Render) {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let path = loop {
-        let n = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+/// The answer of the metrics port to `req`: `/metrics`, or `/` with a
+/// pointer to it.
+pub async fn answer(req: &Req, render: &Render) -> Resp {
+    if req.head.method != Method::GET && req.head.method != Method::HEAD {
+        return response(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n");
+    }
+    match req.head.uri.path() {
+        "/metrics" => response(StatusCode::OK, "text/plain; version=0.0.4", render().await),
+        "/" => response(StatusCode::OK, "text/plain", "shardmq: see /metrics\n"),
+        _ => response(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+pub async fn serve(listener: TcpListener, render: Render) {
+    let handler = Rc::new(Metrics { render });
+    let limits = Limits {
+        max_body_bytes: 16 * 1024,
+        max_header_bytes: 16 * 1024,
+        idle_timeout: Duration::from_secs(10),
+    };
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("metrics endpoint: accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string())
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
-            _ => {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-                return;
-            }
+        if open.get() >= MAX_CONNECTIONS {
+            continue; // dropped: closed at once
         }
-    };
-    let (status, ctype, body) = match (path.0.as_str(), path.1.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", render().await),
-        ("GET", "/") => ("200 OK", "text/plain", "shardmq: see /metrics\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
-    let _ = stream.close().await;
+        let Ok(peer) = stream.peer_addr() else { continue };
+        open.set(open.get() + 1);
+        let (handler, limits, open) = (handler.clone(), limits.clone(), open.clone());
+        glommio::spawn_local(async move {
+            let _ = crate::http::serve_io(stream, peer, handler, &limits, || {
+                crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .await;
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
 }

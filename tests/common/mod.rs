@@ -150,8 +150,10 @@ impl Broker {
             .args(["--set", "brokerIP1=127.0.0.1"])
             .args(["--set", "mapedFileSizeCommitLog=67108864"])
             .args(["--set", "tailCacheBytes=33554432"])
-            // gRPC off unless a test asks for it (extra settings come after).
-            .args(["--set", "grpcListenPort=0"]);
+            // gRPC and REST off unless a test asks for them (extra settings
+            // come after).
+            .args(["--set", "grpcListenPort=0"])
+            .args(["--set", "httpListenPort=0"]);
         for e in &self.extra {
             cmd.args(["--set", e]);
         }

@@ -406,6 +406,7 @@ impl Broker {
             ("shardListenPortBase", self.ports.shards.to_string()),
             ("metricsPort", "0".to_string()),
             ("grpcListenPort", "0".to_string()),
+            ("httpListenPort", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

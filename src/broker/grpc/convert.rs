@@ -12,7 +12,7 @@ use crate::protocol::properties::{keys, Properties};
 use crate::store::record::RecordView;
 
 /// Properties the broker keeps in system properties, not user properties.
-const SYSTEM_KEYS: &[&str] = &[
+pub const SYSTEM_KEYS: &[&str] = &[
     keys::TAGS,
     keys::KEYS,
     keys::UNIQ_KEY,

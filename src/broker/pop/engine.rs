@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::protocol::codes::response;
 use crate::store::record::{check_record, patch_delivery, RecordCheck};
-use crate::store::{GetStatus, PutStatus, TagFilter};
+use crate::store::{GetStatus, PutStatus};
 
 use super::oplog::Op;
 use super::state::Outcome;
@@ -17,42 +17,7 @@ pub const MAX_POP: usize = 32;
 /// Bytes of messages one pop reads from a queue at most.
 const MAX_POP_BYTES: usize = 4 << 20;
 
-pub type Refusal = (i32, String);
-
-/// What a client asks to pop (queue ids global).
-#[derive(Debug, Clone)]
-pub struct PopRequest {
-    pub group: String,
-    pub topic: String,
-    /// `None`: any queue of the topic this shard owns.
-    pub queue: Option<u32>,
-    pub max: usize,
-    pub invisible_ms: i64,
-    pub filter: TagFilter,
-    /// A group without a position starts at the end of the queue (else at
-    /// its start).
-    pub init_max: bool,
-    pub order: bool,
-    pub attempt_id: String,
-}
-
-/// One popped message: the stored record with the reconsume count of this
-/// delivery written in.
-pub struct Popped {
-    pub queue: u32,
-    pub offset: u64,
-    pub record: Vec<u8>,
-    pub reconsume_times: i32,
-}
-
-pub struct PopBatch {
-    /// The handle time of every message of the batch.
-    pub pop_time: i64,
-    pub invisible_ms: i64,
-    pub msgs: Vec<Popped>,
-    /// Messages left for the group in the queues looked at.
-    pub rest: u64,
-}
+pub use super::types::{PopBatch, PopRequest, Popped, Refusal};
 
 /// Waits until the shard's POP state is recovered.
 pub async fn ready(shard: &Shard) -> Result<(), Refusal> {

@@ -49,6 +49,7 @@ pub mod oplog;
 mod persist;
 pub mod remoting;
 pub mod state;
+pub mod types;
 
 pub use state::Pops;
 
