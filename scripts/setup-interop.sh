@@ -6,6 +6,9 @@
 #   target/interop/node5/node_modules/rocketmq-client-nodejs
 #                                              Node 5.x gRPC client rocketmq-client-nodejs 1.0.8 (npm)
 #   target/interop/venv5                       Python venv with rocketmq-python-client 5.1.2 (gRPC)
+#   target/interop/console/node_modules/playwright-core
+#                                              playwright-core (npm, tests/console/package-lock.json) to
+#                                              drive Debian's chromium (apt) for tests/console.rs
 #   target/interop/venv-http                   Python venv with requests and schemathesis (the REST
 #                                              API's tests, tests/rest.rs)
 #   target/interop/venv                        Python venv with rocketmq-python-cvs 2.1.0.3,
@@ -47,7 +50,8 @@ JAVA5_DIR="$DIR/java5"
 JAR5="$JAVA5_DIR/build/shardmq-interop-java5.jar"
 JAVA5_HASH=$(cd "$JAVA5_SRC" && find pom.xml src ../java-common -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
 STAMP="$DIR/.ready"
-STAMP_WANT="requests=$REQUESTS_VERSION schemathesis=$SCHEMATHESIS_VERSION ali-ons=$ALIONS_VERSION rocketmq-client-nodejs=$NODE5_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
+CONSOLE_LOCK=$(sha256sum "$ROOT/tests/console/package-lock.json" | cut -c1-16)
+STAMP_WANT="console=$CONSOLE_LOCK requests=$REQUESTS_VERSION schemathesis=$SCHEMATHESIS_VERSION ali-ons=$ALIONS_VERSION rocketmq-client-nodejs=$NODE5_VERSION rocketmq-python-cvs=$CVS_VERSION rocketmq-python-client=$PY5_VERSION java-scenarios=$JAVA_HASH java5-scenarios=$JAVA5_HASH"
 
 if [[ "${1:-}" == "--force" ]]; then
     rm -rf "$DIR"
@@ -108,6 +112,18 @@ fi
     echo "setup-interop: rocketmq-client-nodejs does not load" >&2
     exit 1
 }
+
+# ---- The web console's browser tests: playwright-core + Debian chromium ------
+CONSOLE_DIR="$DIR/console"
+mkdir -p "$CONSOLE_DIR"
+if ! cmp -s "$ROOT/tests/console/package-lock.json" "$CONSOLE_DIR/package-lock.json" ||
+    [[ ! -f "$CONSOLE_DIR/node_modules/playwright-core/package.json" ]]; then
+    cp "$ROOT/tests/console/package.json" "$ROOT/tests/console/package-lock.json" "$CONSOLE_DIR/"
+    (cd "$CONSOLE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [[ ! -x /usr/bin/chromium ]]; then
+    apt_install chromium fonts-liberation
+fi
 
 # ---- Python: C++ client core via rocketmq-python-cvs ------------------------
 PY="${PYTHON:-python3}"

@@ -249,10 +249,21 @@ async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Remoti
     } else {
         (explicit, false)
     };
-    let rows = match fan_out(shard, &topics, Some(&group), group_topics).await {
+    let mut rows = match fan_out(shard, &topics, Some(&group), group_topics).await {
         Ok(r) => r,
         Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
     };
+    if group_topics {
+        // Each shard adds the topics *it* holds offsets of; a shard where the
+        // group has committed nothing yet did not list its queues of those
+        // topics. Ask again for every topic found, so that each topic counts
+        // all its queues (an untouched queue's backlog is all of it).
+        let found: BTreeSet<String> = rows.iter().map(|r| r.topic.clone()).chain(topics).collect();
+        rows = match fan_out(shard, &found.into_iter().collect::<Vec<_>>(), Some(&group), false).await {
+            Ok(r) => r,
+            Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
+        };
+    }
     if !info.known && rows.iter().all(|r| r.consumer_offset.is_none()) {
         return group_not_exist(&cmd, &group);
     }

@@ -90,6 +90,35 @@ pub async fn route(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) 
     reply
 }
 
+/// [`route_trusted`] for the HTTP front doors (REST, gRPC), counted in
+/// the shard's metrics as a remoting connection's requests are: the
+/// request, its latency (sends and pulls), a send's outcome, an error code.
+pub async fn route_counted(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+    let m = &shard.metrics;
+    let code = cmd.code;
+    m.request(code);
+    let start = std::time::Instant::now();
+    let reply = route_trusted(shard, cmd, client).await;
+    let op = match code {
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+            m.send_answered(reply.as_ref().is_none_or(|r| r.code != response::SUCCESS));
+            crate::metrics::Op::Send
+        }
+        request::PULL_MESSAGE => crate::metrics::Op::Pull,
+        _ => crate::metrics::Op::Other,
+    };
+    m.record(op, start.elapsed());
+    if let Some(r) = reply.as_ref().filter(|r| {
+        !matches!(
+            r.code,
+            response::SUCCESS | response::PULL_NOT_FOUND | response::QUERY_NOT_FOUND | response::PULL_OFFSET_MOVED
+        )
+    }) {
+        m.error(r.code);
+    }
+    reply
+}
+
 /// [`route`] for a request the broker made itself on behalf of a client it
 /// has checked already (the gRPC endpoint checks its own signatures).
 pub async fn route_trusted(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {

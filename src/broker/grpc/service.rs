@@ -274,7 +274,7 @@ impl Inner {
     async fn run(&self, cmd: RemotingCommand, client: &ClientRef) -> Result<RemotingCommand, pb::Status> {
         let shard = &self.shard;
         // Checked by the gRPC endpoint ([`Inner::allowed`]), not signed.
-        match dispatch::route_trusted(shard, cmd, client).await {
+        match dispatch::route_counted(shard, cmd, client).await {
             Some(r) => Ok(r),
             None => Err(status(pb::Code::InternalError, "the broker gave no answer")),
         }

@@ -92,7 +92,7 @@ pub(super) fn body_json(body: &[u8], sys_flag: i32, force_base64: bool) -> Value
     }
 }
 
-fn message_json(
+pub(super) fn message_json(
     v: &crate::store::record::RecordView<'_>,
     topic: &str,
     store_host: std::net::SocketAddr,

@@ -42,6 +42,7 @@ mod admin;
 mod consume;
 mod errors;
 mod produce;
+mod views;
 
 pub use errors::ApiError;
 
@@ -60,6 +61,19 @@ use super::shard::Shard;
 
 /// The OpenAPI 3 document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The web console: one page, its script and style, embedded in the
+/// binary (no CDN, no bundler; `console/` beside this file).
+const CONSOLE_HTML: &str = include_str!("console/index.html");
+const CONSOLE_JS: &str = include_str!("console/app.js");
+const CONSOLE_CSS: &str = include_str!("console/app.css");
+
+fn console(body: &'static str, content_type: &'static str) -> Resp {
+    let mut r = response(StatusCode::OK, content_type, body);
+    r.headers_mut()
+        .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    r
+}
 
 pub struct Rest {
     shard: Rc<Shard>,
@@ -124,6 +138,10 @@ impl Rest {
             (&Method::POST, ["v1", "topics", t, "messages"]) => produce::produce(self, req, t).await,
             (&Method::GET, ["v1", "topics", t, "groups", g, "messages"]) => consume::receive(self, req, t, g).await,
             (&Method::POST, ["v1", "topics", t, "groups", g, "ack"]) => consume::ack(self, req, t, g).await,
+            (&Method::GET, ["v1", "session"]) => views::session(self, req).await,
+            (&Method::GET, ["v1", "stats"]) => views::stats(self, req).await,
+            (&Method::GET, ["v1", "messages"]) => views::find(self, req).await,
+            (&Method::GET, ["v1", "groups", g, "members"]) => views::members(self, req, g).await,
             (&Method::GET, ["v1", "groups"]) => admin::list_groups(self, req).await,
             (&Method::POST, ["v1", "groups"]) => admin::create_group(self, req).await,
             (&Method::GET, ["v1", "groups", g]) => admin::group_progress(self, req, g).await,
@@ -148,6 +166,9 @@ impl Handler for Rest {
             match path {
                 "/v1/openapi.json" => return response(StatusCode::OK, "application/json", OPENAPI),
                 "/metrics" => return crate::metrics::http::answer(&req, &self.metrics).await,
+                "/" | "/index.html" => return console(CONSOLE_HTML, "text/html; charset=utf-8"),
+                "/console/app.js" => return console(CONSOLE_JS, "text/javascript; charset=utf-8"),
+                "/console/app.css" => return console(CONSOLE_CSS, "text/css; charset=utf-8"),
                 _ => {}
             }
         }
@@ -171,7 +192,13 @@ fn allow_of(segs: &[&str]) -> Option<&'static str> {
     Some(match segs {
         ["v1", "topics"] | ["v1", "groups"] => "GET, POST",
         ["v1", "topics", _] => "GET, DELETE",
-        ["v1", "groups", _] | ["v1", "groups", _, "dlq"] | ["v1", "topics", _, "groups", _, "messages"] => "GET",
+        ["v1", "groups", _]
+        | ["v1", "groups", _, "dlq"]
+        | ["v1", "groups", _, "members"]
+        | ["v1", "topics", _, "groups", _, "messages"]
+        | ["v1", "session"]
+        | ["v1", "stats"]
+        | ["v1", "messages"] => "GET",
         ["v1", "topics", _, "messages"]
         | ["v1", "topics", _, "groups", _, "ack"]
         | ["v1", "groups", _, "reset"]

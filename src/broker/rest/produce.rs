@@ -1,7 +1,8 @@
 //! `POST /v1/topics/{topic}/messages`: one message, or `{"messages": […]}`,
-//! each sent as SEND_MESSAGE_V2 through the broker's dispatch — to a queue
-//! of the shard that took the request, or with a `message_group` to the
-//! group's queue (hash of the group, FIFO like the 5.x clients).
+//! each sent as SEND_MESSAGE_V2 through the broker's dispatch — to the
+//! topic's write queues in turn (on whichever shard owns each), or with a
+//! `message_group` to the group's queue (hash of the group, FIFO like the
+//! 5.x clients).
 //!
 //! A message: `body` (a string, as `body_encoding` `text` — the default —
 //! or `base64`; any other JSON value is stored as its JSON text), `tags`,
@@ -202,7 +203,10 @@ pub(super) async fn produce(rest: &Rest, req: &crate::http::Req, topic: &str) ->
             .map_err(|e| ApiError::bad_json(e.to_string()))?;
         let qid: i64 = match &o.group {
             Some(g) => i64::from((crate::protocol::java_string_hash(g) as u32) % info.write_queue_nums.max(1)),
-            None => -1,
+            // In turn over every write queue, as RocketMQ's clients spread
+            // sends: one keep-alive connection (served by one shard) still
+            // fills every queue, not only its shard's.
+            None => (rest.next_turn() % info.write_queue_nums.max(1) as usize) as i64,
         };
         let mut cmd = crate::admin::client::req(
             request::SEND_MESSAGE_V2,
