@@ -59,6 +59,7 @@ macro_rules! rest_scenarios {
 
 rest_scenarios!(
     produce_consume,
+    groups_and_delay,
     invisibility,
     dead_letters,
     broadcast,
@@ -129,6 +130,6 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         "schemathesis found problems:\n{text}\nbroker log:\n{}",
         broker.log_tail()
     );
-    assert!(text.contains("13/13"), "every operation tested:\n{text}");
+    assert!(text.contains("17/17"), "every operation tested:\n{text}");
     broker.assert_alive("schemathesis");
 }

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod net;
 mod plot;
 mod pop;
+mod rest;
 mod store;
 mod timers;
 
@@ -44,6 +45,8 @@ enum Cmd {
     SendBack(timers::SendBackArgs),
     /// Invisible-time consumption: POP_MESSAGE + acks of a backlog.
     Pop(pop::PopArgs),
+    /// The REST API: produce (POST batches) or receive + ack a backlog.
+    Rest(rest::RestArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,6 +85,7 @@ fn main() {
         Cmd::Timers(args) => timers::timers(args),
         Cmd::SendBack(args) => timers::send_back(args),
         Cmd::Pop(args) => pop::run(args),
+        Cmd::Rest(args) => rest::run(args),
     };
     if let Err(e) = res {
         eprintln!("shardmq-bench: {e}");

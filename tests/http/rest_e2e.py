@@ -145,6 +145,34 @@ def produce_consume():
     assert m["body_encoding"] == "base64" and base64.b64decode(m["body"]), m
 
 
+def groups_and_delay():
+    topic = create_topic(unique("RestGd"), queues=4)
+    msgs = [{"body": f"A{i}", "message_group": "A"} for i in range(5)]
+    msgs += [{"body": f"B{i}", "message_group": "B"} for i in range(5)]
+    msgs += [{"body": "later", "delay_seconds": 3}]
+    msgs += [{"body": f"p{i}"} for i in range(5)]
+    t0 = time.time()
+    res = produce(topic, msgs)
+    for g in ("A", "B"):
+        rs = [r for m, r in zip(msgs, res) if m.get("message_group") == g]
+        assert len({r["queue_id"] for r in rs}) == 1, f"group {g} on one queue: {rs}"
+        offs = [r["queue_offset"] for r in rs]
+        assert offs == sorted(offs) and len(set(offs)) == 5, f"group {g} stored in order: {offs}"
+    plain = res[11:]
+    assert len({r["queue_id"] for r in plain}) == 1, "a request's plain messages share a queue (one batch)"
+    group = unique("GG")
+    got = drain(topic, group, 15, deadline_s=10)
+    assert len(got) == 15 and "later" not in [m["body"] for m in got], [m["body"] for m in got]
+    for g in ("A", "B"):
+        mine = sorted((m for m in got if m["body"].startswith(g)), key=lambda m: m["queue_offset"])
+        assert [m["body"] for m in mine] == [f"{g}{i}" for i in range(5)], mine
+    late = []
+    while not late and time.time() - t0 < 20:
+        late = receive(topic, group, max=4, wait=5000)
+    assert [m["body"] for m in late] == ["later"], late
+    assert time.time() - t0 >= 2.9, f"delayed message came after {time.time() - t0:.1f} s"
+
+
 def invisibility():
     topic = create_topic(unique("RestInv"), queues=2)
     group = unique("GI")
@@ -368,7 +396,7 @@ def acl():
     assert r["results"][0]["result"] == "ok", r
 
 
-SCENARIOS = {f.__name__: f for f in (produce_consume, invisibility, dead_letters, broadcast, long_poll, admin,
+SCENARIOS = {f.__name__: f for f in (produce_consume, groups_and_delay, invisibility, dead_letters, broadcast, long_poll, admin,
                                        bad_input, extras, acl)}
 
 if __name__ == "__main__":

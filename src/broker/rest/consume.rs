@@ -328,109 +328,129 @@ pub(super) async fn receive(rest: &Rest, req: &crate::http::Req, topic: &str, gr
         wait_any(rest, &owners, &client, topic, left).await;
     }
     if auto_ack {
-        for h in &settle {
-            // At most once: an ack that fails leaves the message to come back.
-            let _ = ack_on(
-                &rest.shard,
-                h.shard,
-                pop_group.clone(),
-                topic.to_string(),
-                h.queue,
-                vec![(h.offset, h.pop_time)],
-            )
-            .await;
-        }
+        // At most once: an ack that fails leaves the message to come back.
+        let items: Vec<Value> = settle.iter().map(|h| json!({"handle": h.encode()})).collect();
+        settle_all(rest, &pop_group, topic, &items).await;
     }
     Ok((StatusCode::OK, json!({ "messages": out })))
 }
 
-/// One handle's ack: `success`, `fail` or `redeliver`.
-async fn settle_one(rest: &Rest, group: &str, topic: &str, item: &Value) -> Value {
+/// What to do with one handle: acknowledge it, or make it visible again
+/// after some seconds.
+enum Settle {
+    Ack(Handle),
+    Later(Handle, i64),
+}
+
+fn stale() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "stale_handle",
+        response::NO_MESSAGE,
+        "the handle is stale: the message was delivered again, or already settled",
+    )
+}
+
+/// One ack item checked: its handle and what to do, or why not.
+fn parse_settle(rest: &Rest, item: &Value) -> Result<Settle, ApiError> {
     let handle = item.get("handle").and_then(Value::as_str).unwrap_or("");
-    let result = |status: &str, e: Option<ApiError>| match e {
-        None => json!({"handle": handle, "result": "ok", "status": status}),
-        Some(e) => json!({"handle": handle, "result": e.code, "status": status, "message": e.message}),
-    };
-    let status = item.get("status").and_then(Value::as_str).unwrap_or("success");
-    let Some(h) = Handle::decode(handle) else {
-        return result(
-            status,
-            Some(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_handle",
-                response::INVALID_PARAMETER,
-                "not a handle of this broker",
-            )),
-        );
-    };
-    if h.shard >= rest.shard.shard_count() {
-        return result(
-            status,
-            Some(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_handle",
-                response::INVALID_PARAMETER,
-                "the handle names no shard of this broker",
-            )),
-        );
-    }
-    let stale = || {
+    let invalid = |why: &str| {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "stale_handle",
-            response::NO_MESSAGE,
-            "the handle is stale: the message was delivered again, or already settled",
+            StatusCode::BAD_REQUEST,
+            "invalid_handle",
+            response::INVALID_PARAMETER,
+            why,
         )
     };
-    let delay_s = match status {
-        "success" => None,
-        "fail" => Some(FAIL_BACKOFF_S[(h.attempt.max(0) as usize).min(FAIL_BACKOFF_S.len() - 1)]),
+    let h = Handle::decode(handle).ok_or_else(|| invalid("not a handle of this broker"))?;
+    if h.shard >= rest.shard.shard_count() {
+        return Err(invalid("the handle names no shard of this broker"));
+    }
+    match item.get("status").and_then(Value::as_str).unwrap_or("success") {
+        "success" => Ok(Settle::Ack(h)),
+        "fail" => Ok(Settle::Later(
+            h,
+            FAIL_BACKOFF_S[(h.attempt.max(0) as usize).min(FAIL_BACKOFF_S.len() - 1)],
+        )),
         "redeliver" => match item.get("delay_seconds") {
-            None | Some(Value::Null) => Some(DEFAULT_REDELIVER_S),
+            None | Some(Value::Null) => Ok(Settle::Later(h, DEFAULT_REDELIVER_S)),
             Some(d) => match d.as_i64() {
-                Some(s) if (0..=MAX_INVISIBLE_MS / 1000).contains(&s) => Some(s),
-                _ => {
-                    return result(
-                        status,
-                        Some(ApiError::bad_json(format!(
-                            "delay_seconds must be an integer from 0 to {}",
-                            MAX_INVISIBLE_MS / 1000
-                        ))),
-                    )
+                Some(s) if (0..=MAX_INVISIBLE_MS / 1000).contains(&s) => Ok(Settle::Later(h, s)),
+                _ => Err(ApiError::bad_json(format!(
+                    "delay_seconds must be an integer from 0 to {}",
+                    MAX_INVISIBLE_MS / 1000
+                ))),
+            },
+        },
+        _ => Err(ApiError::bad_json("status must be success, fail or redeliver")),
+    }
+}
+
+/// Settles `items`: the acks of one queue in one ack (one op record, one
+/// flush wait), queues and invisible-time changes concurrently. A result
+/// per item, in order.
+async fn settle_all(rest: &Rest, group: &str, topic: &str, items: &[Value]) -> Vec<Value> {
+    let parsed: Vec<Result<Settle, ApiError>> = items.iter().map(|i| parse_settle(rest, i)).collect();
+    let mut outcome: Vec<Option<ApiError>> = parsed.iter().map(|p| p.as_ref().err().cloned()).collect();
+    // (shard, queue) -> [(item, offset, pop time)]
+    let mut acks: Vec<((u16, u32), Vec<(usize, u64, i64)>)> = Vec::new();
+    let mut later = Vec::new();
+    for (i, p) in parsed.iter().enumerate() {
+        match p {
+            Ok(Settle::Ack(h)) => {
+                let key = (h.shard, h.queue);
+                match acks.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, v)) => v.push((i, h.offset, h.pop_time)),
+                    None => acks.push((key, vec![(i, h.offset, h.pop_time)])),
                 }
-            },
-        },
-        other => {
-            return result(
-                other,
-                Some(ApiError::bad_json("status must be success, fail or redeliver")),
-            )
+            }
+            Ok(Settle::Later(h, s)) => later.push((i, *h, *s)),
+            Err(_) => {}
         }
-    };
-    let e = match delay_s {
-        None => match ack_on(
-            &rest.shard,
-            h.shard,
-            group.to_string(),
-            topic.to_string(),
-            h.queue,
-            vec![(h.offset, h.pop_time)],
-        )
-        .await
-        {
-            Ok(out) => match out.first() {
-                Some(Outcome::Done) => None,
-                _ => Some(stale()),
-            },
-            Err(r) => Some(ApiError::from(r)),
-        },
-        Some(s) => match change_on(rest, &h, group, topic, s * 1000).await {
+    }
+    let ack_calls = acks.into_iter().map(|((shard, queue), v)| async move {
+        let pairs: Vec<(u64, i64)> = v.iter().map(|(_, o, t)| (*o, *t)).collect();
+        let r = ack_on(&rest.shard, shard, group.to_string(), topic.to_string(), queue, pairs).await;
+        v.into_iter()
+            .enumerate()
+            .map(|(k, (i, ..))| {
+                let e = match &r {
+                    Ok(out) if out.get(k) == Some(&Outcome::Done) => None,
+                    Ok(_) => Some(stale()),
+                    Err(e) => Some(ApiError::from(e.clone())),
+                };
+                (i, e)
+            })
+            .collect::<Vec<_>>()
+    });
+    let change_calls = later.into_iter().map(|(i, h, s)| async move {
+        let e = match change_on(rest, &h, group, topic, s * 1000).await {
             Ok(Outcome::Done) => None,
             Ok(_) => Some(stale()),
             Err(r) => Some(ApiError::from(r)),
-        },
-    };
-    result(status, e)
+        };
+        vec![(i, e)]
+    });
+    let (a, c) = futures::future::join(
+        futures::future::join_all(ack_calls),
+        futures::future::join_all(change_calls),
+    )
+    .await;
+    for (i, e) in a.into_iter().chain(c).flatten() {
+        outcome[i] = e;
+    }
+    items
+        .iter()
+        .zip(outcome)
+        .map(|(item, e)| {
+            let handle = item.get("handle").and_then(Value::as_str).unwrap_or("");
+            let status = item.get("status").and_then(Value::as_str).unwrap_or("success");
+            match e {
+                None => json!({"handle": handle, "result": "ok", "status": status}),
+                Some(e) => json!({"handle": handle, "result": e.code, "status": status, "message": e.message}),
+            }
+        })
+        .collect()
 }
 
 /// Makes a delivered message visible again `invisible_ms` from now.
@@ -495,10 +515,7 @@ pub(super) async fn ack(rest: &Rest, req: &crate::http::Req, topic: &str, group:
     if rest.shard.topic(topic).is_none() {
         return Err(ApiError::topic_not_found(topic));
     }
-    let mut results = Vec::with_capacity(items.len());
-    for item in &items {
-        results.push(settle_one(rest, &pop_group, topic, item).await);
-    }
+    let results = settle_all(rest, &pop_group, topic, &items).await;
     Ok((StatusCode::OK, json!({ "results": results })))
 }
 

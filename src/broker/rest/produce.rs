@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 
 use base64::Engine;
+use futures::FutureExt;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
@@ -195,52 +196,133 @@ pub(super) async fn produce(rest: &Rest, req: &crate::http::Req, topic: &str) ->
         return Err(ApiError::topic_not_found(topic));
     };
     let ip = cfg.broker_ip1;
-    let mut results = Vec::with_capacity(msgs.len());
+    let queues = info.write_queue_nums.max(1);
+    // The request's messages without a message group go to one queue (in
+    // turn per request, as RocketMQ's clients send a batch); a group's to
+    // its queue. One SEND_BATCH_MESSAGE per queue: one append, one flush
+    // wait, for the whole batch. Delayed messages go one by one.
+    let turn = (rest.next_turn() % queues as usize) as u32;
+    let mut ids = Vec::with_capacity(msgs.len());
+    let mut by_queue: Vec<(u32, Vec<(usize, Outgoing)>)> = Vec::new();
+    let mut single: Vec<(usize, u32, Outgoing)> = Vec::new();
     for (i, mut o) in msgs.into_iter().enumerate() {
         let id = next_id(ip, rest.shard.id);
         o.properties
             .insert(keys::UNIQ_KEY, id.clone())
             .map_err(|e| ApiError::bad_json(e.to_string()))?;
-        let qid: i64 = match &o.group {
-            Some(g) => i64::from((crate::protocol::java_string_hash(g) as u32) % info.write_queue_nums.max(1)),
-            // In turn over every write queue, as RocketMQ's clients spread
-            // sends: one keep-alive connection (served by one shard) still
-            // fills every queue, not only its shard's.
-            None => (rest.next_turn() % info.write_queue_nums.max(1) as usize) as i64,
+        ids.push(id);
+        let q = match &o.group {
+            Some(g) => (crate::protocol::java_string_hash(g) as u32) % queues,
+            None => turn,
         };
-        let mut cmd = crate::admin::client::req(
-            request::SEND_MESSAGE_V2,
-            &[
-                ("a", "HTTP_PRODUCER".into()),
-                ("b", topic.to_string()),
-                ("c", "TBW102".into()),
-                ("d", "4".into()),
-                ("e", qid.to_string()),
-                ("f", "0".into()),
-                ("g", now.to_string()),
-                ("h", "0".into()),
-                ("i", o.properties.encode()),
-                ("j", "0".into()),
-                ("k", "false".into()),
-            ],
-        );
-        cmd.body = bytes::Bytes::from(o.body);
-        match super::admin::run(rest, cmd, &client).await {
-            Ok(r) => results.push(json!({
-                "message_id": id,
-                "queue_id": r.ext_i32("queueId").ok().flatten().unwrap_or(-1),
-                "queue_offset": r.ext_i64("queueOffset").ok().flatten().unwrap_or(-1),
-            })),
-            Err(e) if results.is_empty() => return Err(e),
-            Err(e) => {
-                // Some were sent: say which, and why the rest were not.
-                let mut body = e.body();
-                body["results"] = Value::Array(results);
-                body["error"]["message"] =
-                    Value::String(format!("message {i}: {} (messages before it were sent)", e.message));
-                return Ok((e.status, body));
+        if o.properties.contains_key(keys::TIMER_DELIVER_MS) {
+            single.push((i, q, o));
+        } else {
+            match by_queue.iter_mut().find(|(bq, _)| *bq == q) {
+                Some((_, v)) => v.push((i, o)),
+                None => by_queue.push((q, vec![(i, o)])),
             }
         }
     }
-    Ok((StatusCode::OK, json!({ "results": results })))
+    let mut sends = Vec::new();
+    for (q, batch) in by_queue {
+        sends.push(send_to(rest, &client, topic, q, batch, now).boxed_local());
+    }
+    for (i, q, o) in single {
+        sends.push(send_to(rest, &client, topic, q, vec![(i, o)], now).boxed_local());
+    }
+    let mut results: Vec<Option<Result<Value, ApiError>>> = ids.iter().map(|_| None).collect();
+    for done in futures::future::join_all(sends).await {
+        for (i, r) in done {
+            results[i] =
+                Some(r.map(|(queue, offset)| json!({"message_id": ids[i], "queue_id": queue, "queue_offset": offset})));
+        }
+    }
+    let failed = results.iter().flatten().find_map(|r| r.as_ref().err()).cloned();
+    let Some(e) = failed else {
+        let ok: Vec<Value> = results.into_iter().flatten().filter_map(Result::ok).collect();
+        return Ok((StatusCode::OK, json!({ "results": ok })));
+    };
+    if results.iter().flatten().all(Result::is_err) {
+        return Err(e);
+    }
+    // Some were stored, some not: say which.
+    let mut body = e.body();
+    body["results"] = Value::Array(
+        results
+            .into_iter()
+            .flatten()
+            .map(|r| r.unwrap_or_else(|e| e.body()))
+            .collect(),
+    );
+    body["error"]["message"] = Value::String(format!("{} (other messages were stored: see results)", e.message));
+    Ok((e.status, body))
+}
+
+/// Sends `batch` (request positions and messages) to queue `q`: one
+/// SEND_MESSAGE_V2, or one SEND_BATCH_MESSAGE for several. Each message's
+/// (queue, queue offset), or the error, by position.
+async fn send_to(
+    rest: &Rest,
+    client: &crate::runtime::mesh::ClientRef,
+    topic: &str,
+    q: u32,
+    batch: Vec<(usize, Outgoing)>,
+    now: i64,
+) -> Vec<(usize, Result<(i64, i64), ApiError>)> {
+    let positions: Vec<usize> = batch.iter().map(|(i, _)| *i).collect();
+    let fail = |e: ApiError| positions.iter().map(|i| (*i, Err(e.clone()))).collect::<Vec<_>>();
+    let n = batch.len();
+    let (code, properties, body, is_batch) = if n == 1 {
+        let (_, o) = batch.into_iter().next().expect("one message");
+        (
+            request::SEND_MESSAGE_V2,
+            o.properties.encode(),
+            bytes::Bytes::from(o.body),
+            false,
+        )
+    } else {
+        let mut body = bytes::BytesMut::new();
+        for (_, o) in &batch {
+            if let Err(e) = crate::protocol::batch::encode_batch_entry(0, &o.body, &o.properties.encode(), &mut body) {
+                return fail(ApiError::bad_json(e.to_string()));
+            }
+        }
+        (
+            request::SEND_BATCH_MESSAGE,
+            "WAIT\u{1}true\u{2}".to_string(),
+            body.freeze(),
+            true,
+        )
+    };
+    let mut fields = vec![
+        ("a", "HTTP_PRODUCER".to_string()),
+        ("b", topic.to_string()),
+        ("c", "TBW102".into()),
+        ("d", "4".into()),
+        ("e", q.to_string()),
+        ("f", "0".into()),
+        ("g", now.to_string()),
+        ("h", "0".into()),
+        ("i", properties),
+        ("j", "0".into()),
+        ("k", "false".into()),
+    ];
+    if is_batch {
+        fields.push(("m", "true".into()));
+    }
+    let mut cmd = crate::admin::client::req(code, &fields);
+    cmd.body = body;
+    match super::admin::run(rest, cmd, client).await {
+        Ok(r) => {
+            let queue = r.ext_i32("queueId").ok().flatten().map_or(i64::from(q), i64::from);
+            let first = r.ext_i64("queueOffset").ok().flatten().unwrap_or(-1);
+            positions
+                .into_iter()
+                .enumerate()
+                .map(|(k, i)| (i, Ok((queue, if first < 0 { -1 } else { first + k as i64 }))))
+                .collect()
+        }
+        Err(e) => fail(e),
+    }
 }
