@@ -386,14 +386,18 @@ fn parse_settle(rest: &Rest, item: &Value) -> Result<Settle, ApiError> {
     }
 }
 
+/// A queue: (shard, queue id).
+type QueueKey = (u16, u32);
+/// An ack of a queue: (item position, queue offset, pop time of the handle).
+type AckItem = (usize, u64, i64);
+
 /// Settles `items`: the acks of one queue in one ack (one op record, one
 /// flush wait), queues and invisible-time changes concurrently. A result
 /// per item, in order.
 async fn settle_all(rest: &Rest, group: &str, topic: &str, items: &[Value]) -> Vec<Value> {
     let parsed: Vec<Result<Settle, ApiError>> = items.iter().map(|i| parse_settle(rest, i)).collect();
     let mut outcome: Vec<Option<ApiError>> = parsed.iter().map(|p| p.as_ref().err().cloned()).collect();
-    // (shard, queue) -> [(item, offset, pop time)]
-    let mut acks: Vec<((u16, u32), Vec<(usize, u64, i64)>)> = Vec::new();
+    let mut acks: Vec<(QueueKey, Vec<AckItem>)> = Vec::new();
     let mut later = Vec::new();
     for (i, p) in parsed.iter().enumerate() {
         match p {
