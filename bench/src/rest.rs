@@ -66,6 +66,14 @@ fn summary(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// Adds a connection's histogram into the shared one.
+fn merge(into: &Mutex<Histogram<u64>>, local: &Histogram<u64>) -> Result<(), String> {
+    into.lock()
+        .map_err(|e| e.to_string())?
+        .add(local)
+        .map_err(|e| e.to_string())
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
@@ -100,11 +108,7 @@ fn produce(a: &RestArgs, sh: &Shared) -> Result<(), String> {
             }
         }
     }
-    sh.lat
-        .lock()
-        .map_err(|e| e.to_string())?
-        .add(&local)
-        .map_err(|e| e.to_string())
+    merge(&sh.lat, &local)
 }
 
 fn consume(a: &RestArgs, sh: &Shared) -> Result<(), String> {
@@ -134,12 +138,7 @@ fn consume(a: &RestArgs, sh: &Shared) -> Result<(), String> {
         if msgs.is_empty() {
             empty += 1;
             if empty >= 3 {
-                return sh
-                    .lat
-                    .lock()
-                    .map_err(|e| e.to_string())?
-                    .add(&local)
-                    .map_err(|e| e.to_string());
+                return merge(&sh.lat, &local);
             }
             continue;
         }
@@ -160,16 +159,8 @@ fn consume(a: &RestArgs, sh: &Shared) -> Result<(), String> {
             sh.errors.fetch_add(1, Relaxed);
         }
     }
-    sh.lat
-        .lock()
-        .map_err(|e| e.to_string())?
-        .add(&local)
-        .map_err(|e| e.to_string())?;
-    sh.ack_lat
-        .lock()
-        .map_err(|e| e.to_string())?
-        .add(&local_ack)
-        .map_err(|e| e.to_string())
+    merge(&sh.lat, &local)?;
+    merge(&sh.ack_lat, &local_ack)
 }
 
 pub fn run(a: RestArgs) -> Result<(), String> {

@@ -70,6 +70,20 @@ pub fn sign(secret: &str, date_time: &str) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02X}")).collect()
 }
 
+/// Milliseconds since the epoch as `yyyyMMdd'T'HHmmss'Z'` (UTC), the
+/// header a client signs.
+pub fn format_date_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::protocol::message_id::civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// `yyyyMMdd'T'HHmmss'Z'` (UTC) as milliseconds since the epoch.
 pub fn parse_date_time(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -157,6 +171,16 @@ mod tests {
 
     fn header(ak: &str, sig: &str) -> String {
         format!("{ALGORITHM} Credential={ak}, SignedHeaders={DATE_TIME_HEADER}, Signature={sig}")
+    }
+
+    #[test]
+    fn date_times_format_as_they_parse() {
+        assert_eq!(format_date_time(0), "19700101T000000Z");
+        assert_eq!(format_date_time(1_796_035_512_999), "20261130T104512Z");
+        assert_eq!(format_date_time(951_868_799_000), "20000229T235959Z");
+        for ms in [0, 951_868_799_000, 1_796_035_512_000, 4_102_444_800_000] {
+            assert_eq!(parse_date_time(&format_date_time(ms)), Some(ms));
+        }
     }
 
     #[test]

@@ -82,6 +82,21 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The dead letter a stored record of queue `queue` is.
+    pub fn from_record(queue: String, v: &crate::store::record::RecordView<'_>) -> DeadLetter {
+        DeadLetter {
+            queue,
+            offset: v.queue_offset,
+            store_ms: v.store_timestamp,
+            reconsume_times: v.reconsume_times,
+            flag: v.flag,
+            sys_flag: v.sys_flag,
+            born_ms: v.born_timestamp,
+            body: v.body.to_vec(),
+            props: Properties::parse_bytes(v.properties),
+        }
+    }
+
     pub fn id(&self) -> &str {
         self.props.get(keys::UNIQ_KEY).unwrap_or("")
     }
@@ -175,17 +190,7 @@ pub fn read_dlq(ctx: &Ctx, group: &str, limit: usize) -> Result<Vec<DeadLetter>,
                             "{addr}: an undecodable record in {topic}/{qid} at offset {off}"
                         ));
                     };
-                    out.push(DeadLetter {
-                        queue: format!("{}/{qid}", q.broker_name),
-                        offset: v.queue_offset,
-                        store_ms: v.store_timestamp,
-                        reconsume_times: v.reconsume_times,
-                        flag: v.flag,
-                        sys_flag: v.sys_flag,
-                        born_ms: v.born_timestamp,
-                        body: v.body.to_vec(),
-                        props: Properties::parse_bytes(v.properties),
-                    });
+                    out.push(DeadLetter::from_record(format!("{}/{qid}", q.broker_name), &v));
                     at += v.total_size as usize;
                 }
                 off = next_offset(&r)?;

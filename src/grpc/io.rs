@@ -120,3 +120,37 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
         Pin::new(&mut self.get_mut().inner).poll_close(cx)
     }
 }
+
+/// How often [`drive`] checks a connection's idle time and the stop flag.
+const WATCH_TICK: Duration = Duration::from_secs(1);
+
+/// Runs a hyper connection to its end, checking every second whether it
+/// idled `idle` (then `Err(idle)`: the caller drops it, which closes it) and
+/// whether `stop()` asks the process to stop (then `graceful` once: hyper
+/// finishes what is in flight and ends the connection).
+pub async fn drive<F: Future>(
+    mut conn: Pin<&mut F>,
+    activity: &Activity,
+    idle: Option<Duration>,
+    stop: impl Fn() -> bool,
+    graceful: impl Fn(Pin<&mut F>),
+) -> Result<F::Output, Duration> {
+    let mut stopping = false;
+    loop {
+        let tick = async {
+            glommio::timer::Timer::new(WATCH_TICK).await;
+            None
+        };
+        let ended = futures_lite::future::or(async { Some(conn.as_mut().await) }, tick).await;
+        if let Some(result) = ended {
+            return Ok(result);
+        }
+        if !stopping && stop() {
+            graceful(conn.as_mut());
+            stopping = true;
+        }
+        if let Some(idle) = idle.filter(|d| activity.idle_for() >= *d) {
+            return Err(idle);
+        }
+    }
+}

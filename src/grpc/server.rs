@@ -74,9 +74,6 @@ pub enum ServeError {
     Idle(Duration),
 }
 
-/// How often a connection checks its idle time and the shutdown flag.
-const WATCH_TICK: Duration = Duration::from_secs(1);
-
 /// Serves gRPC on a connection's byte stream (plain TCP or TLS, see
 /// `runtime::tls`) until the client closes it, a protocol error or the
 /// idle timeout ends it, or `stop()` — checked every second — says the
@@ -101,29 +98,15 @@ where
         budget: Budget::new(limits.max_connection_buffer_bytes),
     };
     let activity = Activity::new();
-    let mut conn = pin!(hyper::server::conn::http2::Builder::new(LocalExec)
+    let conn = pin!(hyper::server::conn::http2::Builder::new(LocalExec)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(limits.max_header_list_bytes)
         .serve_connection(HyperIo::new(io, activity.clone()), svc));
-    let mut stopping = false;
-    loop {
-        let tick = async {
-            glommio::timer::Timer::new(WATCH_TICK).await;
-            None
-        };
-        let ended = futures_lite::future::or(async { Some(conn.as_mut().await) }, tick).await;
-        if let Some(result) = ended {
-            return result.map_err(ServeError::Http);
-        }
-        if !stopping && stop() {
-            conn.as_mut().graceful_shutdown();
-            stopping = true;
-        }
-        if let Some(idle) = limits.idle_timeout {
-            if activity.idle_for() >= idle {
-                log::debug!("grpc {peer}: closing after {idle:?} without traffic");
-                return Err(ServeError::Idle(idle));
-            }
+    match super::io::drive(conn, &activity, limits.idle_timeout, stop, |c| c.graceful_shutdown()).await {
+        Ok(result) => result.map_err(ServeError::Http),
+        Err(idle) => {
+            log::debug!("grpc {peer}: closing after {idle:?} without traffic");
+            Err(ServeError::Idle(idle))
         }
     }
 }

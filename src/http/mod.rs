@@ -108,9 +108,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// How often a connection checks its idle time and the shutdown flag.
-const WATCH_TICK: Duration = Duration::from_secs(1);
-
 /// Serves HTTP/1.1 on a connection's byte stream until the client closes
 /// it, it idles out, or `stop()` (checked every second) asks for a
 /// graceful end (the request in flight finishes).
@@ -131,29 +128,16 @@ where
         peer,
         max_body: limits.max_body_bytes,
     };
-    let mut conn = pin!(hyper::server::conn::http1::Builder::new()
+    let conn = pin!(hyper::server::conn::http1::Builder::new()
         .max_buf_size(limits.max_header_bytes.max(8192))
         .serve_connection(HyperIo::new(io, activity.clone()), svc));
-    let mut stopping = false;
-    loop {
-        let tick = async {
-            glommio::timer::Timer::new(WATCH_TICK).await;
-            None
-        };
-        let ended = futures_lite::future::or(async { Some(conn.as_mut().await) }, tick).await;
-        if let Some(result) = ended {
-            return result.map_err(|e| e.to_string());
-        }
-        if !stopping && stop() {
-            conn.as_mut().graceful_shutdown();
-            stopping = true;
-        }
-        if activity.idle_for() >= limits.idle_timeout {
-            return Err(format!(
-                "{peer}: closed after {:?} without traffic",
-                limits.idle_timeout
-            ));
-        }
+    match crate::grpc::io::drive(conn, &activity, Some(limits.idle_timeout), stop, |c| {
+        c.graceful_shutdown()
+    })
+    .await
+    {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(idle) => Err(format!("{peer}: closed after {idle:?} without traffic")),
     }
 }
 

@@ -55,46 +55,13 @@ pub async fn accept_loop(
 ) {
     let service = Rc::new(ShardService::new(shard.clone(), view));
     let limits = crate::grpc::Limits::default();
-    let open = Rc::new(std::cell::Cell::new(0usize));
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                if shard.store.is_stopping() {
-                    return;
-                }
-                log::warn!("shard {}: gRPC accept failed: {e}", shard.id);
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if open.get() >= shard.cfg.max_connections_per_shard {
-            log::warn!(
-                "shard {}: gRPC connection refused: {} open (maxConnectionsPerShard)",
-                shard.id,
-                open.get()
-            );
-            continue;
+    super::http_accept::accept_loop(shard, listener, tls, "gRPC", move |io, peer| {
+        let (service, limits) = (service.clone(), limits.clone());
+        async move {
+            crate::grpc::serve_io(io, peer, service, &limits, super::http_accept::stopping)
+                .await
+                .map_err(|e| e.to_string())
         }
-        open.set(open.get() + 1);
-        let (service, limits, open, tls) = (service.clone(), limits.clone(), open.clone(), tls.clone());
-        glommio::spawn_local(async move {
-            let r = match stream.peer_addr() {
-                Err(e) => Err(e.to_string()),
-                Ok(peer) => match tls.accept(stream).await {
-                    Err(e) => Err(format!("{peer}: {e}")),
-                    Ok(io) => crate::grpc::serve_io(io, peer, service, &limits, || {
-                        crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-                },
-            };
-            if let Err(e) = r {
-                log::debug!("gRPC connection ended: {e}");
-            }
-            open.set(open.get() - 1);
-        })
-        .detach();
-    }
+    })
+    .await;
 }

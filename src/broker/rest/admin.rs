@@ -10,7 +10,6 @@ use crate::admin::client::req as remoting;
 use crate::admin::dlq::DeadLetter;
 use crate::protocol::bodies::{ConsumeStats, JsonBody, ResetOffsetBody, TopicStatsTable};
 use crate::protocol::codes::{request, response};
-use crate::protocol::properties::Properties;
 use crate::protocol::RemotingCommand;
 use crate::runtime::mesh::ClientRef;
 use crate::store::record::{check_record, RecordCheck};
@@ -372,17 +371,7 @@ async fn read_dlq(rest: &Rest, client: &ClientRef, group: &str, limit: usize) ->
                                 &format!("an undecodable record in {topic}/{qid} at offset {off}"),
                             ));
                         };
-                        out.push(DeadLetter {
-                            queue: qid.to_string(),
-                            offset: v.queue_offset,
-                            store_ms: v.store_timestamp,
-                            reconsume_times: v.reconsume_times,
-                            flag: v.flag,
-                            sys_flag: v.sys_flag,
-                            born_ms: v.born_timestamp,
-                            body: v.body.to_vec(),
-                            props: Properties::parse_bytes(v.properties),
-                        });
+                        out.push(DeadLetter::from_record(qid.to_string(), &v));
                         at += v.total_size as usize;
                     }
                     if n <= off {

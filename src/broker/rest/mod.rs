@@ -48,7 +48,6 @@ pub use errors::ApiError;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::Value;
@@ -269,47 +268,9 @@ pub async fn accept_loop(
         rr: Cell::new(shard.id as usize),
         metrics,
     });
-    let open = Rc::new(Cell::new(0usize));
-    loop {
-        let stream = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                if shard.store.is_stopping() {
-                    return;
-                }
-                log::warn!("shard {}: HTTP accept failed: {e}", shard.id);
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if open.get() >= shard.cfg.max_connections_per_shard {
-            log::warn!(
-                "shard {}: HTTP connection refused: {} open (maxConnectionsPerShard)",
-                shard.id,
-                open.get()
-            );
-            continue;
-        }
-        open.set(open.get() + 1);
-        let (handler, limits, open, tls) = (handler.clone(), limits.clone(), open.clone(), tls.clone());
-        glommio::spawn_local(async move {
-            let r = match stream.peer_addr() {
-                Err(e) => Err(e.to_string()),
-                Ok(peer) => match tls.accept(stream).await {
-                    Err(e) => Err(format!("{peer}: {e}")),
-                    Ok(io) => {
-                        crate::http::serve_io(io, peer, handler, &limits, || {
-                            crate::runtime::shutdown::SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
-                        })
-                        .await
-                    }
-                },
-            };
-            if let Err(e) = r {
-                log::debug!("HTTP connection ended: {e}");
-            }
-            open.set(open.get() - 1);
-        })
-        .detach();
-    }
+    super::http_accept::accept_loop(shard, listener, tls, "HTTP", move |io, peer| {
+        let (handler, limits) = (handler.clone(), limits.clone());
+        async move { crate::http::serve_io(io, peer, handler, &limits, super::http_accept::stopping).await }
+    })
+    .await;
 }
