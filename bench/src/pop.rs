@@ -66,7 +66,7 @@ struct Shared {
     ack_lat: Mutex<Histogram<u64>>,
 }
 
-fn hist() -> Result<Histogram<u64>, String> {
+pub(crate) fn hist() -> Result<Histogram<u64>, String> {
     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
 }
 

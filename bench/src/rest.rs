@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use crate::pop::hist;
+
 #[derive(clap::Args, Debug)]
 pub struct RestArgs {
     /// The broker's REST port.
@@ -53,10 +55,6 @@ struct Shared {
     stop: AtomicBool,
     lat: Mutex<Histogram<u64>>,
     ack_lat: Mutex<Histogram<u64>>,
-}
-
-fn hist() -> Result<Histogram<u64>, String> {
-    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())
 }
 
 fn summary(h: &Histogram<u64>) -> Value {

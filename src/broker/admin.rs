@@ -353,6 +353,40 @@ pub async fn reset_here(
     Ok(out)
 }
 
+/// [`reset_here`] on every shard (here, and the others through the mesh):
+/// every queue's new offset, sorted by queue.
+pub async fn reset_all(
+    shard: &Rc<Shard>,
+    group: &str,
+    topic: &str,
+    ts: i64,
+    only: Option<u32>,
+    force: bool,
+) -> Result<Vec<(u32, u64)>, (i32, String)> {
+    let mut offsets: Vec<(u32, u64)> = Vec::new();
+    for k in 0..shard.shard_count() {
+        let part = if k == shard.id {
+            reset_here(shard, group, topic, ts, only, force).await
+        } else {
+            let req = Request::ResetOffsets {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                timestamp: ts,
+                queue: only,
+                force,
+            };
+            match shard.ask(k, req).await {
+                Some(Reply::Reset(r)) => r,
+                Some(_) => Err((response::SYSTEM_ERROR, unexpected("ResetOffsets"))),
+                None => Err((response::SYSTEM_ERROR, format!("shard {k} did not answer"))),
+            }
+        };
+        offsets.extend(part?);
+    }
+    offsets.sort();
+    Ok(offsets)
+}
+
 async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
     let (group, topic, ts) = match (
         cmd.required_str("group"),
@@ -381,30 +415,10 @@ async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Remotin
         .flatten()
         .and_then(|q| u32::try_from(q).ok());
     let force = cmd.ext_bool("isForce").ok().flatten().unwrap_or(true);
-    let mut offsets: Vec<(u32, u64)> = Vec::new();
-    for k in 0..shard.shard_count() {
-        let part = if k == shard.id {
-            reset_here(shard, &group, &topic, ts, only, force).await
-        } else {
-            let req = Request::ResetOffsets {
-                group: group.clone(),
-                topic: topic.clone(),
-                timestamp: ts,
-                queue: only,
-                force,
-            };
-            match shard.ask(k, req).await {
-                Some(Reply::Reset(r)) => r,
-                Some(_) => Err((response::SYSTEM_ERROR, unexpected("ResetOffsets"))),
-                None => Err((response::SYSTEM_ERROR, format!("shard {k} did not answer"))),
-            }
-        };
-        match part {
-            Ok(p) => offsets.extend(p),
-            Err((code, remark)) => return error(&cmd, code, remark),
-        }
-    }
-    offsets.sort();
+    let offsets = match reset_all(shard, &group, &topic, ts, only, force).await {
+        Ok(o) => o,
+        Err((code, remark)) => return error(&cmd, code, remark),
+    };
     if info.online {
         match &shard.controller {
             Some(c) => c.push_reset(&**shard, &group, &topic, ts, &offsets).await,

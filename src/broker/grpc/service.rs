@@ -18,9 +18,9 @@ use crate::store::record::{check_record, RecordCheck};
 use super::convert::{self, ok, status, Handle};
 use crate::broker::dispatch;
 use crate::broker::long_poll::{Parked, ANY_QUEUE};
-use crate::broker::mesh::{GroupInfo, Reply, Request};
+use crate::broker::mesh::GroupInfo;
 use crate::broker::pop::engine::{self, PopRequest};
-use crate::broker::pop::remoting::{ack_on, MAX_INVISIBLE_MS};
+use crate::broker::pop::remoting::{ack_on, change_on, MAX_INVISIBLE_MS};
 use crate::broker::pop::state::Outcome;
 use crate::broker::shard::Shard;
 use crate::broker::transaction::streams::{CheckSink, Offer, OrphanCheck};
@@ -795,28 +795,10 @@ impl MessagingService for ShardService {
         // A push consumer's nack: it wants the message back after its
         // backoff, so the lease is no longer renewed.
         me.renewals.release(&group, &topic, h.queue, h.offset);
-        let r = if h.shard == me.shard.id {
-            engine::change(&me.shard, &group, &topic, h.queue, h.offset, h.pop_time, invisible).await
-        } else {
-            match me
-                .shard
-                .ask(
-                    h.shard,
-                    Request::PopChange {
-                        group,
-                        topic,
-                        queue: h.queue,
-                        offset: h.offset,
-                        pop_time: h.pop_time,
-                        invisible_ms: invisible,
-                    },
-                )
-                .await
-            {
-                Some(Reply::PopChanged(r)) => r,
-                _ => Err((response::SYSTEM_ERROR, format!("shard {} did not answer", h.shard))),
-            }
-        };
+        let r = change_on(
+            &me.shard, h.shard, group, topic, h.queue, h.offset, h.pop_time, invisible,
+        )
+        .await;
         Ok(match r {
             Ok((Outcome::Done, new_pop_time)) => answer(
                 ok(),

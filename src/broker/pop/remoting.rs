@@ -496,6 +496,37 @@ pub async fn ack_on(
     }
 }
 
+/// Changes the invisible time of a popped message on the owner of its
+/// queue (here or through the mesh): the outcome and the new pop time.
+#[allow(clippy::too_many_arguments)]
+pub async fn change_on(
+    shard: &Rc<Shard>,
+    owner: u16,
+    group: String,
+    topic: String,
+    queue: u32,
+    offset: u64,
+    pop_time: i64,
+    invisible_ms: i64,
+) -> Result<(Outcome, i64), Refusal> {
+    if owner == shard.id {
+        return engine::change(shard, &group, &topic, queue, offset, pop_time, invisible_ms).await;
+    }
+    let req = Request::PopChange {
+        group,
+        topic,
+        queue,
+        offset,
+        pop_time,
+        invisible_ms,
+    };
+    match shard.ask(owner, req).await {
+        Some(Reply::PopChanged(r)) => r,
+        Some(_) => Err((response::SYSTEM_ERROR, crate::broker::mesh::unexpected("PopChange"))),
+        None => Err((response::SYSTEM_ERROR, format!("shard {owner} did not answer"))),
+    }
+}
+
 /// PEEK_MESSAGE: the group's next messages of one queue, state unchanged.
 pub async fn peek(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
     let r: Result<RemotingCommand, Refusal> = async {

@@ -18,11 +18,16 @@ use super::{json_body, ApiError, ApiResult, Rest};
 use crate::broker::dispatch;
 use crate::broker::metadata::{validate_group, validate_topic, DLQ_GROUP_TOPIC_PREFIX};
 
+/// Runs `cmd` as `client`: the broker's answer, whatever its code.
+pub(super) async fn answer(rest: &Rest, cmd: RemotingCommand, client: &ClientRef) -> Result<RemotingCommand, ApiError> {
+    dispatch::route_counted(&rest.shard, cmd, client)
+        .await
+        .ok_or_else(|| ApiError::from_remoting(response::SYSTEM_ERROR, "the broker gave no answer"))
+}
+
 /// Runs `cmd` as `client`; anything but SUCCESS is an error.
 pub(super) async fn run(rest: &Rest, cmd: RemotingCommand, client: &ClientRef) -> Result<RemotingCommand, ApiError> {
-    let r = dispatch::route_counted(&rest.shard, cmd, client)
-        .await
-        .ok_or_else(|| ApiError::from_remoting(response::SYSTEM_ERROR, "the broker gave no answer"))?;
+    let r = answer(rest, cmd, client).await?;
     if r.code != response::SUCCESS {
         return Err(ApiError::from_remoting(r.code, r.remark.as_deref().unwrap_or("")));
     }
@@ -58,8 +63,7 @@ fn kind(topic: &str) -> &'static str {
     } else if topic.starts_with(DLQ_GROUP_TOPIC_PREFIX) {
         "dlq"
     } else if topic == "TBW102"
-        || topic == "SCHEDULE_TOPIC_XXXX"
-        || topic == "OFFSET_MOVED_EVENT"
+        || crate::broker::metadata::is_not_allowed_send(topic)
         || topic.starts_with("RMQ_SYS_")
         || topic.starts_with("rmq_sys_")
     {
@@ -357,9 +361,7 @@ async fn read_dlq(rest: &Rest, client: &ClientRef, group: &str, limit: usize) ->
         .await?;
         let mut off: u64 = min.ext_str("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
         while out.len() < limit {
-            let r = dispatch::route_counted(&rest.shard, crate::admin::dlq::pull(&topic, qid, off), client)
-                .await
-                .ok_or_else(|| ApiError::from_remoting(response::SYSTEM_ERROR, "the broker gave no answer"))?;
+            let r = answer(rest, crate::admin::dlq::pull(&topic, qid, off), client).await?;
             let next: Option<u64> = r.ext_str("nextBeginOffset").and_then(|o| o.parse().ok());
             match (r.code, next) {
                 (response::SUCCESS, Some(n)) => {
@@ -448,7 +450,7 @@ pub(super) async fn resend_dlq(rest: &Rest, req: &crate::http::Req, group: &str)
     }
     let topic = format!("{DLQ_GROUP_TOPIC_PREFIX}{group}");
     let reader = rest.allowed(req, &Needs::none().topic(topic.as_str(), Need::Sub).group(group))?;
-    if !super::views::is_admin(rest, &reader) {
+    if !rest.is_admin(&reader) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -23,7 +23,7 @@ use super::{json_body, ApiError, ApiResult, Rest};
 use crate::broker::mesh::{Reply, Request};
 use crate::broker::metadata::validate_group;
 use crate::broker::pop::engine::{self, PopBatch, PopRequest, Refusal};
-use crate::broker::pop::remoting::{ack_on, MAX_INVISIBLE_MS};
+use crate::broker::pop::remoting::{ack_on, change_on, MAX_INVISIBLE_MS};
 use crate::broker::pop::state::Outcome;
 
 const MIN_INVISIBLE_MS: i64 = 10_000;
@@ -190,36 +190,6 @@ async fn wait_any(rest: &Rest, owners: &[u16], client: &ClientRef, topic: &str, 
     let _ = select_all(waits).await;
 }
 
-/// Moves consumer `group`'s position on `topic` to `timestamp` (0: the
-/// start, -1: the end) on every shard.
-async fn reset_everywhere(rest: &Rest, group: &str, topic: &str, timestamp: i64) -> Result<(), ApiError> {
-    let shard = &rest.shard;
-    for k in 0..shard.shard_count() {
-        let r = if k == shard.id {
-            crate::broker::admin::reset_here(shard, group, topic, timestamp, None, true).await
-        } else {
-            match shard
-                .ask(
-                    k,
-                    Request::ResetOffsets {
-                        group: group.to_string(),
-                        topic: topic.to_string(),
-                        timestamp,
-                        queue: None,
-                        force: true,
-                    },
-                )
-                .await
-            {
-                Some(Reply::Reset(r)) => r,
-                _ => Err((response::SYSTEM_ERROR, format!("shard {k} did not answer"))),
-            }
-        };
-        r.map_err(ApiError::from)?;
-    }
-    Ok(())
-}
-
 pub(super) async fn receive(rest: &Rest, req: &crate::http::Req, topic: &str, group: &str) -> ApiResult {
     validate_group(group).map_err(ApiError::bad_request)?;
     let max = query_num(req, "max", DEFAULT_MAX, 1, engine::MAX_POP)?;
@@ -263,8 +233,12 @@ pub(super) async fn receive(rest: &Rest, req: &crate::http::Req, topic: &str, gr
     };
     match from.as_deref() {
         None | Some("stored") => {}
-        Some("earliest") => reset_everywhere(rest, &pop_group, topic, 0).await?,
-        Some("latest") => reset_everywhere(rest, &pop_group, topic, -1).await?,
+        Some("earliest") => {
+            crate::broker::admin::reset_all(&rest.shard, &pop_group, topic, 0, None, true).await?;
+        }
+        Some("latest") => {
+            crate::broker::admin::reset_all(&rest.shard, &pop_group, topic, -1, None, true).await?;
+        }
         Some(f) => {
             return Err(ApiError::bad_request(format!(
                 "from {f:?} is not stored, earliest or latest"
@@ -428,7 +402,18 @@ async fn settle_all(rest: &Rest, group: &str, topic: &str, items: &[Value]) -> V
             .collect::<Vec<_>>()
     });
     let change_calls = later.into_iter().map(|(i, h, s)| async move {
-        let e = match change_on(rest, &h, group, topic, s * 1000).await {
+        let changed = change_on(
+            &rest.shard,
+            h.shard,
+            group.to_string(),
+            topic.to_string(),
+            h.queue,
+            h.offset,
+            h.pop_time,
+            s * 1000,
+        )
+        .await;
+        let e = match changed.map(|(o, _)| o) {
             Ok(Outcome::Done) => None,
             Ok(_) => Some(stale()),
             Err(r) => Some(ApiError::from(r)),
@@ -455,29 +440,6 @@ async fn settle_all(rest: &Rest, group: &str, topic: &str, items: &[Value]) -> V
             }
         })
         .collect()
-}
-
-/// Makes a delivered message visible again `invisible_ms` from now.
-async fn change_on(rest: &Rest, h: &Handle, group: &str, topic: &str, invisible_ms: i64) -> Result<Outcome, Refusal> {
-    let shard = &rest.shard;
-    if h.shard == shard.id {
-        return engine::change(shard, group, topic, h.queue, h.offset, h.pop_time, invisible_ms)
-            .await
-            .map(|(o, _)| o);
-    }
-    let req = Request::PopChange {
-        group: group.to_string(),
-        topic: topic.to_string(),
-        queue: h.queue,
-        offset: h.offset,
-        pop_time: h.pop_time,
-        invisible_ms,
-    };
-    match shard.ask(h.shard, req).await {
-        Some(Reply::PopChanged(r)) => r.map(|(o, _)| o),
-        Some(_) => Err((response::SYSTEM_ERROR, crate::broker::mesh::unexpected("PopChange"))),
-        None => Err((response::SYSTEM_ERROR, format!("shard {} did not answer", h.shard))),
-    }
 }
 
 /// Most handles one ack request settles.

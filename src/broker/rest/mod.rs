@@ -116,6 +116,19 @@ impl Rest {
         }
     }
 
+    /// Whether `client` may change things: ACL off, a white-listed
+    /// address, or an admin account.
+    fn is_admin(&self, client: &ClientRef) -> bool {
+        match &client.verified {
+            crate::runtime::mesh::Verified::No | crate::runtime::mesh::Verified::WhiteListed => true,
+            crate::runtime::mesh::Verified::Account(k) => self
+                .shard
+                .access
+                .current()
+                .is_some_and(|acl| acl.account(k).is_some_and(|a| a.is_admin())),
+        }
+    }
+
     fn next_turn(&self) -> usize {
         let k = self.rr.get();
         self.rr.set(k.wrapping_add(1));

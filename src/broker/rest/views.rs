@@ -11,25 +11,12 @@ use crate::admin::client::req as remoting;
 use crate::protocol::bodies::{ConsumerConnection, JsonBody};
 use crate::protocol::codes::{request, response};
 use crate::protocol::OffsetMessageId;
-use crate::runtime::mesh::{ClientRef, Verified};
+use crate::runtime::mesh::Verified;
 use crate::store::record::{check_record, RecordCheck};
 
 use super::{ApiError, ApiResult, Rest};
 use crate::broker::dispatch;
 use crate::broker::metadata::{validate_group, validate_topic};
-
-/// Whether `client` may change things: ACL off, a white-listed address, or
-/// an admin account.
-pub(super) fn is_admin(rest: &Rest, client: &ClientRef) -> bool {
-    match &client.verified {
-        Verified::No | Verified::WhiteListed => true,
-        Verified::Account(k) => rest
-            .shard
-            .access
-            .current()
-            .is_some_and(|acl| acl.account(k).is_some_and(|a| a.is_admin())),
-    }
-}
 
 /// `GET /v1/session`: whether ACL is on, who signed the request, and
 /// whether it may administer (the console shows its buttons then).
@@ -42,7 +29,7 @@ pub(super) async fn session(rest: &Rest, req: &crate::http::Req) -> ApiResult {
     Ok((
         StatusCode::OK,
         json!({
-            "acl": rest.shard.access.enabled(), "access_key": key, "admin": is_admin(rest, &client),
+            "acl": rest.shard.access.enabled(), "access_key": key, "admin": rest.is_admin(&client),
             "broker": rest.shard.cfg.broker_name, "cluster": rest.shard.cfg.broker_cluster_name,
             "shards": rest.shard.shard_count(),
         }),
@@ -83,9 +70,7 @@ pub(super) async fn members(rest: &Rest, req: &crate::http::Req, group: &str) ->
         request::GET_CONSUMER_CONNECTION_LIST,
         &[("consumerGroup", group.to_string())],
     );
-    let r = dispatch::route_counted(&rest.shard, cmd, &client)
-        .await
-        .ok_or_else(|| ApiError::from_remoting(response::SYSTEM_ERROR, "the broker gave no answer"))?;
+    let r = super::admin::answer(rest, cmd, &client).await?;
     let members = if r.code == response::SUCCESS {
         let cc = ConsumerConnection::decode(&r.body)
             .map_err(|e| ApiError::from_remoting(response::SYSTEM_ERROR, &format!("undecodable answer: {e}")))?;
@@ -148,9 +133,7 @@ pub(super) async fn find(rest: &Rest, req: &crate::http::Req) -> ApiResult {
     if unique {
         cmd.ext_fields.insert_display("_UNIQUE_KEY_QUERY", "true");
     }
-    let r = dispatch::route_counted(&rest.shard, cmd, &client)
-        .await
-        .ok_or_else(|| ApiError::from_remoting(response::SYSTEM_ERROR, "the broker gave no answer"))?;
+    let r = super::admin::answer(rest, cmd, &client).await?;
     let mut body = match r.code {
         response::SUCCESS => r.body.to_vec(),
         response::QUERY_NOT_FOUND => Vec::new(),
