@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use super::config::{FlushMode, StoreConfig};
+use super::durable_wait::Waiters;
 use super::error::StoreError;
 use super::faults::DiskFaults;
 use super::notify::Notify;
@@ -82,6 +83,17 @@ pub struct CommitLog {
     segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
     /// Everything below is durable.
     flushed: Cell<u64>,
+    /// Everything below has been written to its segment (durable once a
+    /// sync that started after the write completes): `flushed <= written`.
+    written: Cell<u64>,
+    /// The `written` position the running (or last) sync covers: the
+    /// writer writes at most one group past it.
+    sync_taken: Cell<u64>,
+    /// Segments written to since the last sync was taken.
+    unsynced: RefCell<Vec<Rc<Segment>>>,
+    /// The writer stopped (shutdown or failure): the syncer ends once it
+    /// has synced what was written.
+    writer_done: Cell<bool>,
     /// First retained log offset (base of the oldest segment).
     min_offset: Cell<u64>,
     /// `log_pos` of the last checkpoint stored on disk: recovery after a
@@ -100,10 +112,15 @@ pub struct CommitLog {
     refusing: Cell<bool>,
     shutting_down: Cell<bool>,
     stop_preparer: Cell<bool>,
-    /// Appends wake the flusher.
+    /// Appends wake the writer.
     dirty: Notify,
-    /// The flusher (and the timeout ticker) wake durability waiters.
-    durable: Notify,
+    /// The writer wakes the syncer: more is written.
+    wrote: Notify,
+    /// The syncer wakes the writer: it took a group (or failed).
+    sync_progress: Notify,
+    /// Durability waiters, woken by the syncer exactly when covered and by
+    /// the timeout ticker when their deadline passes.
+    waiters: Waiters,
     /// A roll wakes the preparer; a prepared segment wakes the flusher.
     rolled: Notify,
     prepared: Notify,
@@ -148,6 +165,10 @@ impl CommitLog {
             }),
             segments: RefCell::new(segments),
             flushed: Cell::new(end),
+            written: Cell::new(end),
+            sync_taken: Cell::new(end),
+            unsynced: RefCell::new(Vec::new()),
+            writer_done: Cell::new(false),
             min_offset: Cell::new(min),
             checkpointed: Cell::new(0),
             failed: RefCell::new(None),
@@ -158,7 +179,9 @@ impl CommitLog {
             shutting_down: Cell::new(false),
             stop_preparer: Cell::new(false),
             dirty: Notify::default(),
-            durable: Notify::default(),
+            wrote: Notify::default(),
+            sync_progress: Notify::default(),
+            waiters: Waiters::default(),
             rolled: Notify::default(),
             prepared: Notify::default(),
             probe: RefCell::new(FlushProbe::default()),
@@ -342,21 +365,20 @@ impl CommitLog {
     }
 
     /// Waits until everything below `end` is durable, the deadline passes,
-    /// or the flusher fails.
-    pub async fn wait_durable(&self, end: u64, deadline: Instant) -> Durability {
-        loop {
-            let seen = self.durable.generation();
-            if self.flushed.get() >= end {
-                return Durability::Durable;
-            }
-            if let Some(f) = self.failed.borrow().as_ref() {
-                return Durability::Failed(f.clone());
-            }
-            if Instant::now() >= deadline {
-                return Durability::TimedOut;
-            }
-            self.durable.changed_since(seen).await;
+    /// or the flusher fails. The waiter is queued by `end` and woken once,
+    /// when a sync covers it (see [`super::durable_wait`]).
+    pub fn wait_durable(&self, end: u64, deadline: Instant) -> WaitDurable<'_> {
+        WaitDurable {
+            log: self,
+            end,
+            deadline,
+            slot: None,
         }
+    }
+
+    /// Durability waiters queued now (tests and probes).
+    pub fn durability_waiters(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Reads `len` bytes at `pos` from the tail cache or the segment file.
@@ -517,87 +539,156 @@ impl CommitLog {
         }
     }
 
-    /// Wakes durability waiters periodically so that they notice their
-    /// deadline even while a flush hangs — also the final flush at
+    /// Wakes the durability waiters whose deadline has passed, every
+    /// `tick` — also while a flush hangs, and during the final flush at
     /// shutdown, which is why this runs until it is cancelled.
     pub async fn run_timeout_ticker(self: Rc<Self>, tick: Duration) {
         loop {
             glommio::timer::sleep(tick).await;
-            self.durable.notify_all();
+            self.waiters.wake_expired(Instant::now());
         }
     }
 
-    /// The group-commit loop. Runs until shutdown, then flushes what is left.
+    /// The writer half of group commit: writes what is appended (SYNC:
+    /// at once; ASYNC: on the size or time trigger) and hands it to the
+    /// syncer ([`run_syncer`](Self::run_syncer)). Group N+1 is written
+    /// while group N syncs, but never more than one group ahead: each
+    /// sync then covers everything that arrived during the previous one.
+    /// Runs until shutdown, then writes what is left.
     ///
     /// A write that fails for lack of space (ENOSPC, a short write) stalls
-    /// the log: appends are refused, and the flush is retried with backoff
-    /// (rewriting from the durable point, so whatever part landed is
+    /// the log: appends are refused, and the write is retried with backoff
+    /// (from the last completed write, so whatever part landed is
     /// overwritten) until it succeeds. Any other failure — every failed
     /// fdatasync above all — is final: after a failed fdatasync nobody
     /// knows what reached the disk, and a retry that succeeds would prove
     /// nothing (fsyncgate), so nothing is acknowledged any more until a
     /// restart recovers from what the disk really holds.
     pub async fn run_flusher(self: Rc<Self>) {
-        let mut last_flush = Instant::now();
+        let mut last_write = Instant::now();
         let mut backoff = STALL_BACKOFF_MIN;
         loop {
+            if self.failed.borrow().is_some() {
+                break;
+            }
             let seen = self.dirty.generation();
+            let seen_sync = self.sync_progress.generation();
             let target = self.write_pos();
-            let dirty = target - self.flushed.get();
+            let pending = target - self.written.get();
             let stopping = self.shutting_down.get();
             let due = match self.mode {
-                FlushMode::Sync => dirty > 0,
+                FlushMode::Sync => pending > 0,
                 FlushMode::Async => {
-                    dirty >= self.async_flush_bytes || (dirty > 0 && last_flush.elapsed() >= self.async_flush_interval)
+                    pending >= self.async_flush_bytes
+                        || (pending > 0 && last_write.elapsed() >= self.async_flush_interval)
                 }
             };
-            if due || (stopping && dirty > 0) {
-                match self.flush_to(target).await {
+            if due || (stopping && pending > 0) {
+                if self.written.get() > self.sync_taken.get() {
+                    // A written group waits for the running sync: write
+                    // the next one when the syncer takes that one.
+                    self.sync_progress.changed_since(seen_sync).await;
+                    continue;
+                }
+                match self.write_to(target).await {
                     Ok(()) => {
                         if let Some(why) = self.write_stall.borrow_mut().take() {
                             log::warn!("CommitLog writes resumed after: {why}");
                         }
                         backoff = STALL_BACKOFF_MIN;
-                        last_flush = Instant::now();
+                        last_write = Instant::now();
                     }
-                    Err(FlushError::Write(e)) if e.is_no_space() => {
+                    Err(e) if e.is_no_space() => {
                         log::error!("CommitLog write failed, refusing appends and retrying in {backoff:?}: {e}");
                         *self.write_stall.borrow_mut() = Some(e.to_string());
-                        self.durable.notify_all();
                         glommio::timer::sleep(backoff).await;
                         backoff = (backoff * 2).min(STALL_BACKOFF_MAX);
                     }
-                    Err(FlushError::Write(e) | FlushError::Sync(e)) => {
-                        log::error!("CommitLog flush failed, refusing further appends until a restart: {e}");
-                        *self.failed.borrow_mut() = Some(e.to_string());
-                        self.durable.notify_all();
-                        return;
+                    Err(e) => {
+                        self.fail(format!("{e}"));
+                        break;
                     }
                 }
                 continue;
             }
             if stopping {
-                return;
+                break;
             }
             match self.mode {
                 FlushMode::Sync => self.dirty.changed_since(seen).await,
                 FlushMode::Async => {
-                    let wait = self.async_flush_interval.saturating_sub(last_flush.elapsed());
-                    let wait = if dirty == 0 { self.async_flush_interval } else { wait };
+                    let wait = self.async_flush_interval.saturating_sub(last_write.elapsed());
+                    let wait = if pending == 0 { self.async_flush_interval } else { wait };
                     future::or(self.dirty.changed_since(seen), glommio::timer::sleep(wait)).await;
                 }
             }
         }
+        self.writer_done.set(true);
+        self.wrote.notify_all();
     }
 
-    /// Writes and fdatasyncs `[flushed, target)`, publishing progress as
-    /// it goes: the segments that exist are written and synced at once, and
-    /// `flushed` moves to their end before the flusher waits for the next
-    /// segment to be prepared — a sealed segment's records never wait for
-    /// the preparer.
-    async fn flush_to(&self, target: u64) -> Result<(), FlushError> {
-        while self.flushed.get() < target {
-            let from = self.flushed.get();
+    /// The sync half of group commit: fdatasyncs the segments written since
+    /// the last sync, then publishes `flushed` and wakes exactly the
+    /// waiters it covers. One sync runs at a time; the writer fills the
+    /// next group meanwhile. Ends when the writer has ended and everything
+    /// it wrote is synced (or at the first failure).
+    pub async fn run_syncer(self: Rc<Self>) {
+        loop {
+            if self.failed.borrow().is_some() {
+                return;
+            }
+            let seen = self.wrote.generation();
+            let upto = self.written.get();
+            if upto > self.flushed.get() {
+                let segments = std::mem::take(&mut *self.unsynced.borrow_mut());
+                self.sync_taken.set(upto);
+                self.sync_progress.notify_all();
+                let t = Instant::now();
+                let syncs = futures::future::join_all(segments.iter().map(|s| s.sync())).await;
+                if let Some(Err(e)) = syncs.into_iter().find(Result::is_err) {
+                    self.fail(format!("{e}"));
+                    return;
+                }
+                {
+                    let mut probe = self.probe.borrow_mut();
+                    probe.flushes += 1;
+                    if probe.sync_micros.len() < 1 << 16 {
+                        probe
+                            .sync_micros
+                            .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    }
+                }
+                debug_assert!(upto >= self.flushed.get());
+                self.flushed.set(upto);
+                self.waiters.wake_covered(upto);
+                continue;
+            }
+            if self.writer_done.get() {
+                return;
+            }
+            self.wrote.changed_since(seen).await;
+        }
+    }
+
+    /// Makes a write or sync failure final: nothing is acknowledged any
+    /// more, every waiter learns it, and both flusher halves stop.
+    fn fail(&self, why: String) {
+        log::error!("CommitLog flush failed, refusing further appends until a restart: {why}");
+        *self.failed.borrow_mut() = Some(why);
+        self.waiters.wake_all();
+        self.sync_progress.notify_all();
+        self.wrote.notify_all();
+        self.dirty.notify_all();
+    }
+
+    /// Writes `[written, target)` (from the block holding `written`, whose
+    /// partial tail is rewritten), publishing progress as it goes: the
+    /// segments that exist are written at once and handed to the syncer
+    /// before the writer waits for the next segment to be prepared — a
+    /// sealed segment's records never wait for the preparer.
+    async fn write_to(&self, target: u64) -> Result<(), StoreError> {
+        while self.written.get() < target {
+            let from = self.written.get();
             let mut pos = align_down(from);
             let mut writes = Vec::new();
             let mut touched: Vec<Rc<Segment>> = Vec::new();
@@ -606,8 +697,8 @@ impl CommitLog {
             while pos < target {
                 let seg = match self.segment_at(pos) {
                     Some(s) => s,
-                    None if touched.is_empty() => self.wait_segment(pos).await.map_err(FlushError::Write)?,
-                    None => break, // flush what is ready first
+                    None if touched.is_empty() => self.wait_segment(pos).await?,
+                    None => break, // write what is ready first
                 };
                 let data_end = if target <= seg.end() {
                     target
@@ -648,27 +739,20 @@ impl CommitLog {
                 }
             }
             if let Some(e) = failure {
-                return Err(FlushError::Write(e));
+                return Err(e);
             }
-            let t = Instant::now();
-            let syncs = futures::future::join_all(touched.iter().map(|s| s.sync())).await;
-            syncs
-                .into_iter()
-                .collect::<Result<Vec<()>, _>>()
-                .map_err(FlushError::Sync)?;
+            self.probe.borrow_mut().bytes_written += written;
+            debug_assert!(reached >= self.written.get());
             {
-                let mut probe = self.probe.borrow_mut();
-                probe.flushes += 1;
-                probe.bytes_written += written;
-                if probe.sync_micros.len() < 1 << 16 {
-                    probe
-                        .sync_micros
-                        .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                let mut unsynced = self.unsynced.borrow_mut();
+                for seg in touched {
+                    if !unsynced.iter().any(|s| Rc::ptr_eq(s, &seg)) {
+                        unsynced.push(seg);
+                    }
                 }
             }
-            debug_assert!(reached >= self.flushed.get());
-            self.flushed.set(reached);
-            self.durable.notify_all();
+            self.written.set(reached);
+            self.wrote.notify_all();
         }
         Ok(())
     }
@@ -697,12 +781,44 @@ impl CommitLog {
 const STALL_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const STALL_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// How a flush failed: writing (a full disk is retried) or syncing (final).
-enum FlushError {
-    Write(StoreError),
-    Sync(StoreError),
-}
-
 fn align_down_to(v: u64, size: u64) -> u64 {
     v - v % size
+}
+
+/// The future of [`CommitLog::wait_durable`].
+pub struct WaitDurable<'a> {
+    log: &'a CommitLog,
+    end: u64,
+    deadline: Instant,
+    /// The waiter's id in the queue once registered.
+    slot: Option<u64>,
+}
+
+impl std::future::Future for WaitDurable<'_> {
+    type Output = Durability;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Durability> {
+        let log = self.log;
+        let outcome = if log.flushed.get() >= self.end {
+            Some(Durability::Durable)
+        } else if let Some(f) = log.failed.borrow().as_ref() {
+            Some(Durability::Failed(f.clone()))
+        } else if Instant::now() >= self.deadline {
+            Some(Durability::TimedOut)
+        } else {
+            None
+        };
+        if let Some(d) = outcome {
+            log.waiters.forget(self.slot.take(), self.end);
+            return std::task::Poll::Ready(d);
+        }
+        let (end, deadline) = (self.end, self.deadline);
+        log.waiters.register(&mut self.slot, end, deadline, cx.waker());
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for WaitDurable<'_> {
+    fn drop(&mut self) {
+        self.log.waiters.forget(self.slot.take(), self.end);
+    }
 }

@@ -42,6 +42,9 @@
 //!   with raw os error `EIO` / `ENOSPC`), so every classification the store
 //!   makes ([`StoreError::glommio`](super::StoreError::glommio): ENOSPC is
 //!   a full disk, anything else a device fault) behaves as in reality.
+//! * `Slow(ms)`: the call is made for real, `ms` late (the CommitLog's
+//!   segment write and fdatasync only): a device whose flush takes long,
+//!   to see what overlaps it.
 //! * `ShortWrite` (write ops only): the first half of the buffer (whole
 //!   512-byte sectors for O_DIRECT) is written for real and the call reports
 //!   that count, leaving on disk exactly what a real short write leaves.
@@ -97,6 +100,11 @@ pub enum Fault {
     Eio,
     /// The call fails with ENOSPC (the device is full).
     Enospc,
+    /// A slow device: the call is made for real, this many milliseconds
+    /// late. Honoured where the store awaits the call anyway (the
+    /// CommitLog's segment write and fdatasync, [`consult_async`]);
+    /// elsewhere the call goes through at once.
+    Slow(u32),
 }
 
 /// When and how often a fault fires. Build with [`FaultRule::new`].
@@ -218,7 +226,25 @@ impl DiskFaults {
 pub fn consult(faults: &Option<Rc<DiskFaults>>, op: DiskOp) -> Option<Fault> {
     match faults {
         None => None,
-        Some(f) => f.check(op),
+        Some(f) => match f.check(op) {
+            Some(Fault::Slow(_)) => None,
+            other => other,
+        },
+    }
+}
+
+/// [`consult`] for I/O points that can wait: a `Slow` fault delays the
+/// call (then answers `None`: make it).
+pub async fn consult_async(faults: &Option<Rc<DiskFaults>>, op: DiskOp) -> Option<Fault> {
+    match faults {
+        None => None,
+        Some(f) => match f.check(op) {
+            Some(Fault::Slow(ms)) => {
+                glommio::timer::sleep(std::time::Duration::from_millis(u64::from(ms))).await;
+                None
+            }
+            other => other,
+        },
     }
 }
 
@@ -227,7 +253,7 @@ pub fn consult(faults: &Option<Rc<DiskFaults>>, op: DiskOp) -> Option<Fault> {
 pub fn os_error(fault: Fault, op: &'static str, path: &Path) -> glommio::GlommioError<()> {
     let errno = match fault {
         Fault::Enospc => libc::ENOSPC,
-        Fault::Eio | Fault::ShortWrite => libc::EIO,
+        Fault::Eio | Fault::ShortWrite | Fault::Slow(_) => libc::EIO,
     };
     glommio::GlommioError::EnhancedIoError {
         source: std::io::Error::from_raw_os_error(errno),

@@ -338,6 +338,7 @@ impl MessageStore {
         let log = self.inner.log.clone();
         let mut tasks = self.inner.tasks.borrow_mut();
         tasks.push(glommio::spawn_local(log.clone().run_flusher()).detach());
+        tasks.push(glommio::spawn_local(log.clone().run_syncer()).detach());
         tasks.push(glommio::spawn_local(log.clone().run_timeout_ticker(Duration::from_millis(50))).detach());
         let spawn_bg = |f: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
             glommio::spawn_local_into(f, bg)

@@ -19,6 +19,7 @@
 //! written" and "this event happened" one durable fact.
 //!
 //! * [`commit_log`] — segments, tail cache, group commit ([`CommitLog`]).
+//! * [`durable_wait`] — durability waiters, woken in log order.
 //! * [`record`] — the stored record, RocketMQ's layout byte for byte.
 //! * [`consume_queue`], [`cq_files`] — per-queue index and its files.
 //! * [`recovery`], [`checkpoint`] — crash safety.
@@ -55,6 +56,7 @@ pub mod config;
 pub mod consume_queue;
 pub mod cq_files;
 pub mod crypt;
+pub mod durable_wait;
 pub mod error;
 pub mod faults;
 pub mod key_index;

@@ -66,7 +66,7 @@ impl Segment {
         let len = buf.len();
         debug_assert!(len as u64 % ALIGN == 0 && pos + len as u64 <= self.end());
         let off = pos - self.base;
-        let written = match faults::consult(&self.faults, DiskOp::SegmentWrite) {
+        let written = match faults::consult_async(&self.faults, DiskOp::SegmentWrite).await {
             None => self.file.write_at(buf, off).await,
             Some(Fault::ShortWrite) => {
                 // The first whole sectors reach the file, as in a real
@@ -94,7 +94,7 @@ impl Segment {
     }
 
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let res = match faults::consult(&self.faults, DiskOp::SegmentSync) {
+        let res = match faults::consult_async(&self.faults, DiskOp::SegmentSync).await {
             None => self.file.fdatasync().await,
             Some(f) => Err(faults::os_error(f, "Syncing", &self.path)),
         };

@@ -17,6 +17,10 @@ use std::collections::VecDeque;
 
 pub struct TailCache {
     chunks: VecDeque<Chunk>,
+    /// One evicted chunk kept for the next append: a steady stream reuses
+    /// its memory instead of allocating (and faulting in) a fresh chunk per
+    /// `chunk_size` bytes. Counted in `bytes` while kept.
+    spare: Option<Vec<u8>>,
     chunk_size: usize,
     budget: usize,
     bytes: usize,
@@ -37,6 +41,7 @@ impl TailCache {
     pub fn new(budget: usize, chunk_size: usize) -> TailCache {
         TailCache {
             chunks: VecDeque::new(),
+            spare: None,
             chunk_size,
             budget,
             bytes: 0,
@@ -66,11 +71,27 @@ impl TailCache {
             _ => 0,
         };
         let need = len.saturating_sub(room).div_ceil(self.chunk_size) * self.chunk_size;
-        while self.bytes + need > self.budget {
+        // Memory after the append: the chunks kept plus `need` (a spare
+        // chunk is reused for the first new one, so it adds nothing then;
+        // with no new chunk it stays, and it came from an eviction that
+        // already made room for it).
+        let spare = self.spare.as_ref().map_or(0, Vec::capacity);
+        let mut chunk_bytes = self.bytes - spare;
+        while chunk_bytes + need > self.budget {
             match self.chunks.front() {
                 Some(c) if c.end() <= flushed && self.chunks.len() > 1 => {
-                    self.bytes -= c.data.capacity();
-                    self.chunks.pop_front();
+                    let Some(old) = self.chunks.pop_front() else {
+                        return false;
+                    };
+                    let cap = old.data.capacity();
+                    chunk_bytes -= cap;
+                    if self.spare.is_none() && cap == self.chunk_size {
+                        let mut data = old.data;
+                        data.clear();
+                        self.spare = Some(data); // still counted in `bytes`
+                    } else {
+                        self.bytes -= cap;
+                    }
                 }
                 _ => return false,
             }
@@ -87,12 +108,14 @@ impl TailCache {
         let mut pos = pos;
         while !bytes.is_empty() {
             if fresh || self.chunks.back().is_some_and(|c| c.data.len() == c.data.capacity()) {
-                let cap = self.chunk_size;
-                self.chunks.push_back(Chunk {
-                    base: pos,
-                    data: Vec::with_capacity(cap),
-                });
-                self.bytes += cap;
+                let data = match self.spare.take() {
+                    Some(d) => d, // already counted in `bytes`
+                    None => {
+                        self.bytes += self.chunk_size;
+                        Vec::with_capacity(self.chunk_size)
+                    }
+                };
+                self.chunks.push_back(Chunk { base: pos, data });
                 fresh = false;
             }
             let Some(last) = self.chunks.back_mut() else { return };
@@ -138,12 +161,13 @@ impl TailCache {
     }
 
     /// Copies whatever is cached of `[pos, pos + out.len())` into `out`,
-    /// leaving uncached bytes (holes past a segment's last record) zero.
+    /// zeroing only the bytes that are not cached (holes past a segment's
+    /// last record): the buffer is written once, never cleared first.
     /// Used by the flusher, which only asks for ranges it knows are cached.
     pub fn copy_for_flush(&self, pos: u64, out: &mut [u8]) {
-        out.fill(0);
         let end = pos + out.len() as u64;
         let idx = self.chunks.partition_point(|c| c.end() <= pos);
+        let mut filled = 0usize; // out[..filled] is final
         for c in self.chunks.range(idx..) {
             if c.base >= end {
                 break;
@@ -156,8 +180,11 @@ impl TailCache {
             let dst = (from - pos) as usize;
             let src = (from - c.base) as usize;
             let n = (to - from) as usize;
+            out[filled..dst].fill(0);
             out[dst..dst + n].copy_from_slice(&c.data[src..src + n]);
+            filled = dst + n;
         }
+        out[filled..].fill(0);
     }
 }
 
@@ -194,5 +221,25 @@ mod tests {
         assert!(c.make_room(32, 32, false));
         assert_eq!(c.start(), Some(16));
         assert!(!c.read(0, &mut [0u8; 1]));
+    }
+
+    #[test]
+    fn an_evicted_chunk_is_reused_and_memory_stays_within_budget() {
+        let mut c = TailCache::new(64, 16);
+        for round in 0..20u64 {
+            let pos = round * 16;
+            assert!(c.make_room(16, pos, false), "round {round}");
+            c.append(pos, &[round as u8; 16], false);
+            assert!(c.memory() <= 64, "round {round}: {} bytes", c.memory());
+            let mut out = [0u8; 16];
+            assert!(c.read(pos, &mut out));
+            assert_eq!(out, [round as u8; 16]);
+        }
+        // A hole between cached ranges is zeroed, the rest copied.
+        c.append(512, &[5u8; 4], true);
+        let mut f = [9u8; 16];
+        c.copy_for_flush(310, &mut f);
+        assert_eq!(&f[..10], &[19u8; 10][..]);
+        assert_eq!(&f[10..], &[0u8; 6][..]);
     }
 }

@@ -181,4 +181,5 @@ mod encryption;
 mod faults;
 mod key_index;
 mod marks;
+mod pipeline;
 mod review;
