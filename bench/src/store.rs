@@ -73,6 +73,10 @@ pub struct StoreArgs {
     /// glommio preempt_timer in microseconds (0: glommio's default, 100 ms).
     #[arg(long, default_value_t = 0)]
     preempt_us: u64,
+    /// Leave the executor's io_uring workers (fdatasync) on its own CPU
+    /// instead of letting them run on every CPU (runtime::iowq).
+    #[arg(long)]
+    iowq_pinned: bool,
     /// Encryption at rest (storeEncryptionEnable) with a fresh random key.
     #[arg(long)]
     encrypt: bool,
@@ -359,6 +363,9 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         cfg.encryption = Some(std::sync::Arc::new(ring));
     }
     let store_host = cfg.store_host;
+    if !args.iowq_pinned {
+        shardmq::runtime::iowq::set_worker_cpus(None).map_err(|e| format!("io-wq affinity: {e}"))?;
+    }
     let (store, _report) = MessageStore::open(cfg).await.map_err(|e| format!("open store: {e}"))?;
 
     let body = Bytes::from((0..args.record_size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());

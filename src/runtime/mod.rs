@@ -119,6 +119,7 @@ pub mod blocking;
 pub mod client;
 pub mod connection;
 pub mod doctor;
+pub mod iowq;
 pub mod mesh;
 pub mod ports;
 pub mod shutdown;

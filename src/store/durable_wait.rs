@@ -38,6 +38,10 @@ impl Entry {
 pub struct Waiters {
     queue: RefCell<VecDeque<Entry>>,
     next_id: Cell<u64>,
+    /// The highest offset [`wake_covered`](Self::wake_covered) was called
+    /// with: no entry at or below it is queued (a waiter registers only
+    /// while its end is above the durable point).
+    covered: Cell<u64>,
 }
 
 impl Waiters {
@@ -77,6 +81,9 @@ impl Waiters {
     /// was dropped without being woken).
     pub fn forget(&self, slot: Option<u64>, end: u64) {
         let Some(id) = slot else { return };
+        if end <= self.covered.get() {
+            return; // dequeued when it was woken
+        }
         let mut q = self.queue.borrow_mut();
         if let Ok(i) = q.binary_search_by_key(&(end, id), Entry::key) {
             q.remove(i);
@@ -86,6 +93,7 @@ impl Waiters {
     /// Wakes (and dequeues) every waiter whose record ends at or below
     /// `flushed`.
     pub fn wake_covered(&self, flushed: u64) {
+        self.covered.set(self.covered.get().max(flushed));
         loop {
             // One entry at a time: waking only schedules the task, but the
             // borrow must not be held while foreign code runs.
