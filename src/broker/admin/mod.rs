@@ -23,19 +23,25 @@
 //! own part and asks every other shard for theirs with typed mesh requests
 //! ([`Request::QueueRows`], [`Request::ResetOffsets`]), as [`super::stats`]
 //! does, and merges. Group data lives on the controller.
+//!
+//! Files: [`reset`] (INVOKE_BROKER_TO_RESET_OFFSET and the reset on every
+//! shard REST uses too), [`runtime`] (GET_BROKER_RUNTIME_INFO); this file
+//! holds the dispatch, the statistics requests and what they share.
+
+mod reset;
+mod runtime;
+
+pub use reset::{reset_all, reset_here};
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use crate::protocol::bodies::{
-    ConsumeStats, JsonBody, KvTable, MessageQueue, OffsetWrapper, ResetOffsetBody, TopicOffset, TopicStatsTable,
-};
+use crate::protocol::bodies::{ConsumeStats, JsonBody, MessageQueue, OffsetWrapper, TopicOffset, TopicStatsTable};
 use crate::protocol::codes::{request, response};
 use crate::protocol::RemotingCommand;
-use crate::runtime::mesh::{ClientRef, View};
-use crate::store::Boundary;
+use crate::runtime::mesh::ClientRef;
 
 use super::mesh::{unexpected, GroupInfo, QueueRow, Reply, Request};
 use super::reply::{error, not_supported};
@@ -73,8 +79,8 @@ pub async fn handle(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef)
     match cmd.code {
         request::GET_TOPIC_STATS_INFO => topic_stats(shard, cmd).await,
         request::GET_CONSUME_STATS => consume_stats(shard, cmd).await,
-        request::INVOKE_BROKER_TO_RESET_OFFSET => reset_offset(shard, cmd).await,
-        request::GET_BROKER_RUNTIME_INFO => runtime_info(shard, cmd, client).await,
+        request::INVOKE_BROKER_TO_RESET_OFFSET => reset::reset_offset(shard, cmd).await,
+        request::GET_BROKER_RUNTIME_INFO => runtime::runtime_info(shard, cmd, client).await,
         _ => not_supported(&cmd),
     }
 }
@@ -287,255 +293,4 @@ async fn consume_stats(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<Remoti
             .collect(),
     };
     ok_body(&cmd, stats.encode())
-}
-
-/// Moves `group`'s offsets of this shard's queues of `topic` (all, or
-/// `only`) to the first message stored at or after `ts` (`-1`: the end);
-/// without `force` an offset only moves back. Answers the new offsets.
-pub async fn reset_here(
-    shard: &Shard,
-    group: &str,
-    topic: &str,
-    ts: i64,
-    only: Option<u32>,
-    force: bool,
-) -> Result<Vec<(u32, u64)>, (i32, String)> {
-    let Some(info) = shard.topic(topic) else {
-        return Err(super::reply::topic_not_exist(topic));
-    };
-    let mut out: Vec<(u32, u64)> = Vec::new();
-    let mut pop_resets = Vec::new();
-    for qid in info.owned_by(shard.id) {
-        if only.is_some_and(|q| q != qid) {
-            continue;
-        }
-        let target = if ts < 0 {
-            shard.store.max_offset(topic, qid)
-        } else {
-            match shard.store.search_offset_by_time(topic, qid, ts, Boundary::Lower).await {
-                Ok(o) => o,
-                Err(e) => return Err((response::SYSTEM_ERROR, format!("queue {qid}: {e}"))),
-            }
-        };
-        let offset = match shard.offsets.get(group, topic, qid) {
-            Some(c) if !force && target >= c => c,
-            _ => target,
-        };
-        shard.offsets.commit(group, topic, qid, offset);
-        // A group consuming by POP moves there too (its leases dropped).
-        match shard.pops.reset(&shard.store, group, topic, qid, offset) {
-            Some(Ok(a)) => pop_resets.push(a),
-            Some(Err(e)) => {
-                return Err((
-                    response::SYSTEM_ERROR,
-                    format!("queue {qid}: pop position not reset: {e:?}"),
-                ))
-            }
-            None => {}
-        }
-        out.push((qid, offset));
-    }
-    if let Some(a) = pop_resets.last() {
-        let s = shard.store.durable(a).await;
-        if s != crate::store::PutStatus::Ok {
-            return Err((response::SYSTEM_ERROR, format!("pop position reset not durable: {s:?}")));
-        }
-    }
-    if let Err(e) = shard.offsets.persist().await {
-        log::error!("shard {}: cannot persist consumer offsets: {e}", shard.id);
-    }
-    if !out.is_empty() {
-        log::info!(
-            "shard {}: offsets of group {group} on topic {topic} reset to time {ts}: {out:?}",
-            shard.id
-        );
-    }
-    Ok(out)
-}
-
-/// [`reset_here`] on every shard (here, and the others through the mesh):
-/// every queue's new offset, sorted by queue.
-pub async fn reset_all(
-    shard: &Rc<Shard>,
-    group: &str,
-    topic: &str,
-    ts: i64,
-    only: Option<u32>,
-    force: bool,
-) -> Result<Vec<(u32, u64)>, (i32, String)> {
-    let mut offsets: Vec<(u32, u64)> = Vec::new();
-    for k in 0..shard.shard_count() {
-        let part = if k == shard.id {
-            reset_here(shard, group, topic, ts, only, force).await
-        } else {
-            let req = Request::ResetOffsets {
-                group: group.to_string(),
-                topic: topic.to_string(),
-                timestamp: ts,
-                queue: only,
-                force,
-            };
-            match shard.ask(k, req).await {
-                Some(Reply::Reset(r)) => r,
-                Some(_) => Err((response::SYSTEM_ERROR, unexpected("ResetOffsets"))),
-                None => Err((response::SYSTEM_ERROR, format!("shard {k} did not answer"))),
-            }
-        };
-        offsets.extend(part?);
-    }
-    offsets.sort();
-    Ok(offsets)
-}
-
-async fn reset_offset(shard: &Rc<Shard>, cmd: RemotingCommand) -> Option<RemotingCommand> {
-    let (group, topic, ts) = match (
-        cmd.required_str("group"),
-        cmd.required_str("topic"),
-        cmd.required_i64("timestamp"),
-    ) {
-        (Ok(g), Ok(t), Ok(ts)) => (g.to_string(), t.to_string(), ts),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return error(&cmd, response::INVALID_PARAMETER, e.to_string()),
-    };
-    if shard.meta().topic(&topic).is_none() {
-        return topic_not_exist(&cmd, &topic);
-    }
-    let info = group_info(shard, &group).await;
-    if !info.known {
-        let rows = match fan_out(shard, std::slice::from_ref(&topic), Some(&group), false).await {
-            Ok(r) => r,
-            Err(e) => return error(&cmd, response::SYSTEM_ERROR, e),
-        };
-        if rows.iter().all(|r| r.consumer_offset.is_none()) {
-            return group_not_exist(&cmd, &group);
-        }
-    }
-    let only = cmd
-        .ext_i32("queueId")
-        .ok()
-        .flatten()
-        .and_then(|q| u32::try_from(q).ok());
-    let force = cmd.ext_bool("isForce").ok().flatten().unwrap_or(true);
-    let offsets = match reset_all(shard, &group, &topic, ts, only, force).await {
-        Ok(o) => o,
-        Err((code, remark)) => return error(&cmd, code, remark),
-    };
-    if info.online {
-        match &shard.controller {
-            Some(c) => c.push_reset(&**shard, &group, &topic, ts, &offsets).await,
-            None => {
-                let req = Request::PushReset {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    timestamp: ts,
-                    offsets: offsets.clone(),
-                };
-                let _ = shard.ask(0, req).await;
-            }
-        }
-    }
-    let broker = &shard.cfg.broker_name;
-    let body = ResetOffsetBody {
-        offset_table: offsets
-            .into_iter()
-            .map(|(q, o)| (MessageQueue::new(topic.as_str(), broker.as_str(), q as i32), o as i64))
-            .collect(),
-    };
-    ok_body(&cmd, body.encode())
-}
-
-/// GET_BROKER_RUNTIME_INFO. On a shard port (the broker entry
-/// `<brokerName>-s<k>` clients and `cluster list` see) the figures are that
-/// shard's alone, so that the entries of one broker add up to its total; on
-/// the main port they are the whole broker's.
-async fn runtime_info(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
-    let mut stats = super::stats::collect(shard).await;
-    let scope = match client.view {
-        View::Shard(k) => {
-            stats.shards.retain(|s| s.shard == k);
-            let meta = shard.meta();
-            stats
-                .lag
-                .retain(|l| meta.topic(&l.topic).and_then(|t| t.owner(l.queue_id)) == Some(k));
-            k.to_string()
-        }
-        View::Main => "all".to_string(),
-    };
-    let sum_codes = |codes: &[i32]| -> u64 {
-        stats
-            .shards
-            .iter()
-            .flat_map(|s| codes.iter().filter_map(|c| s.counters.requests_by_code.get(c)))
-            .sum()
-    };
-    let puts = sum_codes(&[
-        request::SEND_MESSAGE,
-        request::SEND_MESSAGE_V2,
-        request::SEND_BATCH_MESSAGE,
-    ]);
-    let gets = sum_codes(&[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE]);
-    let boot = BOOT.get().copied().unwrap_or_else(SystemTime::now);
-    let boot_ms = boot.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-    let up = SystemTime::now().duration_since(boot).map(|d| d.as_secs()).unwrap_or(0);
-    let mut t = std::collections::BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        t.insert(k.to_string(), v);
-    };
-    put("brokerVersionDesc", "V5_3_3".into());
-    put("brokerVersion", crate::protocol::version::CURRENT.to_string());
-    put("brokerImplementation", format!("shardmq {}", env!("CARGO_PKG_VERSION")));
-    put("brokerActive", "true".into());
-    put("bootTimestamp", boot_ms.to_string());
-    put(
-        "runtime",
-        format!(
-            "[ {} days, {} hours, {} minutes, {} seconds ]",
-            up / 86400,
-            up / 3600 % 24,
-            up / 60 % 60,
-            up % 60
-        ),
-    );
-    put("shardCount", shard.shard_count().to_string());
-    put("shardScope", scope);
-    // Since start-up, one per send request (a batch counts once).
-    put("msgPutTotalTodayNow", puts.to_string());
-    put("msgGetTotalTodayNow", gets.to_string());
-    put(
-        "commitLogMaxOffset",
-        stats
-            .shards
-            .iter()
-            .map(|s| s.gauges.log_write_offset)
-            .sum::<u64>()
-            .to_string(),
-    );
-    put(
-        "queueCount",
-        stats.shards.iter().map(|s| s.gauges.queues).sum::<u64>().to_string(),
-    );
-    put(
-        "connectionsOpen",
-        stats
-            .shards
-            .iter()
-            .map(|s| s.counters.connections_open)
-            .sum::<u64>()
-            .to_string(),
-    );
-    put(
-        "consumerLagTotal",
-        stats.lag.iter().map(|l| l.lag()).sum::<u64>().to_string(),
-    );
-    let root = shard.cfg.store_path_root_dir.clone();
-    if let Some(r) = crate::runtime::blocking::run(move || disk_ratio(&root)).await {
-        put("commitLogDiskRatio", format!("{r:.4}"));
-    }
-    ok_body(&cmd, KvTable { table: t }.encode())
-}
-
-/// Used fraction of the file system holding `dir`, counted as df(1)
-/// counts it ([`crate::store::retention::FsSpace`]). Blocking (statvfs):
-/// shards call it through [`crate::runtime::blocking::run`].
-fn disk_ratio(dir: &std::path::Path) -> Option<f64> {
-    crate::store::retention::FsSpace::of(dir).ok().map(|s| s.used_ratio())
 }

@@ -10,30 +10,41 @@
 //! # The hot path allocates little
 //! The header is read in place ([`SendHeaderView`]); the stored property
 //! string is the client's, with `UNIQ_KEY` (when absent) and `CLUSTER`
-//! appended in one buffer ([`stored_properties`]); the reply's header is
+//! appended in one buffer ([`props::stored_properties`]); the reply's header is
 //! written straight into its `extFields`. A single message is stored
 //! without a `Vec` around it.
+//!
+//! Files: [`topic`] (the send's topic: checks and auto-creation),
+//! [`props`] (the property string stored); this file holds the send
+//! itself.
+
+mod props;
+mod topic;
+
+pub use topic::ensure_topic_of;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::protocol::codes::{request, response};
 use crate::protocol::header::DEFAULT_REGION;
-use crate::protocol::properties::{self, keys, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR};
+use crate::protocol::properties::{self, keys};
 use crate::protocol::SendHeaderView;
 use crate::protocol::{decode_batch, java_string_hash, ExtFields, OffsetMessageId, Properties, RemotingCommand};
 use crate::runtime::mesh::ClientRef;
-use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, MARK_PROPERTY, SCHEDULE_TOPIC};
+use crate::store::{MessageInput, PhysicalOffset, PutResult, PutStatus, SCHEDULE_TOPIC};
 
 use super::metadata::{self, perm, TopicInfo};
 use super::reply::error;
 use super::shard::Shard;
 use super::timer::due;
+
+use props::{stored_properties, text_at, uniq_range};
+use topic::{check_topic, ensure_topic};
 
 thread_local! {
     static NEXT_QUEUE: Cell<usize> = const { Cell::new(0) };
@@ -118,82 +129,6 @@ fn place(info: &TopicInfo, h: &SendHeaderView<'_>, me: u16) -> Result<(u32, u16)
         ));
     };
     Ok((qid, info.owner(qid).unwrap_or(me)))
-}
-
-/// The topic of a send request, auto-created first when it does not exist
-/// and may be created; `Err` holds the reply (an error) to send instead.
-/// Used by the dispatcher before it translates the request's queue id, so
-/// that the creating send is routed like every later one.
-pub async fn ensure_topic_of(
-    shard: &Rc<Shard>,
-    cmd: &RemotingCommand,
-    client: &ClientRef,
-) -> Result<Arc<TopicInfo>, Option<RemotingCommand>> {
-    let h = match SendHeaderView::from_ext(&cmd.ext_fields) {
-        Ok(h) => h,
-        Err(e) => return Err(error(cmd, response::INVALID_PARAMETER, e.to_string())),
-    };
-    if let Some(reply) = check_topic(cmd, h.topic) {
-        return Err(reply);
-    }
-    ensure_topic(shard, h.topic, h.default_topic_queue_nums, client)
-        .await
-        .map_err(|e| e.map(|(code, remark)| RemotingCommand::response_to(cmd, code, Some(remark))))
-}
-
-/// Topic name checks of a send: valid name, a valid group in a retry or
-/// DLQ topic, not a system topic clients may not write.
-fn check_topic(cmd: &RemotingCommand, topic: &str) -> Option<Option<RemotingCommand>> {
-    if let Err(e) = metadata::validate_topic(topic) {
-        return Some(error(cmd, response::INVALID_PARAMETER, e));
-    }
-    if let Some(group) = super::group_names::group_of_topic(topic) {
-        if let Err(why) = metadata::validate_group(group) {
-            return Some(super::group_names::refuse(cmd, &format!("topic {topic}"), why));
-        }
-    }
-    if metadata::is_not_allowed_send(topic) {
-        return Some(error(
-            cmd,
-            response::NO_PERMISSION,
-            format!("Sending message to topic[{topic}] is forbidden."),
-        ));
-    }
-    None
-}
-
-/// Creates an unknown topic when allowed, on the controller, which
-/// publishes the new snapshot before answering:
-///
-/// * a retry topic (`%RETRY%<group>`) with one queue;
-/// * any other topic from the `TBW102` template when `autoCreateTopicEnable`
-///   is on, with as many queues on each broker entry as the client derived
-///   for it from the TBW102 route ([`metadata::auto_create_assignment`]:
-///   `min(defaultTopicQueueNums of the request, TBW102's write queues on
-///   the entry)`, per shard entry with shard-aware routes, in total on the
-///   main entry). The controller sees the client's view (which entry the
-///   send came through) with the forwarded request.
-async fn ensure_topic(
-    shard: &Rc<Shard>,
-    topic: &str,
-    default_topic_queue_nums: i32,
-    client: &ClientRef,
-) -> Result<Arc<TopicInfo>, Option<(i32, String)>> {
-    if let Some(t) = shard.topic(topic) {
-        return Ok(t);
-    }
-    let retry =
-        topic.starts_with(metadata::RETRY_GROUP_TOPIC_PREFIX) || topic.starts_with(metadata::DLQ_GROUP_TOPIC_PREFIX);
-    if !retry && !shard.cfg.auto_create_topic_enable {
-        return Err(Some(super::reply::topic_not_exist_because(
-            topic,
-            "autoCreateTopicEnable is false",
-        )));
-    }
-    shard
-        .auto_create_topic(topic, default_topic_queue_nums, client.view)
-        .await
-        .map_err(Some)
 }
 
 /// A writable queue owned by this shard if there is one (no hop), round
@@ -430,97 +365,4 @@ fn build(
         },
         uniq,
     ))
-}
-
-/// The property string to store for a message sent with `props`: the
-/// client's own, plus `UNIQ_KEY` when it set none and the broker's
-/// `CLUSTER`; and the range of the UNIQ_KEY value in it.
-///
-/// The client's string is kept as sent, with the two pairs appended: every
-/// reader parses property strings with the same lenient rules
-/// (properties.rs), under which appending a pair for a key that is absent
-/// means exactly what re-encoding the parsed map would. A string that
-/// already names `CLUSTER` (which must be replaced, not repeated) takes
-/// the parse-and-encode path.
-fn stored_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
-    let cluster = shard.cfg.broker_cluster_name.as_str();
-    // A client cannot forge the store's marks (store::record::Mark).
-    let appendable = properties::find(props, keys::CLUSTER).is_none()
-        && properties::find(props, MARK_PROPERTY).is_none()
-        && !cluster.is_empty()
-        && !cluster.contains(PROPERTY_SEPARATOR);
-    if !appendable {
-        return rebuilt_properties(shard, props);
-    }
-    let client_uniq = properties::find(props, keys::UNIQ_KEY);
-    let terminate = !props.is_empty() && !props.ends_with(PROPERTY_SEPARATOR);
-    // Exactly the final length: `Bytes::from` a full `Vec` takes it over
-    // without allocating a shared header.
-    let mut uniq_gen = shard.uniq.borrow_mut();
-    let len = props.len()
-        + usize::from(terminate)
-        + client_uniq.map_or(keys::UNIQ_KEY.len() + 2 + uniq_gen.id_len(), |_| 0)
-        + keys::CLUSTER.len()
-        + 2
-        + cluster.len();
-    let mut out = String::with_capacity(len);
-    out.push_str(props);
-    if terminate {
-        out.push(PROPERTY_SEPARATOR);
-    }
-    let uniq = match client_uniq {
-        // A subslice of `props`, which `out` starts with.
-        Some(u) => range_in(props, u),
-        None => {
-            push_key(&mut out, keys::UNIQ_KEY);
-            let at = out.len();
-            uniq_gen.next_id_into(&mut out);
-            let end = out.len();
-            out.push(PROPERTY_SEPARATOR);
-            at..end
-        }
-    };
-    push_key(&mut out, keys::CLUSTER);
-    out.push_str(cluster);
-    out.push(PROPERTY_SEPARATOR);
-    debug_assert_eq!(out.len(), len);
-    Ok((out, uniq))
-}
-
-/// Where `part`, a subslice of `whole` (as `properties::find` returns),
-/// sits in it.
-fn range_in(whole: &str, part: &str) -> Range<usize> {
-    let at = part.as_ptr() as usize - whole.as_ptr() as usize;
-    at..at + part.len()
-}
-
-/// Where the UNIQ_KEY value sits in an encoded property string.
-fn uniq_range(props: &Bytes) -> Range<usize> {
-    let text = std::str::from_utf8(props).unwrap_or("");
-    properties::find(text, keys::UNIQ_KEY).map_or(0..0, |u| range_in(text, u))
-}
-
-/// A range of a property string that was built from a `String`.
-fn text_at(bytes: &Bytes, range: Range<usize>) -> &str {
-    bytes.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
-}
-
-fn push_key(out: &mut String, key: &str) {
-    out.push_str(key);
-    out.push(NAME_VALUE_SEPARATOR);
-}
-
-/// [`stored_properties`] by parsing and re-encoding.
-fn rebuilt_properties(shard: &Shard, props: &str) -> Result<(String, Range<usize>), String> {
-    let mut p = Properties::parse(props);
-    p.remove(MARK_PROPERTY);
-    if p.get(keys::UNIQ_KEY).is_none() {
-        let id = shard.uniq.borrow_mut().next_id();
-        p.insert(keys::UNIQ_KEY, id).map_err(|e| e.to_string())?;
-    }
-    p.insert(keys::CLUSTER, shard.cfg.broker_cluster_name.clone())
-        .map_err(|e| e.to_string())?;
-    let encoded = p.encode();
-    let range = properties::find(&encoded, keys::UNIQ_KEY).map_or(0..0, |u| range_in(&encoded, u));
-    Ok((encoded, range))
 }
