@@ -56,6 +56,11 @@ pub struct BrokerConfig {
     /// before it parks its thread (glommio's spin-before-park; 0 = park at
     /// once). bench/RESULTS.md has the measurement behind the default.
     pub spin_before_park: Duration,
+    /// `shardIoWorkersOnAllCpus`: let each shard's io_uring workers (they
+    /// run its fdatasyncs) use every CPU of the process rather than only
+    /// the shard's own (runtime::iowq); default on. bench/RESULTS.md has
+    /// the measurement behind the default.
+    pub io_workers_on_all_cpus: bool,
     pub max_message_size: usize,
     /// Data shards (0 = one per CPU core).
     pub shard_count: usize,

@@ -93,6 +93,7 @@ impl BrokerConfig {
                 }
                 "syncFlushTimeout" => c.sync_flush_timeout = Duration::from_millis(number(k, v)?),
                 "shardSpinBeforeParkMicros" => c.spin_before_park = Duration::from_micros(number(k, v)?),
+                "shardIoWorkersOnAllCpus" => c.io_workers_on_all_cpus = boolean(k, v)?,
                 "maxMessageSize" => c.max_message_size = number(k, v)?,
                 "shardCount" => c.shard_count = number(k, v)?,
                 "shardAwareRoutes" => c.shard_aware_routes = boolean(k, v)?,

@@ -39,6 +39,13 @@ pub(super) async fn run_shard(
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
     let Security { acl, tls, keys, sign } = security;
+    if cfg.io_workers_on_all_cpus {
+        // Before the store opens: its first fdatasync already benefits.
+        match crate::runtime::iowq::set_worker_cpus(None) {
+            Ok(cpus) => log::debug!("shard {k}: io_uring workers may run on CPUs {cpus:?}"),
+            Err(e) => log::warn!("shard {k}: io_uring workers stay on the shard's CPU: {e}"),
+        }
+    }
     let mut scfg = StoreConfig::new(
         cfg.store_path_root_dir.join(format!("shard-{k}")),
         k,
