@@ -73,10 +73,11 @@ pub struct StoreArgs {
     /// glommio preempt_timer in microseconds (0: glommio's default, 100 ms).
     #[arg(long, default_value_t = 0)]
     preempt_us: u64,
-    /// Leave the executor's io_uring workers (fdatasync) on its own CPU
-    /// instead of letting them run on every CPU (runtime::iowq).
+    /// Let the executor's io_uring workers (fdatasync) run on every CPU
+    /// instead of only its own (runtime::iowq; the broker's
+    /// shardIoWorkersOnAllCpus).
     #[arg(long)]
-    iowq_pinned: bool,
+    iowq_all_cpus: bool,
     /// Encryption at rest (storeEncryptionEnable) with a fresh random key.
     #[arg(long)]
     encrypt: bool,
@@ -363,7 +364,7 @@ async fn bench(args: StoreArgs, dir: PathBuf) -> Result<serde_json::Value, Strin
         cfg.encryption = Some(std::sync::Arc::new(ring));
     }
     let store_host = cfg.store_host;
-    if !args.iowq_pinned {
+    if args.iowq_all_cpus {
         shardmq::runtime::iowq::set_worker_cpus(None).map_err(|e| format!("io-wq affinity: {e}"))?;
     }
     let (store, _report) = MessageStore::open(cfg).await.map_err(|e| format!("open store: {e}"))?;

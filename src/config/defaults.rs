@@ -32,7 +32,7 @@ impl Default for BrokerConfig {
             message_index_enable: true,
             sync_flush_timeout: Duration::from_secs(5),
             spin_before_park: Duration::ZERO,
-            io_workers_on_all_cpus: true,
+            io_workers_on_all_cpus: false,
             max_message_size: 4 << 20,
             shard_count: 0,
             shard_aware_routes: true,

@@ -58,8 +58,8 @@ pub struct BrokerConfig {
     pub spin_before_park: Duration,
     /// `shardIoWorkersOnAllCpus`: let each shard's io_uring workers (they
     /// run its fdatasyncs) use every CPU of the process rather than only
-    /// the shard's own (runtime::iowq); default on. bench/RESULTS.md has
-    /// the measurement behind the default.
+    /// the shard's own (runtime::iowq); default off: measured no gain
+    /// (bench/RESULTS.md, "fdatasync completion path").
     pub io_workers_on_all_cpus: bool,
     pub max_message_size: usize,
     /// Data shards (0 = one per CPU core).

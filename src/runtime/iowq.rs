@@ -6,10 +6,9 @@
 //! (`iou-wrk-<tid>`), which inherit that thread's CPU affinity. A shard is
 //! pinned to one CPU, so its fdatasync worker can only run there — behind
 //! the shard itself, which keeps the CPU for as long as it has requests to
-//! serve. The flush then completes when the scheduler next preempts the
-//! shard: the 4–8 ms fdatasync tails under load that PLATFORM.md blames
-//! on "one scheduler tick" (measured in bench/RESULTS.md, "fdatasync
-//! completion path").
+//! serve. The flush then completes only when the scheduler lets the worker
+//! run — one candidate for the 4–8 ms fdatasync tails under load that
+//! PLATFORM.md puts down to "one scheduler tick".
 //!
 //! `IORING_REGISTER_IOWQ_AFF` sets the CPUs of the calling thread's io-wq
 //! workers (the workers are `PF_NO_SETAFFINITY`: `sched_setaffinity` on
@@ -17,6 +16,12 @@
 //! does not expose it, so we find the `anon_inode:[io_uring]` fds in
 //! `/proc/thread-self/fd` — an in-memory procfs read, once, when the shard
 //! starts. Any of the thread's rings will do: the setting is per thread.
+//!
+//! Measured on 2 cores with the load generator beside the broker
+//! (bench/RESULTS.md, "fdatasync completion path"), it did not pay: the
+//! other CPU is as busy, and a worker that moves there competes with the
+//! other shard. The broker therefore keeps the kernel's default unless
+//! `shardIoWorkersOnAllCpus=true`; machines with spare cores may differ.
 
 use std::io;
 

@@ -5,14 +5,30 @@
 //!
 //! [`CommitLog::reserve`] and [`CommitLog::write`] run synchronously on the
 //! shard (no await between them, so no other task interleaves): the record
-//! is placed at the write position and copied into the [`TailCache`]. The
-//! [`flusher`](CommitLog::run_flusher) task takes everything dirty at that
-//! moment — one record or ten thousand — writes the aligned blocks that
-//! cover it (the last, partial block padded and rewritten on the next
-//! flush), fdatasyncs the touched segments, advances `flushed`, and wakes
-//! every appender whose record ends at or below it. Appends that arrive
-//! during a flush form the next group. In ASYNC mode the flusher waits for
-//! a size or time trigger instead and appenders do not wait at all.
+//! is placed at the write position and copied into the [`TailCache`] (the
+//! only copy of its bytes in memory until the flush).
+//!
+//! Group commit is a two-stage pipeline of two tasks:
+//! * the **writer** ([`run_flusher`](CommitLog::run_flusher)) takes
+//!   everything appended since its last write — one record or ten
+//!   thousand — copies it once into DMA buffers (from glommio's registered
+//!   pool; only the holes past a sealed segment's last record are zeroed)
+//!   and writes the aligned blocks that cover it with O_DIRECT, the last,
+//!   partial block padded and rewritten by the next write;
+//! * the **syncer** ([`run_syncer`](CommitLog::run_syncer)) fdatasyncs the
+//!   segments written, then advances `flushed` and wakes exactly the
+//!   appenders whose record ends at or below it
+//!   ([`durable_wait`](super::durable_wait): a queue ordered by offset).
+//!
+//! Group N+1 is written while group N's fdatasync runs, and the writer
+//! stays at most one group ahead, so each sync covers everything that
+//! arrived during the previous one: a round costs max(write, sync), not
+//! write + sync. In ASYNC mode the writer waits for a size or time trigger
+//! instead and appenders do not wait at all.
+//!
+//! `flushed <= written <= write_pos`: bytes below `written` are on the
+//! device, below `flushed` durable. Only `flushed` is ever published to
+//! readers, acknowledgements and retention.
 //!
 //! Rewriting a partial block never endangers acknowledged bytes: the
 //! rewrite carries the same bytes for the acknowledged prefix, and a torn
