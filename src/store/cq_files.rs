@@ -88,9 +88,6 @@ impl CqFiles {
             *used = t;
             return Ok(Some(f.clone()));
         }
-        if !create && !path.exists() {
-            return Ok(None);
-        }
         if create {
             if let Some(dir) = path.parent() {
                 // A new queue's first file: mkdir on the blocking thread.
@@ -113,13 +110,19 @@ impl CqFiles {
                 }
             }
         }
-        let f = OpenOptions::new()
+        // No stat first: an unopened file that does not exist is ENOENT
+        // from the (asynchronous) open itself.
+        let f = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .buffered_open(path)
             .await
-            .map_err(|e| StoreError::glommio(format_args!("open {}", path.display()), e))?;
+        {
+            Ok(f) => f,
+            Err(e) if !create && is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(StoreError::glommio(format_args!("open {}", path.display()), e)),
+        };
         let f = Rc::new(f);
         let mut open = self.open.borrow_mut();
         if open.len() >= MAX_OPEN {
@@ -176,9 +179,11 @@ impl CqFiles {
         Ok(())
     }
 
-    /// Whether the file that would hold queue offset `offset` exists.
-    pub fn has_file(&self, topic: &str, queue_id: u32, offset: u64) -> bool {
-        self.file_path(topic, queue_id, offset).0.exists()
+    /// Whether the file that would hold queue offset `offset` exists (a
+    /// stat, on the blocking thread).
+    pub async fn has_file(&self, topic: &str, queue_id: u32, offset: u64) -> bool {
+        let path = self.file_path(topic, queue_id, offset).0;
+        crate::runtime::blocking::run(move || path.exists()).await
     }
 
     /// Reads up to `count` entries from queue offset `from`. Stops early at
@@ -291,5 +296,15 @@ impl CqFiles {
             Ok(doomed.len())
         })
         .await
+    }
+}
+
+/// Whether a failed open says the file does not exist.
+fn is_not_found(e: &glommio::GlommioError<()>) -> bool {
+    match e {
+        glommio::GlommioError::IoError(s) | glommio::GlommioError::EnhancedIoError { source: s, .. } => {
+            s.kind() == std::io::ErrorKind::NotFound
+        }
+        _ => false,
     }
 }

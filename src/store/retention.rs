@@ -320,8 +320,13 @@ async fn below_log_min(
     match store.entry(topic, qid, offset).await {
         Ok(Some(e)) => Ok(e.pos < log_min),
         Ok(None) => Ok(true),
-        Err(_) if !store.inner.cq_files.has_file(topic, qid, offset) => Ok(true),
-        Err(e) => Err(e),
+        Err(e) => {
+            if store.inner.cq_files.has_file(topic, qid, offset).await {
+                Err(e)
+            } else {
+                Ok(true)
+            }
+        }
     }
 }
 
