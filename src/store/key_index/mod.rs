@@ -39,22 +39,29 @@
 //! skipped become a gap that the background task indexes from the log —
 //! bounded memory, no key lost, the index only lags. A run's fence costs
 //! 8 bytes per 170 entries.
+//!
+//! Here: entries, keys, the memtable and lookups. `open.rs` opens the
+//! directory, `flush.rs` writes runs (memtable, gaps), `upkeep.rs` expires
+//! and merges them, `catch_up.rs` indexes gaps from the CommitLog and
+//! `glue.rs` wires the index into [`MessageStore`](super::MessageStore).
 
 mod catch_up;
+mod flush;
 mod glue;
+mod open;
 pub mod run;
+mod upkeep;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::commit_log::CommitLog;
 use super::error::StoreError;
 use super::faults::DiskFaults;
 use super::record::property_of;
 pub use glue::KeyHits;
-use run::{Run, RunWriter};
+use run::Run;
 
 /// One key of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,101 +187,6 @@ pub struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// Opens `<shard>/index`: removes leftovers of interrupted writes, sets
-    /// aside corrupt runs, drops runs another covers (a merge interrupted
-    /// before it deleted its inputs) and expired ones, and lists the gaps
-    /// of `[log_min, log_end)` for the background task.
-    pub async fn open(
-        dir: PathBuf,
-        cfg: KeyIndexConfig,
-        faults: Option<Rc<DiskFaults>>,
-        log_min: u64,
-        log_end: u64,
-    ) -> Result<KeyIndex, StoreError> {
-        let mut index = KeyIndex {
-            mem: RefCell::new(Mem {
-                entries: Vec::new(),
-                from: log_end,
-                since: None,
-                full_at: None,
-                deferred: 0,
-            }),
-            runs: RefCell::new(Vec::new()),
-            gaps: RefCell::new(Vec::new()),
-            cfg,
-            dir,
-            faults,
-            flush_failures: Cell::new(0),
-            last_error_log: Cell::new(None),
-            upkeep: glommio::sync::Semaphore::new(1),
-            flushing: glommio::sync::Semaphore::new(1),
-        };
-        if !index.cfg.enabled {
-            return Ok(index);
-        }
-        let dir = index.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-        let mut names = Vec::new();
-        for ent in std::fs::read_dir(&dir).map_err(|e| StoreError::io(&dir, e))? {
-            let ent = ent.map_err(|e| StoreError::io(&dir, e))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                std::fs::remove_file(ent.path()).map_err(|e| StoreError::io(ent.path(), e))?;
-            } else if let Some(r) = run::parse_name(&name) {
-                names.push((r, ent.path()));
-            }
-        }
-        // Widest first among equal starts, so covered runs come after.
-        names.sort_by_key(|((from, to), _)| (*from, std::cmp::Reverse(*to)));
-        let mut runs: Vec<Rc<Run>> = Vec::new();
-        for ((from, to), path) in names {
-            let covered = runs.iter().any(|r| r.from <= from && to <= r.to);
-            if covered || to <= log_min {
-                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-                continue;
-            }
-            match Run::open(&path).await {
-                Ok(r) => runs.push(Rc::new(r)),
-                Err(e) => {
-                    let secs = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let aside = path.with_extension(format!("run.corrupt-{secs}"));
-                    log::error!(
-                        "key index: {e}; set aside as {} and its range is indexed again from the CommitLog",
-                        aside.display()
-                    );
-                    std::fs::rename(&path, &aside).map_err(|e| StoreError::io(&path, e))?;
-                }
-            }
-        }
-        // A run may reach past the recovered end (records lost in a
-        // crash): its entries there are stale and verified away.
-        let mut gaps = Vec::new();
-        let mut at = log_min;
-        for r in &runs {
-            if r.from > at && at < log_end {
-                gaps.push((at, r.from.min(log_end)));
-            }
-            at = at.max(r.to);
-        }
-        if at < log_end {
-            gaps.push((at, log_end));
-        }
-        if !gaps.is_empty() {
-            let bytes: u64 = gaps.iter().map(|(a, b)| b - a).sum();
-            log::info!(
-                "key index {}: {} runs; {bytes} log bytes in {} ranges to index from the CommitLog",
-                dir.display(),
-                runs.len(),
-                gaps.len()
-            );
-        }
-        index.runs = RefCell::new(runs);
-        index.gaps = RefCell::new(gaps);
-        Ok(index)
-    }
-
     pub fn enabled(&self) -> bool {
         self.cfg.enabled
     }
@@ -309,88 +221,6 @@ impl KeyIndex {
                 size,
             });
         }
-    }
-
-    /// Writes the memtable's entries of durable records as a run when it
-    /// is due (size or age, or full) or `force`d (shutdown). A failure
-    /// keeps them for the next call. The sort runs on the executor's
-    /// blocking thread: a few million entries would hold the shard for a
-    /// while.
-    pub async fn flush(&self, log: &CommitLog, force: bool) -> Result<(), StoreError> {
-        let _turn = self
-            .flushing
-            .acquire_permit(1)
-            .await
-            .map_err(|e| StoreError::Glommio(format!("key index flush: {e}")))?;
-        let durable = log.flushed();
-        let (from, to, batch) = {
-            let mem = self.mem.borrow();
-            let to = mem.full_at.map_or(durable, |p| p.min(durable));
-            let n = mem.entries.partition_point(|e| e.pos < to);
-            let due = force
-                || mem.full_at.is_some()
-                || n >= self.cfg.flush_entries
-                || mem.since.is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
-            if !due || n == 0 || to <= mem.from {
-                return Ok(());
-            }
-            (mem.from, to, mem.entries[..n].to_vec())
-        };
-        let n = batch.len();
-        let batch = crate::runtime::blocking::run(move || {
-            let mut b = batch;
-            b.sort_unstable_by_key(|e| (e.hash, e.pos));
-            b
-        })
-        .await;
-        match self.write_run(from, to, &batch).await {
-            Ok(run) => {
-                let mut mem = self.mem.borrow_mut();
-                mem.entries.drain(..n);
-                // A burst's capacity is given back once written out.
-                let keep = (mem.entries.len() * 2).max(self.cfg.flush_entries);
-                if mem.entries.capacity() > 2 * keep {
-                    mem.entries.shrink_to(keep);
-                }
-                mem.from = to;
-                mem.since = (!mem.entries.is_empty()).then(Instant::now);
-                if mem.full_at == Some(to) && mem.entries.is_empty() {
-                    // Written out since it filled up: every record since
-                    // then is a gap; the memtable goes on from the end.
-                    let end = log.write_pos();
-                    mem.full_at = None;
-                    mem.from = end;
-                    self.gaps.borrow_mut().push((to, end));
-                }
-                self.runs.borrow_mut().push(Rc::new(run));
-                Ok(())
-            }
-            Err(e) => {
-                self.flush_failures.set(self.flush_failures.get() + 1);
-                let quiet = self
-                    .last_error_log
-                    .get()
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-                if !quiet {
-                    self.last_error_log.set(Some(Instant::now()));
-                    log::error!(
-                        "key index: cannot write the run of log [{from}, {to}) ({n} entries kept in memory, retried): {e}"
-                    );
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn write_run(&self, from: u64, to: u64, sorted: &[IndexEntry]) -> Result<Run, StoreError> {
-        let mut w = RunWriter::create(&self.dir, from, to, self.faults.clone()).await?;
-        for e in sorted {
-            if let Err(err) = w.push(*e).await {
-                w.abandon().await;
-                return Err(err);
-            }
-        }
-        w.finish(from, to).await
     }
 
     /// Candidates for `hash` stored in `[begin_s, end_s]`, newest first,
@@ -477,141 +307,10 @@ impl KeyIndex {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
-    /// The next gap to index from the CommitLog, if any.
-    pub fn next_gap(&self) -> Option<(u64, u64)> {
-        self.gaps.borrow().first().copied()
-    }
-
-    /// Indexes `[from, to)` of a gap with `sorted` entries: writes the run
-    /// and shrinks the gap.
-    pub async fn fill_gap(&self, from: u64, to: u64, mut entries: Vec<IndexEntry>) -> Result<(), StoreError> {
-        entries.sort_unstable_by_key(|e| (e.hash, e.pos));
-        let run = self.write_run(from, to, &entries).await?;
-        let mut runs = self.runs.borrow_mut();
-        let at = runs.partition_point(|r| r.from < from);
-        runs.insert(at, Rc::new(run));
-        let mut gaps = self.gaps.borrow_mut();
-        if let Some(g) = gaps.iter_mut().find(|g| g.0 == from) {
-            g.0 = to;
-        }
-        gaps.retain(|g| g.0 < g.1);
-        Ok(())
-    }
-
-    /// Deletes runs wholly below `log_min` and forgets gaps there.
-    pub async fn expire(&self, log_min: u64) -> Result<usize, StoreError> {
-        let dead: Vec<Rc<Run>> = {
-            let mut runs = self.runs.borrow_mut();
-            let n = runs.partition_point(|r| r.to <= log_min);
-            runs.drain(..n).collect()
-        };
-        {
-            let mut gaps = self.gaps.borrow_mut();
-            for g in gaps.iter_mut() {
-                g.0 = g.0.max(log_min);
-            }
-            gaps.retain(|g| g.0 < g.1);
-        }
-        for r in &dead {
-            glommio::io::remove(&r.path)
-                .await
-                .map_err(|e| StoreError::glommio(format_args!("remove {}", r.path.display()), e))?;
-        }
-        Ok(dead.len())
-    }
-
-    /// Merges [`FAN_IN`] or more contiguous runs of one size class (the
-    /// newest such group; catch-up runs sit anywhere); returns whether it
-    /// merged (call again: merges cascade).
-    pub async fn merge_once(&self) -> Result<bool, StoreError> {
-        let inputs: Vec<Rc<Run>> = {
-            let runs = self.runs.borrow();
-            match mergeable(&runs) {
-                Some(range) => runs[range].to_vec(),
-                None => return Ok(false),
-            }
-        };
-        let (from, to) = (inputs[0].from, inputs[inputs.len() - 1].to);
-        let mut w = RunWriter::create(&self.dir, from, to, self.faults.clone()).await?;
-        let mut cursors: Vec<run::Cursor> = inputs.iter().map(|r| r.cursor()).collect();
-        let merged: Result<(), StoreError> = async {
-            loop {
-                let mut best: Option<(usize, IndexEntry)> = None;
-                for (i, c) in cursors.iter_mut().enumerate() {
-                    if let Some(e) = c.peek().await? {
-                        if best.is_none_or(|(_, b)| (e.hash, e.pos) < (b.hash, b.pos)) {
-                            best = Some((i, e));
-                        }
-                    }
-                }
-                let Some((i, e)) = best else { return Ok(()) };
-                cursors[i].advance();
-                w.push(e).await?;
-            }
-        }
-        .await;
-        if let Err(e) = merged {
-            w.abandon().await;
-            return Err(e);
-        }
-        let out = Rc::new(w.finish(from, to).await?);
-        {
-            let mut runs = self.runs.borrow_mut();
-            let Some(at) = runs.iter().position(|r| Rc::ptr_eq(r, &inputs[0])) else {
-                return Err(StoreError::Glommio("key index: merged runs vanished".into()));
-            };
-            runs.splice(at..at + inputs.len(), [out]);
-        }
-        for r in &inputs {
-            glommio::io::remove(&r.path)
-                .await
-                .map_err(|e| StoreError::glommio(format_args!("remove {}", r.path.display()), e))?;
-        }
-        Ok(true)
-    }
 }
 
 /// Memtable entries a lookup scans between yields.
 const SCAN_SLICE: usize = 64 * 1024;
-
-/// Runs merged at once, at least and at most.
-const FAN_IN: usize = 4;
-const MAX_FAN_IN: usize = 8;
-
-/// The newest group of at least [`FAN_IN`] (at most [`MAX_FAN_IN`])
-/// adjacent runs (each ends where the next begins) of one size class.
-fn mergeable(runs: &[Rc<Run>]) -> Option<std::ops::Range<usize>> {
-    let mut end = runs.len();
-    while end >= FAN_IN {
-        let class = size_class(runs[end - 1].entries);
-        let mut start = end - 1;
-        while start > 0
-            && end - start < MAX_FAN_IN
-            && runs[start - 1].to == runs[start].from
-            && size_class(runs[start - 1].entries) == class
-        {
-            start -= 1;
-        }
-        if end - start >= FAN_IN {
-            return Some(start..end);
-        }
-        // Too few: try the group before this one.
-        end = start;
-    }
-    None
-}
-
-/// Size classes: up to 16 Ki entries, then ×4 each.
-fn size_class(entries: u64) -> u32 {
-    let mut c = 0;
-    let mut limit = 16 * 1024;
-    while entries > limit {
-        c += 1;
-        limit *= 4;
-    }
-    c
-}
 
 #[cfg(test)]
 mod tests {
@@ -634,15 +333,6 @@ mod tests {
         assert_ne!(key_hash(b"Tk", b""), key_hash(b"T", b"k"));
         // FNV-1a 64 of "a#b", fixed forever: it is on disk.
         assert_eq!(key_hash(b"a", b"b"), 0xe649_cb19_048b_e20d);
-    }
-
-    #[test]
-    fn size_classes_grow_by_four() {
-        assert_eq!(size_class(0), 0);
-        assert_eq!(size_class(16 * 1024), 0);
-        assert_eq!(size_class(16 * 1024 + 1), 1);
-        assert_eq!(size_class(64 * 1024), 1);
-        assert_eq!(size_class(64 * 1024 + 1), 2);
     }
 
     #[test]
