@@ -13,6 +13,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# The tests' brokers keep their data under $TMPDIR and refuse writes above
+# diskMaxUsedSpaceRatio (95 in the tests, 90 for the README's own commands):
+# say so up front when the disk is already that full, rather than leave it
+# to a hundred failing sends to tell.
+tmp=${TMPDIR:-/tmp}
+used=$(df --output=pcent "$tmp" 2>/dev/null | tail -1 | tr -dc 0-9)
+echo "disk: $tmp is ${used:-?}% used ($(df -h --output=avail "$tmp" 2>/dev/null | tail -1 | tr -d ' ') free); the build takes ~6 GB more"
+if [ -n "$used" ] && [ "$used" -ge 85 ]; then
+    echo "warning: $tmp is ${used}% used: tests whose brokers see it above 90-95% will fail with SERVICE_NOT_AVAILABLE (disk full); free space or point TMPDIR elsewhere" >&2
+fi
 cargo fmt --all -- --check || { echo "0 passed, 1 failed (cargo fmt --check)"; exit 1; }
 cargo clippy --workspace --all-targets -- -D warnings || { echo "0 passed, 1 failed (clippy)"; exit 1; }
 log=$(mktemp)

@@ -162,6 +162,9 @@ fn serve_args(data: &Path, port: u16, extra: &[&str]) -> Vec<String> {
         "grpcListenPort=0".into(),
         "httpListenPort=0".into(),
         "shardCount=2".into(),
+        // The tests share the host's disk (the README's own commands keep
+        // the default).
+        "diskMaxUsedSpaceRatio=95".into(),
     ];
     settings.extend(extra.iter().map(|s| s.to_string()));
     let mut args = vec!["serve".to_string()];

@@ -85,6 +85,9 @@ fn start_broker(dir: &Path) -> Broker {
             "httpListenPort=0",
             "--set",
             "brokerIP1=127.0.0.1",
+            // The tests share the host's disk.
+            "--set",
+            "diskMaxUsedSpaceRatio=95",
         ])
         .args([
             "--set",

@@ -150,6 +150,10 @@ impl Broker {
             .args(["--set", "brokerIP1=127.0.0.1"])
             .args(["--set", "mapedFileSizeCommitLog=67108864"])
             .args(["--set", "tailCacheBytes=33554432"])
+            // The tests share the host's disk: refuse writes only at the
+            // highest ratio allowed (tests/disk_full.rs uses its own
+            // filesystem and the default).
+            .args(["--set", "diskMaxUsedSpaceRatio=95"])
             // gRPC and REST off unless a test asks for them (extra settings
             // come after).
             .args(["--set", "grpcListenPort=0"])

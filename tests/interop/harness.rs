@@ -407,6 +407,9 @@ impl Broker {
             ("metricsPort", "0".to_string()),
             ("grpcListenPort", "0".to_string()),
             ("httpListenPort", "0".to_string()),
+            // The tests share the host's disk: refuse writes only at the
+            // highest ratio allowed.
+            ("diskMaxUsedSpaceRatio", "95".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -119,7 +119,7 @@ fn a_segment_that_would_overfill_the_disk_is_not_allocated() {
     let d = dir.path().to_path_buf();
     run_on_executor("t", move || async move {
         let (store, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
-        let after = std::rc::Rc::new(std::cell::Cell::new(95u8));
+        let after = std::rc::Rc::new(std::cell::Cell::new(97u8));
         store.set_disk_usage_probe(Box::new(NextSegmentWouldFill(after.clone())));
         let mut acked = 0;
         let why = loop {

@@ -21,6 +21,9 @@ fn cfg(dir: &Path, mode: FlushMode) -> StoreConfig {
     c.checkpoint_interval = Duration::from_secs(3600);
     c.clean_interval = Duration::from_secs(3600);
     c.async_flush_interval = Duration::from_millis(5);
+    // The tests share the host's disk: refuse appends only at the highest
+    // ratio allowed (the cleaning tests set their own usage probes).
+    c.disk_max_used_ratio = 95;
     c
 }
 
@@ -110,8 +113,7 @@ async fn put_until_accepted(store: &MessageStore, i: usize) {
 fn tmp() -> tempfile::TempDir {
     use super::retention::{DiskUsage, StatVfs};
     let dir = tempfile::tempdir().expect("tempdir");
-    let limit =
-        super::StoreConfig::new(dir.path(), 0, "127.0.0.1:10911".parse().expect("an address")).disk_max_used_ratio;
+    let limit = cfg(dir.path(), FlushMode::Sync).disk_max_used_ratio;
     if let Ok(used) = StatVfs::new(dir.path().to_path_buf()).used_percent() {
         assert!(
             used < limit,
