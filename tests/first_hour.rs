@@ -158,6 +158,7 @@ fn serve_args(data: &Path, port: u16, extra: &[&str]) -> Vec<String> {
         format!("listenPort={port}"),
         format!("shardListenPortBase={}", port + 1),
         format!("namesrvListenPort={}", common::free_port_block(0)),
+        format!("haListenPort={}", common::free_port_block(2)),
         "metricsPort=0".into(),
         "grpcListenPort=0".into(),
         "httpListenPort=0".into(),

@@ -320,6 +320,7 @@ fn settings_that_cannot_work_fail_the_start_naming_them() {
             metrics_port: common::free_port_block(0),
             shard_base: common::free_port_block(2),
             shards: 1,
+            ha_base: common::free_port_block(1),
             extra: settings.clone(),
             log: sub.join("broker.log"),
         };

@@ -137,6 +137,8 @@ fn status_kind(s: &PutStatus) -> &'static str {
         PutStatus::ServiceNotAvailable(_) => "ServiceNotAvailable",
         PutStatus::Busy => "Busy",
         PutStatus::FlushFailed(_) => "FlushFailed",
+        PutStatus::FlushSlaveTimeout => "FlushSlaveTimeout",
+        PutStatus::SlaveNotAvailable => "SlaveNotAvailable",
     }
 }
 

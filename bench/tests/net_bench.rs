@@ -66,7 +66,7 @@ impl Drop for Broker {
 }
 
 fn start_broker(dir: &Path) -> Broker {
-    let (port, shard_base, ns) = (free_ports(2), free_ports(3), free_ports(0));
+    let (port, shard_base, ns, ha) = (free_ports(2), free_ports(3), free_ports(0), free_ports(2));
     let log = dir.join("broker.log");
     let mut child = Command::new(broker_binary())
         .arg("serve")
@@ -74,6 +74,7 @@ fn start_broker(dir: &Path) -> Broker {
         .args(["--set", &format!("listenPort={port}")])
         .args(["--set", &format!("namesrvListenPort={ns}")])
         .args(["--set", &format!("shardListenPortBase={shard_base}")])
+        .args(["--set", &format!("haListenPort={ha}")])
         .args([
             "--set",
             "shardCount=2",

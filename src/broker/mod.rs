@@ -23,6 +23,7 @@ mod data_dir;
 pub mod dispatch;
 pub mod group_names;
 pub mod grpc;
+pub mod ha;
 pub mod http_accept;
 pub mod long_poll;
 pub mod mesh;

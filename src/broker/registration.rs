@@ -29,6 +29,8 @@ use super::shard::Shard;
 pub struct Entry {
     pub broker_name: String,
     pub addr: String,
+    /// Where this entry's slaves replicate from (a master's HA port).
+    pub ha_addr: String,
     pub body: Vec<u8>,
 }
 
@@ -78,6 +80,7 @@ pub fn entries(shard: &Shard, version: u64) -> Vec<Entry> {
             .map(|k| Entry {
                 broker_name: format!("{}-s{k}", cfg.broker_name),
                 addr: format!("{}:{}", cfg.broker_ip1, cfg.shard_port(k as usize)),
+                ha_addr: format!("{}:{}", cfg.broker_ip1, cfg.ha_port(k as usize)),
                 body: body(Some(k)),
             })
             .collect()
@@ -85,6 +88,7 @@ pub fn entries(shard: &Shard, version: u64) -> Vec<Entry> {
         vec![Entry {
             broker_name: cfg.broker_name.clone(),
             addr: cfg.broker_addr(),
+            ha_addr: format!("{}:{}", cfg.broker_ip1, cfg.ha_port(0)),
             body: body(None),
         }]
     }
@@ -96,10 +100,7 @@ fn register_request(shard: &Shard, e: &Entry) -> RemotingCommand {
     cmd.ext_fields.insert("brokerName", e.broker_name.as_str());
     cmd.ext_fields.insert("brokerAddr", e.addr.as_str());
     cmd.ext_fields.insert("clusterName", cfg.broker_cluster_name.as_str());
-    cmd.ext_fields.insert(
-        "haServerAddr",
-        format!("{}:{}", cfg.broker_ip1, cfg.listen_port.saturating_add(1)),
-    );
+    cmd.ext_fields.insert("haServerAddr", e.ha_addr.as_str());
     cmd.ext_fields.insert("brokerId", cfg.broker_id.to_string());
     cmd.ext_fields.insert("compressed", "false");
     cmd.ext_fields

@@ -267,7 +267,8 @@ pub async fn store_here(shard: &Rc<Shard>, mut msg: MessageInput, due: Option<i6
     }
     let r = shard.store.put(msg).await;
     match r.status {
-        PutStatus::Ok | PutStatus::FlushDiskTimeout => {}
+        // Stored here; only its copies fell short.
+        PutStatus::Ok | PutStatus::FlushDiskTimeout | PutStatus::FlushSlaveTimeout | PutStatus::SlaveNotAvailable => {}
         PutStatus::MessageIllegal(m) => return Err((response::MESSAGE_ILLEGAL, m)),
         PutStatus::ServiceNotAvailable(m) => {
             return Err((

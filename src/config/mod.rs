@@ -21,6 +21,27 @@ use std::time::Duration;
 
 use crate::store::FlushMode;
 
+/// A broker's place in its broker group (RocketMQ's `BrokerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRole {
+    /// Acknowledges once stored here; slaves copy behind.
+    AsyncMaster,
+    /// Acknowledges once an in-sync slave holds a durable copy too.
+    SyncMaster,
+    /// Copies its master's CommitLog; serves reads, refuses writes.
+    Slave,
+}
+
+impl BrokerRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub listen_port: u16,
@@ -36,6 +57,19 @@ pub struct BrokerConfig {
     pub broker_cluster_name: String,
     pub broker_name: String,
     pub broker_id: u64,
+    /// `brokerRole`: ASYNC_MASTER (default), SYNC_MASTER or SLAVE.
+    pub broker_role: BrokerRole,
+    /// `haListenPort`: shard k of a master serves its slaves on
+    /// `ha_listen_port + k` (default `shardListenPortBase + 256`, past
+    /// any shard's port).
+    pub ha_listen_port: u16,
+    /// `haMasterAddress` (a SLAVE's): `host:port` of its master's
+    /// `haListenPort`; shard k replicates from `port + k`.
+    pub ha_master_address: Option<String>,
+    /// `haMaxGapNotInSync`: a slave more than this many bytes behind the
+    /// master's durable log is not in sync (SYNC_MASTER does not wait for
+    /// it). Default 256 MiB.
+    pub ha_max_gap_not_in_sync: u64,
     /// Advertised IP (STOREHOST of every record, route entries).
     pub broker_ip1: IpAddr,
     pub store_path_root_dir: PathBuf,
@@ -299,6 +333,11 @@ impl BrokerConfig {
         format!("{}:{}", self.broker_ip1, self.listen_port)
     }
 
+    /// Shard `shard`'s replication port (a master's).
+    pub fn ha_port(&self, shard: usize) -> u16 {
+        self.ha_listen_port.saturating_add(shard as u16)
+    }
+
     pub fn shard_port(&self, shard: usize) -> u16 {
         self.shard_listen_port_base.saturating_add(shard as u16)
     }
@@ -332,7 +371,8 @@ mod tests {
         assert_eq!(c.mapped_file_size_commit_log, 64 << 20);
         assert_eq!(c.shard_listen_port_base, 20921);
         assert_eq!(c.namesrv_addrs, vec!["127.0.0.1:9876".to_string()]);
-        assert_eq!(unknown, vec!["brokerRole".to_string(), "deleteWhen".to_string()]);
+        assert_eq!(c.broker_role, BrokerRole::AsyncMaster);
+        assert_eq!(unknown, vec!["deleteWhen".to_string()]);
     }
 
     #[test]

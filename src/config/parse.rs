@@ -58,6 +58,25 @@ impl BrokerConfig {
                 "brokerClusterName" => c.broker_cluster_name = name(k, v)?,
                 "brokerName" => c.broker_name = name(k, v)?,
                 "brokerId" => c.broker_id = number(k, v)?,
+                "brokerRole" => {
+                    c.broker_role = match v {
+                        "ASYNC_MASTER" => super::BrokerRole::AsyncMaster,
+                        "SYNC_MASTER" => super::BrokerRole::SyncMaster,
+                        "SLAVE" => super::BrokerRole::Slave,
+                        _ => return Err(invalid(k, v, "expected ASYNC_MASTER, SYNC_MASTER or SLAVE")),
+                    }
+                }
+                "haListenPort" => c.ha_listen_port = port(k, v)?,
+                "haMasterAddress" => {
+                    let ok = v
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(invalid(k, v, "expected host:port"));
+                    }
+                    c.ha_master_address = Some(v.to_string());
+                }
+                "haMaxGapNotInSync" => c.ha_max_gap_not_in_sync = positive(k, v)?,
                 "brokerIP1" => c.broker_ip1 = v.parse().map_err(|_| invalid(k, v, "expected an IP address"))?,
                 "storePathRootDir" => {
                     if v.is_empty() {

@@ -66,6 +66,7 @@ pub mod position;
 pub mod reader;
 pub mod record;
 pub mod recovery;
+pub mod replication;
 pub mod retention;
 pub mod segment;
 pub mod tail_cache;
@@ -75,7 +76,7 @@ pub use commit_log::CommitLog;
 pub use config::{DiskFullPolicy, FlushMode, StoreConfig};
 pub use consume_queue::CqEntry;
 pub use error::StoreError;
-pub use message_store::{Appended, Boundary, MessageStore, Pin, PutResult, PutStatus};
+pub use message_store::{Appended, Boundary, MessageStore, Pin, PutResult, PutStatus, Replicate};
 pub use position::{LogOffset, PhysicalOffset};
 pub use reader::{GetResult, GetStatus, TagFilter};
 pub use record::{

@@ -92,6 +92,8 @@ pub struct Broker {
     pub metrics_port: u16,
     pub shard_base: u16,
     pub shards: u16,
+    /// First replication port (`haListenPort`).
+    pub ha_base: u16,
     pub extra: Vec<String>,
     pub log: PathBuf,
 }
@@ -105,6 +107,7 @@ impl Broker {
         for attempt in 1.. {
             let port = free_port_block(2);
             let shard_base = free_port_block(shards + 1);
+            let ha_base = free_port_block(shards);
             let namesrv_port = free_port_block(0);
             let metrics_port = free_port_block(0);
             let mut b = Broker {
@@ -115,6 +118,7 @@ impl Broker {
                 metrics_port,
                 shard_base,
                 shards,
+                ha_base,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 log: dir.join("broker.log"),
             };
@@ -145,6 +149,7 @@ impl Broker {
             .args(["--set", &format!("listenPort={}", self.port)])
             .args(["--set", &format!("namesrvListenPort={}", self.namesrv_port)])
             .args(["--set", &format!("shardListenPortBase={}", self.shard_base)])
+            .args(["--set", &format!("haListenPort={}", self.ha_base)])
             .args(["--set", &format!("shardCount={}", self.shards)])
             .args(["--set", &format!("metricsPort={}", self.metrics_port)])
             .args(["--set", "brokerIP1=127.0.0.1"])

@@ -164,6 +164,8 @@ pub struct Ports {
     pub namesrv: u16,
     /// First of the shard ports (one per shard, consecutive).
     pub shards: u16,
+    /// First of the replication ports (`haListenPort`, one per shard).
+    pub ha: u16,
 }
 
 /// Shards the interop brokers run (one per core on the CI machine).
@@ -175,13 +177,20 @@ impl Ports {
             let broker = free_port();
             let namesrv = free_port();
             let shards = free_port();
-            let block_free = (shards..shards + SHARDS).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+            let ha = free_port();
+            let block_free = |b: u16| (b..b + SHARDS).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
             let apart = |a: u16, b: u16| a.abs_diff(b) > SHARDS + 2;
-            if block_free && apart(namesrv, broker) && apart(shards, broker) && apart(shards, namesrv) {
+            let all = [broker, namesrv, shards, ha];
+            let all_apart = all
+                .iter()
+                .enumerate()
+                .all(|(i, a)| all[i + 1..].iter().all(|b| apart(*a, *b)));
+            if block_free(shards) && block_free(ha) && all_apart {
                 return Ports {
                     broker,
                     namesrv,
                     shards,
+                    ha,
                 };
             }
         }
@@ -404,6 +413,7 @@ impl Broker {
             ("defaultTopicQueueNums", QUEUES.to_string()),
             ("shardCount", SHARDS.to_string()),
             ("shardListenPortBase", self.ports.shards.to_string()),
+            ("haListenPort", self.ports.ha.to_string()),
             ("metricsPort", "0".to_string()),
             ("grpcListenPort", "0".to_string()),
             ("httpListenPort", "0".to_string()),

@@ -67,6 +67,8 @@ pub fn from_remoting(code: i32, remark: &str) -> pb::Status {
         response::NO_PERMISSION => pb::Code::Forbidden,
         response::SYSTEM_BUSY | response::POLLING_FULL => pb::Code::TooManyRequests,
         response::FLUSH_DISK_TIMEOUT => pb::Code::MasterPersistenceTimeout,
+        response::FLUSH_SLAVE_TIMEOUT => pb::Code::SlavePersistenceTimeout,
+        response::SLAVE_NOT_AVAILABLE => pb::Code::HaNotAvailable,
         response::SERVICE_NOT_AVAILABLE => pb::Code::InternalServerError,
         response::NO_MESSAGE => pb::Code::InvalidReceiptHandle,
         response::ILLEGAL_OPERATION => pb::Code::BadRequest,

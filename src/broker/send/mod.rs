@@ -262,6 +262,8 @@ async fn store_messages(
     let code = match &stored.status {
         PutStatus::Ok => response::SUCCESS,
         PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+        PutStatus::FlushSlaveTimeout => response::FLUSH_SLAVE_TIMEOUT,
+        PutStatus::SlaveNotAvailable => response::SLAVE_NOT_AVAILABLE,
         PutStatus::MessageIllegal(m) => return error(cmd, response::MESSAGE_ILLEGAL, m.clone()),
         PutStatus::ServiceNotAvailable(m) => {
             return error(

@@ -15,7 +15,7 @@ use glommio::net::TcpListener;
 use crate::broker::controller::Controller;
 use crate::broker::metadata::Metadata;
 use crate::broker::shard::Shard;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, BrokerRole};
 use crate::runtime::connection;
 use crate::runtime::mesh::Mesh;
 use crate::runtime::shutdown::SHUTDOWN;
@@ -93,11 +93,23 @@ pub(super) async fn run_shard(
     }))
     .detach();
     glommio::spawn_local(crate::broker::pull::answer_parked(shard.clone())).detach();
-    glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
-    glommio::spawn_local(crate::broker::timer::run(shard.clone())).detach();
-    glommio::spawn_local(crate::broker::transaction::run(shard.clone())).detach();
-    glommio::spawn_local(crate::broker::pop::run(shard.clone())).detach();
     glommio::spawn_local(crate::broker::pop::answer_parked(shard.clone())).detach();
+    match (cfg.broker_role, cfg.ha_master_address.clone()) {
+        (BrokerRole::Slave, Some(master)) => {
+            // A slave's log is its master's: nothing here writes on its own.
+            shard.store.set_slave_of(Some(master.clone()));
+            glommio::spawn_local(crate::broker::ha::slave::follow(shard.clone(), master)).detach();
+        }
+        _ => {
+            glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
+            glommio::spawn_local(crate::broker::timer::run(shard.clone())).detach();
+            glommio::spawn_local(crate::broker::transaction::run(shard.clone())).detach();
+            glommio::spawn_local(crate::broker::pop::run(shard.clone())).detach();
+            let addr = SocketAddr::new(cfg.broker_ip1, cfg.ha_port(k as usize));
+            let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (haListenPort): {e}"))?;
+            glommio::spawn_local(crate::broker::ha::master::serve(shard.clone(), l)).detach();
+        }
+    }
     for (_, stream) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {

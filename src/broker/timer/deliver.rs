@@ -80,7 +80,7 @@ pub(super) async fn deliver_due(shard: &Rc<Shard>) -> bool {
     let r = shard.store.put_batch(&msgs, true).await;
     let end = shard.store.write_log_offset();
     match r.status {
-        PutStatus::Ok | PutStatus::FlushDiskTimeout => {
+        PutStatus::Ok | PutStatus::FlushDiskTimeout | PutStatus::FlushSlaveTimeout | PutStatus::SlaveNotAvailable => {
             for (d, m) in sent.iter().zip(&msgs) {
                 finish(t, d, end);
                 t.st.borrow_mut().count(&m.topic, -1);

@@ -259,7 +259,11 @@ async fn resolve(
     let mut st = shard.tx.st.borrow_mut();
     st.resolving.remove(&half);
     match r.status {
-        PutStatus::Ok | PutStatus::FlushDiskTimeout | PutStatus::FlushFailed(_) => {
+        PutStatus::Ok
+        | PutStatus::FlushDiskTimeout
+        | PutStatus::FlushSlaveTimeout
+        | PutStatus::SlaveNotAvailable
+        | PutStatus::FlushFailed(_) => {
             // FlushFailed: possibly stored; its mark decides after a restart.
             st.open.remove(&half);
             st.resolved.insert(half, mark_floor);

@@ -152,6 +152,7 @@ impl CommitLog {
                 debug_assert!(upto >= self.flushed.get());
                 self.flushed.set(upto);
                 self.waiters.wake_covered(upto);
+                self.durable_progress.notify_all();
                 continue;
             }
             if self.writer_done.get() {

@@ -135,6 +135,8 @@ pub struct CommitLog {
     /// Durability waiters, woken by the syncer exactly when covered and by
     /// the timeout ticker when their deadline passes.
     waiters: Waiters,
+    /// Fires when `flushed` moves (replication streams durable bytes).
+    pub durable_progress: Notify,
     /// A roll wakes the preparer; a prepared segment wakes the flusher.
     rolled: Notify,
     prepared: Notify,
@@ -196,6 +198,7 @@ impl CommitLog {
             wrote: Notify::default(),
             sync_progress: Notify::default(),
             waiters: Waiters::default(),
+            durable_progress: Notify::default(),
             rolled: Notify::default(),
             prepared: Notify::default(),
             probe: RefCell::new(FlushProbe::default()),

@@ -19,6 +19,7 @@ mod dispatch;
 mod open;
 mod put;
 mod read;
+mod replica;
 mod tasks;
 
 use std::cell::{Cell, RefCell};
@@ -34,8 +35,10 @@ use super::consume_queue::ConsumeQueue;
 use super::cq_files::CqFiles;
 use super::notify::Notify;
 use super::position::PhysicalOffset;
+use super::replication::ReplicaGate;
 use super::retention::DiskUsage;
 
+pub use replica::Replicate;
 pub use tasks::FINAL_FLUSH_TIMEOUT;
 
 /// Outcome of a put (RocketMQ's `PutMessageStatus`).
@@ -52,6 +55,11 @@ pub enum PutStatus {
     Busy,
     /// Stored in memory, but the flush failed: nothing is promised.
     FlushFailed(String),
+    /// SYNC_MASTER: stored (and flushed per the flush mode), but no slave
+    /// acknowledged a durable copy within `syncFlushTimeout`.
+    FlushSlaveTimeout,
+    /// SYNC_MASTER: stored, but no slave was in sync to copy it.
+    SlaveNotAvailable,
 }
 
 /// Who holds a retention pin ([`MessageStore::pin_log`]): each owner's
@@ -158,6 +166,11 @@ pub(super) struct Inner {
     /// from there on. `u64::MAX`: nothing pinned.
     pub(super) pins: [Cell<u64>; PIN_OWNERS],
     pub(super) index: super::key_index::KeyIndex,
+    /// SYNC_MASTER: appends wait for a slave's durable copy too.
+    pub(super) replica_gate: RefCell<Option<Rc<ReplicaGate>>>,
+    /// A slave's store takes records only from its master's stream
+    /// ([`MessageStore::replicate`]); puts are refused with this reason.
+    pub(super) slave_of: RefCell<Option<String>>,
 }
 
 #[derive(Clone)]

@@ -151,6 +151,8 @@ impl MessageStore {
             checkpoint_done: Notify::default(),
             checkpoints_stopped: RefCell::new(None),
             pins: [Cell::new(u64::MAX), Cell::new(u64::MAX)],
+            replica_gate: RefCell::new(None),
+            slave_of: RefCell::new(None),
             index,
             cfg,
         });

@@ -9,6 +9,7 @@ use crate::store::config::FlushMode;
 use crate::store::consume_queue::CqEntry;
 use crate::store::position::{LogOffset, PhysicalOffset};
 use crate::store::record::{encode_record, encode_sealed, MessageInput, StoreStamp, MARK_TOPIC};
+use crate::store::replication::Replicated;
 
 use super::{is_prepared_or_rollback, Appended, MessageStore, PutResult, PutStatus};
 
@@ -33,16 +34,13 @@ impl MessageStore {
             Ok(v) => v,
             Err(refused) => return PutResult::refused(refused),
         };
-        if self.inner.cfg.flush_mode == FlushMode::Async || !wait {
+        if !wait {
             return result;
         }
-        let deadline = Instant::now() + self.inner.cfg.sync_flush_timeout;
-        let status = match self.inner.log.wait_durable(end, deadline).await {
-            Durability::Durable => PutStatus::Ok,
-            Durability::TimedOut => PutStatus::FlushDiskTimeout,
-            Durability::Failed(e) => PutStatus::FlushFailed(e),
-        };
-        PutResult { status, ..result }
+        PutResult {
+            status: self.wait_durable(end).await,
+            ..result
+        }
     }
 
     /// The synchronous half of [`Self::put`]: the record is placed in the
@@ -56,16 +54,33 @@ impl MessageStore {
     }
 
     /// The status of an [`Appended`] record once it is durable per the
-    /// flush mode (at once with ASYNC_FLUSH).
+    /// flush mode (at once with ASYNC_FLUSH) and, on a SYNC_MASTER, held
+    /// by a slave.
     pub async fn durable(&self, a: &Appended) -> PutStatus {
-        if self.inner.cfg.flush_mode == FlushMode::Async {
-            return PutStatus::Ok;
-        }
-        let deadline = Instant::now() + self.inner.cfg.sync_flush_timeout;
-        match self.inner.log.wait_durable(a.end, deadline).await {
-            Durability::Durable => PutStatus::Ok,
-            Durability::TimedOut => PutStatus::FlushDiskTimeout,
-            Durability::Failed(e) => PutStatus::FlushFailed(e),
+        self.wait_durable(a.end).await
+    }
+
+    /// Waits for the local flush (SYNC_FLUSH), then for a slave's durable
+    /// copy (SYNC_MASTER), each within `syncFlushTimeout`. A failed flush
+    /// wins; otherwise a replication shortfall is reported over a local
+    /// flush timeout, as RocketMQ's `handleHA` does.
+    async fn wait_durable(&self, end: u64) -> PutStatus {
+        let timeout = self.inner.cfg.sync_flush_timeout;
+        let local = if self.inner.cfg.flush_mode == FlushMode::Async {
+            PutStatus::Ok
+        } else {
+            match self.inner.log.wait_durable(end, Instant::now() + timeout).await {
+                Durability::Durable => PutStatus::Ok,
+                Durability::TimedOut => PutStatus::FlushDiskTimeout,
+                Durability::Failed(e) => return PutStatus::FlushFailed(e),
+            }
+        };
+        let gate = self.inner.replica_gate.borrow().clone();
+        let Some(gate) = gate else { return local };
+        match gate.wait(end, Instant::now() + timeout).await {
+            Replicated::Yes => local,
+            Replicated::TimedOut => PutStatus::FlushSlaveTimeout,
+            Replicated::NoSlave => PutStatus::SlaveNotAvailable,
         }
     }
 
@@ -74,6 +89,11 @@ impl MessageStore {
         let inner = &*self.inner;
         if inner.stopping.get() {
             return Err(PutStatus::ServiceNotAvailable("store is shutting down".into()));
+        }
+        if let Some(master) = inner.slave_of.borrow().as_ref() {
+            return Err(PutStatus::ServiceNotAvailable(format!(
+                "this broker is a SLAVE (of {master}): writes go to the master"
+            )));
         }
         if inner.disk_full.get() {
             return Err(PutStatus::ServiceNotAvailable(format!(

@@ -83,6 +83,14 @@ fn put_refusal(s: &PutStatus) -> Refusal {
         ),
         PutStatus::Busy => (response::SYSTEM_BUSY, "broker busy, the tail cache is full".into()),
         PutStatus::FlushFailed(m) => (response::SYSTEM_ERROR, format!("flush failed: {m}")),
+        PutStatus::FlushSlaveTimeout => (
+            response::FLUSH_SLAVE_TIMEOUT,
+            "the pop state change was not replicated in time".into(),
+        ),
+        PutStatus::SlaveNotAvailable => (
+            response::SLAVE_NOT_AVAILABLE,
+            "no slave is in sync to replicate the pop state change".into(),
+        ),
     }
 }
 

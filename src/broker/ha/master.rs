@@ -1,0 +1,255 @@
+//! A master shard's side of replication: it accepts its slaves' shard
+//! connections on `haListenPort + k`, streams its durable CommitLog to
+//! each from where the slave's log ends, and turns their acks into the
+//! store's [`ReplicaGate`] (SYNC_MASTER waits on it).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{future, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::config::BrokerRole;
+use crate::store::replication::ReplicaGate;
+
+use super::super::shard::Shard;
+use super::frame::{self, Cursor, Hello};
+
+/// Slave connections one master shard takes at once.
+const MAX_SLAVES: usize = 8;
+/// Bytes of log one DATA frame carries at most (a larger record goes
+/// alone).
+pub const CHUNK: usize = 256 * 1024;
+/// A DATA heartbeat goes out when the log has been quiet this long.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A slave silent this long (no ack, which it sends every second) is
+/// dropped: RocketMQ's `haHousekeepingInterval`.
+pub const HOUSEKEEPING: Duration = Duration::from_secs(20);
+/// The HELLO must arrive within this.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+
+struct SlaveState {
+    id: u64,
+    acked: Cell<u64>,
+}
+
+/// The slaves of one master shard.
+pub struct Slaves {
+    gate: Rc<ReplicaGate>,
+    list: RefCell<Vec<Rc<SlaveState>>>,
+    next_id: Cell<u64>,
+    gap: u64,
+}
+
+impl Slaves {
+    /// What the slaves hold now, as the gate sees it: a slave is in sync
+    /// when it is within `haMaxGapNotInSync` of the master's durable end;
+    /// the gate's acked end is the best in-sync slave's.
+    fn refresh(&self, durable_end: u64) {
+        let list = self.list.borrow();
+        let in_sync: Vec<u64> = list
+            .iter()
+            .map(|s| s.acked.get())
+            .filter(|&a| durable_end.saturating_sub(a) <= self.gap)
+            .collect();
+        self.gate.set_in_sync(in_sync.len() as u32);
+        if let Some(best) = in_sync.iter().max() {
+            self.gate.set_acked(*best);
+        }
+    }
+}
+
+/// Serves slaves on `listener` for as long as the shard runs.
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+    let gate = ReplicaGate::new();
+    if shard.cfg.broker_role == BrokerRole::SyncMaster {
+        shard.store.set_replica_gate(Some(gate.clone()));
+        glommio::spawn_local(gate.clone().run_ticker(Duration::from_millis(50))).detach();
+    }
+    let slaves = Rc::new(Slaves {
+        gate,
+        list: RefCell::new(Vec::new()),
+        next_id: Cell::new(0),
+        gap: shard.cfg.ha_max_gap_not_in_sync,
+    });
+    // The gap grows while a slave is silent: re-judge in-sync every tick.
+    {
+        let (shard, slaves) = (shard.clone(), slaves.clone());
+        glommio::spawn_local(async move {
+            while !shard.store.is_stopping() {
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+                slaves.refresh(shard.store.flushed_log_offset());
+            }
+        })
+        .detach();
+    }
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("shard {}: HA accept: {e}", shard.id);
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        if slaves.list.borrow().len() >= MAX_SLAVES {
+            log::warn!(
+                "shard {}: HA connection from {peer} refused: {MAX_SLAVES} slaves already",
+                shard.id
+            );
+            let mut s = stream;
+            let _ = frame::write(&mut s, frame::REFUSE, &[b"too many slaves on this master shard"]).await;
+            continue;
+        }
+        let (shard, slaves) = (shard.clone(), slaves.clone());
+        glommio::spawn_local(async move {
+            match session(&shard, &slaves, stream).await {
+                Ok(()) => log::info!("shard {}: slave {peer} disconnected", shard.id),
+                Err(e) => log::warn!("shard {}: slave {peer}: {e}", shard.id),
+            }
+        })
+        .detach();
+    }
+}
+
+/// Refuses a slave with `why` (sent, then the connection closes).
+async fn refuse(s: &mut TcpStream, why: String) -> Result<(), String> {
+    let _ = frame::write(s, frame::REFUSE, &[why.as_bytes()]).await;
+    let _ = s.close().await;
+    Err(format!("refused: {why}"))
+}
+
+async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: TcpStream) -> Result<(), String> {
+    let _ = s.set_nodelay(true);
+    let f = glommio::timer::timeout(HELLO_WITHIN, async {
+        Ok(frame::read(&mut s, frame::MAX_CONTROL).await)
+    })
+    .await
+    .map_err(|_| "no HELLO in time".to_string())??;
+    if f.kind != frame::HELLO {
+        return refuse(&mut s, format!("expected HELLO, got frame kind {}", f.kind)).await;
+    }
+    let h = Hello::decode(&f.payload).map_err(|e| format!("HELLO: {e}"))?;
+    let store = &shard.store;
+    let cfg = &shard.cfg;
+    let (min, durable) = (store.log_min_offset(), store.flushed_log_offset());
+    let problem = if h.version != frame::VERSION {
+        Some(format!(
+            "protocol version {} (this master speaks {})",
+            h.version,
+            frame::VERSION
+        ))
+    } else if h.broker_name != cfg.broker_name {
+        Some(format!(
+            "the slave is of broker group {}, this master is {}",
+            h.broker_name, cfg.broker_name
+        ))
+    } else if h.shard != shard.id || h.shard_count != shard.shard_count() {
+        Some(format!(
+            "slave shard {} of {} connected to master shard {} of {}: shardCount must match",
+            h.shard,
+            h.shard_count,
+            shard.id,
+            shard.shard_count()
+        ))
+    } else if h.segment_size != store.segment_size() {
+        Some(format!(
+            "the slave's mapedFileSizeCommitLog {} differs from the master's {}",
+            h.segment_size,
+            store.segment_size()
+        ))
+    } else if h.broker_id == 0 {
+        Some("a slave's brokerId is above 0".into())
+    } else if h.end > durable {
+        Some(format!(
+            "the slave's log ends at {} past the master's durable end {durable}: the logs diverged; \
+             rebuild the slave (move its data directory away)",
+            h.end
+        ))
+    } else if h.end < min {
+        Some(format!(
+            "the slave's log ends at {} below the master's oldest segment at {min}: rebuild the slave",
+            h.end
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = problem {
+        return refuse(&mut s, why).await;
+    }
+    frame::write(&mut s, frame::WELCOME, &[&min.to_be_bytes(), &durable.to_be_bytes()]).await?;
+    let id = slaves.next_id.get();
+    slaves.next_id.set(id + 1);
+    let me = Rc::new(SlaveState {
+        id,
+        acked: Cell::new(h.end),
+    });
+    slaves.list.borrow_mut().push(me.clone());
+    slaves.refresh(durable);
+    log::info!(
+        "shard {}: slave (brokerId {}) replicating from log offset {} (durable end {durable})",
+        shard.id,
+        h.broker_id,
+        h.end
+    );
+    let (mut rd, mut wr) = futures_lite::io::split(s);
+    let acks = async {
+        loop {
+            let f = glommio::timer::timeout(HOUSEKEEPING, async {
+                Ok(frame::read(&mut rd, frame::MAX_CONTROL).await)
+            })
+            .await
+            .map_err(|_| format!("no ack for {HOUSEKEEPING:?}"))??;
+            if f.kind != frame::ACK {
+                return Err(format!("expected ACK, got frame kind {}", f.kind));
+            }
+            let mut c = Cursor(&f.payload);
+            let end = c.u64()?;
+            c.done()?;
+            if end > store.flushed_log_offset() {
+                return Err(format!("the slave acked log offset {end}, past anything sent"));
+            }
+            if end > me.acked.get() {
+                me.acked.set(end);
+                slaves.refresh(store.flushed_log_offset());
+            }
+        }
+    };
+    let stream = async {
+        let mut pos = h.end;
+        loop {
+            if store.is_stopping() {
+                return Ok(());
+            }
+            let seen = store.durable_changed().generation();
+            match store.log_chunk(pos, CHUNK).await.map_err(|e| e.to_string())? {
+                Some((bytes, next)) => {
+                    frame::write(&mut wr, frame::DATA, &[&pos.to_be_bytes(), &bytes]).await?;
+                    pos = next;
+                }
+                None => {
+                    let quiet = future::or(
+                        async {
+                            store.durable_changed().changed_since(seen).await;
+                            false
+                        },
+                        async {
+                            glommio::timer::sleep(HEARTBEAT).await;
+                            true
+                        },
+                    )
+                    .await;
+                    if quiet {
+                        frame::write(&mut wr, frame::DATA, &[&pos.to_be_bytes()]).await?;
+                    }
+                }
+            }
+        }
+    };
+    let r = future::or(acks, stream).await;
+    slaves.list.borrow_mut().retain(|x| x.id != me.id);
+    slaves.refresh(store.flushed_log_offset());
+    r
+}

@@ -1,0 +1,196 @@
+//! A slave shard's side of replication: it connects to its master's shard
+//! (`haMasterAddress` port + k), says where its log ends, places every
+//! record the master streams at the same log offset
+//! ([`MessageStore::replicate`](crate::store::MessageStore::replicate)),
+//! and acks its durable end whenever it moves (and every second).
+//! A lost connection is retried with backoff for as long as the shard runs.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use glommio::net::TcpStream;
+
+use crate::store::Replicate;
+
+use super::super::shard::Shard;
+use super::frame::{self, Cursor, Hello};
+use super::master::HOUSEKEEPING;
+
+/// An ack goes out at least this often (the master's liveness check).
+const ACK_EVERY: Duration = Duration::from_secs(1);
+const CONNECT_WITHIN: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The master shard's replication address for shard `k`.
+fn master_addr(base: &str, k: u16) -> Result<String, String> {
+    let (host, port) = base
+        .rsplit_once(':')
+        .ok_or_else(|| format!("haMasterAddress {base} is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("haMasterAddress {base} is not host:port"))?;
+    let port = port
+        .checked_add(k)
+        .ok_or_else(|| format!("haMasterAddress {base}: port + shard {k} is past 65535"))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Follows the master for as long as the shard runs.
+pub async fn follow(shard: Rc<Shard>, master: String) {
+    let addr = match master_addr(&master, shard.id) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("shard {}: no replication: {e}", shard.id);
+            return;
+        }
+    };
+    let mut backoff = BACKOFF_MIN;
+    let mut last_error = (String::new(), std::time::Instant::now());
+    while !shard.store.is_stopping() {
+        match session(&shard, &addr).await {
+            Ok(()) => backoff = BACKOFF_MIN,
+            Err(e) => {
+                // A reason is logged when it changes and once a minute
+                // while it lasts, not at every retry.
+                if e != last_error.0 || last_error.1.elapsed() >= Duration::from_secs(60) {
+                    log::warn!("shard {}: replication from {addr}: {e}", shard.id);
+                    last_error = (e, std::time::Instant::now());
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        glommio::timer::sleep(backoff).await;
+    }
+}
+
+async fn session(shard: &Rc<Shard>, addr: &str) -> Result<(), String> {
+    let store = &shard.store;
+    let mut s = glommio::timer::timeout(CONNECT_WITHIN, async {
+        Ok(TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}")))
+    })
+    .await
+    .map_err(|_| "connect: timed out".to_string())??;
+    let _ = s.set_nodelay(true);
+    let end = store.write_log_offset();
+    let hello = Hello {
+        version: frame::VERSION,
+        shard: shard.id,
+        shard_count: shard.shard_count(),
+        segment_size: store.segment_size(),
+        broker_id: shard.cfg.broker_id,
+        end,
+        broker_name: shard.cfg.broker_name.clone(),
+    };
+    frame::write(&mut s, frame::HELLO, &[&hello.encode()]).await?;
+    let f = glommio::timer::timeout(HOUSEKEEPING, async {
+        Ok(frame::read(&mut s, frame::MAX_CONTROL).await)
+    })
+    .await
+    .map_err(|_| "no answer to HELLO".to_string())??;
+    match f.kind {
+        frame::WELCOME => {}
+        frame::REFUSE => return Err(format!("the master refused: {}", String::from_utf8_lossy(&f.payload))),
+        k => return Err(format!("expected WELCOME, got frame kind {k}")),
+    }
+    let mut c = Cursor(&f.payload);
+    let (_min, master_durable) = (c.u64()?, c.u64()?);
+    log::info!(
+        "shard {}: replicating from {addr} at log offset {end} (master durable end {master_durable})",
+        shard.id
+    );
+    let (mut rd, mut wr) = futures_lite::io::split(s);
+    // Queues that got records since the last ack: their parked pulls are
+    // woken once the records are durable (visible).
+    let touched: RefCell<HashSet<(String, u32)>> = RefCell::new(HashSet::new());
+    let acks = async {
+        let mut sent = u64::MAX;
+        loop {
+            let seen = store.durable_changed().generation();
+            let durable = store.flushed_log_offset();
+            for (t, q) in std::mem::take(&mut *touched.borrow_mut()) {
+                shard.message_arrived(&t, q);
+            }
+            if durable != sent {
+                frame::write(&mut wr, frame::ACK, &[&durable.to_be_bytes()]).await?;
+                sent = durable;
+            }
+            let beat = future::or(
+                async {
+                    store.durable_changed().changed_since(seen).await;
+                    false
+                },
+                async {
+                    glommio::timer::sleep(ACK_EVERY).await;
+                    true
+                },
+            )
+            .await;
+            if beat {
+                frame::write(&mut wr, frame::ACK, &[&durable.to_be_bytes()]).await?;
+            }
+        }
+    };
+    let max_frame = store.config().max_record_size.max(super::master::CHUNK) + 64;
+    let data = async {
+        loop {
+            let f = glommio::timer::timeout(HOUSEKEEPING, async { Ok(frame::read(&mut rd, max_frame).await) })
+                .await
+                .map_err(|_| format!("the master was silent for {HOUSEKEEPING:?}"))??;
+            if f.kind != frame::DATA {
+                return Err(format!("expected DATA, got frame kind {}", f.kind));
+            }
+            let mut c = Cursor(&f.payload);
+            let mut pos = c.u64()?;
+            let mut bytes = c.rest();
+            while !bytes.is_empty() {
+                if store.is_stopping() {
+                    return Ok(());
+                }
+                let seen = store.durable_changed().generation();
+                let outcome = {
+                    let mut touched = touched.borrow_mut();
+                    let mut last: Option<(String, u32)> = None;
+                    store.replicate(pos, bytes, &mut |t, q| {
+                        if last.as_ref().is_some_and(|(lt, lq)| lt == t && *lq == q) {
+                            return;
+                        }
+                        let tq = (t.to_string(), q);
+                        touched.insert(tq.clone());
+                        last = Some(tq);
+                    })?
+                };
+                match outcome {
+                    Replicate::Done => bytes = &[],
+                    Replicate::Partly(n) => {
+                        pos += n as u64;
+                        bytes = &bytes[n..];
+                        // The tail cache is full of unflushed bytes (or a
+                        // segment is being prepared): wait for the flusher.
+                        future::or(store.durable_changed().changed_since(seen), async {
+                            glommio::timer::sleep(Duration::from_millis(5)).await;
+                        })
+                        .await;
+                    }
+                }
+            }
+        }
+    };
+    future::or(acks, data).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_k_replicates_from_the_master_port_plus_k() {
+        assert_eq!(master_addr("10.0.0.1:10912", 3).unwrap(), "10.0.0.1:10915");
+        assert_eq!(master_addr("[::1]:10912", 0).unwrap(), "[::1]:10912");
+        assert!(master_addr("host", 0).is_err());
+        assert!(master_addr("host:65535", 1).is_err());
+    }
+}

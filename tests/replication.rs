@@ -1,0 +1,230 @@
+//! Master/slave replication with the real binary: two `shardmq serve`
+//! processes of one broker group (2 shards each, their own data
+//! directories), the slave following the master shard by shard.
+//!
+//! * SYNC_MASTER acknowledges only what the slave holds durably: the slave
+//!   is killed with SIGKILL right after the last ack and, restarted,
+//!   serves every acknowledged message at the master's offsets; a paused
+//!   slave (SIGSTOP) gives FLUSH_SLAVE_TIMEOUT, a dead one
+//!   SLAVE_NOT_AVAILABLE, and the slave refuses sends itself.
+//! * ASYNC_MASTER with small segments (rolls on both sides): a slave
+//!   killed mid-stream catches up from its own log end after a restart,
+//!   and after the master is killed the slave serves everything.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{decode, max_offset, pull_req, send_v2, Broker, Client};
+use shardmq::protocol::codes::response;
+
+const TOPIC: &str = "HaTopic";
+const QUEUES: u32 = 4;
+
+fn master(dir: &std::path::Path, role: &str, extra: &[&str]) -> Broker {
+    let mut settings = vec![
+        "brokerName=ha-a",
+        "flushDiskType=SYNC_FLUSH",
+        "syncFlushTimeout=1500",
+        "autoCreateTopicEnable=false",
+    ];
+    let role = format!("brokerRole={role}");
+    settings.push(&role);
+    settings.extend_from_slice(extra);
+    let d = dir.join("master");
+    std::fs::create_dir_all(&d).expect("master dir");
+    Broker::start(&d, 2, &settings)
+}
+
+fn slave(dir: &std::path::Path, m: &Broker, extra: &[&str]) -> Broker {
+    let ha = format!("haMasterAddress=127.0.0.1:{}", m.ha_base);
+    let ns = format!("namesrvAddr={}", m.namesrv_addr());
+    let mut settings = vec![
+        "brokerName=ha-a",
+        "brokerRole=SLAVE",
+        "brokerId=1",
+        "flushDiskType=SYNC_FLUSH",
+        "autoCreateTopicEnable=false",
+        ha.as_str(),
+        ns.as_str(),
+    ];
+    settings.extend_from_slice(extra);
+    let d = dir.join("slave");
+    std::fs::create_dir_all(&d).expect("slave dir");
+    Broker::start(&d, 2, &settings)
+}
+
+fn send(c: &mut Client, qid: u32, body: &str) -> (i32, Option<String>) {
+    let r = c.call(send_v2(
+        TOPIC,
+        qid.into(),
+        body,
+        format!("WAIT\u{1}true\u{2}KEYS\u{1}{body}\u{2}"),
+    ));
+    (r.code, r.remark)
+}
+
+/// Sends until one is acknowledged with SUCCESS (the slave has
+/// connected and caught up), within 30 s.
+fn until_replicating(c: &mut Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, remark) = send(c, 0, "probe");
+        if code == response::SUCCESS {
+            return;
+        }
+        assert!(
+            code == response::SLAVE_NOT_AVAILABLE || code == response::FLUSH_SLAVE_TIMEOUT,
+            "{code} {remark:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the slave never got in sync: {code} {remark:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every (queue offset, body) of queue `qid` on `b`'s main port.
+fn bodies(c: &mut Client, qid: u32) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let r = c.call(pull_req(TOPIC, qid, off, false, "*"));
+        if r.code != response::SUCCESS {
+            return out;
+        }
+        let got = decode(&r.body);
+        if got.is_empty() {
+            return out;
+        }
+        off = got.last().map(|g| g.0 + 1).unwrap_or(off);
+        out.extend(got.into_iter().map(|(o, b, _)| (o, b)));
+    }
+}
+
+fn signal(b: &Broker, sig: i32) {
+    let pid = b.child.as_ref().expect("running").id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+#[test]
+fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() {
+    let dir = common::test_dir();
+    let m = master(dir.path(), "SYNC_MASTER", &[]);
+    m.create_topic(TOPIC, QUEUES);
+    let mut s = slave(dir.path(), &m, &[]);
+    s.create_topic(TOPIC, QUEUES);
+    let mut c = Client::connect(&m.addr());
+    until_replicating(&mut c);
+
+    // Every acknowledged message is durable on the slave: kill it the
+    // moment the last ack arrives, restart it, and find them all there.
+    let mut acked: Vec<Vec<(u64, String)>> = vec![Vec::new(); QUEUES as usize];
+    for i in 0..200u32 {
+        let q = i % QUEUES;
+        let body = format!("m{i}");
+        let r = c.call(send_v2(TOPIC, q.into(), &body, "WAIT\u{1}true\u{2}".into()));
+        assert_eq!(r.code, response::SUCCESS, "send {i}: {:?}", r.remark);
+        let off: u64 = r
+            .ext_str("queueOffset")
+            .and_then(|o| o.parse().ok())
+            .expect("queueOffset");
+        acked[q as usize].push((off, body));
+    }
+    s.kill9();
+    s.spawn();
+    let mut sc = Client::connect(&s.addr());
+    let mut mc = Client::connect(&m.addr());
+    for q in 0..QUEUES {
+        let on_slave = bodies(&mut sc, q);
+        for a in &acked[q as usize] {
+            assert!(
+                on_slave.contains(a),
+                "queue {q}: acknowledged {a:?} is not on the slave"
+            );
+        }
+        // Same offsets, same bodies as the master's.
+        assert_eq!(on_slave, bodies(&mut mc, q), "queue {q}");
+    }
+
+    // The slave refuses writes.
+    let r = sc.call(send_v2(TOPIC, 0, "to-the-slave", String::new()));
+    assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
+    assert!(r.remark.unwrap_or_default().contains("SLAVE"));
+
+    // A paused slave: stored, but FLUSH_SLAVE_TIMEOUT after syncFlushTimeout.
+    until_replicating(&mut c);
+    signal(&s, libc::SIGSTOP);
+    let t = Instant::now();
+    let (code, remark) = send(&mut c, 1, "while-paused");
+    signal(&s, libc::SIGCONT);
+    assert_eq!(code, response::FLUSH_SLAVE_TIMEOUT, "{remark:?}");
+    assert!(t.elapsed() >= Duration::from_millis(1400), "{:?}", t.elapsed());
+    // Resumed, it catches up: the paused message reaches it.
+    until_replicating(&mut c);
+    assert!(bodies(&mut sc, 1).iter().any(|(_, b)| b == "while-paused"));
+
+    // A dead slave: SLAVE_NOT_AVAILABLE at once; the message is stored.
+    s.kill9();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = max_offset(&mut mc, TOPIC, 2);
+    loop {
+        let (code, remark) = send(&mut c, 2, "slave-dead");
+        if code == response::SLAVE_NOT_AVAILABLE {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{code} {remark:?}");
+    }
+    assert!(max_offset(&mut mc, TOPIC, 2) > before);
+}
+
+#[test]
+fn a_slave_catches_up_after_a_restart_across_segment_rolls_and_serves_when_the_master_dies() {
+    let dir = common::test_dir();
+    let small = ["maxMessageSize=65536", "mapedFileSizeCommitLog=1048576"];
+    let mut m = master(dir.path(), "ASYNC_MASTER", &small);
+    m.create_topic(TOPIC, QUEUES);
+    let mut s = slave(dir.path(), &m, &small);
+    s.create_topic(TOPIC, QUEUES);
+    let mut c = Client::connect(&m.addr());
+    let pad = "x".repeat(6000);
+    // ~3.6 MB per shard: several 1 MiB segments each.
+    for i in 0..1200u32 {
+        if i == 500 {
+            s.kill9();
+        }
+        if i == 800 {
+            s.spawn();
+        }
+        let (code, remark) = send(&mut c, i % QUEUES, &format!("{i}-{pad}"));
+        assert_eq!(code, response::SUCCESS, "send {i}: {remark:?}");
+    }
+    let mut mc = Client::connect(&m.addr());
+    let want: Vec<u64> = (0..QUEUES).map(|q| max_offset(&mut mc, TOPIC, q)).collect();
+    let master_bodies: Vec<Vec<(u64, String)>> = (0..QUEUES).map(|q| bodies(&mut mc, q)).collect();
+    let mut sc = Client::connect(&s.addr());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let have: Vec<u64> = (0..QUEUES).map(|q| max_offset(&mut sc, TOPIC, q)).collect();
+        if have == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slave at {have:?}, master at {want:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    m.kill9();
+    for q in 0..QUEUES {
+        let on_slave = bodies(&mut sc, q);
+        assert_eq!(on_slave.len(), 300, "queue {q}");
+        assert_eq!(on_slave, master_bodies[q as usize], "queue {q}");
+    }
+    // Restarted from its own data, the slave still has it all.
+    s.kill9();
+    s.spawn();
+    let mut sc = Client::connect(&s.addr());
+    for q in 0..QUEUES {
+        assert_eq!(bodies(&mut sc, q), master_bodies[q as usize], "queue {q} after restart");
+    }
+}
