@@ -15,8 +15,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{decode, max_offset, pull_req, send_v2, Broker, Client};
-use shardmq::protocol::codes::response;
+use common::{decode, max_offset, pull_req, req, send_v2, Broker, Client};
+use shardmq::protocol::codes::{request, response};
 
 const TOPIC: &str = "HaTopic";
 const QUEUES: u32 = 4;
@@ -115,7 +115,6 @@ fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() 
     let m = master(dir.path(), "SYNC_MASTER", &[]);
     m.create_topic(TOPIC, QUEUES);
     let mut s = slave(dir.path(), &m, &[]);
-    s.create_topic(TOPIC, QUEUES);
     let mut c = Client::connect(&m.addr());
     until_replicating(&mut c);
 
@@ -180,6 +179,79 @@ fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() 
     assert!(max_offset(&mut mc, TOPIC, 2) > before);
 }
 
+/// Polls `check` every 100 ms until it holds, for at most 15 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn committed(c: &mut Client, group: &str, qid: u32) -> Option<u64> {
+    let r = c.call(req(
+        request::QUERY_CONSUMER_OFFSET,
+        &[
+            ("consumerGroup", group.into()),
+            ("topic", TOPIC.into()),
+            ("queueId", qid.to_string()),
+        ],
+    ));
+    (r.code == response::SUCCESS).then(|| r.ext_str("offset").and_then(|o| o.parse().ok()))?
+}
+
+/// Topics, subscription groups and consumer offsets follow the master's;
+/// the name server routes each shard entry to the master (id 0) and the
+/// slave (id 1).
+#[test]
+fn a_slave_follows_the_masters_topics_groups_offsets_and_is_routed_as_id_1() {
+    let dir = common::test_dir();
+    let m = master(dir.path(), "ASYNC_MASTER", &[]);
+    let s = slave(dir.path(), &m, &[]);
+    m.create_topic(TOPIC, QUEUES);
+    let mut mc = Client::connect(&m.addr());
+    let mut sc = Client::connect(&s.addr());
+    let mut group = req(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, &[]);
+    group.body = bytes::Bytes::from_static(br#"{"groupName":"HaGroup","retryMaxTimes":7}"#);
+    assert_eq!(mc.call(group).code, response::SUCCESS);
+    for q in 0..QUEUES {
+        let r = mc.call(req(
+            request::UPDATE_CONSUMER_OFFSET,
+            &[
+                ("consumerGroup", "HaGroup".into()),
+                ("topic", TOPIC.into()),
+                ("queueId", q.to_string()),
+                ("commitOffset", (10 + q).to_string()),
+            ],
+        ));
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    eventually("the topic on the slave", || {
+        let r = sc.call(req(request::GET_ALL_TOPIC_CONFIG, &[]));
+        String::from_utf8_lossy(&r.body).contains(TOPIC)
+    });
+    eventually("the group on the slave", || {
+        let r = sc.call(req(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, &[]));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        v["subscriptionGroupTable"]["HaGroup"]["retryMaxTimes"] == 7
+    });
+    eventually("the offsets on the slave", || {
+        (0..QUEUES).all(|q| committed(&mut sc, "HaGroup", q) == Some(10 + q as u64))
+    });
+    let mut ns = Client::connect(&m.namesrv_addr());
+    eventually("the slave in the route", || {
+        let r = ns.call(req(request::GET_ROUTEINFO_BY_TOPIC, &[("topic", TOPIC.into())]));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let datas = v["brokerDatas"].as_array().cloned().unwrap_or_default();
+        datas.len() == 2
+            && datas.iter().all(|d| {
+                let name = d["brokerName"].as_str().unwrap_or("");
+                let k: u16 = name.rsplit("-s").next().and_then(|k| k.parse().ok()).unwrap_or(99);
+                d["brokerAddrs"]["0"] == m.shard_addr(k).as_str() && d["brokerAddrs"]["1"] == s.shard_addr(k).as_str()
+            })
+    });
+}
+
 #[test]
 fn a_slave_catches_up_after_a_restart_across_segment_rolls_and_serves_when_the_master_dies() {
     let dir = common::test_dir();
@@ -187,7 +259,6 @@ fn a_slave_catches_up_after_a_restart_across_segment_rolls_and_serves_when_the_m
     let mut m = master(dir.path(), "ASYNC_MASTER", &small);
     m.create_topic(TOPIC, QUEUES);
     let mut s = slave(dir.path(), &m, &small);
-    s.create_topic(TOPIC, QUEUES);
     let mut c = Client::connect(&m.addr());
     let pad = "x".repeat(6000);
     // ~3.6 MB per shard: several 1 MiB segments each.

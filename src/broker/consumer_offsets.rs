@@ -201,6 +201,9 @@ pub struct ConsumerOffsets {
     /// Held for a whole persist, so persists never interleave.
     writer: futures::lock::Mutex<Writer>,
     compact_min_bytes: Cell<u64>,
+    /// Commits accepted since load (replication sends the table when it
+    /// moves).
+    commits: Cell<u64>,
     #[cfg(test)]
     crash_after: Cell<Option<Step>>,
 }
@@ -248,6 +251,7 @@ impl ConsumerOffsets {
                 file: None,
             }),
             compact_min_bytes: Cell::new(COMPACT_MIN_BYTES),
+            commits: Cell::new(0),
             #[cfg(test)]
             crash_after: Cell::new(None),
         }
@@ -262,6 +266,9 @@ impl ConsumerOffsets {
     pub fn commit(&self, group: &str, topic: &str, qid: u32, offset: u64) -> bool {
         let mut t = self.table.borrow_mut();
         let ok = t.set(group, topic, qid, offset);
+        if ok {
+            self.commits.set(self.commits.get() + 1);
+        }
         if !ok && t.refused.is_power_of_two() {
             log::error!(
                 "consumer offsets table full ({MAX_ENTRIES} entries on this shard): \
@@ -270,6 +277,11 @@ impl ConsumerOffsets {
             );
         }
         ok
+    }
+
+    /// Commits accepted so far: moves whenever the table may have changed.
+    pub fn commits(&self) -> u64 {
+        self.commits.get()
     }
 
     /// Every (group, topic, queue, offset), for admin and lag metrics.

@@ -34,6 +34,7 @@ mod assign;
 mod clients;
 mod groups;
 mod locks;
+mod replica;
 mod topics;
 
 pub use locks::global_queue;

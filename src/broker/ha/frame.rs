@@ -15,6 +15,12 @@
 //!         (or one BLANK marker); no records = a heartbeat.
 //! ACK     slave → master: | durable_end u64 |
 //!         everything below is durable on the slave (also a heartbeat).
+//! META    master → slave, shard 0's stream only: the master's topics
+//!         (with their queue-to-shard assignment) and subscription groups
+//!         as one JSON document, sent at the start and whenever they change.
+//! OFFSETS master → slave: the shard's consumer offsets as a JSON array of
+//!         `[group, topic, queue, offset]`, when they changed, at most every
+//!         few seconds (RocketMQ's slaves copy the whole table every 10 s).
 //! ```
 //!
 //! A frame longer than the receiver's limit, a kind out of place or a
@@ -30,6 +36,12 @@ pub const WELCOME: u8 = 2;
 pub const REFUSE: u8 = 3;
 pub const DATA: u8 = 4;
 pub const ACK: u8 = 5;
+pub const META: u8 = 6;
+pub const OFFSETS: u8 = 7;
+
+/// Largest META frame a slave takes (the metadata of tens of thousands of
+/// topics and groups).
+pub const MAX_META: usize = 64 << 20;
 
 /// Largest control frame (HELLO, WELCOME, REFUSE, ACK).
 pub const MAX_CONTROL: usize = 4096;
@@ -43,9 +55,15 @@ pub struct Frame {
 
 /// Reads one frame of at most `max` payload bytes.
 pub async fn read<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Frame, String> {
+    read_with(r, |_| max).await
+}
+
+/// Reads one frame of at most `max(kind)` payload bytes.
+pub async fn read_with<R: AsyncRead + Unpin>(r: &mut R, max: impl Fn(u8) -> usize) -> Result<Frame, String> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head).await.map_err(|e| format!("read: {e}"))?;
     let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let max = max(head[4]);
     if len == 0 {
         return Err("a frame of length 0".into());
     }

@@ -26,6 +26,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A slave silent this long (no ack, which it sends every second) is
 /// dropped: RocketMQ's `haHousekeepingInterval`.
 pub const HOUSEKEEPING: Duration = Duration::from_secs(20);
+/// Consumer offsets go to slaves at most this often (when they changed).
+const OFFSETS_EVERY: Duration = Duration::from_secs(2);
 /// The HELLO must arrive within this.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
@@ -219,9 +221,29 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: TcpStream) -> Re
     };
     let stream = async {
         let mut pos = h.end;
+        let mut meta_sent = None;
+        let mut offsets_sent: Option<(u64, std::time::Instant)> = None;
         loop {
             if store.is_stopping() {
                 return Ok(());
+            }
+            if let Some(ctl) = &shard.controller {
+                let generation = ctl.replica_generation();
+                if meta_sent != Some(generation) {
+                    let state = ctl.replica_state()?;
+                    frame::write(&mut wr, frame::META, &[&state]).await?;
+                    meta_sent = Some(generation);
+                }
+            }
+            let commits = shard.offsets.commits();
+            let due = match offsets_sent {
+                None => true,
+                Some((c, at)) => c != commits && at.elapsed() >= OFFSETS_EVERY,
+            };
+            if due {
+                let table = serde_json::to_vec(&shard.offsets.snapshot()).map_err(|e| e.to_string())?;
+                frame::write(&mut wr, frame::OFFSETS, &[&table]).await?;
+                offsets_sent = Some((commits, std::time::Instant::now()));
             }
             let seen = store.durable_changed().generation();
             match store.log_chunk(pos, CHUNK).await.map_err(|e| e.to_string())? {

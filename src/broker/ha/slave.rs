@@ -137,9 +137,37 @@ async fn session(shard: &Rc<Shard>, addr: &str) -> Result<(), String> {
     let max_frame = store.config().max_record_size.max(super::master::CHUNK) + 64;
     let data = async {
         loop {
-            let f = glommio::timer::timeout(HOUSEKEEPING, async { Ok(frame::read(&mut rd, max_frame).await) })
+            let limit = |kind| {
+                if kind == frame::META || kind == frame::OFFSETS {
+                    frame::MAX_META
+                } else {
+                    max_frame
+                }
+            };
+            let f = glommio::timer::timeout(HOUSEKEEPING, async { Ok(frame::read_with(&mut rd, limit).await) })
                 .await
                 .map_err(|_| format!("the master was silent for {HOUSEKEEPING:?}"))??;
+            if f.kind == frame::META {
+                match &shard.controller {
+                    Some(ctl) => match ctl.adopt(&**shard, &f.payload).await {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("shard {}: adopted {n} topic/group change(s) from the master", shard.id),
+                        Err(e) => log::error!("shard {}: {e}", shard.id),
+                    },
+                    None => return Err("META on a shard without the controller".into()),
+                }
+                continue;
+            }
+            if f.kind == frame::OFFSETS {
+                let table: Vec<(String, String, u32, u64)> =
+                    serde_json::from_slice(&f.payload).map_err(|e| format!("OFFSETS: {e}"))?;
+                for (g, t, q, o) in table {
+                    if shard.offsets.get(&g, &t, q) != Some(o) {
+                        shard.offsets.commit(&g, &t, q, o);
+                    }
+                }
+                continue;
+            }
             if f.kind != frame::DATA {
                 return Err(format!("expected DATA, got frame kind {}", f.kind));
             }
