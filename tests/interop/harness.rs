@@ -247,13 +247,19 @@ impl Broker {
     /// Like [`Broker::start`], with extra broker.conf keys (a key the harness
     /// sets too, e.g. `defaultTopicQueueNums`, takes the given value).
     pub fn start_with(flush: &'static str, extra: &[(&str, &str)]) -> Broker {
+        Broker::start_on(flush, extra, Ports::pick())
+    }
+
+    /// Like [`Broker::start_with`], on ports picked before (brokers of one
+    /// cluster name each other's name servers and replication ports).
+    pub fn start_on(flush: &'static str, extra: &[(&str, &str)], ports: Ports) -> Broker {
         let dir = tempfile::Builder::new()
             .prefix("shardmq-interop-")
             .tempdir()
             .expect("tempdir");
         let mut b = Broker {
             dir,
-            ports: Ports::pick(),
+            ports,
             flush,
             child: None,
             log_path: PathBuf::new(),
