@@ -292,6 +292,18 @@ impl CommitLog {
     /// room in the tail cache. Returns the log offset to write at. Must be
     /// followed by [`write`](Self::write) before any await.
     pub fn reserve(&self, len: usize) -> Result<u64, ReserveError> {
+        self.reserve_with(len, false)
+    }
+
+    /// [`Self::reserve`] in the next segment even when `len` would fit
+    /// in this one: a slave replaying its master's log rolls where the
+    /// master did (the master rolled for a whole batch; the slave places
+    /// the batch's records one by one).
+    pub fn reserve_in_next_segment(&self, len: usize) -> Result<u64, ReserveError> {
+        self.reserve_with(len, true)
+    }
+
+    fn reserve_with(&self, len: usize, force_roll: bool) -> Result<u64, ReserveError> {
         if let Some(f) = self.failed.borrow().as_ref() {
             return Err(ReserveError::Failed(f.clone()));
         }
@@ -307,7 +319,7 @@ impl CommitLog {
         let mut st = self.state.borrow_mut();
         let flushed = self.flushed.get();
         let active_end = st.active_base + self.segment_size;
-        let roll = st.write_pos + len64 + BLANK_SIZE as u64 > active_end;
+        let roll = force_roll || st.write_pos + len64 + BLANK_SIZE as u64 > active_end;
         let lands_in = if roll { active_end } else { st.active_base };
         // Nothing is accepted for a segment file that does not exist yet:
         // an acknowledged record always has a file to go to. Normally the

@@ -122,10 +122,10 @@ impl MessageStore {
         let inner = &*self.inner;
         let log = &inner.log;
         let shard = inner.cfg.shard_id;
-        let write_pos = log.write_pos();
         let seg = log.segment_size();
         let mut at = 0usize;
         while at < bytes.len() {
+            let write_pos = log.write_pos();
             let rec_pos = pos + at as u64;
             let phys = PhysicalOffset::new(shard, LogOffset(rec_pos)).0;
             let v = match check_record(&bytes[at..], Some(phys), true) {
@@ -145,7 +145,15 @@ impl MessageStore {
                 RecordCheck::Invalid(why) => return Err(format!("record at log offset {rec_pos}: {why}")),
             };
             let size = v.total_size as usize;
-            let here = match log.reserve(size) {
+            // The master rolled before this record although it would have
+            // fitted: it was part of a batch that did not.
+            let rolled_here = rec_pos != write_pos && rec_pos == write_pos - write_pos % seg + seg;
+            let reserved = if rolled_here {
+                log.reserve_in_next_segment(size)
+            } else {
+                log.reserve(size)
+            };
+            let here = match reserved {
                 Ok(p) => p,
                 Err(ReserveError::Busy) | Err(ReserveError::Unavailable(_)) if at > 0 => {
                     return Ok(Replicate::Partly(at));

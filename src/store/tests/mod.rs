@@ -184,4 +184,5 @@ mod faults;
 mod key_index;
 mod marks;
 mod pipeline;
+mod replica;
 mod review;
