@@ -126,6 +126,7 @@ pub enum AdminCommand {
 }
 
 /// Connection settings shared by the commands.
+#[derive(Clone)]
 pub struct Ctx {
     pub namesrv: String,
     pub broker: Option<String>,
@@ -170,6 +171,27 @@ impl Ctx {
         let r = c.call(cmd)?;
         check("broker", &addr, r)
     }
+}
+
+/// One master address of each broker group of `cluster` (any of its shard
+/// entries: a shard port takes admin requests for the whole broker).
+pub fn cluster_masters(ctx: &Ctx, cluster: &str) -> Result<Vec<String>, String> {
+    let r = ctx.namesrv_call(RemotingCommand::new_request(request::GET_BROKER_CLUSTER_INFO))?;
+    let info = ClusterInfo::decode(&r.body).map_err(|e| format!("name server {}: {e}", ctx.namesrv))?;
+    let names = info
+        .cluster_addr_table
+        .get(cluster)
+        .ok_or_else(|| format!("cluster {cluster} is not registered with name server {}", ctx.namesrv))?;
+    let mut by_group: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for n in names {
+        if let Some(addr) = info.broker_addr_table.get(n).and_then(|b| b.broker_addrs.get(&0)) {
+            by_group.entry(base_broker_name(n)).or_insert_with(|| addr.clone());
+        }
+    }
+    if by_group.is_empty() {
+        return Err(format!("cluster {cluster} has no live master"));
+    }
+    Ok(by_group.into_values().collect())
 }
 
 /// `<name>-s<k>` → `<name>`.

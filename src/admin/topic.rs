@@ -40,6 +40,10 @@ pub struct TopicSpec {
     /// Permission bits: 2 write, 4 read, 6 both (create default 6).
     #[arg(long)]
     pub perm: Option<i32>,
+    /// On every master of this cluster (as `mqadmin updateTopic -c`),
+    /// found through the name server; slaves follow their masters.
+    #[arg(long, conflicts_with = "broker")]
+    pub cluster: Option<String>,
 }
 
 pub fn run(ctx: &Ctx, cmd: TopicCommand) -> Result<(), String> {
@@ -68,6 +72,21 @@ fn topic_config(ctx: &Ctx, topic: &str) -> Result<Option<Value>, String> {
 }
 
 fn create_or_update(ctx: &Ctx, s: TopicSpec, create: bool) -> Result<(), String> {
+    let Some(cluster) = &s.cluster else {
+        return create_or_update_one(ctx, &s, create);
+    };
+    let masters = super::cluster_masters(ctx, cluster)?;
+    for addr in masters {
+        let on = Ctx {
+            broker: Some(addr),
+            ..ctx.clone()
+        };
+        create_or_update_one(&on, &s, create)?;
+    }
+    Ok(())
+}
+
+fn create_or_update_one(ctx: &Ctx, s: &TopicSpec, create: bool) -> Result<(), String> {
     crate::broker::metadata::validate_topic(&s.topic)?;
     let existing = topic_config(ctx, &s.topic)?;
     let field = |k: &str, d: i64| {
