@@ -152,6 +152,16 @@ fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() 
     let r = sc.call(send_v2(TOPIC, 0, "to-the-slave", String::new()));
     assert_eq!(r.code, response::SERVICE_NOT_AVAILABLE, "{:?}", r.remark);
     assert!(r.remark.unwrap_or_default().contains("SLAVE"));
+    // And topic changes: its topics are its master's.
+    let r = sc.call(req(
+        request::UPDATE_AND_CREATE_TOPIC,
+        &[
+            ("topic", "OnSlave".into()),
+            ("readQueueNums", "1".into()),
+            ("writeQueueNums", "1".into()),
+        ],
+    ));
+    assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
 
     // A paused slave: stored, but FLUSH_SLAVE_TIMEOUT after syncFlushTimeout.
     until_replicating(&mut c);

@@ -224,6 +224,21 @@ impl Controller {
     }
 
     pub async fn handle(&self, host: &impl Host, cmd: RemotingCommand, client: &ClientRef) -> Option<RemotingCommand> {
+        let admin_write = matches!(
+            cmd.code,
+            request::UPDATE_AND_CREATE_TOPIC
+                | request::DELETE_TOPIC_IN_BROKER
+                | request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
+        );
+        if admin_write && host.config().broker_role == crate::config::BrokerRole::Slave {
+            // A slave's topics and groups are its master's (`replica.rs`):
+            // a change here would be undone by the next copy.
+            return super::reply::error(
+                &cmd,
+                crate::protocol::codes::response::NO_PERMISSION,
+                "this broker is a SLAVE: change topics and groups on its master",
+            );
+        }
         match cmd.code {
             request::HEART_BEAT => self.heartbeat(host, cmd, client).await,
             request::UNREGISTER_CLIENT => self.unregister(host, cmd, client).await,

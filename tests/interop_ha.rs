@@ -1,23 +1,33 @@
-//! Replication with the reference client (Apache RocketMQ Java
-//! rocketmq-client 4.9.8): a broker group of a SYNC_MASTER and a SLAVE
-//! (two `shardmq serve` processes, 2 shards each), both registered with
-//! both name servers. The Java producer's sends are acknowledged SEND_OK
-//! only once the slave holds them; the master is then killed with SIGKILL
-//! and a Java push consumer, routed to the slave by the name server that
-//! outlives the master, consumes every acknowledged message exactly once.
+//! Replication with real clients — the reference Java client
+//! (rocketmq-client 4.9.8) and the C++ core (rocketmq-client-cpp through
+//! its Python binding): a broker group of a SYNC_MASTER and a SLAVE (two
+//! `shardmq serve` processes, 2 shards each), both registered with both
+//! name servers. The producer's sends are acknowledged OK only once the
+//! slave holds them; the master is then killed with SIGKILL and a push
+//! consumer, routed to the slave by the name server that outlives the
+//! master, consumes every acknowledged message exactly once.
 
 #[path = "interop/harness.rs"]
 mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::Client::Java;
+use harness::Client::{Cpp, Java};
 use harness::*;
 
 const N: u64 = 60;
 
 #[test]
 fn java_clients_keep_every_acknowledged_message_through_a_master_kill9() {
+    through_a_master_kill9(Java, "SEND_OK");
+}
+
+#[test]
+fn cpp_clients_keep_every_acknowledged_message_through_a_master_kill9() {
+    through_a_master_kill9(Cpp, "OK");
+}
+
+fn through_a_master_kill9(client: Client, ok: &str) {
     let _g = serial();
     ensure_clients();
     let (mp, sp) = (Ports::pick(), Ports::pick());
@@ -49,17 +59,23 @@ fn java_clients_keep_every_acknowledged_message_through_a_master_kill9() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let topic = "JavaHa";
-    // Through the slave's name server, which outlives the master.
-    let sent = produce_with(Java.producer(&slave, topic, "PG_ha"), "ha", 0, N);
+    let topic = format!("{}Ha", client.name().replace('-', ""));
+    let topic = topic.as_str();
+    if !client.auto_creates() {
+        master.create_topic(topic);
+    }
+    // Through the slave's name server, which outlives the master (the
+    // topic, created on the master, reaches the slave by replication).
+    let sent = produce_with(client.program("producer", &slave, topic, "PG_ha"), "ha", 0, N);
     assert_eq!(sent.len() as u64, N);
     for m in &sent {
-        assert_eq!(m.status.as_deref(), Some("SEND_OK"), "{m:?}");
+        assert_eq!(m.status.as_deref(), Some(ok), "{m:?}");
     }
     master.kill9();
-    let ctx = "[java] consume from the slave after the master's SIGKILL";
-    let mut p = Java
-        .consumer(&slave, topic, "CG_ha")
+    let ctx = format!("[{}] consume from the slave after the master's SIGKILL", client.name());
+    let ctx = ctx.as_str();
+    let mut p = client
+        .program("consumer", &slave, topic, "CG_ha")
         .arg("linger-ms", 3000)
         .arg("expect", N)
         .spawn();
@@ -67,5 +83,5 @@ fn java_clients_keep_every_acknowledged_message_through_a_master_kill9() {
     let recv = recv_of(&p.events());
     assert!(!p.events_of("done").is_empty(), "{ctx}: {}", p.report());
     assert_exactly_once(ctx, &sent, &recv);
-    assert_intact(Java, topic, &sent, &recv);
+    assert_intact(client, topic, &sent, &recv);
 }
