@@ -16,6 +16,12 @@
 #   --shards N       shards per broker                         [SHARDS, 2]
 #   --flush MODE     SYNC_FLUSH or ASYNC_FLUSH                 [FLUSH, SYNC_FLUSH]
 #   --base PORT      first port                                [BASE, 20000]
+#   --segment-mb N   CommitLog segment size in MiB             [SEGMENT_MB, 128]
+#
+# Each shard keeps its active segment and a prepared next one (zero-filled
+# with SYNC_FLUSH): 2 × SEGMENT_MB per shard per broker on disk at once,
+# 2 GiB for the default 4 brokers × 2 shards (the broker's own default
+# segment, 1 GiB, would make that 16 GiB).
 #
 # Ports: name server i listens on BASE+i. Broker j (groups in order, the
 # master first, then its slaves) owns BASE+1000*(j+1) .. +999:
@@ -38,6 +44,7 @@ ROLE=${ROLE:-SYNC_MASTER}
 SHARDS=${SHARDS:-2}
 FLUSH=${FLUSH:-SYNC_FLUSH}
 BASE=${BASE:-20000}
+SEGMENT_MB=${SEGMENT_MB:-128}
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) DIR=$2; shift 2 ;;
@@ -48,6 +55,7 @@ while [ $# -gt 0 ]; do
         --shards) SHARDS=$2; shift 2 ;;
         --flush) FLUSH=$2; shift 2 ;;
         --base) BASE=$2; shift 2 ;;
+        --segment-mb) SEGMENT_MB=$2; shift 2 ;;
         *) echo "unknown option $1 (see the top of $0)" >&2; exit 2 ;;
     esac
 done
@@ -116,6 +124,7 @@ brokerId=$m
 $role
 $extra
 flushDiskType=$FLUSH
+mapedFileSizeCommitLog=$((SEGMENT_MB * 1024 * 1024))
 namesrvAddr=$ns_list
 embeddedNamesrvEnable=false
 brokerIP1=127.0.0.1

@@ -19,7 +19,7 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || true
 # to a hundred failing sends to tell.
 tmp=${TMPDIR:-/tmp}
 used=$(df --output=pcent "$tmp" 2>/dev/null | tail -1 | tr -dc 0-9)
-echo "disk: $tmp is ${used:-?}% used ($(df -h --output=avail "$tmp" 2>/dev/null | tail -1 | tr -d ' ') free); the build takes ~6 GB more"
+echo "disk: $tmp is ${used:-?}% used ($(df -h --output=avail "$tmp" 2>/dev/null | tail -1 | tr -d ' ') free); the build takes ~8 GB more"
 if [ -n "$used" ] && [ "$used" -ge 85 ]; then
     echo "warning: $tmp is ${used}% used: tests whose brokers see it above 90-95% will fail with SERVICE_NOT_AVAILABLE (disk full); free space or point TMPDIR elsewhere" >&2
 fi

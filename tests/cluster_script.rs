@@ -71,7 +71,17 @@ fn cluster_script_starts_two_groups_of_master_and_slave_that_replicate_and_stops
     let d = dir.path().join("cluster");
     let started = cluster(
         &d,
-        &["start", "--groups", "2", "--slaves", "1", "--role", "SYNC_MASTER"],
+        &[
+            "start",
+            "--groups",
+            "2",
+            "--slaves",
+            "1",
+            "--role",
+            "SYNC_MASTER",
+            "--segment-mb",
+            "64",
+        ],
     );
     let _running = Running(&d);
     for b in [
