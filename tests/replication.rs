@@ -117,6 +117,13 @@ fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() 
     let mut s = slave(dir.path(), &m, &[]);
     let mut c = Client::connect(&m.addr());
     until_replicating(&mut c);
+    let metrics = common::http_get(m.metrics_port, "/metrics").1;
+    for k in 0..2 {
+        assert!(
+            metrics.contains(&format!("shardmq_replica_slaves_in_sync{{shard=\"{k}\"}} 1")),
+            "{metrics}"
+        );
+    }
 
     // Every acknowledged message is durable on the slave: kill it the
     // moment the last ack arrives, restart it, and find them all there.
@@ -187,6 +194,11 @@ fn sync_master_acknowledges_only_what_the_slave_holds_and_says_when_it_cannot() 
         assert!(Instant::now() < deadline, "{code} {remark:?}");
     }
     assert!(max_offset(&mut mc, TOPIC, 2) > before);
+    let metrics = common::http_get(m.metrics_port, "/metrics").1;
+    assert!(
+        metrics.contains("shardmq_replica_slaves_in_sync{shard=\"0\"} 0"),
+        "{metrics}"
+    );
 }
 
 /// Polls `check` every 100 ms until it holds, for at most 15 s.

@@ -47,6 +47,8 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         disk_full: shard.store.is_disk_full() as u64,
         forced_segment_deletions: shard.store.forced_deletions(),
         read_only_reason: shard.store.read_only().map(|(r, _)| r.as_str().to_string()),
+        slaves_in_sync: shard.store.replica_status().map(|(n, _)| n as u64),
+        replicated_offset: shard.store.replica_status().map(|(_, end)| end),
     };
     let lag = shard
         .offsets

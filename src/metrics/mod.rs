@@ -211,6 +211,12 @@ pub struct Gauges {
     pub pop_in_flight: u64,
     #[serde(default)]
     pub pop_waiters: u64,
+    /// A master's slaves in sync, and the log end the best of them holds
+    /// durably (None on a slave).
+    #[serde(default)]
+    pub slaves_in_sync: Option<u64>,
+    #[serde(default)]
+    pub replicated_offset: Option<u64>,
 }
 
 /// A shard's scheduled messages per target topic and its oldest open

@@ -186,6 +186,7 @@ pub fn render(stats: &BrokerStats) -> String {
         }
     }
     write_state(&mut out, stats);
+    write_replication(&mut out, stats);
     let _ = writeln!(
         out,
         "# HELP shardmq_consumer_lag_messages Backlog of a consumer group on one queue."
@@ -234,6 +235,37 @@ fn counter(
         for (labels, v) in values(s) {
             let sep = if labels.is_empty() { "" } else { "," };
             let _ = writeln!(out, "{name}{{shard=\"{}\"{sep}{labels}}} {v}", s.shard);
+        }
+    }
+}
+
+/// A master's replication: slaves in sync, and how far the best of them
+/// is behind the master's durable log (only while one is in sync).
+fn write_replication(out: &mut String, stats: &BrokerStats) {
+    if stats.shards.iter().all(|s| s.gauges.slaves_in_sync.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_replica_slaves_in_sync Slaves within haMaxGapNotInSync of this master shard \
+         (0 on a SYNC_MASTER: sends get SLAVE_NOT_AVAILABLE).\n# TYPE shardmq_replica_slaves_in_sync gauge"
+    );
+    for s in &stats.shards {
+        if let Some(n) = s.gauges.slaves_in_sync {
+            let _ = writeln!(out, "shardmq_replica_slaves_in_sync{{shard=\"{}\"}} {n}", s.shard);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP shardmq_replica_lag_bytes Durable CommitLog bytes of this master shard that no slave in \
+         sync holds durably yet.\n# TYPE shardmq_replica_lag_bytes gauge"
+    );
+    for s in &stats.shards {
+        if let (Some(n), Some(end)) = (s.gauges.slaves_in_sync, s.gauges.replicated_offset) {
+            if n > 0 {
+                let lag = s.gauges.log_flushed_offset.saturating_sub(end);
+                let _ = writeln!(out, "shardmq_replica_lag_bytes{{shard=\"{}\"}} {lag}", s.shard);
+            }
         }
     }
 }
@@ -325,6 +357,27 @@ mod tests {
         assert!(text.contains("shardmq_consumer_lag_messages{group=\"g\\\"1\",topic=\"T\",queue=\"2\"} 7"));
         assert!(text.contains("shardmq_alert_firing{alert=\"b\\\"1\",metric=\"groupBacklog\",severity=\"critical\"} 1"));
         assert!(text.contains("shardmq_alert_value{alert=\"b\\\"1\"} 7"), "{text}");
+    }
+
+    #[test]
+    fn a_masters_replication_is_exposed_and_a_slave_has_none() {
+        let mut stats = BrokerStats {
+            shards: vec![ShardMetrics::default().snapshot(
+                0,
+                Gauges {
+                    log_flushed_offset: 5000,
+                    slaves_in_sync: Some(1),
+                    replicated_offset: Some(4200),
+                    ..Default::default()
+                },
+            )],
+            ..Default::default()
+        };
+        let text = render(&stats);
+        assert!(text.contains("shardmq_replica_slaves_in_sync{shard=\"0\"} 1"), "{text}");
+        assert!(text.contains("shardmq_replica_lag_bytes{shard=\"0\"} 800"), "{text}");
+        stats.shards[0].gauges.slaves_in_sync = None;
+        assert!(!render(&stats).contains("shardmq_replica"));
     }
 
     #[test]

@@ -65,8 +65,9 @@ impl Slaves {
 /// Serves slaves on `listener` for as long as the shard runs.
 pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
     let gate = ReplicaGate::new();
-    if shard.cfg.broker_role == BrokerRole::SyncMaster {
-        shard.store.set_replica_gate(Some(gate.clone()));
+    let sync = shard.cfg.broker_role == BrokerRole::SyncMaster;
+    shard.store.set_replica_gate(Some(gate.clone()), sync);
+    if sync {
         glommio::spawn_local(gate.clone().run_ticker(Duration::from_millis(50))).detach();
     }
     let slaves = Rc::new(Slaves {

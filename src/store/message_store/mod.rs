@@ -166,8 +166,10 @@ pub(super) struct Inner {
     /// from there on. `u64::MAX`: nothing pinned.
     pub(super) pins: [Cell<u64>; PIN_OWNERS],
     pub(super) index: super::key_index::KeyIndex,
-    /// SYNC_MASTER: appends wait for a slave's durable copy too.
+    /// A master's replication state; with `wait_for_replica`
+    /// (SYNC_MASTER) appends wait for a slave's durable copy too.
     pub(super) replica_gate: RefCell<Option<Rc<ReplicaGate>>>,
+    pub(super) wait_for_replica: Cell<bool>,
     /// A slave's store takes records only from its master's stream
     /// ([`MessageStore::replicate`]); puts are refused with this reason.
     pub(super) slave_of: RefCell<Option<String>>,

@@ -152,6 +152,7 @@ impl MessageStore {
             checkpoints_stopped: RefCell::new(None),
             pins: [Cell::new(u64::MAX), Cell::new(u64::MAX)],
             replica_gate: RefCell::new(None),
+            wait_for_replica: Cell::new(false),
             slave_of: RefCell::new(None),
             index,
             cfg,

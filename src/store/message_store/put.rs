@@ -75,6 +75,9 @@ impl MessageStore {
                 Durability::Failed(e) => return PutStatus::FlushFailed(e),
             }
         };
+        if !self.inner.wait_for_replica.get() {
+            return local;
+        }
         let gate = self.inner.replica_gate.borrow().clone();
         let Some(gate) = gate else { return local };
         match gate.wait(end, Instant::now() + timeout).await {

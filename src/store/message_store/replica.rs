@@ -40,9 +40,20 @@ pub enum Replicate {
 }
 
 impl MessageStore {
-    /// SYNC_MASTER: every acknowledged append waits for `gate` too.
-    pub fn set_replica_gate(&self, gate: Option<Rc<ReplicaGate>>) {
+    /// A master's replication state; with `wait` (SYNC_MASTER) every
+    /// acknowledged append waits for `gate` too.
+    pub fn set_replica_gate(&self, gate: Option<Rc<ReplicaGate>>, wait: bool) {
         *self.inner.replica_gate.borrow_mut() = gate;
+        self.inner.wait_for_replica.set(wait);
+    }
+
+    /// (slaves in sync, log end they hold durably) of a master.
+    pub fn replica_status(&self) -> Option<(u32, u64)> {
+        self.inner
+            .replica_gate
+            .borrow()
+            .as_ref()
+            .map(|g| (g.in_sync(), g.acked()))
     }
 
     /// Makes this a slave's store: puts are refused, naming `master`.

@@ -150,7 +150,7 @@ fn sync_master_appends_wait_for_the_gate() {
     run_on_executor("t", move || async move {
         let (store, _) = MessageStore::open(cfg(&dp, FlushMode::Sync)).await.unwrap();
         let gate = ReplicaGate::new();
-        store.set_replica_gate(Some(gate.clone()));
+        store.set_replica_gate(Some(gate.clone()), true);
         // No slave in sync: stored, SLAVE_NOT_AVAILABLE.
         let r = store.put(msg("T", 0, body_of(0, 100), None)).await;
         assert_eq!(r.status, PutStatus::SlaveNotAvailable);
