@@ -274,6 +274,43 @@ fn a_slave_follows_the_masters_topics_groups_offsets_and_is_routed_as_id_1() {
     });
 }
 
+/// `slaveReadEnable`: a pull that reads from disk (the consumer lags past
+/// the CommitLog tail kept in memory) suggests broker id 1; one that is
+/// caught up suggests the master, and without the setting always the
+/// master.
+#[test]
+fn a_lagging_pull_is_sent_to_the_slave_with_slave_read_enable() {
+    let dir = common::test_dir();
+    let small = [
+        "maxMessageSize=65536",
+        "tailCacheBytes=1048576",
+        "mapedFileSizeCommitLog=4194304",
+        "flushDiskType=SYNC_FLUSH",
+    ];
+    let on = Broker::start(dir.path(), 1, &[&small[..], &["slaveReadEnable=true"]].concat());
+    let off_dir = dir.path().join("off");
+    std::fs::create_dir_all(&off_dir).unwrap();
+    let off = Broker::start(&off_dir, 1, &small);
+    for b in [&on, &off] {
+        b.create_topic(TOPIC, 1);
+        let mut c = Client::connect(&b.addr());
+        let pad = "p".repeat(4000);
+        for i in 0..1000 {
+            let (code, remark) = send(&mut c, 0, &format!("{i}-{pad}"));
+            assert_eq!(code, response::SUCCESS, "{remark:?}");
+        }
+    }
+    let suggest = |b: &Broker, offset: u64| {
+        let mut c = Client::connect(&b.addr());
+        let r = c.call(pull_req(TOPIC, 0, offset, false, "*"));
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        r.ext_str("suggestWhichBrokerId").and_then(|v| v.parse::<i64>().ok())
+    };
+    assert_eq!(suggest(&on, 0), Some(1), "a pull from the start reads ~4 MB back");
+    assert_eq!(suggest(&on, 999), Some(0), "the newest record is in memory");
+    assert_eq!(suggest(&off, 0), Some(0));
+}
+
 #[test]
 fn a_slave_catches_up_after_a_restart_across_segment_rolls_and_serves_when_the_master_dies() {
     let dir = common::test_dir();

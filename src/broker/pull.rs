@@ -116,7 +116,22 @@ async fn run(shard: &Rc<Shard>, cmd: RemotingCommand, client: &ClientRef, pass: 
                 .trace
                 .delivered(&shard.cfg.broker_name, &h.consumer_group, &to, &r.body);
         }
-        return Some(reply(&cmd, code, next, r));
+        let suggest = suggested_broker(&shard.cfg, &r);
+        return Some(reply(&cmd, code, next, r, suggest));
+    }
+}
+
+/// `suggestWhichBrokerId` (RocketMQ's `slaveReadEnable`): a consumer that
+/// lags — its records no longer in the CommitLog's tail in memory, read
+/// from disk — is sent to `whichBrokerWhenConsumeSlowly` (a slave), so
+/// that its disk reads land there rather than beside the master's writes;
+/// one that is caught up is sent to the master. Without
+/// `slaveReadEnable`, always the master.
+fn suggested_broker(cfg: &crate::config::BrokerConfig, r: &GetResult) -> i64 {
+    if cfg.slave_read_enable && r.from_disk {
+        cfg.which_broker_when_consume_slowly as i64
+    } else {
+        0
     }
 }
 
@@ -181,9 +196,9 @@ fn classify(r: &GetResult, offset: u64) -> (i32, u64) {
     }
 }
 
-fn reply(cmd: &RemotingCommand, code: i32, next: u64, r: GetResult) -> RemotingCommand {
+fn reply(cmd: &RemotingCommand, code: i32, next: u64, r: GetResult, suggest: i64) -> RemotingCommand {
     let h = PullMessageResponseHeader {
-        suggest_which_broker_id: 0,
+        suggest_which_broker_id: suggest,
         next_begin_offset: next as i64,
         min_offset: r.min_offset as i64,
         max_offset: r.max_offset as i64,
@@ -224,9 +239,10 @@ mod tests {
             body: Vec::new(),
             count: 0,
             offsets: Vec::new(),
+            from_disk: false,
         };
         let cmd = RemotingCommand::new_request(crate::protocol::codes::request::PULL_MESSAGE);
-        let out = reply(&cmd, response::SUCCESS, 1, r);
+        let out = reply(&cmd, response::SUCCESS, 1, r, 0);
         assert_eq!(out.remark.as_deref(), Some("FOUND"));
         assert_eq!(GetStatus::OffsetOverflowOne.java_name(), "OFFSET_OVERFLOW_ONE");
     }

@@ -23,6 +23,8 @@ impl Default for BrokerConfig {
             ha_listen_port: 0,
             ha_master_address: None,
             ha_max_gap_not_in_sync: 256 << 20,
+            slave_read_enable: false,
+            which_broker_when_consume_slowly: 1,
             broker_ip1: IpAddr::V4(Ipv4Addr::LOCALHOST),
             store_path_root_dir: PathBuf::from("./data"),
             flush_disk_type: FlushMode::Async,

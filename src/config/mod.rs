@@ -70,6 +70,11 @@ pub struct BrokerConfig {
     /// master's durable log is not in sync (SYNC_MASTER does not wait for
     /// it). Default 256 MiB.
     pub ha_max_gap_not_in_sync: u64,
+    /// `slaveReadEnable`: pulls that read from disk (a lagging consumer)
+    /// suggest `which_broker_when_consume_slowly` to the client.
+    pub slave_read_enable: bool,
+    /// `whichBrokerWhenConsumeSlowly` (default 1).
+    pub which_broker_when_consume_slowly: u64,
     /// Advertised IP (STOREHOST of every record, route entries).
     pub broker_ip1: IpAddr,
     pub store_path_root_dir: PathBuf,

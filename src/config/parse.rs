@@ -77,6 +77,8 @@ impl BrokerConfig {
                     c.ha_master_address = Some(v.to_string());
                 }
                 "haMaxGapNotInSync" => c.ha_max_gap_not_in_sync = positive(k, v)?,
+                "slaveReadEnable" => c.slave_read_enable = boolean(k, v)?,
+                "whichBrokerWhenConsumeSlowly" => c.which_broker_when_consume_slowly = number(k, v)?,
                 "brokerIP1" => c.broker_ip1 = v.parse().map_err(|_| invalid(k, v, "expected an IP address"))?,
                 "storePathRootDir" => {
                     if v.is_empty() {

@@ -63,6 +63,9 @@ pub struct GetResult {
     pub count: usize,
     /// Queue offset of each returned record.
     pub offsets: Vec<u64>,
+    /// Some record came from disk, not the CommitLog's tail in memory:
+    /// the consumer lags (with `slaveReadEnable`, pulls move to a slave).
+    pub from_disk: bool,
 }
 
 /// Entries examined per call at most, matched or not (bounds the work a
@@ -88,6 +91,7 @@ pub(super) async fn get_messages(
         body: Vec::new(),
         count: 0,
         offsets: Vec::new(),
+        from_disk: false,
     };
     let Some((min, max)) = store.offsets(topic, queue_id) else {
         return Ok(r);
@@ -146,14 +150,14 @@ pub(super) async fn get_messages(
             None => {
                 let start = r.body.len();
                 r.body.resize(start + e.size as usize, 0);
-                read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
+                r.from_disk |= read_into(store, &e, &mut disk, &mut r.body[start..]).await?;
                 verify_entry(store, &e, &r.body[start..], topic, queue_id, next - 1)?;
             }
             Some(ring) => {
                 // Sealed: read into one reused buffer, opened into the
                 // body (32 bytes shorter).
                 sealed.resize(e.size as usize, 0);
-                read_into(store, &e, &mut disk, &mut sealed).await?;
+                r.from_disk |= read_into(store, &e, &mut disk, &mut sealed).await?;
                 verify_entry(store, &e, &sealed, topic, queue_id, next - 1)?;
                 open_record(Some(ring), store.shard(), &sealed, &mut r.body).map_err(|what| StoreError::Corrupt {
                     path: store.log().dir().to_path_buf(),
@@ -180,10 +184,16 @@ struct DiskWindow {
     data: Vec<u8>,
 }
 
-async fn read_into(store: &MessageStore, e: &CqEntry, win: &mut DiskWindow, out: &mut [u8]) -> Result<(), StoreError> {
+/// Reads one record into `out`; true when it came from disk.
+async fn read_into(
+    store: &MessageStore,
+    e: &CqEntry,
+    win: &mut DiskWindow,
+    out: &mut [u8],
+) -> Result<bool, StoreError> {
     let log = store.log();
     if log.read_cached(e.pos, out) {
-        return Ok(());
+        return Ok(false);
     }
     let inside = e.pos >= win.start && e.end() <= win.start + win.data.len() as u64;
     if !inside {
@@ -205,7 +215,7 @@ async fn read_into(store: &MessageStore, e: &CqEntry, win: &mut DiskWindow, out:
     }
     let off = (e.pos - win.start) as usize;
     out.copy_from_slice(&win.data[off..off + out.len()]);
-    Ok(())
+    Ok(true)
 }
 
 /// What the consume queue says must match what the log holds: a record at
