@@ -328,3 +328,85 @@ fn settings_that_cannot_work_fail_the_start_naming_them() {
         assert!(log.contains(why), "{settings:?}: the error should name {why:?}:\n{log}");
     }
 }
+
+/// Replication over mutual TLS: an enforcing SYNC_MASTER takes its slave's
+/// shard connections only with TLS and a certificate of its CA; the slave
+/// (tlsEnable, its own certificate) replicates, and SYNC_MASTER sends are
+/// acknowledged. A slave without TLS is never taken in sync.
+#[test]
+fn a_slave_replicates_over_mutual_tls_from_an_enforcing_master() {
+    let dir = common::test_dir();
+    let pki = pki::make(&dir.path().join("pki"));
+    let client_side = [
+        "tlsClientAuthServer=true".to_string(),
+        format!("tlsClientTrustCertPath={}", pki.ca.display()),
+        format!("tlsClientCertPath={}", pki.client_cert.display()),
+        format!("tlsClientKeyPath={}", pki.client_key.display()),
+    ];
+    let mut master_settings = vec![
+        "tlsServerMode=enforcing".to_string(),
+        format!("tlsServerCertPath={}", pki.server_cert.display()),
+        format!("tlsServerKeyPath={}", pki.server_key.display()),
+        "tlsServerNeedClientAuth=require".to_string(),
+        format!("tlsServerTrustCertPath={}", pki.ca.display()),
+        "flushDiskType=SYNC_FLUSH".to_string(),
+        "brokerName=tls-ha".to_string(),
+        "brokerRole=SYNC_MASTER".to_string(),
+        "syncFlushTimeout=1000".to_string(),
+    ];
+    master_settings.extend(client_side.iter().cloned());
+    let ms: Vec<&str> = master_settings.iter().map(String::as_str).collect();
+    let mdir = dir.path().join("master");
+    std::fs::create_dir_all(&mdir).unwrap();
+    let m = Broker::start(&mdir, 2, &ms);
+    let good = tls_config(Some(&pki.ca), Some((&pki.client_cert, &pki.client_key)));
+    let mut c = connect(&m.addr(), Some(good.clone()));
+    let r = c
+        .call(req(
+            request::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", "TlsHa".into()),
+                ("readQueueNums", "2".into()),
+                ("writeQueueNums", "2".into()),
+            ],
+        ))
+        .expect("create a topic over TLS");
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+
+    let slave = |name: &str, tls: bool| {
+        let mut s = vec![
+            "brokerName=tls-ha".to_string(),
+            "brokerRole=SLAVE".to_string(),
+            "brokerId=1".to_string(),
+            "flushDiskType=SYNC_FLUSH".to_string(),
+            format!("haMasterAddress=127.0.0.1:{}", m.ha_base),
+            format!("tlsEnable={tls}"),
+        ];
+        if tls {
+            s.extend(client_side.iter().cloned());
+        }
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let refs: Vec<&str> = s.iter().map(String::as_str).collect();
+        Broker::start(&d, 2, &refs)
+    };
+
+    // A plain slave never gets in: sends stay SLAVE_NOT_AVAILABLE.
+    let plain = slave("plain", false);
+    std::thread::sleep(Duration::from_secs(2));
+    let r = send(&mut c, "TlsHa", 0, "no-slave").expect("send");
+    assert_eq!(r.code, response::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+    drop(plain);
+
+    let _s = slave("tls", true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send(&mut c, "TlsHa", 1, "over-tls").expect("send");
+        if r.code == response::SUCCESS {
+            break;
+        }
+        assert_eq!(r.code, response::SLAVE_NOT_AVAILABLE, "{:?}", r.remark);
+        assert!(Instant::now() < deadline, "the TLS slave never got in sync");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

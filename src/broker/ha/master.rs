@@ -8,9 +8,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::{future, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 
 use crate::config::BrokerRole;
+use crate::runtime::tls::{Io, ServerTls};
 use crate::store::replication::ReplicaGate;
 
 use super::super::shard::Shard;
@@ -62,8 +63,9 @@ impl Slaves {
     }
 }
 
-/// Serves slaves on `listener` for as long as the shard runs.
-pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
+/// Serves slaves on `listener` for as long as the shard runs, with TLS
+/// as `tlsServerMode` says (the same as the client ports).
+pub async fn serve(shard: Rc<Shard>, listener: TcpListener, tls: ServerTls) {
     let gate = ReplicaGate::new();
     let sync = shard.cfg.broker_role == BrokerRole::SyncMaster;
     shard.store.set_replica_gate(Some(gate.clone()), sync);
@@ -102,12 +104,18 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
                 "shard {}: HA connection from {peer} refused: {MAX_SLAVES} slaves already",
                 shard.id
             );
-            let mut s = stream;
-            let _ = frame::write(&mut s, frame::REFUSE, &[b"too many slaves on this master shard"]).await;
+            drop(stream);
             continue;
         }
-        let (shard, slaves) = (shard.clone(), slaves.clone());
+        let (shard, slaves, tls) = (shard.clone(), slaves.clone(), tls.clone());
         glommio::spawn_local(async move {
+            let stream = match tls.accept(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("shard {}: HA connection from {peer}: {e}", shard.id);
+                    return;
+                }
+            };
             match session(&shard, &slaves, stream).await {
                 Ok(()) => log::info!("shard {}: slave {peer} disconnected", shard.id),
                 Err(e) => log::warn!("shard {}: slave {peer}: {e}", shard.id),
@@ -118,14 +126,13 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener) {
 }
 
 /// Refuses a slave with `why` (sent, then the connection closes).
-async fn refuse(s: &mut TcpStream, why: String) -> Result<(), String> {
+async fn refuse(s: &mut Io, why: String) -> Result<(), String> {
     let _ = frame::write(s, frame::REFUSE, &[why.as_bytes()]).await;
     let _ = s.close().await;
     Err(format!("refused: {why}"))
 }
 
-async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: TcpStream) -> Result<(), String> {
-    let _ = s.set_nodelay(true);
+async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<(), String> {
     let f = glommio::timer::timeout(HELLO_WITHIN, async {
         Ok(frame::read(&mut s, frame::MAX_CONTROL).await)
     })

@@ -13,6 +13,7 @@ use std::time::Duration;
 use futures_lite::future;
 use glommio::net::TcpStream;
 
+use crate::runtime::tls::{ClientTls, Io};
 use crate::store::Replicate;
 
 use super::super::shard::Shard;
@@ -39,8 +40,9 @@ fn master_addr(base: &str, k: u16) -> Result<String, String> {
     Ok(format!("{host}:{port}"))
 }
 
-/// Follows the master for as long as the shard runs.
-pub async fn follow(shard: Rc<Shard>, master: String) {
+/// Follows the master for as long as the shard runs; over TLS with `tls`
+/// (`tlsEnable`, as the broker's other outgoing connections).
+pub async fn follow(shard: Rc<Shard>, master: String, tls: Option<ClientTls>) {
     let addr = match master_addr(&master, shard.id) {
         Ok(a) => a,
         Err(e) => {
@@ -51,7 +53,7 @@ pub async fn follow(shard: Rc<Shard>, master: String) {
     let mut backoff = BACKOFF_MIN;
     let mut last_error = (String::new(), std::time::Instant::now());
     while !shard.store.is_stopping() {
-        match session(&shard, &addr).await {
+        match session(&shard, &addr, tls.as_ref()).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 // A reason is logged when it changes and once a minute
@@ -67,14 +69,18 @@ pub async fn follow(shard: Rc<Shard>, master: String) {
     }
 }
 
-async fn session(shard: &Rc<Shard>, addr: &str) -> Result<(), String> {
+async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Result<(), String> {
     let store = &shard.store;
-    let mut s = glommio::timer::timeout(CONNECT_WITHIN, async {
+    let tcp = glommio::timer::timeout(CONNECT_WITHIN, async {
         Ok(TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}")))
     })
     .await
     .map_err(|_| "connect: timed out".to_string())??;
-    let _ = s.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut s = match tls {
+        Some(t) => t.connect(addr, tcp).await?,
+        None => Io::Plain(tcp),
+    };
     let end = store.write_log_offset();
     let hello = Hello {
         version: frame::VERSION,

@@ -98,7 +98,12 @@ pub(super) async fn run_shard(
         (BrokerRole::Slave, Some(master)) => {
             // A slave's log is its master's: nothing here writes on its own.
             shard.store.set_slave_of(Some(master.clone()));
-            glommio::spawn_local(crate::broker::ha::slave::follow(shard.clone(), master)).detach();
+            glommio::spawn_local(crate::broker::ha::slave::follow(
+                shard.clone(),
+                master,
+                tls.client.clone(),
+            ))
+            .detach();
         }
         _ => {
             glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
@@ -107,7 +112,7 @@ pub(super) async fn run_shard(
             glommio::spawn_local(crate::broker::pop::run(shard.clone())).detach();
             let addr = SocketAddr::new(cfg.broker_ip1, cfg.ha_port(k as usize));
             let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (haListenPort): {e}"))?;
-            glommio::spawn_local(crate::broker::ha::master::serve(shard.clone(), l)).detach();
+            glommio::spawn_local(crate::broker::ha::master::serve(shard.clone(), l, tls.server.clone())).detach();
         }
     }
     for (_, stream) in receivers.streams() {
