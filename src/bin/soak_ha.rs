@@ -208,21 +208,8 @@ fn read_all(addr: &str) -> Result<HashMap<String, u32>, String> {
     for q in 0..QUEUES {
         let mut offset = 0u64;
         loop {
-            let r = c.call(req(
-                request::PULL_MESSAGE,
-                &[
-                    ("consumerGroup", "soak-check".into()),
-                    ("topic", TOPIC.into()),
-                    ("queueId", q.to_string()),
-                    ("queueOffset", offset.to_string()),
-                    ("maxMsgNums", "32".into()),
-                    ("sysFlag", "4".into()),
-                    ("commitOffset", "0".into()),
-                    ("suspendTimeoutMillis", "0".into()),
-                    ("subscription", "*".into()),
-                    ("subVersion", "0".into()),
-                ],
-            ))?;
+            // Pulls as the admin tools do (their group, subscription `*`).
+            let r = c.call(shardmq::admin::dlq::pull(TOPIC, q, offset))?;
             if r.code != response::SUCCESS {
                 break;
             }

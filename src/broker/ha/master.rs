@@ -180,7 +180,8 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
         ))
     } else if h.end < min {
         Some(format!(
-            "the slave's log ends at {} below the master's oldest segment at {min}: rebuild the slave",
+            "the slave's log ends at {} below the master's oldest retained segment at {min}: the records \
+             between were deleted by retention, and a slave cannot start from a later offset yet",
             h.end
         ))
     } else {
@@ -260,18 +261,7 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
                     pos = next;
                 }
                 None => {
-                    let quiet = future::or(
-                        async {
-                            store.durable_changed().changed_since(seen).await;
-                            false
-                        },
-                        async {
-                            glommio::timer::sleep(HEARTBEAT).await;
-                            true
-                        },
-                    )
-                    .await;
-                    if quiet {
+                    if super::quiet_for(store, seen, HEARTBEAT).await {
                         frame::write(&mut wr, frame::DATA, &[&pos.to_be_bytes()]).await?;
                     }
                 }

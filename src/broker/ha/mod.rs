@@ -43,3 +43,21 @@
 pub mod frame;
 pub mod master;
 pub mod slave;
+
+use std::time::Duration;
+
+/// Waits until the store's durable end moves past generation `seen`, or
+/// `within` passes: true when it was the time (send a heartbeat).
+async fn quiet_for(store: &crate::store::MessageStore, seen: u64, within: Duration) -> bool {
+    futures_lite::future::or(
+        async {
+            store.durable_changed().changed_since(seen).await;
+            false
+        },
+        async {
+            glommio::timer::sleep(within).await;
+            true
+        },
+    )
+    .await
+}

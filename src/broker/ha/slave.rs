@@ -124,18 +124,7 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
                 frame::write(&mut wr, frame::ACK, &[&durable.to_be_bytes()]).await?;
                 sent = durable;
             }
-            let beat = future::or(
-                async {
-                    store.durable_changed().changed_since(seen).await;
-                    false
-                },
-                async {
-                    glommio::timer::sleep(ACK_EVERY).await;
-                    true
-                },
-            )
-            .await;
-            if beat {
+            if super::quiet_for(store, seen, ACK_EVERY).await {
                 frame::write(&mut wr, frame::ACK, &[&durable.to_be_bytes()]).await?;
             }
         }
