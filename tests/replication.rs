@@ -38,6 +38,12 @@ fn master(dir: &std::path::Path, role: &str, extra: &[&str]) -> Broker {
 
 fn slave(dir: &std::path::Path, m: &Broker, extra: &[&str]) -> Broker {
     let ha = format!("haMasterAddress=127.0.0.1:{}", m.ha_base);
+    slave_with(dir, m, &[&[ha.as_str()], extra].concat())
+}
+
+/// A slave that learns where its master is from the name server (no
+/// `haMasterAddress`), as RocketMQ's slaves do.
+fn slave_with(dir: &std::path::Path, m: &Broker, extra: &[&str]) -> Broker {
     let ns = format!("namesrvAddr={}", m.namesrv_addr());
     let mut settings = vec![
         "brokerName=ha-a",
@@ -45,7 +51,6 @@ fn slave(dir: &std::path::Path, m: &Broker, extra: &[&str]) -> Broker {
         "brokerId=1",
         "flushDiskType=SYNC_FLUSH",
         "autoCreateTopicEnable=false",
-        ha.as_str(),
         ns.as_str(),
     ];
     settings.extend_from_slice(extra);
@@ -222,14 +227,15 @@ fn committed(c: &mut Client, group: &str, qid: u32) -> Option<u64> {
     (r.code == response::SUCCESS).then(|| r.ext_str("offset").and_then(|o| o.parse().ok()))?
 }
 
-/// Topics, subscription groups and consumer offsets follow the master's;
-/// the name server routes each shard entry to the master (id 0) and the
-/// slave (id 1).
+/// A slave without `haMasterAddress` finds its master through the name
+/// server; topics, subscription groups and consumer offsets follow the
+/// master's; the name server routes each shard entry to the master (id 0)
+/// and the slave (id 1).
 #[test]
 fn a_slave_follows_the_masters_topics_groups_offsets_and_is_routed_as_id_1() {
     let dir = common::test_dir();
     let m = master(dir.path(), "ASYNC_MASTER", &[]);
-    let s = slave(dir.path(), &m, &[]);
+    let s = slave_with(dir.path(), &m, &[]);
     m.create_topic(TOPIC, QUEUES);
     let mut mc = Client::connect(&m.addr());
     let mut sc = Client::connect(&s.addr());

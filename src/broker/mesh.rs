@@ -167,6 +167,9 @@ pub enum Event {
     Conn { conn: u64, op: ConnOp },
     /// For the controller: a client connection closed.
     ConnClosed(ClientRef),
+    /// A slave's: where the receiving shard's master shard serves
+    /// replication, as the name server told shard 0's registration.
+    HaMaster(String),
 }
 
 /// What a shard does to one of its client connections for another shard

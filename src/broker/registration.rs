@@ -65,6 +65,16 @@ pub fn entries(shard: &Shard, version: u64) -> Vec<Entry> {
                 }),
             );
         }
+        // RocketMQ's name server refuses a broker's first registration
+        // when it carries exactly one topic (that shape is reserved for
+        // registering a single topic of a known broker). A slave before
+        // its master's metadata reaches it can have just one: it
+        // registers none instead — a slave's topics make no routes while
+        // its master is registered — so it is known, and learns where its
+        // master is.
+        if m.len() == 1 && cfg.broker_role == crate::config::BrokerRole::Slave {
+            m.clear();
+        }
         Value::Object(m)
     };
     let body = |view| {
@@ -109,7 +119,8 @@ fn register_request(shard: &Shard, e: &Entry) -> RemotingCommand {
 }
 
 /// Registers every entry with every name server once; returns how many
-/// registrations succeeded.
+/// registrations succeeded, and (a slave without `haMasterAddress`)
+/// whether every shard now knows its master's replication address.
 /// `sign`: the account registrations are signed with (name servers with
 /// `aclEnable`).
 pub async fn register_all(
@@ -117,17 +128,25 @@ pub async fn register_all(
     clients: &mut [RemotingClient],
     version: u64,
     sign: Option<&crate::admin::client::Credentials>,
-) -> usize {
+) -> (usize, bool) {
     let entries = entries(shard, version);
+    let learns = shard.cfg.broker_role == crate::config::BrokerRole::Slave && shard.cfg.ha_master_address.is_none();
+    let mut learned = vec![false; entries.len()];
     let mut ok = 0;
     for c in clients.iter_mut() {
-        for e in &entries {
+        for (i, e) in entries.iter().enumerate() {
             let mut cmd = register_request(shard, e);
             if let Some(creds) = sign {
                 creds.sign(&mut cmd);
             }
             match c.call(cmd, Duration::from_secs(3)).await {
-                Ok(r) if r.code == response::SUCCESS => ok += 1,
+                Ok(r) if r.code == response::SUCCESS => {
+                    ok += 1;
+                    if let (true, Some(ha)) = (learns, r.ext_str("haServerAddr")) {
+                        tell_master(shard, i, entries.len(), ha).await;
+                        learned[i] = true;
+                    }
+                }
                 Ok(r) => log::warn!(
                     "register {} with {}: code {} {:?}",
                     e.broker_name,
@@ -139,7 +158,33 @@ pub async fn register_all(
             }
         }
     }
-    ok
+    (ok, !learns || learned.iter().all(|l| *l))
+}
+
+/// A slave learns its master's replication address as RocketMQ's slaves
+/// do: the name server answers a slave's registration with the master's
+/// `haServerAddr`. With shard-aware routes entry `i` is shard `i`'s, and
+/// the address is that master shard's; a single entry gives the master's
+/// base port, shard k's being base + k.
+async fn tell_master(shard: &Shard, entry: usize, entries: usize, ha: &str) {
+    let targets: Vec<(u16, String)> = if entries > 1 || shard.shard_count() == 1 {
+        vec![(entry as u16, ha.to_string())]
+    } else {
+        let Some((host, port)) = ha.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) else {
+            log::warn!("the name server gave the master's haServerAddr as {ha:?}: not host:port");
+            return;
+        };
+        (0..shard.shard_count())
+            .map(|k| (k, format!("{host}:{}", port.saturating_add(k))))
+            .collect()
+    };
+    for (k, addr) in targets {
+        if k == shard.id {
+            shard.set_ha_master(addr);
+        } else {
+            shard.mesh.send(k, super::mesh::Event::HaMaster(addr)).await;
+        }
+    }
 }
 
 /// The registration loop of shard 0.
@@ -167,11 +212,16 @@ pub async fn run(
     loop {
         let seen = ctl.topics_changed.generation();
         version += 1;
-        register_all(&shard, &mut clients, version, sign.as_ref()).await;
+        let (_, masters_known) = register_all(&shard, &mut clients, version, sign.as_ref()).await;
         if let Some(tx) = first_round.take() {
             let _ = tx.send(());
         }
-        let period = shard.cfg.register_namesrv_period;
+        // A slave still waiting to hear where its master is asks again soon.
+        let period = if masters_known {
+            shard.cfg.register_namesrv_period
+        } else {
+            Duration::from_secs(1)
+        };
         future::or(ctl.topics_changed.changed_since(seen), glommio::timer::sleep(period)).await;
     }
 }

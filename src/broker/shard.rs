@@ -57,6 +57,10 @@ pub struct Shard {
     pub alert_status: RefCell<Vec<crate::metrics::AlertStatus>>,
     /// Signalled when a new metadata snapshot is installed.
     meta_changed: crate::store::notify::Notify,
+    /// A slave's: its master shard's replication address, from
+    /// `haMasterAddress` or the name server.
+    ha_master: RefCell<Option<String>>,
+    pub ha_master_changed: crate::store::notify::Notify,
 }
 
 impl Shard {
@@ -102,6 +106,8 @@ impl Shard {
             alert_status: RefCell::new(Vec::new()),
             trace,
             meta_changed: Default::default(),
+            ha_master: RefCell::new(None),
+            ha_master_changed: Default::default(),
         }
     }
 
@@ -241,6 +247,19 @@ impl Shard {
                 },
             )
             .await;
+        }
+    }
+
+    /// A slave's master shard's replication address (`host:port`), once
+    /// known.
+    pub fn ha_master(&self) -> Option<String> {
+        self.ha_master.borrow().clone()
+    }
+
+    pub fn set_ha_master(&self, addr: String) {
+        if self.ha_master.borrow().as_deref() != Some(addr.as_str()) {
+            *self.ha_master.borrow_mut() = Some(addr);
+            self.ha_master_changed.notify_all();
         }
     }
 

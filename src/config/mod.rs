@@ -64,7 +64,8 @@ pub struct BrokerConfig {
     /// any shard's port).
     pub ha_listen_port: u16,
     /// `haMasterAddress` (a SLAVE's): `host:port` of its master's
-    /// `haListenPort`; shard k replicates from `port + k`.
+    /// `haListenPort`; shard k replicates from `port + k`. Unset, the
+    /// name server says (the master's `haServerAddr`).
     pub ha_master_address: Option<String>,
     /// `haMaxGapNotInSync`: a slave more than this many bytes behind the
     /// master's durable log is not in sync (SYNC_MASTER does not wait for
@@ -381,12 +382,35 @@ mod tests {
     }
 
     #[test]
+    fn roles_and_broker_ids_agree() {
+        let load = |settings: &[&str]| {
+            let owned: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+            BrokerConfig::load(None, &owned)
+        };
+        let (c, _) = load(&["brokerRole=SLAVE", "brokerId=2"]).unwrap();
+        assert_eq!(
+            (c.broker_role, c.broker_id, c.ha_master_address),
+            (BrokerRole::Slave, 2, None)
+        );
+        let (c, _) = load(&["brokerRole=SYNC_MASTER", "haListenPort=30000"]).unwrap();
+        assert_eq!((c.broker_role, c.ha_port(3)), (BrokerRole::SyncMaster, 30003));
+        let err = load(&["brokerRole=SLAVE"]).unwrap_err().to_string();
+        assert!(err.contains("brokerId"), "{err}");
+        let err = load(&["brokerId=1"]).unwrap_err().to_string();
+        assert!(err.contains("brokerId") && err.contains("SLAVE"), "{err}");
+        let (c, _) = load(&["listenPort=20911"]).unwrap();
+        assert_eq!(c.ha_listen_port, 20921 + 256, "past every shard port by default");
+    }
+
+    #[test]
     fn invalid_values_name_the_key() {
         for (k, v) in [
             ("flushDiskType", "SOMETIMES"),
             ("listenPort", "70000"),
             ("brokerIP1", "not-an-ip"),
             ("diskMaxUsedSpaceRatio", "99"),
+            ("brokerRole", "LEADER"),
+            ("haMasterAddress", "no-port"),
             ("autoCreateTopicEnable", "yes"),
             ("mapedFileSizeCommitLog", "1000"),
         ] {

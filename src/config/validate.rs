@@ -50,23 +50,16 @@ impl BrokerConfig {
         if self.ha_listen_port == 0 {
             self.ha_listen_port = self.shard_listen_port_base.saturating_add(256);
         }
-        match self.broker_role {
-            super::BrokerRole::Slave => {
-                if self.broker_id == 0 {
-                    return Err(invalid("brokerId", "0", "a SLAVE needs a brokerId above 0"));
-                }
-                if self.ha_master_address.is_none() {
-                    return Err(invalid("haMasterAddress", "", "required with brokerRole=SLAVE"));
-                }
-            }
-            _ if self.broker_id != 0 => {
-                return Err(invalid(
-                    "brokerId",
-                    &self.broker_id.to_string(),
-                    "a master's brokerId is 0 (set brokerRole=SLAVE for a slave)",
-                ));
-            }
-            _ => {}
+        let slave = self.broker_role == super::BrokerRole::Slave;
+        if slave && self.broker_id == 0 {
+            return Err(invalid("brokerId", "0", "a SLAVE needs a brokerId above 0"));
+        }
+        if !slave && self.broker_id != 0 {
+            return Err(invalid(
+                "brokerId",
+                &self.broker_id.to_string(),
+                "a master's brokerId is 0 (set brokerRole=SLAVE for a slave)",
+            ));
         }
         if self.namesrv_addrs.is_empty() {
             if !self.embedded_namesrv {

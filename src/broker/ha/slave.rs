@@ -41,18 +41,32 @@ fn master_addr(base: &str, k: u16) -> Result<String, String> {
 }
 
 /// Follows the master for as long as the shard runs; over TLS with `tls`
-/// (`tlsEnable`, as the broker's other outgoing connections).
-pub async fn follow(shard: Rc<Shard>, master: String, tls: Option<ClientTls>) {
-    let addr = match master_addr(&master, shard.id) {
-        Ok(a) => a,
-        Err(e) => {
-            log::error!("shard {}: no replication: {e}", shard.id);
-            return;
+/// (`tlsEnable`, as the broker's other outgoing connections). The master
+/// is `haMasterAddress` (port + k) when set, else what the name server
+/// says (shard 0's registration tells every shard; a new address is
+/// followed from the next connection on).
+pub async fn follow(shard: Rc<Shard>, tls: Option<ClientTls>) {
+    if let Some(base) = &shard.cfg.ha_master_address {
+        match master_addr(base, shard.id) {
+            Ok(a) => shard.set_ha_master(a),
+            Err(e) => {
+                log::error!("shard {}: no replication: {e}", shard.id);
+                return;
+            }
         }
-    };
+    }
     let mut backoff = BACKOFF_MIN;
     let mut last_error = (String::new(), std::time::Instant::now());
     while !shard.store.is_stopping() {
+        let seen = shard.ha_master_changed.generation();
+        let Some(addr) = shard.ha_master() else {
+            // Not known yet: the name server tells shard 0's registration.
+            future::or(shard.ha_master_changed.changed_since(seen), async {
+                glommio::timer::sleep(Duration::from_secs(1)).await;
+            })
+            .await;
+            continue;
+        };
         match session(&shard, &addr, tls.as_ref()).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {

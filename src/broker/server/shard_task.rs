@@ -94,16 +94,15 @@ pub(super) async fn run_shard(
     .detach();
     glommio::spawn_local(crate::broker::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(crate::broker::pop::answer_parked(shard.clone())).detach();
-    match (cfg.broker_role, cfg.ha_master_address.clone()) {
-        (BrokerRole::Slave, Some(master)) => {
+    match cfg.broker_role {
+        BrokerRole::Slave => {
             // A slave's log is its master's: nothing here writes on its own.
-            shard.store.set_slave_of(Some(master.clone()));
-            glommio::spawn_local(crate::broker::ha::slave::follow(
-                shard.clone(),
-                master,
-                tls.client.clone(),
-            ))
-            .detach();
+            let master = cfg
+                .ha_master_address
+                .clone()
+                .unwrap_or_else(|| format!("the master of {}", cfg.broker_name));
+            shard.store.set_slave_of(Some(master));
+            glommio::spawn_local(crate::broker::ha::slave::follow(shard.clone(), tls.client.clone())).detach();
         }
         _ => {
             glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
