@@ -16,6 +16,8 @@ use harness::Client::{Cpp, Java};
 use harness::*;
 
 const N: u64 = 60;
+/// 64 MiB segments: each broker zero-fills two per shard ahead.
+const SEGMENT: &str = "67108864";
 
 #[test]
 fn java_clients_keep_every_acknowledged_message_through_a_master_kill9() {
@@ -41,12 +43,17 @@ fn through_a_master_kill9(client: Client, ok: &str) {
             ("brokerId", "1"),
             ("haMasterAddress", &master_ha),
             ("namesrvAddr", &namesrvs),
+            ("mapedFileSizeCommitLog", SEGMENT),
         ],
         sp,
     );
     let mut master = Broker::start_on(
         "SYNC_FLUSH",
-        &[("brokerRole", "SYNC_MASTER"), ("namesrvAddr", &namesrvs)],
+        &[
+            ("brokerRole", "SYNC_MASTER"),
+            ("namesrvAddr", &namesrvs),
+            ("mapedFileSizeCommitLog", SEGMENT),
+        ],
         mp,
     );
     let deadline = Instant::now() + Duration::from_secs(30);
