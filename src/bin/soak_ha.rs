@@ -5,8 +5,9 @@
 //! 0) and duplicates.
 //!
 //! Each cycle sends a burst of messages to the master (one connection,
-//! sequential SEND_MESSAGE_V2, bodies `soak-<cycle>-<i>`) and records each
-//! outcome, then applies one fault:
+//! sequential SEND_MESSAGE_V2, bodies `soak-<cycle>-<i>`, on a thread of
+//! its own) and records each outcome; 0–150 ms into the burst one fault
+//! strikes:
 //!
 //! * `kill-master` / `kill-slave` — SIGKILL, then start it again on the
 //!   same directory (its `broker.conf`);
@@ -262,22 +263,31 @@ fn run() -> Result<bool, String> {
     let mut faults: BTreeMap<&str, u32> = BTreeMap::new();
     let mut conn: Option<Client> = None;
     for cycle in 0..a.cycles {
-        for i in 0..a.burst {
-            let body = format!("soak-{cycle}-{i}");
-            let qid = rng.below(QUEUES as u64) as u32;
-            if conn.is_none() {
-                conn = Client::connect_with(&master_addr, Duration::from_secs(1), Duration::from_secs(3)).ok();
-            }
-            let code = match conn.as_mut().map(|c| c.call(send_req(qid, &body))) {
-                Some(Ok(r)) => Some(r.code),
-                Some(Err(_)) => {
-                    conn = None;
-                    None
+        // The burst runs on its own thread while the fault strikes: kills
+        // and pauses land under load, mid-send.
+        let seeds: Vec<u32> = (0..a.burst).map(|_| rng.below(QUEUES as u64) as u32).collect();
+        let (addr, taken) = (master_addr.clone(), conn.take());
+        let sender = std::thread::spawn(move || {
+            let mut conn = taken;
+            let mut got = Vec::with_capacity(seeds.len());
+            for (i, qid) in seeds.into_iter().enumerate() {
+                let body = format!("soak-{cycle}-{i}");
+                if conn.is_none() {
+                    conn = Client::connect_with(&addr, Duration::from_secs(1), Duration::from_secs(3)).ok();
                 }
-                None => None,
-            };
-            outcomes.insert(body, code);
-        }
+                let code = match conn.as_mut().map(|c| c.call(send_req(qid, &body))) {
+                    Some(Ok(r)) => Some(r.code),
+                    Some(Err(_)) => {
+                        conn = None;
+                        None
+                    }
+                    None => None,
+                };
+                got.push((body, code));
+            }
+            (got, conn)
+        });
+        std::thread::sleep(Duration::from_millis(rng.below(150)));
         let fault = match rng.below(6) {
             0 => "kill-master",
             1 => "kill-slave",
@@ -290,7 +300,6 @@ fn run() -> Result<bool, String> {
         match fault {
             "kill-master" => {
                 master.kill9();
-                conn = None;
                 master.start(&bin)?;
             }
             "kill-slave" => {
@@ -314,6 +323,9 @@ fn run() -> Result<bool, String> {
             }
             _ => {}
         }
+        let (got, back) = sender.join().map_err(|_| "the sending thread panicked".to_string())?;
+        outcomes.extend(got);
+        conn = back;
         if cycle % 10 == 9 {
             println!("soak: cycle {} done ({} sends so far)", cycle + 1, outcomes.len());
         }

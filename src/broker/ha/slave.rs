@@ -24,7 +24,10 @@ use super::master::HOUSEKEEPING;
 const ACK_EVERY: Duration = Duration::from_secs(1);
 const CONNECT_WITHIN: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A restarted master is found within a second (a connect attempt per
+/// second per shard costs little; every second of absence is a second of
+/// SLAVE_NOT_AVAILABLE for a SYNC_MASTER).
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The master shard's replication address for shard `k`.
 fn master_addr(base: &str, k: u16) -> Result<String, String> {
