@@ -27,10 +27,7 @@ BIN=target/release/shardmq-bench
 mkdir -p "$OUT"
 cargo build --release -p shardmq -p shardmq-bench
 {
-  echo "date: $(date -Is)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
-  echo "kernel: $(uname -r)"
-  lscpu | grep -E '^(Model name|CPU\(s\))'
+  scripts/machine-info.sh
   echo "load: $CONNECTIONS connections, sync sends of $SIZE bytes, ${DURATION}s after ${WARMUP}s warm-up"
 } | tee "$OUT/machine.txt"
 

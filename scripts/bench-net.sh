@@ -26,10 +26,7 @@ NS=127.0.0.1:39876
 mkdir -p "$OUT"
 cargo build --release -p shardmq -p shardmq-bench
 {
-  echo "date: $(date -Is)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
-  echo "kernel: $(uname -r)"
-  lscpu | grep -E '^(Model name|CPU\(s\))'
+  scripts/machine-info.sh
 } | tee "$OUT/machine.txt"
 
 BPID=

@@ -26,10 +26,7 @@ BIN=target/release/shardmq-bench
 mkdir -p "$OUT" "$DATA"
 cargo build --release -p shardmq-bench
 {
-  echo "date: $(date -Is)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
-  echo "kernel: $(uname -r)"
-  lscpu | grep -E '^(Model name|CPU\(s\)|Hypervisor vendor)'
+  scripts/machine-info.sh
   free -g | sed -n 2p
   df -hT "$DATA" | tail -1
   echo "memlock: $(ulimit -l)"

@@ -170,13 +170,16 @@ async fn tell_master(shard: &Shard, entry: usize, entries: usize, ha: &str) {
     let targets: Vec<(u16, String)> = if entries > 1 || shard.shard_count() == 1 {
         vec![(entry as u16, ha.to_string())]
     } else {
-        let Some((host, port)) = ha.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))) else {
-            log::warn!("the name server gave the master's haServerAddr as {ha:?}: not host:port");
-            return;
-        };
-        (0..shard.shard_count())
-            .map(|k| (k, format!("{host}:{}", port.saturating_add(k))))
-            .collect()
+        let per_shard: Result<Vec<_>, _> = (0..shard.shard_count())
+            .map(|k| super::ha::slave::master_addr(ha, k).map(|a| (k, a)))
+            .collect();
+        match per_shard {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("the name server gave the master's haServerAddr as {ha:?}: {e}");
+                return;
+            }
+        }
     };
     for (k, addr) in targets {
         if k == shard.id {

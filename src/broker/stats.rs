@@ -30,6 +30,7 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         .stats(shard.store.max_offset(crate::store::SCHEDULE_TOPIC, 0));
     let (open_count, open) = shard.tx.list(100);
     let (committed, rolled_back) = shard.tx.counts();
+    let replica = shard.store.replica_status();
     let gauges = Gauges {
         scheduled_messages: timer.scheduled,
         scheduled_next_due_ms: timer.next_due,
@@ -47,8 +48,8 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         disk_full: shard.store.is_disk_full() as u64,
         forced_segment_deletions: shard.store.forced_deletions(),
         read_only_reason: shard.store.read_only().map(|(r, _)| r.as_str().to_string()),
-        slaves_in_sync: shard.store.replica_status().map(|(n, _)| n as u64),
-        replicated_offset: shard.store.replica_status().map(|(_, end)| end),
+        slaves_in_sync: replica.map(|(n, _)| n as u64),
+        replicated_offset: replica.map(|(_, end)| end),
     };
     let lag = shard
         .offsets

@@ -29,8 +29,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// SLAVE_NOT_AVAILABLE for a SYNC_MASTER).
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// The master shard's replication address for shard `k`.
-fn master_addr(base: &str, k: u16) -> Result<String, String> {
+/// The master shard's replication address for shard `k`, from the
+/// master's base replication address (`haListenPort`).
+pub fn master_addr(base: &str, k: u16) -> Result<String, String> {
     let (host, port) = base
         .rsplit_once(':')
         .ok_or_else(|| format!("haMasterAddress {base} is not host:port"))?;

@@ -23,7 +23,7 @@ use crate::store::commit_log::ReserveError;
 use crate::store::error::StoreError;
 use crate::store::notify::Notify;
 use crate::store::position::{LogOffset, PhysicalOffset};
-use crate::store::record::{check_record, properties_of, RecordCheck, BLANK_SIZE};
+use crate::store::record::{be_u32, check_record, properties_of, RecordCheck, BLANK_SIZE, MAGIC_BLANK};
 use crate::store::replication::ReplicaGate;
 
 use super::dispatch::dispatch_recovered;
@@ -61,10 +61,6 @@ impl MessageStore {
         *self.inner.slave_of.borrow_mut() = master;
     }
 
-    pub fn is_slave(&self) -> bool {
-        self.inner.slave_of.borrow().is_some()
-    }
-
     /// Fires whenever the durable end of the log moves.
     pub fn durable_changed(&self) -> &Notify {
         &self.inner.log.durable_progress
@@ -92,12 +88,15 @@ impl MessageStore {
             path: log.dir().to_path_buf(),
             what,
         };
-        let head = log.read(pos, BLANK_SIZE.min(avail)).await?;
-        let (Some(total), Some(magic)) = (be_u32(&head, 0), be_u32(&head, 4)) else {
+        // One read covers the chunk; only a first record larger than `max`
+        // needs a second, of its own size.
+        let mut buf = log.read(pos, max.max(BLANK_SIZE).min(avail)).await?;
+        let (Some(total), Some(magic)) = (be_u32(&buf, 0), be_u32(&buf, 4)) else {
             return Err(corrupt(format!("no record header at log offset {pos}")));
         };
-        if magic == crate::store::record::MAGIC_BLANK {
-            return Ok(Some((head, seg_end)));
+        if magic == MAGIC_BLANK {
+            buf.truncate(BLANK_SIZE);
+            return Ok(Some((buf, seg_end)));
         }
         let total = total as usize;
         if total < BLANK_SIZE || total > avail {
@@ -105,7 +104,9 @@ impl MessageStore {
                 "record at log offset {pos} claims {total} bytes, {avail} are durable in its segment"
             )));
         }
-        let buf = log.read(pos, total.max(max.min(avail))).await?;
+        if total > buf.len() {
+            buf = log.read(pos, total).await?;
+        }
         // Whole records only: stop before a partial one or a BLANK.
         let mut end = 0usize;
         while end + BLANK_SIZE <= buf.len() {
@@ -113,12 +114,11 @@ impl MessageStore {
                 break;
             };
             let n = n as usize;
-            if m == crate::store::record::MAGIC_BLANK || n < BLANK_SIZE || end + n > buf.len() {
+            if m == MAGIC_BLANK || n < BLANK_SIZE || end + n > buf.len() {
                 break;
             }
             end += n;
         }
-        let mut buf = buf;
         buf.truncate(end);
         Ok(Some((buf, pos + end as u64)))
     }
@@ -185,11 +185,11 @@ impl MessageStore {
                 ));
             }
             let mut opened = Vec::new();
-            let props = properties_of(inner.cfg.encryption.as_deref(), shard, &v, &mut opened)?.to_vec();
+            let props = properties_of(inner.cfg.encryption.as_deref(), shard, &v, &mut opened)?;
             {
                 let mut table = inner.queues.borrow_mut();
                 let mut problems = Vec::new();
-                if let Err(e) = dispatch_recovered(&mut table, &v, &props, rec_pos, true, &mut problems) {
+                if let Err(e) = dispatch_recovered(&mut table, &v, props, rec_pos, true, &mut problems) {
                     log::error!("shard {shard}: replicated record at log offset {rec_pos} not indexed: {e:?}");
                 }
                 for p in problems {
@@ -197,7 +197,7 @@ impl MessageStore {
                 }
             }
             if let Ok(topic) = std::str::from_utf8(v.topic) {
-                inner.index.add(topic, &props, rec_pos, v.total_size, v.store_timestamp);
+                inner.index.add(topic, props, rec_pos, v.total_size, v.store_timestamp);
                 on_record(topic, v.queue_id);
             }
             log.write(rec_pos, &bytes[at..at + size]);
@@ -205,8 +205,4 @@ impl MessageStore {
         }
         Ok(Replicate::Done)
     }
-}
-
-fn be_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }

@@ -53,6 +53,7 @@ mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+pub(crate) use decode::be_u32;
 pub use decode::{
     check_record, patch_delivery, store_host_of, store_timestamp_of, sys_flag_of, RecordCheck, RecordView,
 };
