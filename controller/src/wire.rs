@@ -1,0 +1,107 @@
+//! Wire format (one TCP port per node serves Raft RPCs and clients).
+//!
+//! A frame is `u32 big-endian length | JSON body`; the length counts the body
+//! only and is at most [`MAX_FRAME`] (16 MiB): a larger length closes the
+//! connection. On a connection the client sends one request frame and waits
+//! for its response frame; connections are reused for further requests.
+//!
+//! Requests are JSON objects tagged by `op`:
+//!
+//! | op | body | answer |
+//! | --- | --- | --- |
+//! | `register`, `heartbeat` | [`BrokerReq`] fields | `{"ok":true,"group":GroupView}` |
+//! | `alter_sync_state_set` | [`AlterReq`] fields | `{"ok":true,"group":GroupView}` |
+//! | `groups` | – | `{"ok":true,"groups":[GroupView]}` (leader only) |
+//! | `status` | – | `{"ok":true,"node_id","leader_id","term","last_applied","members"}` (any node) |
+//! | `raft_append` | `{"rpc": openraft AppendEntriesRequest}` | `{"ok":true,"result":{"Ok":resp}\|{"Err":RaftError}}` |
+//! | `raft_vote` | `{"rpc": openraft VoteRequest}` | same shape |
+//! | `raft_snapshot` | `{"rpc": openraft InstallSnapshotRequest}` (one chunk) | same shape |
+//!
+//! Failures are `{"ok":false,"code":"NOT_LEADER"|"FENCED"|"INVALID"|"UNAVAILABLE","message":"...","leader":"host:port"|null}`.
+
+use std::io::{Read, Write};
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::types::{AlterReq, BrokerReq};
+use crate::TypeConfig;
+
+/// Largest frame body accepted or sent.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// A request frame's body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Register(BrokerReq),
+    Heartbeat(BrokerReq),
+    AlterSyncStateSet(AlterReq),
+    Groups,
+    Status,
+    RaftAppend { rpc: AppendEntriesRequest<TypeConfig> },
+    RaftVote { rpc: VoteRequest<u64> },
+    RaftSnapshot { rpc: InstallSnapshotRequest<TypeConfig> },
+}
+
+fn too_large(len: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+    )
+}
+
+/// Read one frame; `Ok(None)` on a clean end of stream before a frame.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(too_large(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Write one frame.
+pub async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, body: &[u8]) -> std::io::Result<()> {
+    if body.len() > MAX_FRAME {
+        return Err(too_large(body.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+/// Blocking variant of [`read_frame`] (end of stream is an error here).
+pub fn read_frame_blocking<R: Read>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(too_large(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Blocking variant of [`write_frame`].
+pub fn write_frame_blocking<W: Write>(w: &mut W, body: &[u8]) -> std::io::Result<()> {
+    if body.len() > MAX_FRAME {
+        return Err(too_large(body.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf)?;
+    w.flush()
+}
