@@ -282,9 +282,9 @@ async fn serve_conn(node: Arc<Node>, mut s: TcpStream) {
                 return;
             }
         };
-        let reply = match serde_json::from_slice::<Request>(&body) {
+        let reply = match Request::parse(&body) {
             Ok(req) => node.handle(req).await,
-            Err(e) => reply_err(err(ErrorCode::Invalid, format!("bad request: {e}"))),
+            Err(e) => reply_err(err(ErrorCode::Invalid, e)),
         };
         let bytes = match serde_json::to_vec(&reply) {
             Ok(b) => b,

@@ -31,8 +31,10 @@ use crate::TypeConfig;
 /// Largest frame body accepted or sent.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// A request frame's body.
-#[derive(Debug, Serialize, Deserialize)]
+/// A request frame's body. Serialized as `{"op":"...",...}`; parsed with
+/// [`Request::parse`] (serde's internally tagged enums buffer the body and
+/// then cannot read openraft's integer map keys, so no derived Deserialize).
+#[derive(Debug, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Register(BrokerReq),
@@ -43,6 +45,41 @@ pub enum Request {
     RaftAppend { rpc: AppendEntriesRequest<TypeConfig> },
     RaftVote { rpc: VoteRequest<u64> },
     RaftSnapshot { rpc: InstallSnapshotRequest<TypeConfig> },
+}
+
+#[derive(Deserialize)]
+struct Op {
+    op: String,
+}
+
+#[derive(Deserialize)]
+struct Rpc<T> {
+    rpc: T,
+}
+
+impl Request {
+    /// Parse a request body: read `op`, then the body as that op's type.
+    pub fn parse(body: &[u8]) -> Result<Request, String> {
+        let op: Op = serde_json::from_slice(body).map_err(|e| format!("bad request: {e}"))?;
+        let bad = |e: serde_json::Error| format!("bad {} request: {e}", op.op);
+        Ok(match op.op.as_str() {
+            "register" => Request::Register(serde_json::from_slice(body).map_err(bad)?),
+            "heartbeat" => Request::Heartbeat(serde_json::from_slice(body).map_err(bad)?),
+            "alter_sync_state_set" => Request::AlterSyncStateSet(serde_json::from_slice(body).map_err(bad)?),
+            "groups" => Request::Groups,
+            "status" => Request::Status,
+            "raft_append" => Request::RaftAppend {
+                rpc: serde_json::from_slice::<Rpc<_>>(body).map_err(bad)?.rpc,
+            },
+            "raft_vote" => Request::RaftVote {
+                rpc: serde_json::from_slice::<Rpc<_>>(body).map_err(bad)?.rpc,
+            },
+            "raft_snapshot" => Request::RaftSnapshot {
+                rpc: serde_json::from_slice::<Rpc<_>>(body).map_err(bad)?.rpc,
+            },
+            other => return Err(format!("unknown op {other:?}")),
+        })
+    }
 }
 
 fn too_large(len: usize) -> std::io::Error {
