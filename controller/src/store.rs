@@ -427,11 +427,14 @@ struct SnapshotFile {
     state: SmData,
 }
 
+/// A snapshot held in memory: its meta and the serialized [`SmData`].
+type HeldSnapshot = (SnapshotMeta<u64, BasicNode>, Vec<u8>);
+
 struct SmShared {
     dir: PathBuf,
     state: Mutex<SmData>,
     /// The current snapshot: meta and the serialized [`SmData`].
-    snapshot: Mutex<Option<(SnapshotMeta<u64, BasicNode>, Vec<u8>)>>,
+    snapshot: Mutex<Option<HeldSnapshot>>,
     counter: AtomicU64,
 }
 

@@ -142,3 +142,48 @@ pub fn write_frame_blocking<W: Write>(w: &mut W, body: &[u8]) -> std::io::Result
     w.write_all(&buf)?;
     w.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
+
+    use super::*;
+
+    #[test]
+    fn raft_append_with_membership_roundtrips() {
+        let nodes: BTreeMap<u64, BasicNode> = (1..=3).map(|i| (i, BasicNode::new(format!("127.0.0.1:{i}")))).collect();
+        let m = Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes);
+        let rpc = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: None,
+            entries: vec![Entry {
+                log_id: LogId::new(CommittedLeaderId::new(2, 1), 1),
+                payload: EntryPayload::Membership(m),
+            }],
+            leader_commit: None,
+        };
+        let body = serde_json::to_vec(&Request::RaftAppend { rpc: rpc.clone() }).unwrap_or_default();
+        assert!(body.starts_with(b"{\"op\":\"raft_append\""));
+        match Request::parse(&body) {
+            Ok(Request::RaftAppend { rpc: got }) => assert_eq!(format!("{got:?}"), format!("{rpc:?}")),
+            other => panic!("parsed {other:?}"),
+        }
+        assert!(Request::parse(b"{\"op\":\"groups\"}").is_ok());
+        assert!(Request::parse(b"{\"op\":\"register\",\"cluster\":\"c\"}").is_err());
+        assert!(Request::parse(b"{\"op\":\"nope\"}").is_err());
+        assert!(Request::parse(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn frames_are_size_limited() {
+        let mut buf = Vec::new();
+        write_frame_blocking(&mut buf, b"{}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(buf, b"\0\0\0\x02{}");
+        assert_eq!(read_frame_blocking(&mut &buf[..]).ok(), Some(b"{}".to_vec()));
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(read_frame_blocking(&mut &huge[..]).is_err());
+        assert!(write_frame_blocking(&mut Vec::new(), &vec![b' '; MAX_FRAME + 1]).is_err());
+    }
+}
