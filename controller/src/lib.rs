@@ -64,6 +64,9 @@ pub struct ControllerConfig {
     pub raft_heartbeat_interval: Duration,
     /// Build a snapshot (and compact the log) every this many applied entries (default 500).
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for lagging followers (default 100);
+    /// one further behind receives the snapshot (`raft_snapshot`).
+    pub snapshot_logs_to_keep: u64,
 }
 
 impl ControllerConfig {
@@ -79,6 +82,7 @@ impl ControllerConfig {
             election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
             raft_heartbeat_interval: Duration::from_millis(200),
             snapshot_every: 500,
+            snapshot_logs_to_keep: 100,
         }
     }
 }
@@ -158,7 +162,7 @@ async fn boot(
         heartbeat_interval: ms(cfg.raft_heartbeat_interval),
         install_snapshot_timeout: 2000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
-        max_in_snapshot_log_to_keep: 100,
+        max_in_snapshot_log_to_keep: cfg.snapshot_logs_to_keep,
         snapshot_max_chunk_size: 1024 * 1024,
         ..Default::default()
     }
