@@ -145,6 +145,24 @@ impl ConsumeQueue {
         }
     }
 
+    /// Removes the entries from queue offset `at` on (the log was
+    /// truncated below their records): `max_offset` becomes `at`.
+    pub fn cut(&mut self, at: u64) {
+        if at >= self.max_offset {
+            return;
+        }
+        match at.checked_sub(self.mem_base) {
+            Some(keep) => self.mem.truncate(keep as usize),
+            None => {
+                self.mem.clear();
+                self.mem_base = at;
+            }
+        }
+        self.max_offset = at;
+        self.written = self.written.min(at);
+        self.min_offset = self.min_offset.min(at);
+    }
+
     /// Bytes of memory this queue holds (entries only).
     pub fn memory(&self) -> usize {
         self.mem.capacity() * std::mem::size_of::<CqEntry>()

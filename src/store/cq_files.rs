@@ -256,6 +256,56 @@ impl CqFiles {
         self.new_dirs.borrow_mut().retain(|x| !d.dirs.contains(x));
     }
 
+    /// Removes queue offsets `[from, to)` from the queue's files (the log
+    /// was truncated below their records): the slots of the file holding
+    /// `from` are zeroed and fdatasynced, the files after it deleted and
+    /// the directory synced. Handles of deleted files are forgotten, so a
+    /// later write creates them anew.
+    pub async fn cut(&self, topic: &str, queue_id: u32, from: u64, to: u64) -> Result<(), StoreError> {
+        if from >= to {
+            return Ok(());
+        }
+        let (path, first) = self.file_path(topic, queue_id, from);
+        let mut next = first;
+        if from > first {
+            next = first + self.entries_per_file;
+            if let Some(f) = self.handle(&path, false).await? {
+                let n = (to.min(next) - from) as usize;
+                let err = |what: &str, e| StoreError::glommio(format_args!("{what} {}", path.display()), e);
+                let w = f
+                    .write_at(vec![0u8; n * CQ_ENTRY_SIZE], (from - first) * CQ_ENTRY_SIZE as u64)
+                    .await
+                    .map_err(|e| err("write", e))?;
+                if w != n * CQ_ENTRY_SIZE {
+                    return Err(StoreError::NoSpace(format!("short write on {}", path.display())));
+                }
+                f.fdatasync().await.map_err(|e| err("fdatasync", e))?;
+            }
+        }
+        let mut doomed = Vec::new();
+        while next < to {
+            let p = self.file_path(topic, queue_id, next).0;
+            self.open.borrow_mut().remove(&p);
+            self.dirty_files.borrow_mut().remove(&p);
+            doomed.push(p);
+            next += self.entries_per_file;
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        crate::runtime::blocking::run(move || {
+            for p in &doomed {
+                match std::fs::remove_file(p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::io(p, e)),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        super::segment::sync_dir(&self.queue_dir(topic, queue_id)).await
+    }
+
     /// Deletes the queue's files that hold only offsets below `min`. The
     /// directory listing and the unlinks run on the blocking thread (one
     /// round trip each, see [`crate::runtime::blocking`]); the open and

@@ -21,6 +21,9 @@ pub enum StoreError {
     NoSpace(String),
     #[error("corrupt store file {path}: {what}")]
     Corrupt { path: PathBuf, what: String },
+    /// A request the store refuses in its current state (nothing changed).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl StoreError {

@@ -76,7 +76,7 @@ pub use commit_log::CommitLog;
 pub use config::{DiskFullPolicy, FlushMode, StoreConfig};
 pub use consume_queue::CqEntry;
 pub use error::StoreError;
-pub use message_store::{Appended, Boundary, MessageStore, Pin, PutResult, PutStatus, Replicate};
+pub use message_store::{Appended, Boundary, MessageStore, Pin, PutResult, PutStatus, Replicate, Truncated};
 pub use position::{LogOffset, PhysicalOffset};
 pub use reader::{GetResult, GetStatus, TagFilter};
 pub use record::{

@@ -134,6 +134,30 @@ impl TailCache {
         idx.checked_sub(1).map(|i| self.chunks[i].end())
     }
 
+    /// Drops everything cached at or after `pos` (the log was truncated
+    /// there, see `MessageStore::truncate_log`).
+    pub fn cut(&mut self, pos: u64) {
+        while let Some(last) = self.chunks.back_mut() {
+            if last.base >= pos {
+                let cap = last.data.capacity();
+                self.chunks.pop_back();
+                self.bytes -= cap;
+                continue;
+            }
+            if last.end() > pos {
+                last.data.truncate((pos - last.base) as usize);
+            }
+            break;
+        }
+    }
+
+    /// Drops every chunk (the spare stays).
+    pub fn clear(&mut self) {
+        let held: usize = self.chunks.iter().map(|c| c.data.capacity()).sum();
+        self.chunks.clear();
+        self.bytes -= held;
+    }
+
     /// Copies `[pos, pos + out.len())` into `out`. Returns false if any part
     /// of the range is not cached.
     pub fn read(&self, pos: u64, out: &mut [u8]) -> bool {

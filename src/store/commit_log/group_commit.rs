@@ -164,7 +164,7 @@ impl CommitLog {
 
     /// Makes a write or sync failure final: nothing is acknowledged any
     /// more, every waiter learns it, and both flusher halves stop.
-    fn fail(&self, why: String) {
+    pub(super) fn fail(&self, why: String) {
         log::error!("CommitLog flush failed, refusing further appends until a restart: {why}");
         *self.failed.borrow_mut() = Some(why);
         self.waiters.wake_all();

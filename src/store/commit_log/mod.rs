@@ -125,6 +125,8 @@ pub struct CommitLog {
     /// prepared: the log takes nothing until one is.
     refusing: Cell<bool>,
     shutting_down: Cell<bool>,
+    /// `MessageStore::truncate_log` runs: nothing is reserved meanwhile.
+    truncating: Cell<bool>,
     stop_preparer: Cell<bool>,
     /// Appends wake the writer.
     dirty: Notify,
@@ -193,6 +195,7 @@ impl CommitLog {
             prepare_refused_for_space: Cell::new(false),
             refusing: Cell::new(false),
             shutting_down: Cell::new(false),
+            truncating: Cell::new(false),
             stop_preparer: Cell::new(false),
             dirty: Notify::default(),
             wrote: Notify::default(),
@@ -312,6 +315,9 @@ impl CommitLog {
                 "CommitLog writes fail, retrying until space returns: {why}"
             )));
         }
+        if self.truncating.get() {
+            return Err(ReserveError::Unavailable("the CommitLog is being truncated".into()));
+        }
         let len64 = len as u64;
         if len64 + BLANK_SIZE as u64 > self.segment_size {
             return Err(ReserveError::TooLarge);
@@ -409,6 +415,57 @@ impl CommitLog {
 
     pub fn active_base(&self) -> u64 {
         self.state.borrow().active_base
+    }
+
+    /// While set, [`Self::reserve`] refuses (`MessageStore::truncate_log`).
+    pub(in crate::store) fn set_truncating(&self, on: bool) {
+        self.truncating.set(on);
+    }
+
+    /// Cuts the log back to `to` in memory (`MessageStore::truncate_log`;
+    /// everything must be durable and nothing reserved): write, written,
+    /// sync and durable positions become `to`, the tail cache drops what
+    /// lies at or after it and keeps (or is seeded with) `tail_block`, the
+    /// bytes `[align_down(to), to)` the next flush rewrites. Returns the
+    /// segments after the one holding `to`: they stay in the log (so that
+    /// the preparer does not prepare their files again) until
+    /// [`Self::forget_segments_after`], once they are deleted.
+    pub(in crate::store) fn cut_back(&self, to: u64, tail_block: &[u8]) -> Vec<Rc<Segment>> {
+        debug_assert!(to <= self.flushed.get() && self.flushed.get() == self.write_pos());
+        let active = align_down_to(to, self.segment_size);
+        {
+            let mut st = self.state.borrow_mut();
+            st.write_pos = to;
+            st.active_base = active;
+            st.cache.cut(to);
+            let block = align_down(to);
+            let mut check = vec![0u8; (to - block) as usize];
+            if !check.is_empty() && !st.cache.read(block, &mut check) {
+                st.cache.clear();
+                st.cache.append(block, tail_block, true);
+            }
+        }
+        self.flushed.set(to);
+        self.written.set(to);
+        self.sync_taken.set(to);
+        self.unsynced.borrow_mut().clear();
+        self.checkpointed.set(self.checkpointed.get().min(to));
+        let segments = self.segments.borrow();
+        segments.range(active + 1..).map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Takes the segments after the one holding `to` out of the log (their
+    /// files are deleted) and wakes the preparer.
+    pub(in crate::store) fn forget_segments_after(&self, to: u64) {
+        let active = align_down_to(to, self.segment_size);
+        drop(self.segments.borrow_mut().split_off(&(active + 1)));
+        self.rolled.notify_all();
+    }
+
+    /// A truncation failed after it changed the disk: nothing more is
+    /// appended until a restart recovers from what the disk holds.
+    pub(in crate::store) fn fail_truncation(&self, why: String) {
+        self.fail(why);
     }
 
     /// Stops the flusher after it has flushed everything written so far.

@@ -81,6 +81,90 @@ impl KeyIndex {
     }
 }
 
+impl KeyIndex {
+    /// Holds off memtable flushes and upkeep (catch-up, merges, expiry)
+    /// while the permits live (`MessageStore::truncate_log`).
+    pub async fn pause(&self) -> Result<(glommio::sync::Permit<'_>, glommio::sync::Permit<'_>), StoreError> {
+        let err = |e| StoreError::Glommio(format!("key index: {e}"));
+        let upkeep = self.upkeep.acquire_permit(1).await.map_err(err)?;
+        let flushing = self.flushing.acquire_permit(1).await.map_err(err)?;
+        Ok((upkeep, flushing))
+    }
+
+    /// Forgets every entry of records at or after log offset `to` (the log
+    /// is cut there; call with [`Self::pause`]'s permits held): memtable
+    /// entries are dropped, gaps clipped, and each run reaching past `to`
+    /// is rewritten as the run of `[from, to)` (or deleted when it starts
+    /// at or after `to`), the new file durable before the old one is
+    /// deleted. Returns the runs rewritten or deleted.
+    pub async fn cut(&self, to: u64) -> Result<usize, StoreError> {
+        if !self.cfg.enabled {
+            return Ok(0);
+        }
+        {
+            let mut mem = self.mem.borrow_mut();
+            let keep = mem.entries.partition_point(|e| e.pos < to);
+            mem.entries.truncate(keep);
+            mem.from = mem.from.min(to);
+            if mem.full_at.is_some_and(|p| p >= to) {
+                mem.full_at = None;
+            }
+            if mem.entries.is_empty() {
+                mem.since = None;
+            }
+        }
+        {
+            let mut gaps = self.gaps.borrow_mut();
+            for g in gaps.iter_mut() {
+                g.1 = g.1.min(to);
+            }
+            gaps.retain(|g| g.0 < g.1);
+        }
+        let doomed: Vec<Rc<Run>> = self.runs.borrow().iter().filter(|r| r.to > to).cloned().collect();
+        for old in &doomed {
+            let new = if old.from < to {
+                let mut w = RunWriter::create(&self.dir, old.from, to, self.faults.clone()).await?;
+                let mut c = old.cursor();
+                let copied: Result<(), StoreError> = async {
+                    while let Some(e) = c.peek().await? {
+                        c.advance();
+                        if e.pos < to {
+                            w.push(e).await?;
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                if let Err(e) = copied {
+                    w.abandon().await;
+                    return Err(e);
+                }
+                Some(Rc::new(w.finish(old.from, to).await?))
+            } else {
+                None
+            };
+            {
+                let mut runs = self.runs.borrow_mut();
+                if let Some(at) = runs.iter().position(|r| Rc::ptr_eq(r, old)) {
+                    match new {
+                        Some(n) => runs[at] = n,
+                        None => {
+                            runs.remove(at);
+                        }
+                    }
+                }
+            }
+            glommio::io::remove(&old.path)
+                .await
+                .map_err(|e| StoreError::glommio(format_args!("remove {}", old.path.display()), e))?;
+        }
+        if !doomed.is_empty() {
+            crate::store::segment::sync_dir(&self.dir).await?;
+        }
+        Ok(doomed.len())
+    }
+}
+
 /// Runs merged at once, at least and at most.
 const FAN_IN: usize = 4;
 const MAX_FAN_IN: usize = 8;

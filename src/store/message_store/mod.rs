@@ -14,6 +14,7 @@
 //! * `put.rs` — the append path (validate, place, encode, index, wait).
 //! * `read.rs` — queue offsets, consume-queue entries and record reads.
 //! * `tasks.rs` — the background tasks, checkpoints and shutdown.
+//! * `truncate.rs` — cutting the log back (a demoted master's tail).
 
 mod dispatch;
 mod open;
@@ -21,6 +22,7 @@ mod put;
 mod read;
 mod replica;
 mod tasks;
+mod truncate;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -40,6 +42,7 @@ use super::retention::DiskUsage;
 
 pub use replica::Replicate;
 pub use tasks::FINAL_FLUSH_TIMEOUT;
+pub use truncate::Truncated;
 
 /// Outcome of a put (RocketMQ's `PutMessageStatus`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,3 +186,4 @@ mod marks;
 mod pipeline;
 mod replica;
 mod review;
+mod truncate;
