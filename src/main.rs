@@ -34,6 +34,24 @@ enum Command {
     },
     /// Administer a broker and name server (like mqadmin).
     Admin(Box<shardmq::admin::AdminArgs>),
+    /// Start one node of the controller quorum (a Raft group that names
+    /// each broker group's master: brokers with enableControllerMode=true
+    /// and controllerAddr set).
+    Controller {
+        /// This node's id (one of --peers).
+        #[arg(long)]
+        id: u64,
+        /// Every controller node, id=host:port, comma-separated, the same
+        /// on every node (e.g. 1=127.0.0.1:9878,2=127.0.0.1:9879,3=127.0.0.1:9880).
+        #[arg(long)]
+        peers: String,
+        /// Where this node keeps its Raft log, vote and snapshots.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A master not heard from this long is failed over (ms).
+        #[arg(long, default_value_t = 3000)]
+        heartbeat_timeout_ms: u64,
+    },
     /// Start a standalone name server.
     Namesrv {
         /// Port to listen on.
@@ -45,6 +63,32 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+}
+
+/// `shardmq controller`.
+fn controller(id: u64, peers: &str, data_dir: PathBuf, heartbeat_timeout_ms: u64) -> Result<(), String> {
+    let mut map = std::collections::BTreeMap::new();
+    for p in peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, addr) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: {p:?} is not id=host:port"))?;
+        let k: u64 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("--peers: {k:?} is not a node id"))?;
+        map.insert(k, addr.trim().to_string());
+    }
+    let listen = map
+        .get(&id)
+        .ok_or_else(|| format!("--id {id} is not one of --peers"))?
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| format!("--peers: node {id}'s address: {e}"))?;
+    if heartbeat_timeout_ms < 100 {
+        return Err("--heartbeat-timeout-ms is at least 100".into());
+    }
+    let mut cfg = shardmq_controller::ControllerConfig::new(id, listen, map, data_dir);
+    cfg.heartbeat_timeout = std::time::Duration::from_millis(heartbeat_timeout_ms);
+    shardmq_controller::run_blocking(cfg)
 }
 
 /// `shardmq namesrv`: only the TLS keys of `--set` apply to it.
@@ -93,6 +137,12 @@ fn main() {
         Command::Admin(_) => Ok(()),
         Command::Serve { config, set } => serve(config, set),
         Command::Namesrv { port, set } => namesrv(port, set),
+        Command::Controller {
+            id,
+            peers,
+            data_dir,
+            heartbeat_timeout_ms,
+        } => controller(id, &peers, data_dir, heartbeat_timeout_ms),
     };
     #[cfg(feature = "alloc-count")]
     eprintln!(
@@ -112,5 +162,10 @@ fn serve(config: Option<PathBuf>, set: Vec<String>) -> Result<(), String> {
         log::warn!("ignoring unknown setting {k}");
     }
     shardmq::runtime::shutdown::install_signal_handler()?;
-    shardmq::broker::server::serve(cfg)
+    shardmq::broker::server::serve(cfg)?;
+    if shardmq::broker::ha::role::DEMOTED.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("shardmq: demoted by the controller; start again to rejoin the group as a slave");
+        std::process::exit(3);
+    }
+    Ok(())
 }

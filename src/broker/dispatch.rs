@@ -371,6 +371,7 @@ pub fn on_envelope(shard: &Rc<Shard>, env: Envelope<Request, Reply, Event>) {
         Envelope::Event(Event::Acl(acl)) => shard.access.install(acl),
         Envelope::Event(Event::Conn { conn, op }) => shard.on_conn(conn, op),
         Envelope::Event(Event::HaMaster(addr)) => shard.set_ha_master(addr),
+        Envelope::Event(Event::Role(view)) => shard.role.submit(view),
         Envelope::Event(Event::ConnClosed(client)) => {
             let shard = shard.clone();
             glommio::spawn_local(async move {

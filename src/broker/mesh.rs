@@ -170,6 +170,8 @@ pub enum Event {
     /// A slave's: where the receiving shard's master shard serves
     /// replication, as the name server told shard 0's registration.
     HaMaster(String),
+    /// Controller mode: the group as the controller has it now.
+    Role(super::ha::role::RoleView),
 }
 
 /// What a shard does to one of its client connections for another shard

@@ -45,7 +45,15 @@ pub fn entries(shard: &Shard, version: u64) -> Vec<Entry> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let data_version = json!({ "counter": version, "stateVersion": 0, "timestamp": now });
+    // stateVersion: the master epoch in controller mode, as RocketMQ's
+    // brokers send it: a name server keeps the registration of the newer
+    // epoch when two processes claim the same brokerId.
+    let state_version = if cfg.enable_controller_mode {
+        shard.role.epoch()
+    } else {
+        0
+    };
+    let data_version = json!({ "counter": version, "stateVersion": state_version, "timestamp": now });
     let table = |view: Option<u16>| -> Value {
         let mut m = Map::new();
         for (name, t) in &topics {
@@ -72,7 +80,7 @@ pub fn entries(shard: &Shard, version: u64) -> Vec<Entry> {
         // registers none instead — a slave's topics make no routes while
         // its master is registered — so it is known, and learns where its
         // master is.
-        if m.len() == 1 && cfg.broker_role == crate::config::BrokerRole::Slave {
+        if m.len() == 1 && shard.is_slave_now() {
             m.clear();
         }
         Value::Object(m)
@@ -111,7 +119,8 @@ fn register_request(shard: &Shard, e: &Entry) -> RemotingCommand {
     cmd.ext_fields.insert("brokerAddr", e.addr.as_str());
     cmd.ext_fields.insert("clusterName", cfg.broker_cluster_name.as_str());
     cmd.ext_fields.insert("haServerAddr", e.ha_addr.as_str());
-    cmd.ext_fields.insert("brokerId", cfg.broker_id.to_string());
+    cmd.ext_fields
+        .insert("brokerId", shard.registered_broker_id().to_string());
     cmd.ext_fields.insert("compressed", "false");
     cmd.ext_fields
         .insert("bodyCrc32", crate::protocol::crc32_masked(&e.body).to_string());
@@ -130,7 +139,9 @@ pub async fn register_all(
     sign: Option<&crate::admin::client::Credentials>,
 ) -> (usize, bool) {
     let entries = entries(shard, version);
-    let learns = shard.cfg.broker_role == crate::config::BrokerRole::Slave && shard.cfg.ha_master_address.is_none();
+    let learns = shard.cfg.broker_role == crate::config::BrokerRole::Slave
+        && shard.cfg.ha_master_address.is_none()
+        && !shard.cfg.enable_controller_mode;
     let mut learned = vec![false; entries.len()];
     let mut ok = 0;
     for c in clients.iter_mut() {
@@ -214,6 +225,7 @@ pub async fn run(
     let mut first_round = Some(first_round);
     loop {
         let seen = ctl.topics_changed.generation();
+        let role_seen = (shard.role.get(), shard.role.changed.generation());
         version += 1;
         let (_, masters_known) = register_all(&shard, &mut clients, version, sign.as_ref()).await;
         if let Some(tx) = first_round.take() {
@@ -225,6 +237,21 @@ pub async fn run(
         } else {
             Duration::from_secs(1)
         };
-        future::or(ctl.topics_changed.changed_since(seen), glommio::timer::sleep(period)).await;
+        // A new role registers at once (a promoted slave as brokerId 0).
+        let role_changed = async {
+            let mut g = role_seen.1;
+            loop {
+                shard.role.changed.changed_since(g).await;
+                g = shard.role.changed.generation();
+                if shard.role.get() != role_seen.0 {
+                    return;
+                }
+            }
+        };
+        future::or(
+            ctl.topics_changed.changed_since(seen),
+            future::or(role_changed, glommio::timer::sleep(period)),
+        )
+        .await;
     }
 }

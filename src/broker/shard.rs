@@ -61,6 +61,10 @@ pub struct Shard {
     /// `haMasterAddress` or the name server.
     ha_master: RefCell<Option<String>>,
     pub ha_master_changed: crate::store::notify::Notify,
+    /// This shard's role in its broker group (`ha::role`).
+    pub role: super::ha::role::RoleState,
+    /// Controller mode: what the shards share with the controller agent.
+    pub ha_shared: std::cell::OnceCell<Arc<super::ha::agent::Shared>>,
 }
 
 impl Shard {
@@ -84,6 +88,7 @@ impl Shard {
         let tx = super::transaction::state::Transactions::new(&store.dir());
         let pops = super::pop::state::Pops::new(&store.dir(), cfg.pop_max_in_flight);
         let trace = super::trace::BrokerTrace::new(cfg.trace_broker_events);
+        let (cfg_controller_mode, cfg_role) = (cfg.enable_controller_mode, cfg.broker_role);
         Shard {
             pops,
             timer,
@@ -108,6 +113,8 @@ impl Shard {
             meta_changed: Default::default(),
             ha_master: RefCell::new(None),
             ha_master_changed: Default::default(),
+            role: super::ha::role::RoleState::new(cfg_controller_mode, cfg_role),
+            ha_shared: std::cell::OnceCell::new(),
         }
     }
 
@@ -252,6 +259,22 @@ impl Shard {
 
     /// A slave's master shard's replication address (`host:port`), once
     /// known.
+    /// A slave now: configured so, or so named by the controller (or not
+    /// named anything yet).
+    pub fn is_slave_now(&self) -> bool {
+        !self.role.is_master()
+    }
+
+    /// The brokerId to register with the name servers: in controller
+    /// mode the master's is 0 and a slave's its own.
+    pub fn registered_broker_id(&self) -> u64 {
+        if self.cfg.enable_controller_mode && self.role.is_master() {
+            0
+        } else {
+            self.cfg.broker_id
+        }
+    }
+
     pub fn ha_master(&self) -> Option<String> {
         self.ha_master.borrow().clone()
     }
@@ -285,6 +308,10 @@ impl Shard {
 impl Host for Shard {
     fn config(&self) -> &BrokerConfig {
         &self.cfg
+    }
+
+    fn is_slave(&self) -> bool {
+        self.is_slave_now()
     }
 
     fn meta(&self) -> Arc<Metadata> {

@@ -71,6 +71,27 @@ pub struct BrokerConfig {
     /// master's durable log is not in sync (SYNC_MASTER does not wait for
     /// it). Default 256 MiB.
     pub ha_max_gap_not_in_sync: u64,
+    /// `enableControllerMode`: the controller quorum (`controllerAddr`)
+    /// names the group's master and epoch; `brokerRole` then only says
+    /// how this broker acknowledges while it is master (SYNC_MASTER or
+    /// ASYNC_MASTER) and `brokerId` (above 0) is its identity in the group.
+    pub enable_controller_mode: bool,
+    /// `controllerAddr`: the controllers, `host:port;host:port;...`.
+    pub controller_addrs: Vec<String>,
+    /// `brokerHeartbeatInterval` (ms, default 1000): heartbeats to the
+    /// controller.
+    pub broker_heartbeat_interval: Duration,
+    /// `masterLeaseMillis` (default 2000): a master writes only this long
+    /// after a heartbeat the controller answered naming it master. Must be
+    /// below the controller's heartbeat timeout (default 3000).
+    pub master_lease: Duration,
+    /// `minInSyncReplicas` (controller mode, default 1): a SYNC_MASTER
+    /// acknowledges only while at least this many brokers (itself
+    /// included) are in the in-sync set, else SLAVE_NOT_AVAILABLE.
+    pub min_in_sync_replicas: usize,
+    /// `haMaxTimeSlaveNotCatchup` (ms, default 15000): a slave of the
+    /// in-sync set that has not caught up this long is dropped from it.
+    pub ha_max_time_slave_not_catchup: Duration,
     /// `slaveReadEnable`: pulls that read from disk (a lagging consumer)
     /// suggest `which_broker_when_consume_slowly` to the client.
     pub slave_read_enable: bool,

@@ -78,6 +78,29 @@ impl BrokerConfig {
                 }
                 "haMaxGapNotInSync" => c.ha_max_gap_not_in_sync = positive(k, v)?,
                 "slaveReadEnable" => c.slave_read_enable = boolean(k, v)?,
+                "enableControllerMode" => c.enable_controller_mode = boolean(k, v)?,
+                "minInSyncReplicas" => c.min_in_sync_replicas = positive::<usize>(k, v)?.min(16),
+                "controllerAddr" => {
+                    c.controller_addrs = v
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                    if c.controller_addrs.iter().any(|a| {
+                        a.rsplit_once(':')
+                            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                    }) {
+                        return Err(invalid(k, v, "expected host:port;host:port..."));
+                    }
+                }
+                "brokerHeartbeatInterval" => {
+                    c.broker_heartbeat_interval = Duration::from_millis(number::<u64>(k, v)?.clamp(50, 60_000))
+                }
+                "masterLeaseMillis" => c.master_lease = Duration::from_millis(number::<u64>(k, v)?.clamp(100, 600_000)),
+                "haMaxTimeSlaveNotCatchup" => {
+                    c.ha_max_time_slave_not_catchup = Duration::from_millis(number::<u64>(k, v)?.clamp(100, 3_600_000))
+                }
                 "whichBrokerWhenConsumeSlowly" => c.which_broker_when_consume_slowly = number(k, v)?,
                 "brokerIP1" => c.broker_ip1 = v.parse().map_err(|_| invalid(k, v, "expected an IP address"))?,
                 "storePathRootDir" => {

@@ -51,10 +51,44 @@ impl BrokerConfig {
             self.ha_listen_port = self.shard_listen_port_base.saturating_add(256);
         }
         let slave = self.broker_role == super::BrokerRole::Slave;
-        if slave && self.broker_id == 0 {
+        if self.enable_controller_mode {
+            if self.controller_addrs.is_empty() {
+                return Err(invalid("controllerAddr", "", "required with enableControllerMode=true"));
+            }
+            if slave {
+                return Err(invalid(
+                    "brokerRole",
+                    "SLAVE",
+                    "with enableControllerMode the controller assigns roles: brokerRole says how a master \
+                     acknowledges (SYNC_MASTER or ASYNC_MASTER)",
+                ));
+            }
+            if self.broker_id == 0 {
+                return Err(invalid(
+                    "brokerId",
+                    "0",
+                    "with enableControllerMode brokerId is the broker's identity in its group and is above 0 \
+                     (the master registers with the name servers as 0)",
+                ));
+            }
+            if self.ha_master_address.is_some() {
+                return Err(invalid(
+                    "haMasterAddress",
+                    "",
+                    "the controller names the master in controller mode",
+                ));
+            }
+            if self.master_lease <= self.broker_heartbeat_interval {
+                return Err(invalid(
+                    "masterLeaseMillis",
+                    &self.master_lease.as_millis().to_string(),
+                    "must be above brokerHeartbeatInterval (each heartbeat renews it)",
+                ));
+            }
+        } else if slave && self.broker_id == 0 {
             return Err(invalid("brokerId", "0", "a SLAVE needs a brokerId above 0"));
         }
-        if !slave && self.broker_id != 0 {
+        if !slave && self.broker_id != 0 && !self.enable_controller_mode {
             return Err(invalid(
                 "brokerId",
                 &self.broker_id.to_string(),

@@ -143,9 +143,64 @@ impl Drop for WaitReplicated<'_> {
     }
 }
 
+/// Controller mode: a master may write only while the controller has
+/// confirmed it recently. The broker's agent grants the lease up to
+/// `sent + masterLeaseMillis` for each heartbeat (sent at `sent`) that the
+/// controller answered naming this broker master; the controller elects
+/// another master only after `heartbeat timeout` without a heartbeat,
+/// which is longer. So a master cut off from the controller stops
+/// acknowledging before any other broker can start: there is never a
+/// moment with two writable masters (clock *rates* assumed alike, not
+/// clocks). Shared by the agent thread and every shard: one atomic.
+pub struct WriteLease {
+    base: Instant,
+    /// Milliseconds after `base` until which writes are allowed (0: none).
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl WriteLease {
+    pub fn new() -> std::sync::Arc<WriteLease> {
+        std::sync::Arc::new(WriteLease {
+            base: Instant::now(),
+            until_ms: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Writes are allowed until `t` (never shortens a later grant).
+    pub fn grant_until(&self, t: Instant) {
+        let ms = t.saturating_duration_since(self.base).as_millis() as u64;
+        self.until_ms.fetch_max(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// No more writes until the next grant.
+    pub fn revoke(&self) {
+        self.until_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn valid(&self) -> bool {
+        let now = Instant::now().saturating_duration_since(self.base).as_millis() as u64;
+        now < self.until_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_allows_writes_until_it_lapses_or_is_revoked() {
+        let l = WriteLease::new();
+        assert!(!l.valid(), "none granted");
+        l.grant_until(Instant::now() + Duration::from_secs(5));
+        assert!(l.valid());
+        l.grant_until(Instant::now());
+        assert!(l.valid(), "an earlier grant does not shorten a later one");
+        l.revoke();
+        assert!(!l.valid());
+        l.grant_until(Instant::now() + Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!l.valid(), "lapsed");
+    }
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
 

@@ -45,6 +45,10 @@ pub use locks::global_queue;
 /// the shard type, so the two do not depend on each other.
 pub trait Host {
     fn config(&self) -> &BrokerConfig;
+    /// A slave now (controller mode: as the controller last said).
+    fn is_slave(&self) -> bool {
+        self.config().broker_role == crate::config::BrokerRole::Slave
+    }
     /// The snapshot the shards read now.
     fn meta(&self) -> Arc<Metadata>;
     /// Installs a snapshot on every shard.
@@ -230,7 +234,7 @@ impl Controller {
                 | request::DELETE_TOPIC_IN_BROKER
                 | request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
         );
-        if admin_write && host.config().broker_role == crate::config::BrokerRole::Slave {
+        if admin_write && host.is_slave() {
             // A slave's topics and groups are its master's (`replica.rs`):
             // a change here would be undone by the next copy.
             return super::reply::error(

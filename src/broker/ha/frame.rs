@@ -5,10 +5,18 @@
 //! frame   | len u32 | kind u8 | payload (len - 1 bytes) |      big-endian
 //!
 //! HELLO   slave → master, first frame
-//!         | version u16 = 1 | shard u16 | shard_count u16 | segment_size u64 |
+//!         | version u16 = 2 | shard u16 | shard_count u16 | segment_size u64 |
 //!         | broker_id u64 | end u64 | name_len u16 | broker_name |
-//!         `end`: the slave's log end; the master streams from there.
-//! WELCOME master → slave: | min_offset u64 | durable_end u64 |
+//!         | epoch u32 | history |
+//!         `end`: the slave's log end. `epoch`: the master epoch the
+//!         controller named to the slave (0 without a controller): a master
+//!         of an older epoch is fenced and refuses. `history`: the slave's
+//!         epoch entries (`epochs.rs`: `| count u16 | (epoch u32, start u64)* |`).
+//! WELCOME master → slave:
+//!         | min_offset u64 | durable_end u64 | epoch u32 | from u64 | history |
+//!         `from`: where the logs stop being the same (`epochs::common_end`);
+//!         the slave truncates its log there first, and the master streams
+//!         from there. `history`: the master's, which the slave adopts.
 //! REFUSE  master → slave: a UTF-8 reason; the master closes.
 //! DATA    master → slave: | pos u64 | records… |
 //!         whole records of the master's log from `pos`, durable there
@@ -29,7 +37,7 @@
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 pub const HELLO: u8 = 1;
 pub const WELCOME: u8 = 2;
@@ -44,7 +52,7 @@ pub const OFFSETS: u8 = 7;
 pub const MAX_META: usize = 64 << 20;
 
 /// Largest control frame (HELLO, WELCOME, REFUSE, ACK).
-pub const MAX_CONTROL: usize = 4096;
+pub const MAX_CONTROL: usize = 8192;
 
 /// A received frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +106,8 @@ pub struct Hello {
     pub broker_id: u64,
     pub end: u64,
     pub broker_name: String,
+    pub epoch: u32,
+    pub history: super::epochs::History,
 }
 
 impl Hello {
@@ -111,6 +121,8 @@ impl Hello {
         b.extend_from_slice(&self.end.to_be_bytes());
         b.extend_from_slice(&(self.broker_name.len() as u16).to_be_bytes());
         b.extend_from_slice(self.broker_name.as_bytes());
+        b.extend_from_slice(&self.epoch.to_be_bytes());
+        super::epochs::encode(&self.history, &mut b);
         b
     }
 
@@ -127,9 +139,46 @@ impl Hello {
                 let n = c.u16()? as usize;
                 String::from_utf8(c.take(n)?.to_vec()).map_err(|_| "broker name is not UTF-8".to_string())?
             },
+            epoch: c.u32()?,
+            history: super::epochs::decode(&mut c)?,
         };
         c.done()?;
         Ok(h)
+    }
+}
+
+/// The master's answer to a HELLO it accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub min_offset: u64,
+    pub durable_end: u64,
+    pub epoch: u32,
+    pub from: u64,
+    pub history: super::epochs::History,
+}
+
+impl Welcome {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32 + 12 * self.history.len());
+        b.extend_from_slice(&self.min_offset.to_be_bytes());
+        b.extend_from_slice(&self.durable_end.to_be_bytes());
+        b.extend_from_slice(&self.epoch.to_be_bytes());
+        b.extend_from_slice(&self.from.to_be_bytes());
+        super::epochs::encode(&self.history, &mut b);
+        b
+    }
+
+    pub fn decode(p: &[u8]) -> Result<Welcome, String> {
+        let mut c = Cursor(p);
+        let w = Welcome {
+            min_offset: c.u64()?,
+            durable_end: c.u64()?,
+            epoch: c.u32()?,
+            from: c.u64()?,
+            history: super::epochs::decode(&mut c)?,
+        };
+        c.done()?;
+        Ok(w)
     }
 }
 
@@ -149,6 +198,11 @@ impl<'a> Cursor<'a> {
     pub fn u16(&mut self) -> Result<u16, String> {
         let s = self.take(2)?;
         Ok(u16::from_be_bytes([s[0], s[1]]))
+    }
+
+    pub fn u32(&mut self) -> Result<u32, String> {
+        let s = self.take(4)?;
+        Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
 
     pub fn u64(&mut self) -> Result<u64, String> {
@@ -185,6 +239,8 @@ mod tests {
             broker_id: 1,
             end: 123_456,
             broker_name: "broker-a".into(),
+            epoch: 3,
+            history: vec![(1, 0), (3, 4096)],
         };
         let b = h.encode();
         assert_eq!(Hello::decode(&b), Ok(h));
@@ -194,6 +250,16 @@ mod tests {
         let mut long = b.clone();
         long.push(0);
         assert!(Hello::decode(&long).is_err());
+        let w = Welcome {
+            min_offset: 0,
+            durable_end: 9,
+            epoch: 3,
+            from: 7,
+            history: vec![(3, 1)],
+        };
+        let b = w.encode();
+        assert_eq!(Welcome::decode(&b), Ok(w));
+        assert!(Welcome::decode(&b[..b.len() - 1]).is_err());
     }
 
     #[test]

@@ -34,7 +34,13 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 
 struct SlaveState {
     id: u64,
+    /// Its brokerId.
+    broker: u64,
     acked: Cell<u64>,
+    /// The master's durable end at the previous tick: reaching it is
+    /// catching up.
+    target: Cell<u64>,
+    caught_up_at: Cell<Option<std::time::Instant>>,
 }
 
 /// The slaves of one master shard.
@@ -43,14 +49,50 @@ pub struct Slaves {
     list: RefCell<Vec<Rc<SlaveState>>>,
     next_id: Cell<u64>,
     gap: u64,
+    /// When each slave (brokerId) last caught up, kept after it
+    /// disconnects: the in-sync set drops a slave only after
+    /// `haMaxTimeSlaveNotCatchup` (RocketMQ's rule), so a slave killed
+    /// and restarted quickly stays electable, and until then a
+    /// SYNC_MASTER waits for it (FLUSH_SLAVE_TIMEOUT).
+    caught_up: RefCell<std::collections::BTreeMap<u64, Option<std::time::Instant>>>,
+    /// SYNC_MASTER.
+    sync: bool,
+    /// Controller mode: `minInSyncReplicas`.
+    min_in_sync: usize,
 }
 
 impl Slaves {
-    /// What the slaves hold now, as the gate sees it: a slave is in sync
-    /// when it is within `haMaxGapNotInSync` of the master's durable end;
-    /// the gate's acked end is the best in-sync slave's.
-    fn refresh(&self, durable_end: u64) {
+    /// What the slaves hold now, as the gate sees it.
+    ///
+    /// Without a controller a slave is in sync when it is within
+    /// `haMaxGapNotInSync` of the master's durable end, and the gate's
+    /// acked end is the best in-sync slave's. In controller mode the
+    /// in-sync set is the controller's (`required`): every one of them
+    /// must hold an append (an acknowledged message is then on every
+    /// broker the controller may elect), and an empty set is no slave.
+    fn refresh(&self, store: &crate::store::MessageStore, durable_end: u64, required: Option<&[u64]>) {
         let list = self.list.borrow();
+        if let Some(req) = required {
+            // RocketMQ's minInSyncReplicas: fewer brokers in sync than
+            // that (master included) is SLAVE_NOT_AVAILABLE; an in-sync
+            // set of the master alone, when allowed, acknowledges on the
+            // local flush — the controller elects only from that set, so
+            // such a message is lost only with this broker's disk.
+            let enough = req.len() + 1 >= self.min_in_sync;
+            store.set_replica_wait(self.sync && (!enough || !req.is_empty()));
+            self.gate.set_in_sync(if enough { req.len() as u32 } else { 0 });
+            let acked = req.iter().map(|b| {
+                list.iter()
+                    .filter(|s| s.broker == *b)
+                    .map(|s| s.acked.get())
+                    .max()
+                    .unwrap_or(0)
+            });
+            if let Some(min) = acked.min() {
+                self.gate.set_acked(min);
+            }
+            return;
+        }
         let in_sync: Vec<u64> = list
             .iter()
             .map(|s| s.acked.get())
@@ -61,6 +103,41 @@ impl Slaves {
             self.gate.set_acked(*best);
         }
     }
+}
+
+impl Slaves {
+    /// Once a tick: which slaves caught up since the last one (their ack
+    /// reached the durable end of then), published for the agent.
+    fn tick(&self, durable_end: u64, shared: Option<&super::agent::Shared>, k: u16) {
+        let list = self.list.borrow();
+        let now = std::time::Instant::now();
+        let mut seen = self.caught_up.borrow_mut();
+        for s in list.iter() {
+            if s.acked.get() >= s.target.get() {
+                s.caught_up_at.set(Some(now));
+            }
+            s.target.set(durable_end);
+            let t = seen.entry(s.broker).or_insert(None);
+            *t = (*t).max(s.caught_up_at.get());
+        }
+        // Bounded: past a group's worth of ids only connected ones stay.
+        if seen.len() > 64 {
+            seen.retain(|b, _| list.iter().any(|s| s.broker == *b));
+        }
+        if let Some(sh) = shared {
+            let out: Vec<(u64, Option<std::time::Instant>)> = seen.iter().map(|(b, t)| (*b, *t)).collect();
+            if let Some(m) = sh.caught_up.get(k as usize) {
+                match m.lock() {
+                    Ok(mut g) => *g = out,
+                    Err(p) => *p.into_inner() = out,
+                }
+            }
+        }
+    }
+}
+
+fn required(shard: &Shard) -> Option<Vec<u64>> {
+    shard.role.required.borrow().clone()
 }
 
 /// Serves slaves on `listener` for as long as the shard runs, with TLS
@@ -76,15 +153,30 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, tls: ServerTls) {
         gate,
         list: RefCell::new(Vec::new()),
         next_id: Cell::new(0),
+        caught_up: RefCell::new(Default::default()),
         gap: shard.cfg.ha_max_gap_not_in_sync,
+        sync,
+        min_in_sync: shard.cfg.min_in_sync_replicas,
     });
-    // The gap grows while a slave is silent: re-judge in-sync every tick.
+    // The gap grows while a slave is silent: re-judge in-sync every tick
+    // (and at once when the controller's in-sync set changes).
     {
         let (shard, slaves) = (shard.clone(), slaves.clone());
         glommio::spawn_local(async move {
+            let mut last_tick = std::time::Instant::now();
             while !shard.store.is_stopping() {
-                glommio::timer::sleep(Duration::from_millis(200)).await;
-                slaves.refresh(shard.store.flushed_log_offset());
+                let seen = shard.role.changed.generation();
+                future::or(
+                    shard.role.changed.changed_since(seen),
+                    glommio::timer::sleep(Duration::from_millis(200)),
+                )
+                .await;
+                let durable = shard.store.flushed_log_offset();
+                slaves.refresh(&shard.store, durable, required(&shard).as_deref());
+                if last_tick.elapsed() >= Duration::from_millis(200) {
+                    last_tick = std::time::Instant::now();
+                    slaves.tick(durable, shard.ha_shared.get().map(|a| &**a), shard.id);
+                }
             }
         })
         .detach();
@@ -172,17 +264,13 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
         ))
     } else if h.broker_id == 0 {
         Some("a slave's brokerId is above 0".into())
-    } else if h.end > durable {
+    } else if !shard.role.is_master() {
+        Some(format!("this broker is not the master now ({:?})", shard.role.get()))
+    } else if h.epoch > shard.role.epoch() {
         Some(format!(
-            "the slave's log ends at {} past the master's durable end {durable}: the logs diverged; \
-             rebuild the slave (move its data directory away)",
-            h.end
-        ))
-    } else if h.end < min {
-        Some(format!(
-            "the slave's log ends at {} below the master's oldest retained segment at {min}: the records \
-             between were deleted by retention, and a slave cannot start from a later offset yet",
-            h.end
+            "fenced: the slave follows master epoch {}, this master's is {}",
+            h.epoch,
+            shard.role.epoch()
         ))
     } else {
         None
@@ -190,20 +278,60 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
     if let Some(why) = problem {
         return refuse(&mut s, why).await;
     }
-    frame::write(&mut s, frame::WELCOME, &[&min.to_be_bytes(), &durable.to_be_bytes()]).await?;
+    // Where the logs stop being the same: the slave truncates there and
+    // the stream starts there.
+    let history = shard.role.history.borrow().clone();
+    let from = super::epochs::common_end(&h.history, h.end, &history, store.write_log_offset());
+    let problem = if from > durable {
+        Some(format!(
+            "the slave's log ends at {from} past the master's durable end {durable}: the logs diverged; \
+             rebuild the slave (move its data directory away)"
+        ))
+    } else if from < min {
+        Some(format!(
+            "the slave's log ends at {} below the master's oldest retained segment at {min}: the records \
+             between were deleted by retention, and a slave cannot start from a later offset yet",
+            from
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = problem {
+        return refuse(&mut s, why).await;
+    }
+    let welcome = frame::Welcome {
+        min_offset: min,
+        durable_end: durable,
+        epoch: shard.role.epoch(),
+        from,
+        history,
+    };
+    frame::write(&mut s, frame::WELCOME, &[&welcome.encode()]).await?;
     let id = slaves.next_id.get();
     slaves.next_id.set(id + 1);
     let me = Rc::new(SlaveState {
         id,
-        acked: Cell::new(h.end),
+        broker: h.broker_id,
+        acked: Cell::new(from),
+        target: Cell::new(durable),
+        caught_up_at: Cell::new(None),
     });
     slaves.list.borrow_mut().push(me.clone());
-    slaves.refresh(durable);
+    slaves.refresh(store, durable, required(shard).as_deref());
+    if from < h.end {
+        log::warn!(
+            "shard {}: slave (brokerId {}) truncates its log from {} to {from}: records past it were never \
+             the master's of epoch {}",
+            shard.id,
+            h.broker_id,
+            h.end,
+            shard.role.epoch()
+        );
+    }
     log::info!(
-        "shard {}: slave (brokerId {}) replicating from log offset {} (durable end {durable})",
+        "shard {}: slave (brokerId {}) replicating from log offset {from} (durable end {durable})",
         shard.id,
-        h.broker_id,
-        h.end
+        h.broker_id
     );
     let (mut rd, mut wr) = futures_lite::io::split(s);
     let acks = async {
@@ -224,12 +352,22 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
             }
             if end > me.acked.get() {
                 me.acked.set(end);
-                slaves.refresh(store.flushed_log_offset());
+                slaves.refresh(store, store.flushed_log_offset(), required(shard).as_deref());
             }
         }
     };
+    // A master that stops being master (demoted) ends its streams.
+    let role = async {
+        loop {
+            let seen = shard.role.changed.generation();
+            if !shard.role.is_master() {
+                return Err("this broker is no longer the master".to_string());
+            }
+            shard.role.changed.changed_since(seen).await;
+        }
+    };
     let stream = async {
-        let mut pos = h.end;
+        let mut pos = from;
         let mut meta_sent = None;
         let mut offsets_sent: Option<(u64, std::time::Instant)> = None;
         loop {
@@ -268,8 +406,8 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
             }
         }
     };
-    let r = future::or(acks, stream).await;
+    let r = future::or(role, future::or(acks, stream)).await;
     slaves.list.borrow_mut().retain(|x| x.id != me.id);
-    slaves.refresh(store.flushed_log_offset());
+    slaves.refresh(store, store.flushed_log_offset(), required(shard).as_deref());
     r
 }

@@ -40,8 +40,11 @@
 //! the reason and must be rebuilt; repairing that by truncation belongs
 //! to failover, which is not built yet.)
 
+pub mod agent;
+pub mod epochs;
 pub mod frame;
 pub mod master;
+pub mod role;
 pub mod slave;
 
 use std::time::Duration;

@@ -61,7 +61,9 @@ pub async fn follow(shard: Rc<Shard>, tls: Option<ClientTls>) {
     }
     let mut backoff = BACKOFF_MIN;
     let mut last_error = (String::new(), std::time::Instant::now());
-    while !shard.store.is_stopping() {
+    // Controller mode: only while the controller has this broker a slave.
+    let slave = || matches!(shard.role.get(), super::role::Role::Slave { .. });
+    while !shard.store.is_stopping() && slave() {
         let seen = shard.ha_master_changed.generation();
         let Some(addr) = shard.ha_master() else {
             // Not known yet: the name server tells shard 0's registration.
@@ -71,7 +73,23 @@ pub async fn follow(shard: Rc<Shard>, tls: Option<ClientTls>) {
             .await;
             continue;
         };
-        match session(&shard, &addr, tls.as_ref()).await {
+        // A new role or a new master ends the session (the old master
+        // may be fenced; the handshake with the new one truncates).
+        let role_seen = shard.role.get();
+        let ended = async {
+            loop {
+                let (a, b) = (shard.role.changed.generation(), shard.ha_master_changed.generation());
+                if shard.role.get() != role_seen || shard.ha_master().as_deref() != Some(addr.as_str()) {
+                    return Ok(());
+                }
+                future::or(
+                    shard.role.changed.changed_since(a),
+                    shard.ha_master_changed.changed_since(b),
+                )
+                .await;
+            }
+        };
+        match future::or(ended, session(&shard, &addr, tls.as_ref())).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 // A reason is logged when it changes and once a minute
@@ -99,7 +117,8 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         Some(t) => t.connect(addr, tcp).await?,
         None => Io::Plain(tcp),
     };
-    let end = store.write_log_offset();
+    let mut end = store.write_log_offset();
+    let epoch = shard.role.epoch();
     let hello = Hello {
         version: frame::VERSION,
         shard: shard.id,
@@ -108,6 +127,8 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         broker_id: shard.cfg.broker_id,
         end,
         broker_name: shard.cfg.broker_name.clone(),
+        epoch,
+        history: shard.role.history.borrow().clone(),
     };
     frame::write(&mut s, frame::HELLO, &[&hello.encode()]).await?;
     let f = glommio::timer::timeout(HOUSEKEEPING, async {
@@ -120,8 +141,33 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         frame::REFUSE => return Err(format!("the master refused: {}", String::from_utf8_lossy(&f.payload))),
         k => return Err(format!("expected WELCOME, got frame kind {k}")),
     }
-    let mut c = Cursor(&f.payload);
-    let (_min, master_durable) = (c.u64()?, c.u64()?);
+    let w = frame::Welcome::decode(&f.payload).map_err(|e| format!("WELCOME: {e}"))?;
+    if w.epoch < epoch {
+        // An old master that has not heard it was replaced: never take
+        // its records.
+        return Err(format!(
+            "fenced: {addr} is master of epoch {}, the controller's is {epoch}",
+            w.epoch
+        ));
+    }
+    if w.from < end {
+        let t = store
+            .truncate_log(w.from)
+            .await
+            .map_err(|e| format!("truncating to {}: {e}", w.from))?;
+        log::warn!(
+            "shard {}: truncated the log from {end} to {} ({t:?}): records the master of epoch {} never had",
+            shard.id,
+            w.from,
+            w.epoch
+        );
+        end = w.from;
+    }
+    if *shard.role.history.borrow() != w.history {
+        super::epochs::save(&store.dir(), &w.history).await?;
+        *shard.role.history.borrow_mut() = w.history.clone();
+    }
+    let master_durable = w.durable_end;
     log::info!(
         "shard {}: replicating from {addr} at log offset {end} (master durable end {master_durable})",
         shard.id

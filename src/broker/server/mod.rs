@@ -15,6 +15,7 @@ mod accept;
 mod listeners;
 mod security;
 mod shard_task;
+pub use shard_task::spawn_master_tasks;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -181,12 +182,22 @@ fn run_shards(
         None
     };
     let cfg = Arc::new(cfg);
+    let ha = cfg
+        .enable_controller_mode
+        .then(|| crate::broker::ha::agent::Shared::new(shards as usize));
     let mesh = MeshBuilder::<ShardEnvelope, _>::full(shards as usize, 1024);
     let (tx, rx) = mpsc::channel::<Report>();
     let mut ctl = Some(ctl);
     let mut handles = Vec::new();
     for k in 0..shards {
-        let (cfg, mesh, tx, meta, acl) = (cfg.clone(), mesh.clone(), tx.clone(), meta.clone(), acl.clone());
+        let (cfg, mesh, tx, meta, acl, ha) = (
+            cfg.clone(),
+            mesh.clone(),
+            tx.clone(),
+            meta.clone(),
+            acl.clone(),
+            ha.clone(),
+        );
         let security = Security {
             acl,
             tls: tls.clone(),
@@ -199,7 +210,7 @@ fn run_shards(
             .name(&format!("shard-{k}"))
             .spin_before_park(cfg.spin_before_park)
             .spawn(move || async move {
-                match run_shard(k, cfg, mesh, meta, controller, security, tx.clone()).await {
+                match run_shard(k, cfg, mesh, meta, controller, security, ha, tx.clone()).await {
                     Ok(()) => {
                         let _ = tx.send(Report::Stopped);
                     }

@@ -29,6 +29,10 @@ use super::{Report, ShardEnvelope};
 /// How long start-up waits for the first round of name-server
 /// registrations before it reports ready anyway.
 const REGISTERED_WAIT: Duration = Duration::from_secs(5);
+// Each argument is a separate piece one shard gets at start (its id,
+// settings, mesh, metadata, the controller for shard 0, security, the
+// failover agent's shared state, the start-up report channel).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_shard(
     k: u16,
     cfg: Arc<BrokerConfig>,
@@ -36,6 +40,7 @@ pub(super) async fn run_shard(
     meta: Arc<Metadata>,
     controller: Option<Controller>,
     security: Security,
+    ha: Option<Arc<crate::broker::ha::agent::Shared>>,
     report: mpsc::Sender<Report>,
 ) -> Result<(), String> {
     let Security { acl, tls, keys, sign } = security;
@@ -94,24 +99,46 @@ pub(super) async fn run_shard(
     .detach();
     glommio::spawn_local(crate::broker::pull::answer_parked(shard.clone())).detach();
     glommio::spawn_local(crate::broker::pop::answer_parked(shard.clone())).detach();
-    match cfg.broker_role {
-        BrokerRole::Slave => {
-            // A slave's log is its master's: nothing here writes on its own.
-            let master = cfg
-                .ha_master_address
-                .clone()
-                .unwrap_or_else(|| format!("the master of {}", cfg.broker_name));
-            shard.store.set_slave_of(Some(master));
-            glommio::spawn_local(crate::broker::ha::slave::follow(shard.clone(), tls.client.clone())).detach();
+    if let Some(shared) = ha {
+        // Controller mode: no role until the controller names one; the HA
+        // port is open from the start and refuses slaves until this broker
+        // is master.
+        let _ = shard.ha_shared.set(shared.clone());
+        shard
+            .store
+            .set_slave_of(Some("nobody yet: the controller has not named a master".into()));
+        shard.store.set_write_lease(Some(shared.lease.clone()));
+        glommio::spawn_local(crate::broker::ha::role::run(shard.clone(), tls.client.clone())).detach();
+        let s = shard.clone();
+        glommio::spawn_local(async move {
+            while !s.store.is_stopping() {
+                if let Some(d) = shared.durable.get(k as usize) {
+                    d.store(s.store.flushed_log_offset(), Ordering::SeqCst);
+                }
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .detach();
+        serve_ha(&shard, &cfg, tls.server.clone())?;
+        if k == 0 {
+            start_agent(&shard)?;
         }
-        _ => {
-            glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
-            glommio::spawn_local(crate::broker::timer::run(shard.clone())).detach();
-            glommio::spawn_local(crate::broker::transaction::run(shard.clone())).detach();
-            glommio::spawn_local(crate::broker::pop::run(shard.clone())).detach();
-            let addr = SocketAddr::new(cfg.broker_ip1, cfg.ha_port(k as usize));
-            let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (haListenPort): {e}"))?;
-            glommio::spawn_local(crate::broker::ha::master::serve(shard.clone(), l, tls.server.clone())).detach();
+    } else {
+        match cfg.broker_role {
+            BrokerRole::Slave => {
+                // A slave's log is its master's: nothing here writes on its own.
+                let master = cfg
+                    .ha_master_address
+                    .clone()
+                    .unwrap_or_else(|| format!("the master of {}", cfg.broker_name));
+                shard.store.set_slave_of(Some(master));
+                glommio::spawn_local(crate::broker::ha::slave::follow(shard.clone(), tls.client.clone())).detach();
+            }
+            _ => {
+                shard.role.start_master_tasks();
+                spawn_master_tasks(&shard);
+                serve_ha(&shard, &cfg, tls.server.clone())?;
+            }
         }
     }
     for (_, stream) in receivers.streams() {
@@ -217,6 +244,60 @@ pub(super) async fn run_shard(
         log::error!("shard {k}: cannot persist consumer offsets: {e}");
     }
     shard.store.shutdown().await.map_err(|e| e.to_string())
+}
+
+/// The tasks that write on their own: a master's only.
+pub fn spawn_master_tasks(shard: &Rc<Shard>) {
+    glommio::spawn_local(crate::broker::trace_store::run(shard.clone())).detach();
+    glommio::spawn_local(crate::broker::timer::run(shard.clone())).detach();
+    glommio::spawn_local(crate::broker::transaction::run(shard.clone())).detach();
+    glommio::spawn_local(crate::broker::pop::run(shard.clone())).detach();
+}
+
+/// A master shard's replication port (`haListenPort + k`).
+fn serve_ha(shard: &Rc<Shard>, cfg: &BrokerConfig, tls: crate::runtime::tls::ServerTls) -> Result<(), String> {
+    let addr = SocketAddr::new(cfg.broker_ip1, cfg.ha_port(shard.id as usize));
+    let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} (haListenPort): {e}"))?;
+    glommio::spawn_local(crate::broker::ha::master::serve(shard.clone(), l, tls)).detach();
+    Ok(())
+}
+
+/// Shard 0 in controller mode: the agent thread, and the task that hands
+/// what it hears to every shard.
+fn start_agent(shard: &Rc<Shard>) -> Result<(), String> {
+    use futures::StreamExt;
+    let Some(shared) = shard.ha_shared.get().cloned() else {
+        return Ok(());
+    };
+    let (tx, mut rx) = futures::channel::mpsc::unbounded();
+    crate::broker::ha::agent::start(shard.cfg.clone(), shared.clone(), tx)?;
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        let mut last: Option<crate::broker::ha::role::RoleView> = None;
+        while let Some(view) = rx.next().await {
+            if last.as_ref() == Some(&view) {
+                continue;
+            }
+            last = Some(view.clone());
+            for k in 0..s.shard_count() {
+                if k == s.id {
+                    s.role.submit(view.clone());
+                } else {
+                    s.mesh.send(k, crate::broker::mesh::Event::Role(view.clone())).await;
+                }
+            }
+        }
+    })
+    .detach();
+    let stop = shard.clone();
+    glommio::spawn_local(async move {
+        while !stop.store.is_stopping() && !SHUTDOWN.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+        shared.stop.store(true, Ordering::SeqCst);
+    })
+    .detach();
+    Ok(())
 }
 
 /// The Prometheus endpoint; a port that cannot be bound fails the start.

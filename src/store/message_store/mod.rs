@@ -176,6 +176,8 @@ pub(super) struct Inner {
     /// A slave's store takes records only from its master's stream
     /// ([`MessageStore::replicate`]); puts are refused with this reason.
     pub(super) slave_of: RefCell<Option<String>>,
+    /// Controller mode: writes need this lease to be valid.
+    pub(super) write_lease: RefCell<Option<std::sync::Arc<crate::store::replication::WriteLease>>>,
 }
 
 #[derive(Clone)]

@@ -154,6 +154,7 @@ impl MessageStore {
             replica_gate: RefCell::new(None),
             wait_for_replica: Cell::new(false),
             slave_of: RefCell::new(None),
+            write_lease: RefCell::new(None),
             index,
             cfg,
         });

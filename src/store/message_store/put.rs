@@ -98,6 +98,11 @@ impl MessageStore {
                 "this broker is a SLAVE (of {master}): writes go to the master"
             )));
         }
+        if inner.write_lease.borrow().as_ref().is_some_and(|l| !l.valid()) {
+            return Err(PutStatus::ServiceNotAvailable(
+                "this master has no recent confirmation from the controller: writes are fenced until it has".into(),
+            ));
+        }
         if inner.disk_full.get() {
             return Err(PutStatus::ServiceNotAvailable(format!(
                 "disk usage above diskMaxUsedSpaceRatio {}%; writes resume when space is freed",

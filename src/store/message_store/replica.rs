@@ -47,6 +47,12 @@ impl MessageStore {
         self.inner.wait_for_replica.set(wait);
     }
 
+    /// Whether acknowledged appends wait for the replica gate (controller
+    /// mode changes it with the in-sync set).
+    pub fn set_replica_wait(&self, wait: bool) {
+        self.inner.wait_for_replica.set(wait);
+    }
+
     /// (slaves in sync, log end they hold durably) of a master.
     pub fn replica_status(&self) -> Option<(u32, u64)> {
         self.inner
@@ -59,6 +65,11 @@ impl MessageStore {
     /// Makes this a slave's store: puts are refused, naming `master`.
     pub fn set_slave_of(&self, master: Option<String>) {
         *self.inner.slave_of.borrow_mut() = master;
+    }
+
+    /// Controller mode: puts also need `lease` to be valid.
+    pub fn set_write_lease(&self, lease: Option<std::sync::Arc<crate::store::replication::WriteLease>>) {
+        *self.inner.write_lease.borrow_mut() = lease;
     }
 
     /// Fires whenever the durable end of the log moves.
