@@ -46,6 +46,11 @@ fn paths(code: &str) -> Vec<(usize, Vec<String>)> {
     let bytes = code.as_bytes();
     let mut i = 0;
     while i < code.len() {
+        // Strings in code may hold non-ASCII text: step over its bytes.
+        if !code.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let rest = &code[i..];
         let boundary =
             i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':');

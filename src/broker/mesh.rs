@@ -171,7 +171,7 @@ pub enum Event {
     /// replication, as the name server told shard 0's registration.
     HaMaster(String),
     /// Controller mode: the group as the controller has it now.
-    Role(super::ha::role::RoleView),
+    Role(super::ha::agent::RoleView),
 }
 
 /// What a shard does to one of its client connections for another shard

@@ -62,7 +62,7 @@ pub struct Shard {
     ha_master: RefCell<Option<String>>,
     pub ha_master_changed: crate::store::notify::Notify,
     /// This shard's role in its broker group (`ha::role`).
-    pub role: super::ha::role::RoleState,
+    pub role: super::ha::state::RoleState,
     /// Controller mode: what the shards share with the controller agent.
     pub ha_shared: std::cell::OnceCell<Arc<super::ha::agent::Shared>>,
 }
@@ -113,7 +113,7 @@ impl Shard {
             meta_changed: Default::default(),
             ha_master: RefCell::new(None),
             ha_master_changed: Default::default(),
-            role: super::ha::role::RoleState::new(cfg_controller_mode, cfg_role),
+            role: super::ha::state::RoleState::new(cfg_controller_mode, cfg_role),
             ha_shared: std::cell::OnceCell::new(),
         }
     }

@@ -33,7 +33,16 @@ use shardmq_controller::{AlterReq, BrokerReq, GroupView};
 use crate::config::BrokerConfig;
 use crate::store::replication::WriteLease;
 
-use super::role::RoleView;
+/// What the controller said of the group, as the shards need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleView {
+    pub master_id: Option<u64>,
+    /// The master's base replication address (shard k: port + k).
+    pub master_ha_addr: Option<String>,
+    pub epoch: u32,
+    /// The in-sync replica set, master included.
+    pub sync_state_set: Vec<u64>,
+}
 
 /// A master shard's slaves (brokerId) and when each last caught up.
 pub type CaughtUp = Vec<(u64, Option<Instant>)>;

@@ -116,28 +116,6 @@ pub async fn save(store_dir: &Path, h: &History) -> Result<(), String> {
     crate::broker::metadata::save(store_dir.to_path_buf(), FILE, bytes).await
 }
 
-/// `| count u16 | (epoch u32 | start u64) * count |`
-pub fn encode(h: &[(u32, u64)], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(h.len() as u16).to_be_bytes());
-    for (e, s) in h {
-        out.extend_from_slice(&e.to_be_bytes());
-        out.extend_from_slice(&s.to_be_bytes());
-    }
-}
-
-pub fn decode(c: &mut super::frame::Cursor<'_>) -> Result<History, String> {
-    let n = c.u16()? as usize;
-    if n > MAX_ENTRIES {
-        return Err(format!("{n} epoch entries (at most {MAX_ENTRIES})"));
-    }
-    let mut h = Vec::with_capacity(n);
-    for _ in 0..n {
-        h.push((c.u32()?, c.u64()?));
-    }
-    validate(&h)?;
-    Ok(h)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,18 +169,6 @@ mod tests {
         assert!(begin(&mut long, 999, 10_000));
         assert_eq!(long.len(), MAX_ENTRIES);
         assert_eq!(long.last(), Some(&(999, 10_000)));
-    }
-
-    #[test]
-    fn the_wire_form_round_trips_and_refuses_disorder() {
-        let h = vec![(1u32, 0u64), (2, 10), (7, 99)];
-        let mut b = Vec::new();
-        encode(&h, &mut b);
-        assert_eq!(decode(&mut super::super::frame::Cursor(&b)), Ok(h));
-        let mut bad = Vec::new();
-        encode(&[(2, 0), (1, 5)], &mut bad);
-        assert!(decode(&mut super::super::frame::Cursor(&bad)).is_err());
-        assert!(decode(&mut super::super::frame::Cursor(&b[..5])).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!         `end`: the slave's log end. `epoch`: the master epoch the
 //!         controller named to the slave (0 without a controller): a master
 //!         of an older epoch is fenced and refuses. `history`: the slave's
-//!         epoch entries (`epochs.rs`: `| count u16 | (epoch u32, start u64)* |`).
+//!         epoch entries (`| count u16 | (epoch u32, start u64)* |`, `epochs.rs`).
 //! WELCOME master → slave:
 //!         | min_offset u64 | durable_end u64 | epoch u32 | from u64 | history |
 //!         `from`: where the logs stop being the same (`epochs::common_end`);
@@ -122,7 +122,7 @@ impl Hello {
         b.extend_from_slice(&(self.broker_name.len() as u16).to_be_bytes());
         b.extend_from_slice(self.broker_name.as_bytes());
         b.extend_from_slice(&self.epoch.to_be_bytes());
-        super::epochs::encode(&self.history, &mut b);
+        encode_history(&self.history, &mut b);
         b
     }
 
@@ -140,7 +140,7 @@ impl Hello {
                 String::from_utf8(c.take(n)?.to_vec()).map_err(|_| "broker name is not UTF-8".to_string())?
             },
             epoch: c.u32()?,
-            history: super::epochs::decode(&mut c)?,
+            history: decode_history(&mut c)?,
         };
         c.done()?;
         Ok(h)
@@ -164,7 +164,7 @@ impl Welcome {
         b.extend_from_slice(&self.durable_end.to_be_bytes());
         b.extend_from_slice(&self.epoch.to_be_bytes());
         b.extend_from_slice(&self.from.to_be_bytes());
-        super::epochs::encode(&self.history, &mut b);
+        encode_history(&self.history, &mut b);
         b
     }
 
@@ -175,11 +175,33 @@ impl Welcome {
             durable_end: c.u64()?,
             epoch: c.u32()?,
             from: c.u64()?,
-            history: super::epochs::decode(&mut c)?,
+            history: decode_history(&mut c)?,
         };
         c.done()?;
         Ok(w)
     }
+}
+
+/// An epoch history: `| count u16 | (epoch u32 | start u64) * count |`.
+pub fn encode_history(h: &[(u32, u64)], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(h.len() as u16).to_be_bytes());
+    for (e, s) in h {
+        out.extend_from_slice(&e.to_be_bytes());
+        out.extend_from_slice(&s.to_be_bytes());
+    }
+}
+
+pub fn decode_history(c: &mut Cursor<'_>) -> Result<super::epochs::History, String> {
+    let n = c.u16()? as usize;
+    if n > super::epochs::MAX_ENTRIES {
+        return Err(format!("{n} epoch entries (at most {})", super::epochs::MAX_ENTRIES));
+    }
+    let mut h = Vec::with_capacity(n);
+    for _ in 0..n {
+        h.push((c.u32()?, c.u64()?));
+    }
+    super::epochs::validate(&h)?;
+    Ok(h)
 }
 
 /// Big-endian fields off a payload, every read checked.
@@ -260,6 +282,18 @@ mod tests {
         let b = w.encode();
         assert_eq!(Welcome::decode(&b), Ok(w));
         assert!(Welcome::decode(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn epoch_histories_round_trip_and_disorder_is_refused() {
+        let h = vec![(1u32, 0u64), (2, 10), (7, 99)];
+        let mut b = Vec::new();
+        encode_history(&h, &mut b);
+        assert_eq!(decode_history(&mut Cursor(&b)), Ok(h));
+        let mut bad = Vec::new();
+        encode_history(&[(2, 0), (1, 5)], &mut bad);
+        assert!(decode_history(&mut Cursor(&bad)).is_err());
+        assert!(decode_history(&mut Cursor(&b[..5])).is_err());
     }
 
     #[test]

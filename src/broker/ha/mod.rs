@@ -37,8 +37,12 @@
 //! master can recover after a crash: a master that restarts finds every
 //! slave at or behind its own log. (A slave that is ahead — its master's
 //! disk was lost, or it was pointed at another master — is refused with
-//! the reason and must be rebuilt; repairing that by truncation belongs
-//! to failover, which is not built yet.)
+//! the reason and must be rebuilt.)
+//!
+//! **Controller mode** (`enableControllerMode`, [`role`], [`agent`],
+//! [`epochs`]): the controller quorum names the master, its epoch and
+//! the in-sync set; a slave is promoted at runtime, and a returning old
+//! master truncates what it never replicated in the handshake.
 
 pub mod agent;
 pub mod epochs;
@@ -46,6 +50,7 @@ pub mod frame;
 pub mod master;
 pub mod role;
 pub mod slave;
+pub mod state;
 
 use std::time::Duration;
 

@@ -25,117 +25,18 @@
 //!   transaction tables) built from records that may be truncated; a
 //!   supervisor (systemd's `Restart=`, `scripts/cluster.sh`) restarts it.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::store::notify::Notify;
-
 use super::super::shard::Shard;
-use super::epochs::{self, History};
+pub use super::agent::RoleView;
+use super::epochs;
+pub use super::state::{Role, RoleState};
 
 /// Set when the controller demoted this broker while it was master: the
 /// process stops and exits with status 3.
 pub static DEMOTED: AtomicBool = AtomicBool::new(false);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Controller mode, before the controller named a master.
-    Pending,
-    Master {
-        epoch: u32,
-    },
-    Slave {
-        epoch: u32,
-    },
-}
-
-/// What the controller said of the group, as the shards need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleView {
-    pub master_id: Option<u64>,
-    /// The master's base replication address (shard k: port + k).
-    pub master_ha_addr: Option<String>,
-    pub epoch: u32,
-    /// The in-sync replica set, master included.
-    pub sync_state_set: Vec<u64>,
-}
-
-pub struct RoleState {
-    role: Cell<Role>,
-    /// Fires on every role change and every new view.
-    pub changed: Notify,
-    pub history: RefCell<History>,
-    /// Controller mode, master: the slaves whose acks a SYNC_MASTER
-    /// waits for (the in-sync set without this broker). `None` outside
-    /// controller mode: any in-sync slave's ack will do.
-    pub required: RefCell<Option<Vec<u64>>>,
-    /// The newest view not applied yet.
-    pending: RefCell<Option<RoleView>>,
-    pending_changed: Notify,
-    following: Cell<bool>,
-    master_tasks: Cell<bool>,
-}
-
-impl RoleState {
-    pub fn new(controller_mode: bool, configured: crate::config::BrokerRole) -> RoleState {
-        let role = match (controller_mode, configured) {
-            (true, _) => Role::Pending,
-            (false, crate::config::BrokerRole::Slave) => Role::Slave { epoch: 0 },
-            (false, _) => Role::Master { epoch: 0 },
-        };
-        RoleState {
-            role: Cell::new(role),
-            changed: Notify::default(),
-            history: RefCell::new(Vec::new()),
-            required: RefCell::new(controller_mode.then(Vec::new)),
-            pending: RefCell::new(None),
-            pending_changed: Notify::default(),
-            following: Cell::new(false),
-            master_tasks: Cell::new(false),
-        }
-    }
-
-    pub fn get(&self) -> Role {
-        self.role.get()
-    }
-
-    pub fn is_master(&self) -> bool {
-        matches!(self.role.get(), Role::Master { .. })
-    }
-
-    /// The epoch of the master this shard serves or follows (0 outside
-    /// controller mode).
-    pub fn epoch(&self) -> u32 {
-        match self.role.get() {
-            Role::Pending => 0,
-            Role::Master { epoch } | Role::Slave { epoch } => epoch,
-        }
-    }
-
-    fn set(&self, r: Role) {
-        if self.role.replace(r) != r {
-            self.changed.notify_all();
-        }
-    }
-
-    /// Queues `view` for [`run`] (the newest replaces an unapplied one).
-    pub fn submit(&self, view: RoleView) {
-        *self.pending.borrow_mut() = Some(view);
-        self.pending_changed.notify_all();
-    }
-
-    pub fn set_following(&self, on: bool) {
-        self.following.set(on);
-        self.changed.notify_all();
-    }
-
-    /// Marks the master tasks started; false if they already were.
-    pub fn start_master_tasks(&self) -> bool {
-        !self.master_tasks.replace(true)
-    }
-}
 
 /// Applies the views shard 0's agent sends, one at a time, for as long
 /// as the shard runs.

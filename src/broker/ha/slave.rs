@@ -62,7 +62,7 @@ pub async fn follow(shard: Rc<Shard>, tls: Option<ClientTls>) {
     let mut backoff = BACKOFF_MIN;
     let mut last_error = (String::new(), std::time::Instant::now());
     // Controller mode: only while the controller has this broker a slave.
-    let slave = || matches!(shard.role.get(), super::role::Role::Slave { .. });
+    let slave = || matches!(shard.role.get(), super::state::Role::Slave { .. });
     while !shard.store.is_stopping() && slave() {
         let seen = shard.ha_master_changed.generation();
         let Some(addr) = shard.ha_master() else {
