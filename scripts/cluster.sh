@@ -17,6 +17,9 @@
 #   --flush MODE     SYNC_FLUSH or ASYNC_FLUSH                 [FLUSH, SYNC_FLUSH]
 #   --base PORT      first port                                [BASE, 20000]
 #   --segment-mb N   CommitLog segment size in MiB             [SEGMENT_MB, 128]
+#   --controllers N  0, 1 or 3 controllers: automatic failover [CONTROLLERS, 0]
+#   --ctl-timeout-ms N  controllers fail a master over after this [CTL_TIMEOUT_MS, 3000]
+#                    (brokers heartbeat every N/6 ms and hold a 2N/3 ms lease)
 #
 # Each shard keeps its active segment and a prepared next one (zero-filled
 # with SYNC_FLUSH): 2 × SEGMENT_MB per shard per broker on disk at once,
@@ -29,8 +32,15 @@
 #   +600 gRPC (+610.. per shard), +900 REST, +950 metrics.
 # Clients use the name servers: `-n 127.0.0.1:20000` (`;`-separated when 3).
 #
-# Failover is manual until the controller exists: a dead master's slaves
-# keep serving reads; restart the master (same directory) to take writes.
+# Controllers (--controllers 1|3) listen on BASE+100+i. With them every
+# broker runs in controller mode (brokerId 1.. as its identity, --role
+# says how a master acknowledges): the controller names each group's
+# master and elects an in-sync slave when the master dies; a master
+# that was replaced exits with status 3 and this script starts it again
+# (it rejoins as a slave). `shardmq admin controller groups --controllers
+# 127.0.0.1:20100;...` shows masters, epochs and in-sync sets. Without
+# controllers failover is manual: a dead master's slaves keep serving
+# reads; restart the master (same directory) to take writes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +55,8 @@ SHARDS=${SHARDS:-2}
 FLUSH=${FLUSH:-SYNC_FLUSH}
 BASE=${BASE:-20000}
 SEGMENT_MB=${SEGMENT_MB:-128}
+CONTROLLERS=${CONTROLLERS:-0}
+CTL_TIMEOUT_MS=${CTL_TIMEOUT_MS:-3000}
 while [ $# -gt 0 ]; do
     case "$1" in
         --dir) DIR=$2; shift 2 ;;
@@ -56,6 +68,8 @@ while [ $# -gt 0 ]; do
         --flush) FLUSH=$2; shift 2 ;;
         --base) BASE=$2; shift 2 ;;
         --segment-mb) SEGMENT_MB=$2; shift 2 ;;
+        --controllers) CONTROLLERS=$2; shift 2 ;;
+        --ctl-timeout-ms) CTL_TIMEOUT_MS=$2; shift 2 ;;
         *) echo "unknown option $1 (see the top of $0)" >&2; exit 2 ;;
     esac
 done
@@ -74,8 +88,37 @@ wait_ready() { # log file, what
     die "$2 did not become ready (log: $1)"
 }
 
+# Runs a broker, and again whenever it exits with status 3 (demoted by the
+# controller: it rejoins as a slave); SIGTERM goes to the broker.
+supervise() { # conf, log
+    (
+        child=
+        trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+        while :; do
+            "$BIN" serve -c "$1" >>"$2" 2>&1 &
+            child=$!
+            rc=0
+            wait "$child" || rc=$?
+            [ "$rc" -eq 3 ] || exit "$rc"
+            echo "cluster.sh: demoted; starting again as a slave" >>"$2"
+        done
+    ) </dev/null >/dev/null 2>&1 &
+}
+
+# Waits until the controllers name a master for group $1.
+wait_master() {
+    for _ in $(seq 1 300); do
+        # The table's row: | cluster broker master epoch ... |
+        "$BIN" admin controller groups --controllers "$ctl_list" 2>/dev/null |
+            awk -v n="$1" '$3 == n && $4 ~ /^[0-9]+$/ { ok = 1 } END { exit !ok }' && return 0
+        sleep 0.1
+    done
+    die "the controllers named no master for $1"
+}
+
 start() {
     case "$NAMESRVS" in 1|3) ;; *) die "--namesrvs is 1 or 3" ;; esac
+    case "$CONTROLLERS" in 0|1|3) ;; *) die "--controllers is 0, 1 or 3" ;; esac
     case "$ROLE" in SYNC_MASTER|ASYNC_MASTER) ;; *) die "--role is SYNC_MASTER or ASYNC_MASTER" ;; esac
     [ "$NGROUPS" -ge 1 ] && [ "$NGROUPS" -le 26 ] || die "--groups is 1..26"
     [ $((BASE + 1000 * NGROUPS * (SLAVES + 1) + 1000)) -le 65535 ] || die "too many brokers for --base $BASE"
@@ -100,6 +143,29 @@ start() {
             sleep 0.1
         done
     done
+    ctl_list=""
+    peers=""
+    for i in $(seq 0 $((CONTROLLERS - 1))); do
+        peers="${peers:+$peers,}$((i + 1))=127.0.0.1:$((BASE + 100 + i))"
+        ctl_list="${ctl_list:+$ctl_list;}127.0.0.1:$((BASE + 100 + i))"
+    done
+    for i in $(seq 0 $((CONTROLLERS - 1))); do
+        pid="$DIR/controller-$i.pid"
+        alive "$pid" && die "controller $i already runs (pid $(cat "$pid")); stop first"
+        mkdir -p "$DIR/controller-$i"
+        "$BIN" controller --id $((i + 1)) --peers "$peers" --data-dir "$DIR/controller-$i" \
+            --heartbeat-timeout-ms "$CTL_TIMEOUT_MS" \
+            >"$DIR/controller-$i.log" 2>&1 &
+        echo $! >"$pid"
+    done
+    if [ "$CONTROLLERS" -gt 0 ]; then
+        for _ in $(seq 1 300); do
+            "$BIN" admin controller status --controllers "$ctl_list" --json 2>/dev/null |
+                grep -q '"leader_id": [0-9]' && break
+            sleep 0.1
+        done
+        echo "controllers: $ctl_list"
+    fi
     j=0
     for g in $(seq 0 $((NGROUPS - 1))); do
         name="broker-$(printf "\\$(printf '%03o' $((97 + g)))")"
@@ -110,7 +176,13 @@ start() {
             pid="$DIR/$id.pid"
             alive "$pid" && die "$id already runs (pid $(cat "$pid")); stop first"
             mkdir -p "$DIR/$id"
-            if [ "$m" -eq 0 ]; then
+            if [ "$CONTROLLERS" -gt 0 ]; then
+                role="brokerRole=$ROLE"
+                extra="enableControllerMode=true
+controllerAddr=$ctl_list
+brokerHeartbeatInterval=$((CTL_TIMEOUT_MS / 6 > 100 ? CTL_TIMEOUT_MS / 6 : 100))
+masterLeaseMillis=$((CTL_TIMEOUT_MS * 2 / 3))"
+            elif [ "$m" -eq 0 ]; then
                 role="brokerRole=$ROLE"
                 extra=""
             else
@@ -120,7 +192,7 @@ start() {
             cat >"$DIR/$id/broker.conf" <<EOF
 brokerClusterName=LocalCluster
 brokerName=$name
-brokerId=$m
+brokerId=$((m + (CONTROLLERS > 0 ? 1 : 0)))
 $role
 $extra
 flushDiskType=$FLUSH
@@ -138,9 +210,16 @@ grpcShardPortBase=$((b + 610))
 httpListenPort=$((b + 900))
 metricsPort=$((b + 950))
 EOF
-            "$BIN" serve -c "$DIR/$id/broker.conf" >"$DIR/$id/broker.log" 2>&1 &
+            if [ "$CONTROLLERS" -gt 0 ]; then
+                supervise "$DIR/$id/broker.conf" "$DIR/$id/broker.log"
+            else
+                "$BIN" serve -c "$DIR/$id/broker.conf" >"$DIR/$id/broker.log" 2>&1 &
+            fi
             echo $! >"$pid"
             wait_ready "$DIR/$id/broker.log" "$id"
+            # The group's first broker is master once the controllers say so
+            # (the next ones then follow it).
+            [ "$CONTROLLERS" -gt 0 ] && [ "$m" -eq 0 ] && wait_master "$name"
             echo "$id ($(grep '^brokerRole' "$DIR/$id/broker.conf" | cut -d= -f2)) on 127.0.0.1:$b, pid $(cat "$pid")"
             j=$((j + 1))
         done

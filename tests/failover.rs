@@ -79,15 +79,22 @@ struct Cluster {
     _namesrv: Proc,
     namesrv: String,
     dir: PathBuf,
+    /// The address the controllers, the name server and brokers outside
+    /// a namespace use.
+    ip: String,
 }
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
+        Cluster::start_on(dir, "127.0.0.1")
+    }
+
+    fn start_on(dir: &Path, ip: &str) -> Cluster {
         let ports: Vec<u16> = (0..3).map(|_| common::free_port_block(0)).collect();
         let peers = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .map(|(i, p)| format!("{}={ip}:{p}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let controllers = (0..3)
@@ -122,14 +129,20 @@ impl Cluster {
         namesrv.spawn();
         Cluster {
             controllers,
-            controller_addrs: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            controller_addrs: ports.iter().map(|p| format!("{ip}:{p}")).collect(),
             _namesrv: namesrv,
-            namesrv: format!("127.0.0.1:{ns_port}"),
+            namesrv: format!("{ip}:{ns_port}"),
             dir: dir.to_path_buf(),
+            ip: ip.to_string(),
         }
     }
 
     fn broker(&self, id: u64) -> Broker {
+        self.broker_at(id, &self.ip.clone(), None)
+    }
+
+    /// Broker `id` advertising `ip`, inside network namespace `netns`.
+    fn broker_at(&self, id: u64, ip: &str, netns: Option<&str>) -> Broker {
         let d = self.dir.join(format!("broker-{id}"));
         std::fs::create_dir_all(&d).expect("dir");
         let settings = [
@@ -146,9 +159,10 @@ impl Cluster {
             "masterLeaseMillis=1000".into(),
             "haMaxTimeSlaveNotCatchup=6000".into(),
             "autoCreateTopicEnable=false".into(),
+            format!("brokerIP1={ip}"),
         ];
         let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
-        Broker::start(&d, 2, &refs)
+        Broker::start_in(&d, 2, &refs, netns)
     }
 
     fn group(&self) -> Option<GroupView> {
@@ -215,9 +229,13 @@ fn send_until_ok(b: &Broker, i: u32, body: &str, within: Duration) -> Duration {
     panic!("no SUCCESS from {} within {within:?}: {last:?}", b.addr());
 }
 
-/// Every body of the topic on `b`, in queue order.
+/// Every body of the topic on `b`, sorted.
 fn bodies(b: &Broker) -> Vec<String> {
-    let mut c = Client::connect(&b.addr());
+    bodies_at(&b.addr())
+}
+
+fn bodies_at(addr: &str) -> Vec<String> {
+    let mut c = Client::connect(addr);
     let mut out = Vec::new();
     for q in 0..QUEUES {
         let mut off = 0;
@@ -263,7 +281,7 @@ fn a_dead_master_fails_over_to_its_in_sync_slave_and_returns_as_a_slave_without_
     let mut a = cl.broker(1);
     let g = cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
     assert_eq!(g.master_epoch, 1);
-    a.create_topic(TOPIC, QUEUES);
+    create_topic_at(&a.addr());
     let mut b = cl.broker(2);
     cl.wait_group("broker 2 in sync", Duration::from_secs(30), in_sync(&[1, 2]));
 
@@ -368,7 +386,7 @@ fn a_paused_master_is_replaced_acknowledges_nothing_when_resumed_and_stops() {
     let cl = Cluster::start(dir.path());
     let mut a = cl.broker(1);
     cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
-    a.create_topic(TOPIC, QUEUES);
+    create_topic_at(&a.addr());
     let b = cl.broker(2);
     cl.wait_group("broker 2 in sync", Duration::from_secs(30), in_sync(&[1, 2]));
     let mut acked = Vec::new();
@@ -418,7 +436,7 @@ fn a_master_cut_off_from_the_controllers_stops_acknowledging_within_its_lease() 
     let mut cl = Cluster::start(dir.path());
     let a = cl.broker(1);
     cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
-    a.create_topic(TOPIC, QUEUES);
+    create_topic_at(&a.addr());
     let mut c = Client::connect(&a.addr());
     assert_eq!(send(&mut c, 0, "x").0, response::SUCCESS);
     for p in &mut cl.controllers {
@@ -433,4 +451,225 @@ fn a_master_cut_off_from_the_controllers_stops_acknowledging_within_its_lease() 
     }
     // The controllers recover their state from disk and confirm it again.
     send_until_ok(&a, 2, "z", Duration::from_secs(30));
+}
+
+/// A network namespace with a veth pair: `host` (10.201.N.1) outside,
+/// `inner` (10.201.N.2) inside; removed on drop.
+struct Netns {
+    name: String,
+    host_ip: String,
+    inner_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip(8)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let n = std::process::id() % 200 + 20;
+        let name = format!("smq-fo-{n}");
+        let (host, inner) = (format!("smqh{n}"), format!("smqn{n}"));
+        // Leftovers of an earlier run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host]).output();
+        let (host_ip, inner_ip) = (format!("10.201.{n}.1"), format!("10.201.{n}.2"));
+        ip(&["netns", "add", &name]);
+        ip(&["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &host]);
+        ip(&["link", "set", &host, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{inner_ip}/24"),
+            "dev",
+            &inner,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &inner, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Netns {
+            name,
+            host_ip,
+            inner_ip,
+        }
+    }
+
+    /// Inside, every packet to the host side is dropped (or let through
+    /// again): the namespace's processes can reach nothing outside.
+    fn cut(&self, on: bool) {
+        let route = format!("{}/32", self.host_ip);
+        let verb = if on { "add" } else { "del" };
+        ip(&["netns", "exec", &self.name, "ip", "route", verb, "blackhole", &route]);
+    }
+
+    /// Runs `f` on a thread inside the namespace (its sockets are there).
+    fn thread<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open the netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns(2) with a valid open namespace fd; it moves only
+            // this thread into the namespace, which owns nothing shared.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Creates the topic on the master at `addr`, which may take a moment to
+/// apply the role the controller already gave it (NO_PERMISSION until).
+fn create_topic_at(addr: &str) {
+    let mut c = Client::connect(addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.call(common::req(
+            shardmq::protocol::codes::request::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", TOPIC.into()),
+                ("readQueueNums", QUEUES.to_string()),
+                ("writeQueueNums", QUEUES.to_string()),
+                ("perm", "6".into()),
+            ],
+        ));
+        if r.code == response::SUCCESS {
+            return;
+        }
+        assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
+        assert!(Instant::now() < deadline, "never the master: {:?}", r.remark);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The old master is cut off from everything (a network namespace whose
+/// route to the rest is blackholed) while a client inside the namespace
+/// keeps sending to it: the controller elects the slave, the old master
+/// acknowledges nothing after that (no split brain), and every message
+/// it acknowledged before is on the new master. When the partition heals
+/// it hears it was replaced and stops (status 3); restarted, it rejoins
+/// as a slave with the new master's log.
+#[test]
+fn a_partitioned_master_acknowledges_nothing_the_new_master_lacks() {
+    let dir = common::test_dir();
+    let ns = Netns::new();
+    let cl = Cluster::start_on(dir.path(), &ns.host_ip);
+    let mut a = cl.broker_at(1, &ns.inner_ip.clone(), Some(&ns.name));
+    let a_addr = format!("{}:{}", ns.inner_ip, a.port);
+    cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
+    create_topic_at(&a_addr);
+    let b = cl.broker(2);
+    let b_addr = format!("{}:{}", ns.host_ip, b.port);
+    cl.wait_group("broker 2 in sync", Duration::from_secs(30), in_sync(&[1, 2]));
+
+    // The client inside the namespace sends until told to stop: (body,
+    // code, when).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let (stop, addr) = (stop.clone(), a_addr.clone());
+        ns.thread(move || {
+            let mut out = Vec::new();
+            let mut c = shardmq::admin::client::Client::connect(&addr).expect("connect to the master");
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let body = format!("n{i:05}");
+                let code = c
+                    .call(send_v2(TOPIC, (i % QUEUES).into(), &body, "WAIT\u{1}true\u{2}".into()))
+                    .map(|r| r.code)
+                    .unwrap_or(-1);
+                out.push((body, code, Instant::now()));
+                if code == -1 {
+                    break; // the old master stopped
+                }
+                i += 1;
+            }
+            out
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    ns.cut(true);
+    let elected = cl.wait_group("broker 2 elected", Duration::from_secs(30), master_is(2, 1));
+    let elected_at = Instant::now();
+    assert_eq!(elected.master_epoch, 2);
+    let mut acked: Vec<String> = Vec::new();
+    let mut bc = Client::connect(&b_addr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0u32;
+    while acked.len() < 20 {
+        assert!(Instant::now() < deadline, "the new master never acknowledged");
+        let body = format!("b{i:05}");
+        if send(&mut bc, i, &body).0 == response::SUCCESS {
+            acked.push(body);
+        }
+        i += 1;
+    }
+    // Both sides keep going a while: the old master must stay silent.
+    std::thread::sleep(Duration::from_millis(1500));
+    ns.cut(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = a.child.as_mut().and_then(|ch| ch.try_wait().ok().flatten()) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old master did not stop after the partition healed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    a.child = None;
+    assert_eq!(status.code(), Some(3), "a replaced master stops with status 3");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = sender.join().expect("the client thread");
+    let from_a: Vec<&(String, i32, Instant)> = sent.iter().filter(|x| x.1 == response::SUCCESS).collect();
+    assert!(
+        from_a.len() > 10,
+        "the old master acknowledged too little before the cut: {}",
+        from_a.len()
+    );
+    let late: Vec<_> = from_a.iter().filter(|x| x.2 > elected_at).collect();
+    assert!(
+        late.is_empty(),
+        "the old master acknowledged after the election: {late:?}"
+    );
+    acked.extend(from_a.iter().map(|x| x.0.clone()));
+    acked.sort();
+    let on_b = bodies_at(&b_addr);
+    let missing: Vec<_> = acked.iter().filter(|m| on_b.binary_search(m).is_err()).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not on the new master: {missing:?}"
+    );
+    eprintln!(
+        "partition: {} sends to the old master, {} acknowledged, none after the election; {} on the new master",
+        sent.len(),
+        from_a.len(),
+        on_b.len()
+    );
+    // Restarted, the old master follows the new one and ends up with its log.
+    a.spawn();
+    cl.wait_group("broker 1 in sync again", Duration::from_secs(30), in_sync(&[1, 2]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bodies_at(&a_addr) != bodies_at(&b_addr) {
+        assert!(
+            Instant::now() < deadline,
+            "the old master's log differs from the new master's"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

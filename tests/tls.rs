@@ -323,6 +323,7 @@ fn settings_that_cannot_work_fail_the_start_naming_them() {
             ha_base: common::free_port_block(1),
             extra: settings.clone(),
             log: sub.join("broker.log"),
+            netns: None,
         };
         let log = b.try_spawn().expect_err("a start with unusable TLS settings");
         assert!(log.contains(why), "{settings:?}: the error should name {why:?}:\n{log}");

@@ -19,6 +19,7 @@ pub mod alert;
 pub mod audit;
 pub mod client;
 pub mod cluster;
+pub mod controller;
 pub mod dlq;
 pub mod group;
 pub mod message;
@@ -96,6 +97,10 @@ pub enum AdminCommand {
     /// Clusters and brokers registered with the name server.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The failover controller quorum: status of its nodes, the broker
+    /// groups' masters, epochs and in-sync sets.
+    #[command(subcommand)]
+    Controller(controller::ControllerCommand),
     /// Per-shard latency percentiles, counters and consumer lag.
     Stats(stats::StatsArgs),
     /// Consumer groups whose members subscribe differently.
@@ -274,6 +279,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         AdminCommand::ConsumerProgress(a) => group::progress(&ctx, a),
         AdminCommand::Offset(c) => group::offset(&ctx, c),
         AdminCommand::Cluster(c) => cluster::run(&ctx, c),
+        AdminCommand::Controller(c) => controller::run(&ctx, c),
         AdminCommand::Stats(a) => stats::stats(&ctx, a),
         AdminCommand::Subscriptions => stats::subscriptions(&ctx),
         AdminCommand::Dlq(c) => dlq::run(&ctx, c),

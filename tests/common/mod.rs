@@ -96,11 +96,18 @@ pub struct Broker {
     pub ha_base: u16,
     pub extra: Vec<String>,
     pub log: PathBuf,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
 }
 
 impl Broker {
     /// Starts a broker with `shards` shards on fresh ports in `dir`.
     pub fn start(dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        Broker::start_in(dir, shards, extra, None)
+    }
+
+    /// [`Broker::start`] inside network namespace `netns` (when given).
+    pub fn start_in(dir: &Path, shards: u16, extra: &[&str], netns: Option<&str>) -> Broker {
         // Ports are chosen free, but another test's client socket can take
         // one before the broker binds it: a start refused for a port is
         // retried on fresh ports.
@@ -121,6 +128,7 @@ impl Broker {
                 ha_base,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 log: dir.join("broker.log"),
+                netns: netns.map(String::from),
             };
             match b.try_spawn() {
                 Ok(()) => return b,
@@ -143,7 +151,14 @@ impl Broker {
     /// Starts the broker; the log if it does not become ready.
     pub fn try_spawn(&mut self) -> Result<(), String> {
         let data = self.dir.join("data");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardmq"));
+        let mut cmd = match &self.netns {
+            None => Command::new(env!("CARGO_BIN_EXE_shardmq")),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardmq")]);
+                c
+            }
+        };
         cmd.arg("serve")
             .args(["--set", &format!("storePathRootDir={}", data.display())])
             .args(["--set", &format!("listenPort={}", self.port)])

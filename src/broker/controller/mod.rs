@@ -237,11 +237,13 @@ impl Controller {
         if admin_write && host.is_slave() {
             // A slave's topics and groups are its master's (`replica.rs`):
             // a change here would be undone by the next copy.
-            return super::reply::error(
-                &cmd,
-                crate::protocol::codes::response::NO_PERMISSION,
-                "this broker is a SLAVE: change topics and groups on its master",
-            );
+            let why = if host.config().enable_controller_mode {
+                "this broker is not its group's master now (the controller names the master): change topics \
+                 and groups on the master"
+            } else {
+                "this broker is a SLAVE: change topics and groups on its master"
+            };
+            return super::reply::error(&cmd, crate::protocol::codes::response::NO_PERMISSION, why);
         }
         match cmd.code {
             request::HEART_BEAT => self.heartbeat(host, cmd, client).await,

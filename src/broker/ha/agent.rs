@@ -201,3 +201,24 @@ fn alter_in_sync(cfg: &BrokerConfig, shared: &Shared, client: &mut Client, g: &G
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(shared: &Shared, k: usize, v: CaughtUp) {
+        *shared.caught_up[k].lock().unwrap() = v;
+    }
+
+    #[test]
+    fn a_slave_is_in_sync_only_when_every_shard_caught_up_within_the_window() {
+        let s = Shared::new(2);
+        let now = Instant::now();
+        let old = now - Duration::from_secs(30);
+        set(&s, 0, vec![(2, Some(now)), (3, Some(now)), (4, Some(old)), (5, None)]);
+        set(&s, 1, vec![(2, Some(now)), (3, None), (4, Some(now))]);
+        let got: Vec<u64> = s.in_sync(Duration::from_secs(10)).into_iter().collect();
+        assert_eq!(got, vec![2], "3 never caught up on shard 1, 4 is stale on shard 0, 5 never");
+        assert!(Shared::new(1).in_sync(Duration::from_secs(10)).is_empty());
+    }
+}
