@@ -13,6 +13,11 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
+# tests/failover.rs partitions a broker with a network namespace (ip(8),
+# as root).
+if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
 # The tests' brokers keep their data under $TMPDIR and refuse writes above
 # diskMaxUsedSpaceRatio (95 in the tests, 90 for the README's own commands):
 # say so up front when the disk is already that full, rather than leave it
