@@ -828,6 +828,11 @@ impl Proc {
         self.events().into_iter().filter(|e| e["event"] == kind).collect()
     }
 
+    /// The program's scratch dir (its HOME: client logs under `logs/`).
+    pub fn home(&self) -> PathBuf {
+        self.stderr_path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
     /// Everything needed to understand a failure: command, exit, output.
     pub fn report(&self) -> String {
         // The Java client logs to <user.home>/logs/rocketmq_client.log.

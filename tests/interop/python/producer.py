@@ -13,6 +13,14 @@ Modes: sync (SendMessageSync), oneway (SendMessageOneway), batch
 (SendMessageOrderlyByShardingKey with the orderKey: C++ picks queue
 std::hash<string>(key) % queueCount).
 
+--mode continuous (failover tests): sends messages start.. one at a time with
+SendMessageSync, --interval-ms apart, until --count were tried or stdin
+reaches EOF. A send that fails is reported as
+{"event":"send_failed","i","key","error","sendStartMs","sendEndMs"} and the
+next message follows; a send that returns is a "sent" event. (The C++ core
+retries a failed send itself, on another broker, up to 5 times in all; the
+C API does not tell how often it did.)
+
 --delay-level L sets msg.set_delay_time_level(L) (property DELAY). Every
 sync "sent" event has sendStartMs / sendEndMs (wall clock around the send).
 
@@ -23,6 +31,7 @@ API does not report the queue id), {"event":"batch_sent",...} per batch,
 """
 import ctypes
 import sys
+import threading
 import time
 
 import common
@@ -35,11 +44,12 @@ def main():
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--prefix", default="m")
     p.add_argument("--tags", default="TagA,TagB,TagC", help="comma-separated, cycled by message number")
-    p.add_argument("--mode", choices=["sync", "oneway", "batch", "orderly"], default="sync")
+    p.add_argument("--mode", choices=["sync", "oneway", "batch", "orderly", "continuous"], default="sync")
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--order-keys", type=int, default=4)
     p.add_argument("--send-timeout-ms", type=int, default=5000)
     p.add_argument("--delay-level", type=int, default=0)
+    p.add_argument("--interval-ms", type=int, default=0, help="--mode continuous: pause between sends")
     p.add_argument("--ak", default="", help="sign every request as this ACL account")
     p.add_argument("--sk", default="", help="the ACL account's secret key")
     args = p.parse_args()
@@ -90,6 +100,35 @@ def main():
 
     sent = 0
     idx = list(range(args.start, args.start + args.count))
+    if args.mode == "continuous":
+        eof = threading.Event()
+
+        def watch_stdin():
+            try:
+                while sys.stdin.buffer.read(4096):
+                    pass
+            except Exception:
+                pass
+            eof.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        for i in idx:
+            if eof.is_set():
+                break
+            msg, info = build(i)
+            t0 = int(time.time() * 1000)
+            try:
+                res = producer.send_sync(msg)
+            except Exception as e:
+                emit(event="send_failed", error="%s: %s" % (type(e).__name__, e), sendStartMs=t0,
+                     sendEndMs=int(time.time() * 1000), **info)
+            else:
+                emit(event="sent", msgId=res.msg_id, queueOffset=res.offset, status=res.status.name,
+                     sendStartMs=t0, sendEndMs=int(time.time() * 1000), **info)
+                sent += 1
+            if args.interval_ms > 0:
+                time.sleep(args.interval_ms / 1000.0)
+        idx = []  # nothing left for the modes below
     try:
         if args.mode == "batch":
             for b in range(0, len(idx), args.batch_size):

@@ -6,7 +6,11 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
+import org.apache.rocketmq.client.hook.SendMessageContext;
+import org.apache.rocketmq.client.hook.SendMessageHook;
 import org.apache.rocketmq.client.impl.producer.TopicPublishInfo;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
@@ -42,13 +46,24 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * ("brokerName:queueId" of the SendResult's queue), brokerName, qid, queueOffset,
  * status; {"event":"batch_sent"} per batch; {"event":"done","sent":n}; on failure
  * {"event":"error",...} and exit code 1.
+ *
+ * <p>--mode continuous (failover tests): sends messages start.. one at a time with
+ * send(), --interval-ms apart, until --count were tried or stdin reaches EOF. A
+ * send that throws is reported as {"event":"send_failed","i","key","error"} and
+ * the next message follows; a send that returns is a "sent" event (with its
+ * status, which may be other than SEND_OK). Both carry attempts, how many times
+ * the client put the message on the wire (a SendMessageHook counts them: 1 +
+ * the client's own retries on another queue), and sendStartMs / sendEndMs.
+ * --poll-namesrv-ms N sets setPollNameServerInterval(N) (route refresh, default
+ * 30 s) and --retry-times N setRetryTimesWhenSendFailed(N); both are left at the
+ * client's defaults unless given, in every mode.
  */
 final class ProducerScenario {
     private static final String USAGE = "usage: producer --namesrv 127.0.0.1:9876 --topic T --group G --count N "
         + "[--start 0] [--prefix m] [--tags TagA,TagB,TagC] [--mode sync|oneway|batch|orderly|every-queue] "
         + "[--order-keys 4] [--batch-size 10] [--rounds 2] [--default-topic-queue-nums 4] "
         + "[--send-timeout-ms 5000] [--timeout-ms 60000] [--delay-level L] [--deliver-at-ms-from-now D] "
-        + "[--delay-sec S] [--delay-ms D]";
+        + "[--delay-sec S] [--delay-ms D] [--interval-ms 0] [--poll-namesrv-ms N] [--retry-times N]";
 
     private final Common.Opts o;
     private final String[] tags;
@@ -69,9 +84,10 @@ final class ProducerScenario {
             "namesrv", null, "topic", null, "group", null, "count", "0", "start", "0", "prefix", "m",
             "tags", "TagA,TagB,TagC", "mode", "sync", "order-keys", "4", "batch-size", "10", "rounds", "2",
             "default-topic-queue-nums", "4", "send-timeout-ms", "5000", "timeout-ms", "60000", "delay-level", "0",
-            "deliver-at-ms-from-now", "0", "delay-sec", "0", "delay-ms", "0"));
+            "deliver-at-ms-from-now", "0", "delay-sec", "0", "delay-ms", "0", "interval-ms", "0", "poll-namesrv-ms", "0",
+            "retry-times", "-1"));
         String mode = o.str("mode");
-        if (!List.of("sync", "oneway", "batch", "orderly", "every-queue").contains(mode)) {
+        if (!List.of("sync", "oneway", "batch", "orderly", "every-queue", "continuous").contains(mode)) {
             Common.emit(Common.obj("event", "error", "stage", "args", "error", "bad --mode " + mode));
             Common.halt(2);
         }
@@ -88,6 +104,30 @@ final class ProducerScenario {
         if (mode.equals("every-queue")) {
             // No silent retry on another queue: every send must succeed where it was aimed.
             producer.setRetryTimesWhenSendFailed(0);
+        }
+        if (o.num("poll-namesrv-ms") > 0) {
+            producer.setPollNameServerInterval(o.integer("poll-namesrv-ms"));
+        }
+        if (o.num("retry-times") >= 0) {
+            producer.setRetryTimesWhenSendFailed(o.integer("retry-times"));
+        }
+        AtomicInteger attempts = new AtomicInteger();
+        if (mode.equals("continuous")) {
+            producer.getDefaultMQProducerImpl().registerSendMessageHook(new SendMessageHook() {
+                @Override
+                public String hookName() {
+                    return "attempts";
+                }
+
+                @Override
+                public void sendMessageBefore(SendMessageContext context) {
+                    attempts.incrementAndGet();
+                }
+
+                @Override
+                public void sendMessageAfter(SendMessageContext context) {
+                }
+            });
         }
         try {
             producer.start();
@@ -123,6 +163,9 @@ final class ProducerScenario {
                     break;
                 case "batch":
                     batch(start, count);
+                    break;
+                case "continuous":
+                    continuous(start, count, attempts);
                     break;
                 case "orderly":
                     int keys = o.integer("order-keys");
@@ -196,6 +239,46 @@ final class ProducerScenario {
         for (MessageQueue mq : route) {
             Message m = build(i, null);
             report(i++, m, producer.send(m, mq), name(mq));
+        }
+    }
+
+    /** --mode continuous (see the class comment). */
+    private void continuous(long start, long count, AtomicInteger attempts) {
+        AtomicBoolean eof = new AtomicBoolean();
+        Thread stdin = new Thread(() -> {
+            try {
+                while (System.in.read() != -1) {
+                    // only EOF matters
+                }
+            } catch (java.io.IOException e) {
+                // treated as EOF
+            }
+            eof.set(true);
+        }, "stdin-eof");
+        stdin.setDaemon(true);
+        stdin.start();
+        long interval = o.num("interval-ms");
+        for (long i = start; i < start + count && !eof.get(); i++) {
+            Message m = build(i, null);
+            attempts.set(0);
+            long t0 = System.currentTimeMillis();
+            try {
+                SendResult r = producer.send(m);
+                long t1 = System.currentTimeMillis();
+                report(i, m, r, null, Common.obj("sendStartMs", t0, "sendEndMs", t1, "attempts", attempts.get()));
+            } catch (Exception e) {
+                long t1 = System.currentTimeMillis();
+                Map<String, Object> ev = info(i, m);
+                ev.put("event", "send_failed");
+                ev.put("error", Common.describe(e));
+                ev.put("attempts", attempts.get());
+                ev.put("sendStartMs", t0);
+                ev.put("sendEndMs", t1);
+                Common.emit(ev);
+            }
+            if (interval > 0) {
+                sleep(interval);
+            }
         }
     }
 
