@@ -101,7 +101,11 @@ pub async fn follow(shard: Rc<Shard>, tls: Option<ClientTls>) {
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
-        glommio::timer::sleep(backoff).await;
+        // A promotion must not wait out the backoff.
+        let seen = shard.role.changed.generation();
+        if shard.role.get() == role_seen {
+            future::or(shard.role.changed.changed_since(seen), glommio::timer::sleep(backoff)).await;
+        }
     }
 }
 
