@@ -343,6 +343,10 @@ fn a_dead_master_fails_over_to_its_in_sync_slave_and_returns_as_a_slave_without_
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    let metrics = common::http_get(b.metrics_port, "/metrics").1;
+    assert!(metrics.contains("shardmq_ha_is_master{shard=\"1\"} 1"), "{metrics}");
+    assert!(metrics.contains("shardmq_ha_master_epoch{shard=\"0\"} 2"), "{metrics}");
+
     // The old master returns: a slave now, without the unacknowledged tail.
     a.spawn();
     cl.wait_group("broker 1 back in sync", Duration::from_secs(30), in_sync(&[1, 2]));

@@ -31,6 +31,7 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
     let (open_count, open) = shard.tx.list(100);
     let (committed, rolled_back) = shard.tx.counts();
     let replica = shard.store.replica_status();
+    let controller_mode = shard.cfg.enable_controller_mode;
     let gauges = Gauges {
         scheduled_messages: timer.scheduled,
         scheduled_next_due_ms: timer.next_due,
@@ -50,6 +51,8 @@ pub fn shard_snapshot(shard: &Shard) -> (ShardSnapshot, Vec<QueueLag>) {
         read_only_reason: shard.store.read_only().map(|(r, _)| r.as_str().to_string()),
         slaves_in_sync: replica.map(|(n, _)| n as u64),
         replicated_offset: replica.map(|(_, end)| end),
+        is_master: controller_mode.then(|| shard.role.is_master() as u64),
+        master_epoch: controller_mode.then(|| shard.role.epoch() as u64),
     };
     let lag = shard
         .offsets

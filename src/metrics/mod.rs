@@ -217,6 +217,12 @@ pub struct Gauges {
     pub slaves_in_sync: Option<u64>,
     #[serde(default)]
     pub replicated_offset: Option<u64>,
+    /// Controller mode: 1 while this shard is its group's master, and the
+    /// master epoch it serves or follows (None outside controller mode).
+    #[serde(default)]
+    pub is_master: Option<u64>,
+    #[serde(default)]
+    pub master_epoch: Option<u64>,
 }
 
 /// A shard's scheduled messages per target topic and its oldest open

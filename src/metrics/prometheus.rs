@@ -242,6 +242,28 @@ fn counter(
 /// A master's replication: slaves in sync, and how far the best of them
 /// is behind the master's durable log (only while one is in sync).
 fn write_replication(out: &mut String, stats: &BrokerStats) {
+    if stats.shards.iter().any(|s| s.gauges.is_master.is_some()) {
+        let _ = writeln!(
+            out,
+            "# HELP shardmq_ha_is_master 1 while this shard's broker is its group's master (controller mode).\n\
+             # TYPE shardmq_ha_is_master gauge"
+        );
+        for s in &stats.shards {
+            if let Some(m) = s.gauges.is_master {
+                let _ = writeln!(out, "shardmq_ha_is_master{{shard=\"{}\"}} {m}", s.shard);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shardmq_ha_master_epoch The master epoch this shard serves or follows (controller mode).\n\
+             # TYPE shardmq_ha_master_epoch gauge"
+        );
+        for s in &stats.shards {
+            if let Some(e) = s.gauges.master_epoch {
+                let _ = writeln!(out, "shardmq_ha_master_epoch{{shard=\"{}\"}} {e}", s.shard);
+            }
+        }
+    }
     if stats.shards.iter().all(|s| s.gauges.slaves_in_sync.is_none()) {
         return;
     }
@@ -378,6 +400,12 @@ mod tests {
         assert!(text.contains("shardmq_replica_lag_bytes{shard=\"0\"} 800"), "{text}");
         stats.shards[0].gauges.slaves_in_sync = None;
         assert!(!render(&stats).contains("shardmq_replica"));
+        assert!(!render(&stats).contains("shardmq_ha_"), "outside controller mode");
+        stats.shards[0].gauges.is_master = Some(1);
+        stats.shards[0].gauges.master_epoch = Some(7);
+        let text = render(&stats);
+        assert!(text.contains("shardmq_ha_is_master{shard=\"0\"} 1"), "{text}");
+        assert!(text.contains("shardmq_ha_master_epoch{shard=\"0\"} 7"), "{text}");
     }
 
     #[test]
