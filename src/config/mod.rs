@@ -424,6 +424,39 @@ mod tests {
     }
 
     #[test]
+    fn controller_mode_needs_controllers_an_identity_and_a_lease_above_the_heartbeat() {
+        let load = |settings: &[&str]| {
+            let owned: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+            BrokerConfig::load(None, &owned)
+        };
+        let ok = [
+            "enableControllerMode=true",
+            "controllerAddr=10.0.0.1:9878;10.0.0.2:9878",
+            "brokerId=2",
+        ];
+        let (c, _) = load(&ok).unwrap();
+        assert!(c.enable_controller_mode);
+        assert_eq!(c.controller_addrs, vec!["10.0.0.1:9878", "10.0.0.2:9878"]);
+        assert_eq!((c.master_lease.as_millis(), c.min_in_sync_replicas), (2000, 1));
+        for (extra, key) in [
+            (&["controllerAddr="][..], "controllerAddr"),
+            (&["brokerId=0"][..], "brokerId"),
+            (&["brokerRole=SLAVE"][..], "brokerRole"),
+            (&["haMasterAddress=10.0.0.3:10912"][..], "haMasterAddress"),
+            (
+                &["brokerHeartbeatInterval=1000", "masterLeaseMillis=900"][..],
+                "masterLeaseMillis",
+            ),
+            (&["controllerAddr=nohost"][..], "controllerAddr"),
+        ] {
+            let mut s: Vec<&str> = ok.to_vec();
+            s.extend_from_slice(extra);
+            let err = load(&s).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
     fn invalid_values_name_the_key() {
         for (k, v) in [
             ("flushDiskType", "SOMETIMES"),
