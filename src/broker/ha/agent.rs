@@ -218,7 +218,11 @@ mod tests {
         set(&s, 0, vec![(2, Some(now)), (3, Some(now)), (4, Some(old)), (5, None)]);
         set(&s, 1, vec![(2, Some(now)), (3, None), (4, Some(now))]);
         let got: Vec<u64> = s.in_sync(Duration::from_secs(10)).into_iter().collect();
-        assert_eq!(got, vec![2], "3 never caught up on shard 1, 4 is stale on shard 0, 5 never");
+        assert_eq!(
+            got,
+            vec![2],
+            "3 never caught up on shard 1, 4 is stale on shard 0, 5 never"
+        );
         assert!(Shared::new(1).in_sync(Duration::from_secs(10)).is_empty());
     }
 }
