@@ -155,10 +155,19 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         ));
     }
     if w.from < end {
+        if shard.role.master_tasks_started() {
+            // Their tables hold records about to go: a demoted master
+            // stops instead (`role.rs`), so this is never reached by design.
+            return Err(format!(
+                "the log must be cut back to {} but this process ran as master: restart it",
+                w.from
+            ));
+        }
         let t = store
             .truncate_log(w.from)
             .await
             .map_err(|e| format!("truncating to {}: {e}", w.from))?;
+        forget_master_state(shard).await?;
         log::warn!(
             "shard {}: truncated the log from {end} to {} ({t:?}): records the master of epoch {} never had",
             shard.id,
@@ -271,6 +280,34 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         }
     };
     future::or(acks, data).await
+}
+
+/// After a truncation: the files a master's tasks keep beside the log
+/// (the timer's checkpoint and buckets, the POP tables' checkpoint, the
+/// transaction check state) may name records that are gone, and would
+/// make a later promotion skip the records now at those offsets. Removed,
+/// they are rebuilt from the log when this broker is promoted, as on a
+/// slave that never was master.
+async fn forget_master_state(shard: &Shard) -> Result<(), String> {
+    let dir = shard.store.dir();
+    crate::runtime::blocking::run(move || {
+        for d in ["timer", "pop"] {
+            match std::fs::remove_dir_all(dir.join(d)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("{}: {e}", dir.join(d).display()))
+                }
+                _ => {}
+            }
+        }
+        let tx = dir.join(crate::broker::transaction::STATE_FILE);
+        match std::fs::remove_file(&tx) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("{}: {e}", tx.display())),
+            _ => std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("{}: {e}", dir.display())),
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -90,6 +90,11 @@ impl RoleState {
         self.changed.notify_all();
     }
 
+    /// Whether this process ran the master tasks (their state is in memory).
+    pub fn master_tasks_started(&self) -> bool {
+        self.master_tasks.get()
+    }
+
     /// Marks the master tasks started; false if they already were.
     pub fn start_master_tasks(&self) -> bool {
         !self.master_tasks.replace(true)
