@@ -52,11 +52,25 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         heartbeat_timeout_ms: u64,
     },
-    /// Start a standalone name server.
+    /// Start a standalone name server (with a controller node beside it
+    /// when --controller-id is given).
     Namesrv {
         /// Port to listen on.
         #[arg(long, default_value_t = 9876)]
         port: u16,
+        /// Also run controller node ID of the quorum --controller-peers in
+        /// this process (RocketMQ's controller embedded in the name server).
+        #[arg(long, requires_all = ["controller_peers", "controller_data_dir"])]
+        controller_id: Option<u64>,
+        /// The controller nodes, id=host:port,... (as `shardmq controller --peers`).
+        #[arg(long)]
+        controller_peers: Option<String>,
+        /// Where the embedded controller keeps its Raft log, vote and snapshots.
+        #[arg(long)]
+        controller_data_dir: Option<PathBuf>,
+        /// A master not heard from this long is failed over (ms).
+        #[arg(long, default_value_t = 3000)]
+        controller_heartbeat_timeout_ms: u64,
         /// TLS and ACL settings, with the broker's key names, e.g. --set
         /// tlsServerMode=enforcing --set tlsServerCertPath=cert.pem --set
         /// aclEnable=true --set aclFile=plain_acl.yml (repeatable).
@@ -67,6 +81,15 @@ enum Command {
 
 /// `shardmq controller`.
 fn controller(id: u64, peers: &str, data_dir: PathBuf, heartbeat_timeout_ms: u64) -> Result<(), String> {
+    shardmq_controller::run_blocking(controller_config(id, peers, data_dir, heartbeat_timeout_ms)?)
+}
+
+fn controller_config(
+    id: u64,
+    peers: &str,
+    data_dir: PathBuf,
+    heartbeat_timeout_ms: u64,
+) -> Result<shardmq_controller::ControllerConfig, String> {
     let mut map = std::collections::BTreeMap::new();
     for p in peers.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, addr) = p
@@ -88,7 +111,27 @@ fn controller(id: u64, peers: &str, data_dir: PathBuf, heartbeat_timeout_ms: u64
     }
     let mut cfg = shardmq_controller::ControllerConfig::new(id, listen, map, data_dir);
     cfg.heartbeat_timeout = std::time::Duration::from_millis(heartbeat_timeout_ms);
-    shardmq_controller::run_blocking(cfg)
+    Ok(cfg)
+}
+
+/// `shardmq namesrv`, with a controller node (`((id, peers), data dir)`)
+/// on threads of its own beside it for as long as the process runs.
+fn namesrv_with_controller(
+    port: u16,
+    set: Vec<String>,
+    ctl: Option<((u64, String), PathBuf)>,
+    heartbeat_timeout_ms: u64,
+) -> Result<(), String> {
+    let _node = match ctl {
+        Some(((id, peers), dir)) => Some(shardmq_controller::start(controller_config(
+            id,
+            &peers,
+            dir,
+            heartbeat_timeout_ms,
+        )?)?),
+        None => None,
+    };
+    namesrv(port, set)
 }
 
 /// `shardmq namesrv`: only the TLS keys of `--set` apply to it.
@@ -136,7 +179,17 @@ fn main() {
     let result = match cli.command {
         Command::Admin(_) => Ok(()),
         Command::Serve { config, set } => serve(config, set),
-        Command::Namesrv { port, set } => namesrv(port, set),
+        Command::Namesrv {
+            port,
+            set,
+            controller_id,
+            controller_peers,
+            controller_data_dir,
+            controller_heartbeat_timeout_ms,
+        } => {
+            let ctl = controller_id.zip(controller_peers).zip(controller_data_dir);
+            namesrv_with_controller(port, set, ctl, controller_heartbeat_timeout_ms)
+        }
         Command::Controller {
             id,
             peers,

@@ -76,7 +76,8 @@ impl Drop for Proc {
 struct Cluster {
     controllers: Vec<Proc>,
     controller_addrs: Vec<String>,
-    _namesrv: Proc,
+    namesrvs: Vec<Proc>,
+    /// The name servers, `;`-separated.
     namesrv: String,
     dir: PathBuf,
     /// The address the controllers, the name server and brokers outside
@@ -130,10 +131,60 @@ impl Cluster {
         Cluster {
             controllers,
             controller_addrs: ports.iter().map(|p| format!("{ip}:{p}")).collect(),
-            _namesrv: namesrv,
+            namesrvs: vec![namesrv],
             namesrv: format!("{ip}:{ns_port}"),
             dir: dir.to_path_buf(),
             ip: ip.to_string(),
+        }
+    }
+
+    /// Three name servers, each with a controller node embedded
+    /// (`shardmq namesrv --controller-id`).
+    fn start_embedded(dir: &Path) -> Cluster {
+        let ctl_ports: Vec<u16> = (0..3).map(|_| common::free_port_block(0)).collect();
+        let ns_ports: Vec<u16> = (0..3).map(|_| common::free_port_block(0)).collect();
+        let peers = ctl_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let namesrvs = (0..3)
+            .map(|i| {
+                let d = dir.join(format!("namesrv-{}", i + 1));
+                std::fs::create_dir_all(&d).expect("dir");
+                let mut p = Proc {
+                    child: None,
+                    args: vec![
+                        "namesrv".into(),
+                        "--port".into(),
+                        ns_ports[i].to_string(),
+                        "--controller-id".into(),
+                        (i + 1).to_string(),
+                        "--controller-peers".into(),
+                        peers.clone(),
+                        "--controller-data-dir".into(),
+                        d.display().to_string(),
+                        "--controller-heartbeat-timeout-ms".into(),
+                        HEARTBEAT_TIMEOUT_MS.to_string(),
+                    ],
+                    log: d.join("namesrv.log"),
+                };
+                p.spawn();
+                p
+            })
+            .collect();
+        Cluster {
+            controllers: Vec::new(),
+            controller_addrs: ctl_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            namesrvs,
+            namesrv: ns_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+            dir: dir.to_path_buf(),
+            ip: "127.0.0.1".into(),
         }
     }
 
@@ -698,4 +749,84 @@ fn a_partitioned_master_acknowledges_nothing_the_new_master_lacks() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Three name servers with the controller embedded (RocketMQ's
+/// `enableControllerInNamesrv`): a group fails over, then the name server
+/// whose controller node leads the quorum dies, and the group fails over
+/// again through the two left; clients find the master through any name
+/// server left.
+#[test]
+fn name_servers_with_embedded_controllers_fail_over_without_their_leader() {
+    let dir = common::test_dir();
+    let mut cl = Cluster::start_embedded(dir.path());
+    let mut a = cl.broker(1);
+    cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
+    create_topic_at(&a.addr());
+    let mut b = cl.broker(2);
+    cl.wait_group("broker 2 in sync", Duration::from_secs(30), in_sync(&[1, 2]));
+    let mut acked = Vec::new();
+    let mut c = Client::connect(&a.addr());
+    for i in 0..30 {
+        let body = format!("e{i:03}");
+        assert_eq!(send(&mut c, i, &body).0, response::SUCCESS);
+        acked.push(body);
+    }
+    a.kill9();
+    cl.wait_group("broker 2 elected", Duration::from_secs(30), master_is(2, 1));
+    send_until_ok(&b, 0, "f000", Duration::from_secs(30));
+    acked.push("f000".into());
+    a.spawn();
+    cl.wait_group("broker 1 in sync", Duration::from_secs(30), in_sync(&[1, 2]));
+    // The name server hosting the Raft leader dies with it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        let found = cl.controller_addrs.iter().position(|addr| {
+            let mut k = shardmq_controller::client::Client::new(vec![addr.clone()], Duration::from_secs(1));
+            k.status(addr).is_ok_and(|s| s.leader_id == Some(s.node_id))
+        });
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no controller leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    cl.namesrvs[leader].kill9();
+    b.kill9();
+    cl.wait_group("broker 1 elected again", Duration::from_secs(30), master_is(1, 2));
+    send_until_ok(&a, 1, "g000", Duration::from_secs(30));
+    acked.push("g000".into());
+    // The name servers left route to broker 1 as master.
+    let left: Vec<&str> = cl
+        .namesrv
+        .split(';')
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, n)| n)
+        .collect();
+    for ns in left {
+        let mut nc = Client::connect(ns);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = nc.call(common::req(
+                shardmq::protocol::codes::request::GET_ROUTEINFO_BY_TOPIC,
+                &[("topic", TOPIC.into())],
+            ));
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let datas = v["brokerDatas"].as_array().cloned().unwrap_or_default();
+            let ok = datas.len() == 2
+                && datas.iter().all(|d| {
+                    let name = d["brokerName"].as_str().unwrap_or("");
+                    let k: u16 = name.rsplit("-s").next().and_then(|k| k.parse().ok()).unwrap_or(99);
+                    d["brokerAddrs"]["0"] == a.shard_addr(k).as_str()
+                });
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ns} never routed to broker 1: {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    acked.sort();
+    assert_eq!(bodies(&a), acked);
 }
