@@ -307,6 +307,36 @@ fn bodies_at(addr: &str) -> Vec<String> {
     out
 }
 
+/// Waits (20 s at most) until name server `ns` routes both shard entries
+/// of the group to `master` as brokerId 0.
+fn wait_routed_to(ns: &str, master: &Broker) {
+    let mut nc = Client::connect(ns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = nc.call(common::req(
+            shardmq::protocol::codes::request::GET_ROUTEINFO_BY_TOPIC,
+            &[("topic", TOPIC.into())],
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let datas = v["brokerDatas"].as_array().cloned().unwrap_or_default();
+        let routed = datas.len() == 2
+            && datas.iter().all(|d| {
+                let name = d["brokerName"].as_str().unwrap_or("");
+                let k: u16 = name.rsplit("-s").next().and_then(|k| k.parse().ok()).unwrap_or(99);
+                d["brokerAddrs"]["0"] == master.shard_addr(k).as_str()
+            });
+        if routed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ns} never routed to {} as master: {v}",
+            master.addr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn signal(b: &Broker, sig: i32) {
     let pid = b.child.as_ref().expect("running").id() as i32;
     // SAFETY: kill(2) on our own child's pid.
@@ -382,27 +412,7 @@ fn a_dead_master_fails_over_to_its_in_sync_slave_and_returns_as_a_slave_without_
         acked.push(body);
     }
     // The name server routes writes to the new master.
-    let mut ns = Client::connect(&cl.namesrv);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = ns.call(common::req(
-            shardmq::protocol::codes::request::GET_ROUTEINFO_BY_TOPIC,
-            &[("topic", TOPIC.into())],
-        ));
-        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-        let datas = v["brokerDatas"].as_array().cloned().unwrap_or_default();
-        let promoted = datas.len() == 2
-            && datas.iter().all(|d| {
-                let name = d["brokerName"].as_str().unwrap_or("");
-                let k: u16 = name.rsplit("-s").next().and_then(|k| k.parse().ok()).unwrap_or(99);
-                d["brokerAddrs"]["0"] == b.shard_addr(k).as_str()
-            });
-        if promoted {
-            break;
-        }
-        assert!(Instant::now() < deadline, "routes never named broker 2 master: {v}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_routed_to(&cl.namesrv, &b);
 
     let metrics = common::http_get(b.metrics_port, "/metrics").1;
     assert!(metrics.contains("shardmq_ha_is_master{shard=\"1\"} 1"), "{metrics}");
@@ -805,27 +815,7 @@ fn name_servers_with_embedded_controllers_fail_over_without_their_leader() {
         .map(|(_, n)| n)
         .collect();
     for ns in left {
-        let mut nc = Client::connect(ns);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = nc.call(common::req(
-                shardmq::protocol::codes::request::GET_ROUTEINFO_BY_TOPIC,
-                &[("topic", TOPIC.into())],
-            ));
-            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
-            let datas = v["brokerDatas"].as_array().cloned().unwrap_or_default();
-            let ok = datas.len() == 2
-                && datas.iter().all(|d| {
-                    let name = d["brokerName"].as_str().unwrap_or("");
-                    let k: u16 = name.rsplit("-s").next().and_then(|k| k.parse().ok()).unwrap_or(99);
-                    d["brokerAddrs"]["0"] == a.shard_addr(k).as_str()
-                });
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{ns} never routed to broker 1: {v}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_routed_to(ns, &a);
     }
     acked.sort();
     assert_eq!(bodies(&a), acked);
