@@ -23,6 +23,11 @@ BIN=target/release/shardmq
 OUT=bench/results/failover-1
 mkdir -p "$OUT"
 cargo build --release --bin shardmq --bin soak_failover
+# What was built: the tree can change while the soak runs (and the shared
+# target/ with it), so the soak runs copies of the binaries.
+BUILT="$(git rev-parse --short HEAD)"
+CHANGED=$(git status --porcelain -- src controller Cargo.toml Cargo.lock | awk '{print $2}' | tr '\n' ' ')
+[ -z "$CHANGED" ] || BUILT="$BUILT + uncommitted changes in: ${CHANGED% }"
 
 # Any cluster already on these ports is stopped first (only shardmq's).
 stop_existing() {
@@ -74,6 +79,8 @@ finish() {
     fi
 }
 trap finish EXIT
+cp target/release/shardmq target/release/soak_failover "$DIR/"
+BIN=$DIR/shardmq
 SHARDMQ_BIN=$BIN scripts/cluster.sh start --dir "$DIR" --controllers 3 --namesrvs 1 --groups 1 \
     --slaves 1 --role SYNC_MASTER --flush SYNC_FLUSH --shards 2 --segment-mb 16 \
     --ctl-timeout-ms "$CTL_TIMEOUT_MS" --base "$BASE" | grep -v '^\['
@@ -81,7 +88,7 @@ $BIN admin --namesrv "127.0.0.1:$BASE" topic create SoakFailover --queues 8 --cl
 FILE="$OUT/soak-${CYCLES}x${BURST}.txt"
 {
     echo "# SEED=${SEED:-(clock)} scripts/soak-failover.sh $CYCLES $BURST"
-    echo "# $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src controller Cargo.toml Cargo.lock || echo ' + uncommitted changes'), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
-    SHARDMQ_BIN=$BIN target/release/soak_failover --dir "$DIR" --base "$BASE" --cycles "$CYCLES" \
+    echo "# built from $BUILT; $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores"
+    SHARDMQ_BIN=$BIN "$DIR/soak_failover" --dir "$DIR" --base "$BASE" --cycles "$CYCLES" \
         --burst "$BURST" --ctl-timeout-ms "$CTL_TIMEOUT_MS" ${SEED:+--seed "$SEED"}
 } | tee "$FILE"
