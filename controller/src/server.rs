@@ -26,6 +26,10 @@ struct Liveness {
     since: Instant,
     /// (group key, broker id) → (last heartbeat, reported offset).
     seen: HashMap<(String, u64), (Instant, u64)>,
+    /// Groups with an election in flight: their brokers' heartbeats are
+    /// refused until it is applied, so no answer can extend the lease of
+    /// a master being replaced (see [`Node::broker`]).
+    electing: std::collections::HashSet<String>,
 }
 
 pub(crate) struct Node {
@@ -55,6 +59,7 @@ impl Node {
                 term: None,
                 since: Instant::now(),
                 seen: HashMap::new(),
+                electing: Default::default(),
             }),
         }
     }
@@ -120,7 +125,9 @@ impl Node {
         let live = self.live();
         let key = group_key(&g.cluster, &g.broker_name);
         let alive = self.alive_fn(&live, &key);
-        g.view(&alive)
+        let mut v = g.view(&alive);
+        v.heartbeat_timeout_ms = self.heartbeat_timeout.as_millis() as u64;
+        v
     }
 
     /// Propose a command; the applied outcome.
@@ -156,7 +163,26 @@ impl Node {
         }
         self.leader_term()?;
         let key = group_key(&b.cluster, &b.broker_name);
-        self.live().seen.insert((key, b.broker_id), (Instant::now(), b.offset));
+        {
+            // One lock for the record and the check, as the scan holds it
+            // from reading liveness to marking its elections: either the
+            // scan saw this heartbeat (and elects nobody for a timeout), or
+            // this answer is refused.
+            let mut live = self.live();
+            live.seen.insert((key.clone(), b.broker_id), (Instant::now(), b.offset));
+            if live.electing.contains(&key) {
+                return Err(err(ErrorCode::Unavailable, "an election of this group is in flight"));
+            }
+        }
+        // The answer names a master whose lease it extends: it must be the
+        // state a quorum has (a deposed leader cut off from the others
+        // fails here, so the master it knew loses its lease in time).
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return Err(match e.forward_to_leader() {
+                Some(_) => self.not_leader(),
+                None => err(ErrorCode::Unavailable, e.to_string()),
+            });
+        }
         let current = self.sm.read(|s| s.groups.get(&b.cluster, &b.broker_name).cloned());
         let known = current.as_ref().and_then(|g| g.brokers.get(&b.broker_id));
         let group = match (current.as_ref(), known) {
@@ -242,21 +268,25 @@ impl Node {
             return;
         }
         let groups = self.sm.read(|s| s.groups.groups.values().cloned().collect::<Vec<_>>());
-        let decisions: Vec<Command> = {
-            let live = self.live();
-            groups
+        let decisions: Vec<(String, Command)> = {
+            let mut live = self.live();
+            let d: Vec<(String, Command)> = groups
                 .iter()
                 .filter_map(|g| {
                     let key = group_key(&g.cluster, &g.broker_name);
                     let alive = self.alive_fn(&live, &key);
                     let offset = |id: u64| live.seen.get(&(key.clone(), id)).map(|s| s.1).unwrap_or(0);
-                    scan_decision(g, &alive, &offset)
+                    scan_decision(g, &alive, &offset).map(|c| (key.clone(), c))
                 })
-                .collect()
+                .collect();
+            live.electing.extend(d.iter().map(|(k, _)| k.clone()));
+            d
         };
-        for cmd in decisions {
+        for (key, cmd) in decisions {
             log::info!("controller {}: {:?}", self.id, cmd);
-            match self.write(cmd).await {
+            let outcome = self.write(cmd).await;
+            self.live().electing.remove(&key);
+            match outcome {
                 Ok(g) => log::info!(
                     "controller {}: {}/{} master {:?} epoch {}",
                     self.id,

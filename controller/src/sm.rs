@@ -111,6 +111,7 @@ impl Group {
                     alive: alive(*id),
                 })
                 .collect(),
+            heartbeat_timeout_ms: 0,
         }
     }
 }

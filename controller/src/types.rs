@@ -51,6 +51,10 @@ pub struct GroupView {
     pub sync_state_set: Vec<u64>,
     pub sync_state_set_epoch: u32,
     pub brokers: Vec<BrokerView>,
+    /// The controller's heartbeat timeout: a master's write lease must be
+    /// shorter (0 when not said).
+    #[serde(default)]
+    pub heartbeat_timeout_ms: u64,
 }
 
 /// Answer of `status`.

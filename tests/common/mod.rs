@@ -142,9 +142,18 @@ impl Broker {
         unreachable!()
     }
 
+    /// Starts the broker again on its ports. A port held for a moment by
+    /// another socket (ports come from the ephemeral range: an outgoing
+    /// connection may have it as its source) is tried again.
     pub fn spawn(&mut self) {
-        if let Err(log) = self.try_spawn() {
-            panic!("broker did not become ready; log:\n{log}");
+        for attempt in 1.. {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(log) => panic!("broker did not become ready; log:\n{log}"),
+            }
         }
     }
 

@@ -11,15 +11,22 @@
 //!
 //! Two duties besides:
 //! * **The write lease** ([`WriteLease`]): an answer naming this broker
-//!   master extends it to `sent + masterLeaseMillis`. Any other answer
-//!   ends it; no answer lets it lapse.
+//!   master extends it to `sent + masterLeaseMillis` (at most two thirds
+//!   of the controller's heartbeat timeout). Any other answer ends it; no
+//!   answer lets it lapse. The controller answers only from state a
+//!   quorum confirmed, and refuses heartbeats of a group whose election
+//!   is in flight, so no answer can extend the lease of a master being
+//!   replaced.
 //! * **The in-sync set**, while master: a slave is in sync when every
 //!   master shard's stream to it caught up with the durable end within
 //!   `haMaxTimeSlaveNotCatchup` (each shard publishes that in
 //!   [`Shared::caught_up`]); when the set the controller holds differs, the
 //!   agent asks it to change (AlterSyncStateSet, fenced by master epoch
-//!   and set epoch). A slave whose connection drops leaves at once, so a
-//!   SYNC_MASTER stops waiting for it.
+//!   and set epoch). A slave outside the set counts as caught up only
+//!   once the shards already wait for it (`master.rs`: a candidate), so
+//!   it joins holding every acknowledged message. A slave that
+//!   disconnects stays in the set until `haMaxTimeSlaveNotCatchup`
+//!   passes (a SYNC_MASTER's sends time out meanwhile), as RocketMQ's.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -122,7 +129,7 @@ fn run(cfg: &BrokerConfig, shared: &Shared, tx: &UnboundedSender<RoleView>) {
             broker_name: cfg.broker_name.clone(),
             broker_id: me,
             addr: cfg.broker_addr(),
-            ha_addr: format!("{}:{}", cfg.broker_ip1, cfg.ha_port(0)),
+            ha_addr: std::net::SocketAddr::new(cfg.broker_ip1, cfg.ha_port(0)).to_string(),
             epoch,
             offset: shared.durable.iter().map(|d| d.load(Ordering::SeqCst)).sum(),
         };
@@ -136,7 +143,9 @@ fn run(cfg: &BrokerConfig, shared: &Shared, tx: &UnboundedSender<RoleView>) {
                 registered = true;
                 last_error = None;
                 if g.master_id == Some(me) {
-                    shared.lease.grant_until(started + cfg.master_lease);
+                    shared
+                        .lease
+                        .grant_until(started + lease(cfg.master_lease, g.heartbeat_timeout_ms));
                     if let Some(changed) = alter_in_sync(cfg, shared, &mut client, &g) {
                         g = changed;
                     }
@@ -162,6 +171,16 @@ fn run(cfg: &BrokerConfig, shared: &Shared, tx: &UnboundedSender<RoleView>) {
         let next = started + cfg.broker_heartbeat_interval;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+}
+
+/// The lease a heartbeat answer grants: `masterLeaseMillis`, but never
+/// more than two thirds of the controller's heartbeat timeout (which it
+/// states in every answer), whatever the two were configured to.
+fn lease(configured: Duration, controller_timeout_ms: u64) -> Duration {
+    if controller_timeout_ms == 0 {
+        return configured;
+    }
+    configured.min(Duration::from_millis(controller_timeout_ms * 2 / 3))
 }
 
 /// Master: asks the controller to make the in-sync set what the shards
@@ -208,6 +227,14 @@ mod tests {
 
     fn set(shared: &Shared, k: usize, v: CaughtUp) {
         *shared.caught_up[k].lock().unwrap() = v;
+    }
+
+    #[test]
+    fn the_lease_stays_below_the_controllers_timeout() {
+        let l = Duration::from_millis(5000);
+        assert_eq!(lease(l, 3000), Duration::from_millis(2000));
+        assert_eq!(lease(Duration::from_millis(1000), 3000), Duration::from_millis(1000));
+        assert_eq!(lease(l, 0), l, "a controller that does not say");
     }
 
     #[test]

@@ -62,6 +62,13 @@ pub fn common_end(slave: &[(u32, u64)], slave_end: u64, master: &[(u32, u64)], m
 /// records of) go, and `(epoch, end)` is appended. Returns false when
 /// `epoch` is not newer than the last entry (nothing changes).
 pub fn begin(h: &mut History, epoch: u32, end: u64) -> bool {
+    // Master again of the epoch it recorded, its log now ending before
+    // that epoch's recorded start (only if records it had made durable
+    // were lost): the epoch starts where the log does.
+    if let Some(last) = h.last_mut().filter(|(e, s)| *e == epoch && *s > end) {
+        last.1 = end;
+        return true;
+    }
     if h.last().is_some_and(|(e, _)| *e >= epoch) {
         return false;
     }
@@ -165,6 +172,11 @@ mod tests {
         assert_eq!(h, vec![(1, 0), (4, 800)]);
         assert!(!begin(&mut h, 4, 900));
         assert!(!begin(&mut h, 2, 900));
+        assert!(
+            begin(&mut h, 4, 700),
+            "a log that ends before its epoch's start moves the start"
+        );
+        assert_eq!(h, vec![(1, 0), (4, 700)]);
         let mut long: History = (1..=MAX_ENTRIES as u32).map(|e| (e, e as u64)).collect();
         assert!(begin(&mut long, 999, 10_000));
         assert_eq!(long.len(), MAX_ENTRIES);

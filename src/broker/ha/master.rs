@@ -55,6 +55,14 @@ pub struct Slaves {
     /// and restarted quickly stays electable, and until then a
     /// SYNC_MASTER waits for it (FLUSH_SLAVE_TIMEOUT).
     caught_up: RefCell<std::collections::BTreeMap<u64, Option<std::time::Instant>>>,
+    /// Controller mode: slaves outside the in-sync set that caught up,
+    /// with this shard's durable end when they did. SYNC_MASTER appends
+    /// wait for them from then on, and a candidate counts as caught up
+    /// for the agent only once its ack covers that end — so when the
+    /// controller adds it to the set it already holds every message
+    /// acknowledged before (those were durable here, below that end) and
+    /// every one after (they waited for it).
+    candidates: RefCell<std::collections::BTreeMap<u64, u64>>,
     /// SYNC_MASTER.
     sync: bool,
     /// Controller mode: `minInSyncReplicas`.
@@ -79,9 +87,11 @@ impl Slaves {
             // local flush — the controller elects only from that set, so
             // such a message is lost only with this broker's disk.
             let enough = req.len() + 1 >= self.min_in_sync;
-            store.set_replica_wait(self.sync && (!enough || !req.is_empty()));
-            self.gate.set_in_sync(if enough { req.len() as u32 } else { 0 });
-            let acked = req.iter().map(|b| {
+            let candidates = self.candidates.borrow();
+            let waited: Vec<u64> = req.iter().chain(candidates.keys()).copied().collect();
+            store.set_replica_wait(self.sync && (!enough || !waited.is_empty()));
+            self.gate.set_in_sync(if enough { waited.len() as u32 } else { 0 });
+            let acked = waited.iter().map(|b| {
                 list.iter()
                     .filter(|s| s.broker == *b)
                     .map(|s| s.acked.get())
@@ -108,15 +118,28 @@ impl Slaves {
 impl Slaves {
     /// Once a tick: which slaves caught up since the last one (their ack
     /// reached the durable end of then), published for the agent.
-    fn tick(&self, durable_end: u64, shared: Option<&super::agent::Shared>, k: u16) {
+    fn tick(&self, durable_end: u64, shared: Option<&super::agent::Shared>, k: u16, required: Option<&[u64]>) {
         let list = self.list.borrow();
         let now = std::time::Instant::now();
         let mut seen = self.caught_up.borrow_mut();
+        let mut candidates = self.candidates.borrow_mut();
+        let member = |b: u64| required.is_none_or(|r| r.contains(&b));
+        // Candidates that left the set's outside (joined) or disconnected.
+        candidates.retain(|b, _| !member(*b) && list.iter().any(|s| s.broker == *b));
         for s in list.iter() {
-            if s.acked.get() >= s.target.get() {
-                s.caught_up_at.set(Some(now));
-            }
+            let caught_up = s.acked.get() >= s.target.get();
             s.target.set(durable_end);
+            if member(s.broker) {
+                if caught_up {
+                    s.caught_up_at.set(Some(now));
+                }
+            } else if let Some(&join_end) = candidates.get(&s.broker) {
+                if s.acked.get() >= join_end {
+                    s.caught_up_at.set(Some(now));
+                }
+            } else if caught_up {
+                candidates.insert(s.broker, durable_end);
+            }
             let t = seen.entry(s.broker).or_insert(None);
             *t = (*t).max(s.caught_up_at.get());
         }
@@ -125,7 +148,17 @@ impl Slaves {
             seen.retain(|b, _| list.iter().any(|s| s.broker == *b));
         }
         if let Some(sh) = shared {
-            let out: Vec<(u64, Option<std::time::Instant>)> = seen.iter().map(|(b, t)| (*b, *t)).collect();
+            // Outside the set only a covered candidate counts.
+            let out: Vec<(u64, Option<std::time::Instant>)> = seen
+                .iter()
+                .map(|(b, t)| {
+                    let covered = member(*b)
+                        || candidates
+                            .get(b)
+                            .is_some_and(|join_end| list.iter().any(|s| s.broker == *b && s.acked.get() >= *join_end));
+                    (*b, if covered { *t } else { None })
+                })
+                .collect();
             if let Some(m) = sh.caught_up.get(k as usize) {
                 match m.lock() {
                     Ok(mut g) => *g = out,
@@ -154,6 +187,7 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, tls: ServerTls) {
         list: RefCell::new(Vec::new()),
         next_id: Cell::new(0),
         caught_up: RefCell::new(Default::default()),
+        candidates: RefCell::new(Default::default()),
         gap: shard.cfg.ha_max_gap_not_in_sync,
         sync,
         min_in_sync: shard.cfg.min_in_sync_replicas,
@@ -172,11 +206,14 @@ pub async fn serve(shard: Rc<Shard>, listener: TcpListener, tls: ServerTls) {
                 )
                 .await;
                 let durable = shard.store.flushed_log_offset();
-                slaves.refresh(&shard.store, durable, required(&shard).as_deref());
+                let req = required(&shard);
+                // The tick first: a new candidate is waited for by the
+                // refresh right after, with no await between.
                 if last_tick.elapsed() >= Duration::from_millis(200) {
                     last_tick = std::time::Instant::now();
-                    slaves.tick(durable, shard.ha_shared.get().map(|a| &**a), shard.id);
+                    slaves.tick(durable, shard.ha_shared.get().map(|a| &**a), shard.id, req.as_deref());
                 }
+                slaves.refresh(&shard.store, durable, req.as_deref());
             }
         })
         .detach();
@@ -312,7 +349,9 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
     let me = Rc::new(SlaveState {
         id,
         broker: h.broker_id,
-        acked: Cell::new(from),
+        // Its first ACK says what it holds durably (`from` may be past
+        // that: the HELLO gives its written end).
+        acked: Cell::new(0),
         target: Cell::new(durable),
         caught_up_at: Cell::new(None),
     });

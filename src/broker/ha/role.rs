@@ -60,7 +60,18 @@ pub async fn run(shard: Rc<Shard>, tls: Option<crate::runtime::tls::ClientTls>) 
         let seen = state.pending_changed.generation();
         let view = state.pending.borrow_mut().take();
         match view {
-            Some(v) => apply(&shard, v, tls.as_ref()).await,
+            Some(v) => {
+                if !apply(&shard, v.clone(), tls.as_ref()).await {
+                    // Shard 0 sends a view only when it changes: a failed
+                    // one (a history that could not be saved, say) is tried
+                    // again here unless a newer one came meanwhile.
+                    glommio::timer::sleep(Duration::from_secs(1)).await;
+                    let mut p = state.pending.borrow_mut();
+                    if p.is_none() {
+                        *p = Some(v);
+                    }
+                }
+            }
             None => {
                 futures_lite::future::or(state.pending_changed.changed_since(seen), async {
                     glommio::timer::sleep(Duration::from_secs(1)).await;
@@ -71,14 +82,15 @@ pub async fn run(shard: Rc<Shard>, tls: Option<crate::runtime::tls::ClientTls>) 
     }
 }
 
-async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls::ClientTls>) {
+/// Applies one view; false when it could not be (to be tried again).
+async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls::ClientTls>) -> bool {
     let state = &shard.role;
     let me = shard.cfg.broker_id;
     let k = shard.id;
     match (state.get(), v.master_id) {
         (Role::Master { epoch }, Some(m)) if m == me => {
             if epoch != v.epoch && !record_epoch(shard, v.epoch).await {
-                return;
+                return false;
             }
             set_required(shard, &v);
             state.set(Role::Master { epoch: v.epoch });
@@ -86,18 +98,39 @@ async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls:
         (_, Some(m)) if m == me => {
             // Promotion: the follower stops before anything is recorded.
             state.set(Role::Pending);
-            while state.following.get() {
+            while state.following.get() || state.truncating.get() {
                 let seen = state.changed.generation();
                 futures_lite::future::or(state.changed.changed_since(seen), async {
                     glommio::timer::sleep(Duration::from_millis(20)).await;
                 })
                 .await;
             }
+            // The epoch starts at a durable offset: recorded past what a
+            // crash keeps, its records would be written again below the
+            // start, and a returning old master would keep records of the
+            // epoch before that this log replaced.
+            let end = shard.store.write_log_offset();
+            while shard.store.flushed_log_offset() < end && !shard.store.is_stopping() {
+                let seen = shard.store.durable_changed().generation();
+                if shard.store.flushed_log_offset() >= end {
+                    break;
+                }
+                futures_lite::future::or(shard.store.durable_changed().changed_since(seen), async {
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                })
+                .await;
+            }
             if !record_epoch(shard, v.epoch).await {
-                return;
+                return false;
             }
             set_required(shard, &v);
             state.set(Role::Master { epoch: v.epoch });
+            // Until the replication task judges the slaves, a SYNC_MASTER
+            // waits for them (never the reverse: an append acknowledged
+            // without a slave the in-sync set names would be lost with us).
+            if shard.cfg.broker_role == crate::config::BrokerRole::SyncMaster {
+                shard.store.set_replica_wait(true);
+            }
             shard.store.set_slave_of(None);
             log::info!(
                 "shard {k}: master of epoch {} from log offset {}",
@@ -124,13 +157,13 @@ async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls:
         (_, Some(m)) => {
             let Some(base) = v.master_ha_addr.as_deref() else {
                 log::warn!("shard {k}: the controller names broker {m} master without a replication address");
-                return;
+                return false;
             };
             match super::slave::master_addr(base, k) {
                 Ok(a) => shard.set_ha_master(a),
                 Err(e) => {
                     log::warn!("shard {k}: {e}");
-                    return;
+                    return false;
                 }
             }
             shard
@@ -151,6 +184,7 @@ async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls:
         // agent grants none); a slave keeps trying its last master.
         (_, None) => {}
     }
+    true
 }
 
 /// Records `(epoch, log end)` durably; false (and the shard stays fenced)

@@ -116,11 +116,25 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
     })
     .await
     .map_err(|_| "connect: timed out".to_string())??;
+    // A master port in the ephemeral range, nobody listening: the kernel
+    // may pick that very port as our source and connect the socket to
+    // itself (TCP simultaneous open). Let go of it at once — the master
+    // could not bind its port while we hold it.
+    if let (Ok(l), Ok(p)) = (tcp.local_addr(), tcp.peer_addr()) {
+        if l == p {
+            return Err(format!(
+                "connect: {addr} is not listening (the socket connected to itself)"
+            ));
+        }
+    }
     let _ = tcp.set_nodelay(true);
     let mut s = match tls {
         Some(t) => t.connect(addr, tcp).await?,
         None => Io::Plain(tcp),
     };
+    while shard.role.truncating.get() {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
     let mut end = store.write_log_offset();
     let epoch = shard.role.epoch();
     let hello = Hello {
@@ -163,11 +177,22 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
                 w.from
             ));
         }
-        let t = store
-            .truncate_log(w.from)
-            .await
-            .map_err(|e| format!("truncating to {}: {e}", w.from))?;
-        forget_master_state(shard).await?;
+        // On a task of its own: a new role or master ends this session,
+        // and a truncation dropped halfway would leave the store cut in
+        // memory but not on disk.
+        shard.role.truncating.set(true);
+        let (s2, to) = (shard.clone(), w.from);
+        let job = glommio::spawn_local(async move {
+            let r = match s2.store.truncate_log(to).await {
+                Ok(t) => forget_master_state(&s2).await.map(|()| t),
+                Err(e) => Err(format!("truncating to {to}: {e}")),
+            };
+            s2.role.truncating.set(false);
+            s2.role.changed.notify_all();
+            r
+        })
+        .detach();
+        let t = job.await.ok_or("the truncation task ended early")??;
         log::warn!(
             "shard {}: truncated the log from {end} to {} ({t:?}): records the master of epoch {} never had",
             shard.id,

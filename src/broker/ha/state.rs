@@ -34,6 +34,9 @@ pub struct RoleState {
     pub(super) pending: RefCell<Option<RoleView>>,
     pub(super) pending_changed: Notify,
     pub(super) following: Cell<bool>,
+    /// A truncation runs (it is not cancelled with the session that began
+    /// it: the next session and a promotion wait for it).
+    pub(super) truncating: Cell<bool>,
     master_tasks: Cell<bool>,
 }
 
@@ -52,6 +55,7 @@ impl RoleState {
             pending: RefCell::new(None),
             pending_changed: Notify::default(),
             following: Cell::new(false),
+            truncating: Cell::new(false),
             master_tasks: Cell::new(false),
         }
     }
