@@ -32,7 +32,10 @@ use std::time::{Duration, Instant};
 use shardmq::admin::client::{req, Client};
 use shardmq::protocol::codes::{request, response};
 use shardmq::protocol::RemotingCommand;
-use shardmq::store::record::{check_record, RecordCheck};
+
+#[path = "soak_common/mod.rs"]
+mod soak_common;
+use soak_common::{for_each_record, Rng};
 
 const TOPIC: &str = "Soak";
 const QUEUES: u32 = 8;
@@ -70,22 +73,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-/// xorshift64*: reproducible from `--seed`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// One broker of the group, as `scripts/cluster.sh` left it.
@@ -204,48 +191,16 @@ fn send_req(qid: u32, body: &str) -> RemotingCommand {
 
 /// Every body stored in `TOPIC` on the broker at `addr`, with its count.
 fn read_all(addr: &str) -> Result<HashMap<String, u32>, String> {
-    let mut c = Client::connect(addr)?;
     let mut out: HashMap<String, u32> = HashMap::new();
-    for q in 0..QUEUES {
-        let mut offset = 0u64;
-        loop {
-            // Pulls as the admin tools do (their group, subscription `*`).
-            let r = c.call(shardmq::admin::dlq::pull(TOPIC, q, offset))?;
-            if r.code != response::SUCCESS {
-                break;
-            }
-            let mut at = 0;
-            let mut last = None;
-            while at < r.body.len() {
-                match check_record(&r.body[at..], None, true) {
-                    RecordCheck::Record(v) => {
-                        *out.entry(String::from_utf8_lossy(v.body).into_owned()).or_default() += 1;
-                        last = Some(v.queue_offset);
-                        at += v.total_size as usize;
-                    }
-                    other => return Err(format!("{addr}: undecodable record in a pull of queue {q}: {other:?}")),
-                }
-            }
-            match last {
-                Some(o) => offset = o + 1,
-                None => break,
-            }
-        }
-    }
+    for_each_record(addr, TOPIC, QUEUES, |_, v| {
+        *out.entry(String::from_utf8_lossy(v.body).into_owned()).or_default() += 1;
+        Ok(())
+    })?;
     Ok(out)
 }
 
 fn max_offsets(addr: &str) -> Result<Vec<u64>, String> {
-    let mut c = Client::connect(addr)?;
-    (0..QUEUES)
-        .map(|q| {
-            let r = c.call(req(
-                request::GET_MAX_OFFSET,
-                &[("topic", TOPIC.into()), ("queueId", q.to_string())],
-            ))?;
-            Ok(r.ext_str("offset").and_then(|o| o.parse().ok()).unwrap_or(0))
-        })
-        .collect()
+    soak_common::max_offsets(addr, TOPIC, QUEUES)
 }
 
 fn run() -> Result<bool, String> {
