@@ -109,16 +109,9 @@ async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls:
             // crash keeps, its records would be written again below the
             // start, and a returning old master would keep records of the
             // epoch before that this log replaced.
-            let end = shard.store.write_log_offset();
-            while shard.store.flushed_log_offset() < end && !shard.store.is_stopping() {
-                let seen = shard.store.durable_changed().generation();
-                if shard.store.flushed_log_offset() >= end {
-                    break;
-                }
-                futures_lite::future::or(shard.store.durable_changed().changed_since(seen), async {
-                    glommio::timer::sleep(Duration::from_millis(20)).await;
-                })
-                .await;
+            if !shard.store.wait_written_durable(Duration::from_secs(10)).await {
+                log::warn!("shard {k}: the log is not durable for promotion yet; trying again");
+                return false;
             }
             if !record_epoch(shard, v.epoch).await {
                 return false;

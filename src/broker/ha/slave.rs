@@ -132,8 +132,13 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
         Some(t) => t.connect(addr, tcp).await?,
         None => Io::Plain(tcp),
     };
-    while shard.role.truncating.get() {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
+    // A truncation begun by an earlier session ends first (it notifies).
+    loop {
+        let seen = shard.role.changed.generation();
+        if !shard.role.truncating.get() {
+            break;
+        }
+        shard.role.changed.changed_since(seen).await;
     }
     let mut end = store.write_log_offset();
     let epoch = shard.role.epoch();

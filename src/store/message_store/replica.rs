@@ -72,6 +72,17 @@ impl MessageStore {
         *self.inner.write_lease.borrow_mut() = lease;
     }
 
+    /// Waits (at most `within`) until everything written to the log so
+    /// far is durable; false when it is not by then, or the log failed.
+    pub async fn wait_written_durable(&self, within: std::time::Duration) -> bool {
+        let log = &self.inner.log;
+        let end = log.write_pos();
+        matches!(
+            log.wait_durable(end, std::time::Instant::now() + within).await,
+            crate::store::commit_log::Durability::Durable
+        )
+    }
+
     /// Fires whenever the durable end of the log moves.
     pub fn durable_changed(&self) -> &Notify {
         &self.inner.log.durable_progress
