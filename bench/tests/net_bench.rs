@@ -35,22 +35,9 @@ fn broker_binary() -> PathBuf {
     bin
 }
 
-/// A free port whose next `extra` ports are free too.
-fn free_ports(extra: u16) -> u16 {
-    for _ in 0..200 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("bind")
-            .port();
-        if !(1100..=60000).contains(&p) {
-            continue;
-        }
-        if (p - 2..=p + extra).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
-            return p;
-        }
-    }
-    panic!("no free ports");
-}
+#[path = "../../tests/common/ports.rs"]
+mod ports;
+use ports::free_port_block as free_ports;
 
 struct Broker {
     child: Child,

@@ -5,12 +5,15 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shardmq::protocol::RemotingCommand;
+
+mod ports;
+pub use ports::free_port_block;
 
 /// A test's scratch directory. When the test fails it is kept if
 /// `SHARDMQ_KEEP=1` is set (its path is printed), for a post-mortem.
@@ -54,34 +57,6 @@ pub fn file_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A free TCP port on 127.0.0.1 whose neighbours `port - 2` and the
-/// following `extra` ports are free too (the VIP port and shard ports).
-pub fn free_port_block(extra: u16) -> u16 {
-    // Ports handed out in this test binary: its tests start brokers in
-    // parallel, and two of them given one port would both bind it (every
-    // listener sets SO_REUSEPORT; the broker's own check cannot see a
-    // broker that starts at the same moment) and split its connections.
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let p = l.local_addr().expect("addr").port();
-        drop(l);
-        if !(1100..=60000).contains(&p) {
-            continue;
-        }
-        let mut taken = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if (p - 2..=p + extra).any(|q| taken.contains(&q)) {
-            continue;
-        }
-        let ok = (p - 2..=p + extra).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok());
-        if ok {
-            taken.extend(p - 2..=p + extra);
-            return p;
-        }
-    }
-    panic!("no free port block");
 }
 
 pub struct Broker {

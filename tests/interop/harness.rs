@@ -17,7 +17,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -143,20 +142,13 @@ fn file_tail(p: &Path, max: usize) -> String {
 // Ports
 // ---------------------------------------------------------------------------
 
-/// A free 127.0.0.1 port `p` (found by binding port 0) such that `p - 2` is
-/// free too: RocketMQ brokers also listen on listenPort - 2 (the "VIP channel").
+#[path = "../common/ports.rs"]
+mod ports;
+
+/// A free 127.0.0.1 port `p` such that `p - 2` is free too: RocketMQ
+/// brokers also listen on listenPort - 2 (the "VIP channel").
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let p = l.local_addr().expect("local_addr").port();
-        if p < 1026 {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p - 2)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair on 127.0.0.1");
+    ports::free_port_block(0)
 }
 
 pub struct Ports {
@@ -173,26 +165,11 @@ pub const SHARDS: u16 = 2;
 
 impl Ports {
     pub fn pick() -> Ports {
-        loop {
-            let broker = free_port();
-            let namesrv = free_port();
-            let shards = free_port();
-            let ha = free_port();
-            let block_free = |b: u16| (b..b + SHARDS).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-            let apart = |a: u16, b: u16| a.abs_diff(b) > SHARDS + 2;
-            let all = [broker, namesrv, shards, ha];
-            let all_apart = all
-                .iter()
-                .enumerate()
-                .all(|(i, a)| all[i + 1..].iter().all(|b| apart(*a, *b)));
-            if block_free(shards) && block_free(ha) && all_apart {
-                return Ports {
-                    broker,
-                    namesrv,
-                    shards,
-                    ha,
-                };
-            }
+        Ports {
+            broker: free_port(),
+            namesrv: free_port(),
+            shards: ports::free_port_block(SHARDS - 1),
+            ha: ports::free_port_block(SHARDS - 1),
         }
     }
 }
@@ -440,7 +417,26 @@ impl Broker {
         std::fs::write(self.conf_path(), conf).expect("write broker.conf");
     }
 
+    /// Starts `shardmq serve`; a start that fails only because a port is
+    /// held for a moment (a socket of the previous run of this broker, or a
+    /// stray connection's source port) is tried again on the same ports.
     fn spawn(&mut self) {
+        for attempt in 1.. {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(why) if attempt < 5 && why.contains("Address already in use") => {
+                    eprintln!(
+                        "interop: broker start #{} found a port in use; trying again",
+                        self.starts
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         self.write_conf();
         self.starts += 1;
         self.log_path = self.dir.path().join(format!("broker-{}.log", self.starts));
@@ -484,14 +480,14 @@ impl Broker {
             if let Ok(Some(status)) = child.try_wait() {
                 drop(ok);
                 std::thread::sleep(Duration::from_millis(100));
-                panic!(
+                return Err(format!(
                     "`shardmq serve -c {}` exited ({status}) before printing 'shardmq ready' (start #{}).\n\
                      broker.conf:\n{}\nbroker output:\n{}",
                     self.conf_path().display(),
                     self.starts,
                     std::fs::read_to_string(self.conf_path()).unwrap_or_default(),
                     file_tail(&self.log_path, 4000)
-                );
+                ));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -508,6 +504,7 @@ impl Broker {
         }
         drop(ok);
         self.child = Some(child);
+        Ok(())
     }
 
     /// SIGKILL, as a crash would; returns once the process is gone.
