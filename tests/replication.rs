@@ -10,6 +10,9 @@
 //! * ASYNC_MASTER with small segments (rolls on both sides): a slave
 //!   killed mid-stream catches up from its own log end after a restart,
 //!   and after the master is killed the slave serves everything.
+//! * A slave added after the master's retention deleted its oldest
+//!   segments starts its log at the oldest retained one and serves from
+//!   there, at the master's offsets.
 
 mod common;
 
@@ -90,10 +93,19 @@ fn until_replicating(c: &mut Client) {
     }
 }
 
-/// Every (queue offset, body) of queue `qid` on `b`'s main port.
+fn min_offset(c: &mut Client, qid: u32) -> u64 {
+    let r = c.call(req(
+        request::GET_MIN_OFFSET,
+        &[("topic", TOPIC.into()), ("queueId", qid.to_string())],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    r.ext_str("offset").and_then(|o| o.parse().ok()).expect("offset")
+}
+
+/// Every retained (queue offset, body) of queue `qid` on `b`'s main port.
 fn bodies(c: &mut Client, qid: u32) -> Vec<(u64, String)> {
     let mut out = Vec::new();
-    let mut off = 0;
+    let mut off = min_offset(c, qid);
     loop {
         let r = c.call(pull_req(TOPIC, qid, off, false, "*"));
         if r.code != response::SUCCESS {
@@ -363,4 +375,81 @@ fn a_slave_catches_up_after_a_restart_across_segment_rolls_and_serves_when_the_m
     for q in 0..QUEUES {
         assert_eq!(bodies(&mut sc, q), master_bodies[q as usize], "queue {q} after restart");
     }
+}
+
+#[test]
+fn a_new_slave_joins_after_retention_deleted_the_masters_oldest_segments() {
+    let dir = common::test_dir();
+    let small = ["maxMessageSize=65536", "mapedFileSizeCommitLog=1048576"];
+    let retention = ["fileReservedTime=0", "cleanResourceInterval=200"];
+    let mut m = master(dir.path(), "ASYNC_MASTER", &[&small[..], &retention[..]].concat());
+    m.create_topic(TOPIC, QUEUES);
+    let mut c = Client::connect(&m.addr());
+    let pad = "x".repeat(6000);
+    // ~2.4 MB per shard: all but each shard's active segment expire.
+    for i in 0..800u32 {
+        let (code, remark) = send(&mut c, i % QUEUES, &format!("{i}-{pad}"));
+        assert_eq!(code, response::SUCCESS, "send {i}: {remark:?}");
+    }
+    // Retention deletes a segment at a time (each behind a checkpoint):
+    // done once the minimums stay put for a second (5 passes).
+    let mut mins = Vec::new();
+    let mut still_since = Instant::now();
+    eventually("retention deleting the master's oldest segments", || {
+        let now: Vec<u64> = (0..QUEUES).map(|q| min_offset(&mut c, q)).collect();
+        if now != mins {
+            (mins, still_since) = (now, Instant::now());
+        }
+        mins.iter().all(|&m| m > 0) && still_since.elapsed() >= Duration::from_secs(1)
+    });
+    let before: Vec<Vec<(u64, String)>> = (0..QUEUES).map(|q| bodies(&mut c, q)).collect();
+    let mut s = slave(dir.path(), &m, &small);
+    let mut sc = Client::connect(&s.addr());
+    // Caught up before the master rolls again (its retention would delete
+    // the segment the slave starts from), then following across rolls.
+    let catch_up = |sc: &mut Client, c: &mut Client| {
+        let want: Vec<u64> = (0..QUEUES).map(|q| max_offset(c, TOPIC, q)).collect();
+        eventually("the new slave catching up", || {
+            (0..QUEUES).all(|q| max_offset(sc, TOPIC, q) == want[q as usize])
+        });
+        want
+    };
+    catch_up(&mut sc, &mut c);
+    for i in 800..1000u32 {
+        let (code, remark) = send(&mut c, i % QUEUES, &format!("{i}-{pad}"));
+        assert_eq!(code, response::SUCCESS, "send {i}: {remark:?}");
+    }
+    let want = catch_up(&mut sc, &mut c);
+    let check = |sc: &mut Client, when: &str| {
+        for q in 0..QUEUES {
+            let got = bodies(sc, q);
+            let first = before[q as usize].first().expect("retained").0;
+            assert_eq!(
+                min_offset(sc, q),
+                first,
+                "queue {q} {when}: starts where the master's did"
+            );
+            assert!(got.starts_with(&before[q as usize]), "queue {q} {when}");
+            assert_eq!(got.len() as u64, want[q as usize] - first, "queue {q} {when}");
+            for (k, (o, b)) in got.iter().enumerate() {
+                assert_eq!(*o, first + k as u64, "queue {q} {when}");
+                let n: u32 = b.split('-').next().and_then(|n| n.parse().ok()).expect("numbered body");
+                assert_eq!(n % QUEUES, q, "queue {q} {when}");
+            }
+        }
+    };
+    check(&mut sc, "on the slave");
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(
+        log.contains("oldest retained segment"),
+        "{}",
+        common::file_tail(&s.log, 30)
+    );
+    // The master gone, and the slave restarted from its own data.
+    m.kill9();
+    check(&mut sc, "with the master down");
+    s.kill9();
+    s.spawn();
+    let mut sc = Client::connect(&s.addr());
+    check(&mut sc, "after a restart");
 }

@@ -39,6 +39,7 @@ impl Default for BrokerConfig {
             auto_create_subscription_group: true,
             default_topic_queue_nums: 8,
             file_reserved_time: Duration::from_secs(72 * 3600),
+            clean_resource_interval: Duration::from_secs(10),
             disk_max_used_space_ratio: 90,
             disk_full_policy: crate::store::DiskFullPolicy::Reject,
             message_index_enable: true,

@@ -106,6 +106,8 @@ pub struct BrokerConfig {
     pub auto_create_subscription_group: bool,
     pub default_topic_queue_nums: u32,
     pub file_reserved_time: Duration,
+    /// `cleanResourceInterval` (ms): how often retention runs.
+    pub clean_resource_interval: Duration,
     pub disk_max_used_space_ratio: u8,
     /// `diskFullPolicy`: `reject` (default) or `deleteOldest`.
     pub disk_full_policy: crate::store::DiskFullPolicy,

@@ -126,6 +126,12 @@ impl BrokerConfig {
                     }
                 }
                 "fileReservedTime" => c.file_reserved_time = Duration::from_secs(number::<u64>(k, v)? * 3600),
+                "cleanResourceInterval" => {
+                    c.clean_resource_interval = Duration::from_millis(number(k, v)?);
+                    if c.clean_resource_interval < Duration::from_millis(100) {
+                        return Err(invalid(k, v, "must be at least 100 (ms)"));
+                    }
+                }
                 "diskMaxUsedSpaceRatio" => c.disk_max_used_space_ratio = number(k, v)?,
                 "messageIndexEnable" => c.message_index_enable = boolean(k, v)?,
                 "diskFullPolicy" => {

@@ -16,7 +16,11 @@
 //!         | min_offset u64 | durable_end u64 | epoch u32 | from u64 | history |
 //!         `from`: where the logs stop being the same (`epochs::common_end`);
 //!         the slave truncates its log there first, and the master streams
-//!         from there. `history`: the master's, which the slave adopts.
+//!         from there. When the slave's log ends below `min_offset` (the
+//!         master deleted the records between by retention) `from` is
+//!         `min_offset`: an empty slave starts its log there
+//!         (`MessageStore::start_log_at`), one holding records refuses.
+//!         `history`: the master's, which the slave adopts.
 //! REFUSE  master → slave: a UTF-8 reason; the master closes.
 //! DATA    master → slave: | pos u64 | records… |
 //!         whole records of the master's log from `pos`, durable there

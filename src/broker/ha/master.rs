@@ -318,23 +318,25 @@ async fn session(shard: &Rc<Shard>, slaves: &Rc<Slaves>, mut s: Io) -> Result<()
     // Where the logs stop being the same: the slave truncates there and
     // the stream starts there.
     let history = shard.role.history.borrow().clone();
-    let from = super::epochs::common_end(&h.history, h.end, &history, store.write_log_offset());
-    let problem = if from > durable {
-        Some(format!(
-            "the slave's log ends at {from} past the master's durable end {durable}: the logs diverged; \
+    let common = super::epochs::common_end(&h.history, h.end, &history, store.write_log_offset());
+    if common > durable {
+        let why = format!(
+            "the slave's log ends at {common} past the master's durable end {durable}: the logs diverged; \
              rebuild the slave (move its data directory away)"
-        ))
-    } else if from < min {
-        Some(format!(
-            "the slave's log ends at {} below the master's oldest retained segment at {min}: the records \
-             between were deleted by retention, and a slave cannot start from a later offset yet",
-            from
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = problem {
+        );
         return refuse(&mut s, why).await;
+    }
+    // Retention deleted what the slave would need next: it starts at the
+    // oldest retained segment if its log is empty (a new replica), and
+    // refuses (it knows, the master does not) if it holds records.
+    let from = common.max(min);
+    if from > common {
+        log::warn!(
+            "shard {}: slave (brokerId {}) log ends at {common}, below the oldest retained segment {min}: \
+             offering {min} (an empty slave starts its log there, one holding records must be rebuilt)",
+            shard.id,
+            h.broker_id
+        );
     }
     let welcome = frame::Welcome {
         min_offset: min,

@@ -205,6 +205,39 @@ async fn session(shard: &Rc<Shard>, addr: &str, tls: Option<&ClientTls>) -> Resu
             w.epoch
         );
         end = w.from;
+    } else if w.from > end {
+        // The master deleted [end, from) by retention: an empty store
+        // starts its log at `from` (refused, unchanged, if it holds
+        // records). On its own task for the same reason as a truncation.
+        shard.role.truncating.set(true);
+        let (s2, to) = (shard.clone(), w.from);
+        let job = glommio::spawn_local(async move {
+            let r = s2.store.start_log_at(to).await;
+            s2.role.truncating.set(false);
+            s2.role.changed.notify_all();
+            r
+        })
+        .detach();
+        match job
+            .await
+            .ok_or("starting the log at the master's oldest segment ended early")?
+        {
+            Ok(()) => {}
+            Err(e) => {
+                return Err(format!(
+                    "the master's log starts at {} (retention deleted the records after this slave's end {end}), \
+                     and this slave cannot skip them: {e}; stop it, move its data directory away and start it \
+                     again to rejoin as a new replica",
+                    w.from
+                ))
+            }
+        }
+        log::warn!(
+            "shard {}: the log starts at {} (the master's oldest retained segment), not at 0",
+            shard.id,
+            w.from
+        );
+        end = w.from;
     }
     if *shard.role.history.borrow() != w.history {
         super::epochs::save(&store.dir(), &w.history).await?;

@@ -63,6 +63,7 @@ pub(super) async fn run_shard(
         .unwrap_or(cfg.flush_disk_type == crate::store::FlushMode::Sync);
     scfg.sync_flush_timeout = cfg.sync_flush_timeout;
     scfg.file_reserved_time = cfg.file_reserved_time;
+    scfg.clean_interval = cfg.clean_resource_interval;
     scfg.disk_max_used_ratio = cfg.disk_max_used_space_ratio;
     scfg.disk_full_policy = cfg.disk_full_policy;
     scfg.key_index.enabled = cfg.message_index_enable;

@@ -125,8 +125,11 @@ pub struct CommitLog {
     /// prepared: the log takes nothing until one is.
     refusing: Cell<bool>,
     shutting_down: Cell<bool>,
-    /// `MessageStore::truncate_log` runs: nothing is reserved meanwhile.
+    /// `MessageStore::truncate_log` (or `start_log_at`) runs: nothing is
+    /// reserved meanwhile, and the preparer creates no segment.
     truncating: Cell<bool>,
+    /// The preparer is creating a segment file (not yet in the map).
+    preparing: Cell<bool>,
     stop_preparer: Cell<bool>,
     /// Appends wake the writer.
     dirty: Notify,
@@ -196,6 +199,7 @@ impl CommitLog {
             refusing: Cell::new(false),
             shutting_down: Cell::new(false),
             truncating: Cell::new(false),
+            preparing: Cell::new(false),
             stop_preparer: Cell::new(false),
             dirty: Notify::default(),
             wrote: Notify::default(),
@@ -418,8 +422,12 @@ impl CommitLog {
     }
 
     /// While set, [`Self::reserve`] refuses (`MessageStore::truncate_log`).
+    /// The preparer also holds off meanwhile (see [`Self::preparer_quiet`]).
     pub(in crate::store) fn set_truncating(&self, on: bool) {
         self.truncating.set(on);
+        if !on {
+            self.rolled.notify_all();
+        }
     }
 
     /// Cuts the log back to `to` in memory (`MessageStore::truncate_log`;
@@ -460,6 +468,34 @@ impl CommitLog {
         let active = align_down_to(to, self.segment_size);
         drop(self.segments.borrow_mut().split_off(&(active + 1)));
         self.rolled.notify_all();
+    }
+
+    /// Moves an empty log (no record, no queue) to start at segment base
+    /// `to` in memory (`MessageStore::start_log_at`): every position and
+    /// the oldest retained offset become `to`. The segment files must be
+    /// unlinked already; they leave the map here and are returned (the
+    /// last holders close them). The preparer is woken for segment `to`.
+    pub(in crate::store) fn restart_empty_at(&self, to: u64) -> Vec<Rc<Segment>> {
+        debug_assert!(
+            self.write_pos() == self.min_offset()
+                && self.flushed.get() == self.write_pos()
+                && to % self.segment_size == 0
+        );
+        {
+            let mut st = self.state.borrow_mut();
+            st.write_pos = to;
+            st.active_base = to;
+            st.cache.clear();
+        }
+        self.flushed.set(to);
+        self.written.set(to);
+        self.sync_taken.set(to);
+        self.unsynced.borrow_mut().clear();
+        self.min_offset.set(to);
+        self.checkpointed.set(to);
+        let old = std::mem::take(&mut *self.segments.borrow_mut());
+        self.rolled.notify_all();
+        old.into_values().collect()
     }
 
     /// A truncation failed after it changed the disk: nothing more is

@@ -119,12 +119,20 @@ impl CommitLog {
                 self.rolled.changed_since(seen).await;
                 continue;
             };
+            if self.truncating.get() {
+                // The segments are being removed or cut: a file created
+                // now could outlive them (`set_truncating(false)` wakes).
+                self.rolled.changed_since(seen).await;
+                continue;
+            }
+            self.preparing.set(true);
             let prepared = match self.space_refusal() {
                 Some(refusal) => Err(refusal),
                 None => segment::prepare(&self.dir, base, self.segment_size, self.pre_zero, self.faults.clone())
                     .await
                     .map_err(|e| (false, e.to_string())),
             };
+            self.preparing.set(false);
             match prepared {
                 Ok(seg) => {
                     self.segments.borrow_mut().insert(base, Rc::new(seg));
@@ -134,6 +142,7 @@ impl CommitLog {
                     self.prepared.notify_all();
                 }
                 Err((for_space, e)) => {
+                    self.prepared.notify_all();
                     log::error!("cannot prepare CommitLog segment {base}: {e}; retrying in {backoff:?}");
                     self.prepare_refused_for_space.set(for_space);
                     *self.prepare_error.borrow_mut() = Some(e);
@@ -141,6 +150,21 @@ impl CommitLog {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
+        }
+    }
+
+    /// Waits until the preparer creates no segment file, and (with
+    /// `set_truncating(true)`, which the caller holds) creates none until
+    /// it is cleared: the segment map and the directory then change only
+    /// by the caller.
+    pub(in crate::store) async fn preparer_quiet(&self) {
+        debug_assert!(self.truncating.get());
+        loop {
+            let seen = self.prepared.generation();
+            if !self.preparing.get() {
+                return;
+            }
+            self.prepared.changed_since(seen).await;
         }
     }
 

@@ -21,6 +21,7 @@ mod open;
 mod put;
 mod read;
 mod replica;
+mod start_at;
 mod tasks;
 mod truncate;
 

@@ -105,11 +105,35 @@ const WALK_WINDOW: usize = 1 << 20;
 /// One queue losing entries: (index in the table, cut, old max offset).
 type Cut = (usize, u64, u64);
 
-/// Releases what a truncation holds: the CommitLog's refusal of
-/// reservations and, once taken, the checkpoint turn.
-struct Hold<'a> {
+/// Releases what a truncation (or a [`MessageStore::start_log_at`]) holds:
+/// the CommitLog's refusal of reservations and, once taken, the
+/// checkpoint turn.
+pub(super) struct Hold<'a> {
     inner: &'a Inner,
     turn: bool,
+}
+
+impl<'a> Hold<'a> {
+    /// Makes the CommitLog refuse every reservation until dropped.
+    pub(super) fn refuse_appends(inner: &'a Inner) -> Hold<'a> {
+        inner.log.set_truncating(true);
+        Hold { inner, turn: false }
+    }
+
+    /// Waits for the checkpoint turn and keeps it until dropped: no
+    /// periodic checkpoint runs meanwhile.
+    pub(super) async fn take_checkpoint_turn(&mut self) {
+        let inner = self.inner;
+        loop {
+            let seen = inner.checkpoint_done.generation();
+            if !inner.checkpoint_busy.get() {
+                inner.checkpoint_busy.set(true);
+                self.turn = true;
+                return;
+            }
+            inner.checkpoint_done.changed_since(seen).await;
+        }
+    }
 }
 
 impl Drop for Hold<'_> {
@@ -156,8 +180,7 @@ impl MessageStore {
                 log.min_offset()
             )));
         }
-        log.set_truncating(true);
-        let mut hold = Hold { inner, turn: false };
+        let mut hold = Hold::refuse_appends(inner);
         let end = log.write_pos();
         match log.wait_durable(end, Instant::now() + FLUSH_WAIT).await {
             Durability::Durable => {}
@@ -170,15 +193,8 @@ impl MessageStore {
         self.check_boundary(to).await?;
         self.checkpoint().await?;
         let _index_paused = inner.index.pause().await?;
-        loop {
-            let seen = inner.checkpoint_done.generation();
-            if !inner.checkpoint_busy.get() {
-                inner.checkpoint_busy.set(true);
-                hold.turn = true;
-                break;
-            }
-            inner.checkpoint_done.changed_since(seen).await;
-        }
+        hold.take_checkpoint_turn().await;
+        inner.log.preparer_quiet().await;
         if log.write_pos() != end || log.flushed() != end || to < log.min_offset() {
             return Err(refused(format!(
                 "truncate_log: the log changed meanwhile (end {end} → {}, oldest {})",
@@ -429,7 +445,7 @@ async fn zero_from(seg: &Segment, to: u64, prefix: &[u8]) -> Result<(), StoreErr
 /// Unlinks the file of a segment after the cut. It stays in the log's map
 /// until all are unlinked (so the preparer cannot reopen the old file);
 /// glommio closes it when its last holder drops it.
-async fn remove_segment_file(seg: &Rc<Segment>) -> Result<(), StoreError> {
+pub(super) async fn remove_segment_file(seg: &Rc<Segment>) -> Result<(), StoreError> {
     match crate::runtime::blocking::remove_file(&seg.path).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(&seg.path, e)),
         _ => Ok(()),

@@ -175,3 +175,119 @@ fn sync_master_appends_wait_for_the_gate() {
         store.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_new_slave_starts_at_the_masters_oldest_retained_segment() {
+    let (m, s, o) = (tmp(), tmp(), tmp());
+    let (md, sd, od) = (m.path().to_path_buf(), s.path().to_path_buf(), o.path().to_path_buf());
+    run_on_executor("t", move || async move {
+        let mut mc = cfg(&md, FlushMode::Sync);
+        mc.file_reserved_time = Duration::ZERO;
+        let (master, _) = MessageStore::open(mc).await.unwrap();
+        for i in 0..400 {
+            let r = master.put(msg("T", (i % 2) as u32, body_of(i, 3000), None)).await;
+            assert_eq!(r.status, PutStatus::Ok);
+        }
+        master.checkpoint().await.unwrap();
+        assert!(retention::clean_once(&master).await.unwrap() >= 2);
+        let to = master.log_min_offset();
+        assert!(to >= 2 * master.segment_size(), "oldest retained {to}");
+
+        // Refused, nothing changed: not a slave's store, not a segment base,
+        // a store that holds records.
+        let (slave, _) = MessageStore::open(cfg(&sd, FlushMode::Sync)).await.unwrap();
+        let e = slave.start_log_at(to).await.unwrap_err().to_string();
+        assert!(e.contains("not a slave's"), "{e}");
+        slave.set_slave_of(Some("127.0.0.1:1".into()));
+        let e = slave.start_log_at(to + 1).await.unwrap_err().to_string();
+        assert!(e.contains("not a segment base"), "{e}");
+        let (other, _) = MessageStore::open(cfg(&od, FlushMode::Sync)).await.unwrap();
+        other.put(msg("T", 0, body_of(0, 100), None)).await;
+        other.set_slave_of(Some("127.0.0.1:1".into()));
+        let e = other.start_log_at(to).await.unwrap_err().to_string();
+        assert!(e.contains("only an empty store moves"), "{e}");
+        assert_eq!(other.offsets("T", 0), Some((0, 1)));
+        other.shutdown().await.unwrap();
+
+        // The empty slave moves and copies the master from there.
+        slave.start_log_at(to).await.unwrap();
+        assert_eq!((slave.log_min_offset(), slave.write_log_offset()), (to, to));
+        copy_all(&master, &slave, 20_000).await;
+        assert_eq!(slave.write_log_offset(), master.write_log_offset());
+        assert!(slave.wait_written_durable(Duration::from_secs(5)).await);
+        let want = [read_all(&master, "T", 0).await, read_all(&master, "T", 1).await];
+        for q in 0..2u32 {
+            assert_eq!(slave.offsets("T", q), master.offsets("T", q), "queue {q}");
+            assert_eq!(read_all(&slave, "T", q).await, want[q as usize], "queue {q}");
+        }
+        // Moving again is refused now that it holds records.
+        let e = slave
+            .start_log_at(to + slave.segment_size() * 4)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only an empty store moves"), "{e}");
+        slave.shutdown().await.unwrap();
+        master.shutdown().await.unwrap();
+
+        // Reopened, the log is [to, end) and each queue starts where its
+        // first replicated record did.
+        let (slave, report) = MessageStore::open(cfg(&sd, FlushMode::Sync)).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(slave.log_min_offset(), to);
+        for q in 0..2u32 {
+            assert_eq!(
+                read_all(&slave, "T", q).await,
+                want[q as usize],
+                "queue {q} after reopen"
+            );
+            assert_eq!(
+                slave.offsets("T", q).map(|o| o.0),
+                want[q as usize].first().map(|r| r.0)
+            );
+        }
+        slave.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_moved_store_that_crashed_before_its_first_record_starts_at_the_new_base() {
+    let s = tmp();
+    let sd = s.path().to_path_buf();
+    let seg = cfg(&sd, FlushMode::Sync).segment_size;
+    let to = 3 * seg;
+    let d = sd.clone();
+    run_on_executor("moves", move || async move {
+        let (slave, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
+        slave.set_slave_of(Some("127.0.0.1:1".into()));
+        slave.start_log_at(to).await.unwrap();
+        // No shutdown: the executor ends as a kill -9 would.
+    });
+    for missing_segment in [false, true] {
+        if missing_segment {
+            // As if killed after the checkpoint, before segment `to` existed.
+            let _ = std::fs::remove_file(seg_path(&sd, to));
+        }
+        let d = sd.clone();
+        run_on_executor("reopens", move || async move {
+            let (slave, _) = MessageStore::open(cfg(&d, FlushMode::Sync)).await.unwrap();
+            assert_eq!(
+                (slave.log_min_offset(), slave.write_log_offset()),
+                (to, to),
+                "{missing_segment}"
+            );
+            assert_eq!(slave.log().segment_bases(), vec![to]);
+            slave.shutdown().await.unwrap();
+        });
+    }
+    run_on_executor("moves again", move || async move {
+        let (slave, _) = MessageStore::open(cfg(&sd, FlushMode::Sync)).await.unwrap();
+        slave.set_slave_of(Some("127.0.0.1:1".into()));
+        // Still empty: it moves again (the master's retention went on).
+        slave.start_log_at(to + seg).await.unwrap();
+        assert_eq!(slave.write_log_offset(), to + seg);
+        let e = slave.start_log_at(to).await.unwrap_err().to_string();
+        assert!(e.contains("past the log's end"), "{e}");
+        slave.shutdown().await.unwrap();
+    });
+}
