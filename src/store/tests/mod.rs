@@ -139,6 +139,19 @@ fn write_and_crash(d: PathBuf, n: usize, size: usize) -> Vec<u64> {
     })
 }
 
+/// Places a chunk of a master's log (`log_chunk`) at `pos` of a slave's
+/// store, waiting for room as the HA stream does.
+async fn place(slave: &MessageStore, pos: u64, bytes: &[u8]) {
+    let mut at = 0;
+    while let Replicate::Partly(n) = slave
+        .replicate(pos + at as u64, &bytes[at..], &mut |_, _| {})
+        .expect("replicate")
+    {
+        at += n;
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn seg_path(d: &Path, base: u64) -> PathBuf {
     d.join("commitlog").join(position::segment_file_name(base))
 }

@@ -12,19 +12,7 @@ async fn copy_all(master: &MessageStore, slave: &MessageStore, chunk: usize) -> 
     let mut pos = slave.write_log_offset();
     let mut chunks = 0;
     while let Some((bytes, next)) = master.log_chunk(pos, chunk).await.expect("chunk") {
-        let mut at = 0;
-        loop {
-            match slave
-                .replicate(pos + at as u64, &bytes[at..], &mut |_, _| {})
-                .expect("replicate")
-            {
-                Replicate::Done => break,
-                Replicate::Partly(n) => {
-                    at += n;
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        place(slave, pos, &bytes).await;
         pos = next;
         chunks += 1;
     }

@@ -43,19 +43,7 @@ async fn copy_upto(src: &MessageStore, dst: &MessageStore, upto: u64) {
         let Some((bytes, next)) = src.log_chunk(pos, max).await.expect("chunk") else {
             panic!("nothing durable at {pos}")
         };
-        let mut at = 0;
-        loop {
-            match dst
-                .replicate(pos + at as u64, &bytes[at..], &mut |_, _| {})
-                .expect("replicate")
-            {
-                Replicate::Done => break,
-                Replicate::Partly(n) => {
-                    at += n;
-                    glommio::timer::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        place(dst, pos, &bytes).await;
         pos = next;
     }
     wait_flushed(dst).await;
