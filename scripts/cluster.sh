@@ -36,8 +36,9 @@
 # broker runs in controller mode (brokerId 1.. as its identity, --role
 # says how a master acknowledges): the controller names each group's
 # master and elects an in-sync slave when the master dies; a master
-# that was replaced exits with status 3 and this script starts it again
-# (it rejoins as a slave). `shardmq admin controller groups --controllers
+# that was replaced starts again in place and rejoins as a slave (with
+# restartWhenDemoted=false it exits with status 3 and this script starts
+# it again). `shardmq admin controller groups --controllers
 # 127.0.0.1:20100;...` shows masters, epochs and in-sync sets. Without
 # controllers failover is manual: a dead master's slaves keep serving
 # reads; restart the master (same directory) to take writes.

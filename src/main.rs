@@ -215,9 +215,16 @@ fn serve(config: Option<PathBuf>, set: Vec<String>) -> Result<(), String> {
         log::warn!("ignoring unknown setting {k}");
     }
     shardmq::runtime::shutdown::install_signal_handler()?;
+    let restart = cfg.restart_when_demoted;
     shardmq::broker::server::serve(cfg)?;
     if shardmq::broker::ha::role::DEMOTED.load(std::sync::atomic::Ordering::SeqCst) {
-        eprintln!("shardmq: demoted by the controller; start again to rejoin the group as a slave");
+        if restart {
+            eprintln!("shardmq: demoted by the controller: starting again in place to rejoin the group as a slave");
+            let e = shardmq::runtime::reexec::exec_self();
+            eprintln!("shardmq: cannot start again in place ({e}); start it again to rejoin the group as a slave");
+        } else {
+            eprintln!("shardmq: demoted by the controller; start again to rejoin the group as a slave");
+        }
         std::process::exit(3);
     }
     Ok(())

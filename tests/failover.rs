@@ -16,7 +16,9 @@
 //!   with every acknowledged message on the new master.
 //! * A paused master (SIGSTOP past the controller's timeout) is replaced;
 //!   resumed, it acknowledges nothing (its lease lapsed) and stops with
-//!   status 3 when it hears it was demoted.
+//!   status 3 when it hears it was demoted (`restartWhenDemoted=false`).
+//! * A partitioned master: see its test; healed, it starts again in the
+//!   same process (the default) and rejoins as a slave.
 
 mod common;
 
@@ -189,11 +191,12 @@ impl Cluster {
     }
 
     fn broker(&self, id: u64) -> Broker {
-        self.broker_at(id, &self.ip.clone(), None)
+        self.broker_at(id, &self.ip.clone(), None, &[])
     }
 
-    /// Broker `id` advertising `ip`, inside network namespace `netns`.
-    fn broker_at(&self, id: u64, ip: &str, netns: Option<&str>) -> Broker {
+    /// Broker `id` advertising `ip`, inside network namespace `netns`,
+    /// with `extra` settings.
+    fn broker_at(&self, id: u64, ip: &str, netns: Option<&str>, extra: &[&str]) -> Broker {
         let d = self.dir.join(format!("broker-{id}"));
         std::fs::create_dir_all(&d).expect("dir");
         let settings = [
@@ -212,7 +215,8 @@ impl Cluster {
             "autoCreateTopicEnable=false".into(),
             format!("brokerIP1={ip}"),
         ];
-        let refs: Vec<&str> = settings.iter().map(String::as_str).collect();
+        let mut refs: Vec<&str> = settings.iter().map(String::as_str).collect();
+        refs.extend_from_slice(extra);
         Broker::start_in(&d, 2, &refs, netns)
     }
 
@@ -471,7 +475,8 @@ fn a_dead_master_fails_over_to_its_in_sync_slave_and_returns_as_a_slave_without_
 fn a_paused_master_is_replaced_acknowledges_nothing_when_resumed_and_stops() {
     let dir = common::test_dir();
     let cl = Cluster::start(dir.path());
-    let mut a = cl.broker(1);
+    let ip = cl.ip.clone();
+    let mut a = cl.broker_at(1, &ip, None, &["restartWhenDemoted=false"]);
     cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
     create_topic_at(&a.addr());
     let b = cl.broker(2);
@@ -649,14 +654,14 @@ fn create_topic_at(addr: &str) {
 /// keeps sending to it: the controller elects the slave, the old master
 /// acknowledges nothing after that (no split brain), and every message
 /// it acknowledged before is on the new master. When the partition heals
-/// it hears it was replaced and stops (status 3); restarted, it rejoins
-/// as a slave with the new master's log.
+/// it hears it was replaced, shuts down and starts again in the same
+/// process, and rejoins as a slave with the new master's log.
 #[test]
 fn a_partitioned_master_acknowledges_nothing_the_new_master_lacks() {
     let dir = common::test_dir();
     let ns = Netns::new();
     let cl = Cluster::start_on(dir.path(), &ns.host_ip);
-    let mut a = cl.broker_at(1, &ns.inner_ip.clone(), Some(&ns.name));
+    let mut a = cl.broker_at(1, &ns.inner_ip.clone(), Some(&ns.name), &[]);
     let a_addr = format!("{}:{}", ns.inner_ip, a.port);
     cl.wait_group("broker 1 master", Duration::from_secs(30), master_is(1, 0));
     create_topic_at(&a_addr);
@@ -708,19 +713,20 @@ fn a_partitioned_master_acknowledges_nothing_the_new_master_lacks() {
     // Both sides keep going a while: the old master must stay silent.
     std::thread::sleep(Duration::from_millis(1500));
     ns.cut(false);
+    // It hears it was replaced, shuts down and starts again in the same
+    // process (restartWhenDemoted, the default): no supervisor here.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = a.child.as_mut().and_then(|ch| ch.try_wait().ok().flatten()) {
-            break s;
-        }
+    while !std::fs::read_to_string(&a.log)
+        .unwrap_or_default()
+        .contains("starting again in place")
+    {
         assert!(
             Instant::now() < deadline,
-            "the old master did not stop after the partition healed"
+            "the old master did not restart after the partition healed:\n{}",
+            common::file_tail(&a.log, 30)
         );
         std::thread::sleep(Duration::from_millis(100));
-    };
-    a.child = None;
-    assert_eq!(status.code(), Some(3), "a replaced master stops with status 3");
+    }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let sent = sender.join().expect("the client thread");
     let from_a: Vec<&(String, i32, Instant)> = sent.iter().filter(|x| x.1 == response::SUCCESS).collect();
@@ -748,9 +754,11 @@ fn a_partitioned_master_acknowledges_nothing_the_new_master_lacks() {
         from_a.len(),
         on_b.len()
     );
-    // Restarted, the old master follows the new one and ends up with its log.
-    a.spawn();
+    // Started again, the old master follows the new one and ends up with
+    // its log — the same process all along.
     cl.wait_group("broker 1 in sync again", Duration::from_secs(30), in_sync(&[1, 2]));
+    let exited = a.child.as_mut().and_then(|ch| ch.try_wait().ok().flatten());
+    assert!(exited.is_none(), "the old master's process ended: {exited:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while bodies_at(&a_addr) != bodies_at(&b_addr) {
         assert!(

@@ -21,9 +21,10 @@
 //!   shell too), then start it again 0–2 s later on the same directory;
 //!   a killed master rejoins as a slave once the other was elected;
 //! * `pause-master` / `pause-slave` — SIGSTOP for 0.3–3 s, then SIGCONT;
-//!   a master paused past the controller's timeout is replaced and exits
-//!   with status 3 when it resumes: cluster.sh's supervisor, or this
-//!   program for a broker it started, starts it again (as a slave);
+//!   a master paused past the controller's timeout is replaced and, when
+//!   it resumes, starts again in place as a slave (`restartWhenDemoted`;
+//!   one that exits with status 3 instead is started again by
+//!   cluster.sh's supervisor, or by this program for a broker it started);
 //! * `kill-controller` — SIGKILL of one of the three controllers (any,
 //!   the Raft leader included), started again 0–2 s later;
 //! * `cut-links` — every established replication connection reset

@@ -25,6 +25,7 @@ impl Default for BrokerConfig {
             ha_max_gap_not_in_sync: 256 << 20,
             slave_read_enable: false,
             enable_controller_mode: false,
+            restart_when_demoted: true,
             min_in_sync_replicas: 1,
             controller_addrs: Vec::new(),
             broker_heartbeat_interval: Duration::from_millis(1000),

@@ -76,6 +76,11 @@ pub struct BrokerConfig {
     /// how this broker acknowledges while it is master (SYNC_MASTER or
     /// ASYNC_MASTER) and `brokerId` (above 0) is its identity in the group.
     pub enable_controller_mode: bool,
+    /// `restartWhenDemoted` (controller mode, default true): a master that
+    /// hears another was elected shuts down and starts again in the same
+    /// process (re-executes itself: same pid, arguments and environment)
+    /// to rejoin as a slave; false exits with status 3 for a supervisor.
+    pub restart_when_demoted: bool,
     /// `controllerAddr`: the controllers, `host:port;host:port;...`.
     pub controller_addrs: Vec<String>,
     /// `brokerHeartbeatInterval` (ms, default 1000): heartbeats to the

@@ -79,6 +79,7 @@ impl BrokerConfig {
                 "haMaxGapNotInSync" => c.ha_max_gap_not_in_sync = positive(k, v)?,
                 "slaveReadEnable" => c.slave_read_enable = boolean(k, v)?,
                 "enableControllerMode" => c.enable_controller_mode = boolean(k, v)?,
+                "restartWhenDemoted" => c.restart_when_demoted = boolean(k, v)?,
                 "minInSyncReplicas" => c.min_in_sync_replicas = positive::<usize>(k, v)?.min(16),
                 "controllerAddr" => {
                     c.controller_addrs = v

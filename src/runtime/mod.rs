@@ -122,5 +122,6 @@ pub mod doctor;
 pub mod iowq;
 pub mod mesh;
 pub mod ports;
+pub mod reexec;
 pub mod shutdown;
 pub mod tls;

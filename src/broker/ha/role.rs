@@ -18,12 +18,15 @@
 //!   history entry.
 //! * **master → slave** (demotion: another broker is master of a newer
 //!   epoch — this one was partitioned or paused past its lease): writes
-//!   are fenced at once and the broker stops (exit status 3,
-//!   [`DEMOTED`]). On its next start it joins as a slave and truncates
-//!   its unreplicated tail in the handshake. Stopping is the simple and
-//!   safe way to drop every piece of master state (timer wheel, POP and
-//!   transaction tables) built from records that may be truncated; a
-//!   supervisor (systemd's `Restart=`, `scripts/cluster.sh`) restarts it.
+//!   are fenced at once and the broker shuts down ([`DEMOTED`]), then
+//!   starts again in the same process (`restartWhenDemoted`, default:
+//!   it re-executes itself, `crate::runtime::reexec`) or exits with
+//!   status 3 for a supervisor (systemd's `Restart=`,
+//!   `scripts/cluster.sh`). Started again it joins as a slave and
+//!   truncates its unreplicated tail in the handshake. A fresh process is
+//!   the simple and safe way to drop every piece of master state (timer
+//!   wheel, POP and transaction tables, their tasks) built from records
+//!   that may be truncated.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +38,8 @@ use super::epochs;
 pub use super::state::{Role, RoleState};
 
 /// Set when the controller demoted this broker while it was master: the
-/// process stops and exits with status 3.
+/// process shuts down, then starts again in place or exits with status 3
+/// (`restartWhenDemoted`).
 pub static DEMOTED: AtomicBool = AtomicBool::new(false);
 
 /// Applies the views shard 0's agent sends, one at a time, for as long
@@ -140,8 +144,13 @@ async fn apply(shard: &Rc<Shard>, v: RoleView, tls: Option<&crate::runtime::tls:
                 .set_slave_of(Some(format!("broker {m}, master of epoch {}", v.epoch)));
             log::error!(
                 "shard {k}: demoted: broker {m} is master of epoch {} (this one was master of epoch {epoch}); \
-                 writes are fenced and the broker stops — start it again to rejoin as a slave",
-                v.epoch
+                 writes are fenced and the broker shuts down — {}",
+                v.epoch,
+                if shard.cfg.restart_when_demoted {
+                    "then starts again in place to rejoin as a slave"
+                } else {
+                    "start it again to rejoin as a slave (restartWhenDemoted=false)"
+                }
             );
             if !DEMOTED.swap(true, Ordering::SeqCst) {
                 crate::runtime::shutdown::SHUTDOWN.store(true, Ordering::SeqCst);
